@@ -1,0 +1,36 @@
+# The two commands of the README:
+#   make demo   set everything up, then run the main job
+#   make test   set everything up, then lint and run the test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sppnet-installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	@# torch goes first and pinned: 2.13.0 is the local CPU wheel; an unpinned torch
+	@# would pull gigabytes of CUDA packages. A torch already in the venv is kept.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/sppnet --help
+	$(BIN)/sppnet models
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	THP_MEM_ALLOC_ENABLE=1 $(BIN)/python benchmarks/spp_speed.py
+	THP_MEM_ALLOC_ENABLE=1 $(BIN)/python benchmarks/window_pool_speed.py
+	THP_MEM_ALLOC_ENABLE=1 $(BIN)/python benchmarks/trunk_speed.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis

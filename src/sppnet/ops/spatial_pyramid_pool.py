@@ -1,0 +1,170 @@
+"""Spatial pyramid pooling of whole feature maps (Sec. 2.2, Appendix A).
+
+Shape shorthand: N images, C channels, H x W map, L = sum(n * n) bins of the pyramid.
+
+The output of one sample is the concatenation, level by level in the order given, of that
+level's ``(C, n, n)`` pooled map flattened in C order. For ``levels=(6, 3, 2, 1)`` and
+``C=256`` that is ``256*36`` values of the 6x6 level, then ``256*9``, ``256*4`` and
+``256*1``: 12,800 in all. The weights of fc6 depend on this order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sppnet.ops.pyramid_bins import check_levels, num_pyramid_bins
+
+__all__ = ["SpatialPyramidPool", "spatial_pyramid_pool"]
+
+_MODES = ("max", "avg")
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    return mode
+
+
+def _check_feature_map(x: Tensor, name: str) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must be Tensor[N, C, H, W] (4 dims), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+
+
+def _divisor_plan(levels: tuple[int, ...], mode: str) -> dict[int, int]:
+    """Map each level to the level it is built from (itself when pooled directly).
+
+    Under the floor/ceil rule a level-``n`` bin is the union of ``m / n`` consecutive
+    level-``m`` bins when ``n`` divides ``m`` (see ``pyramid_bins``), so in max mode its max
+    is the max of those bins' maxima. Each level is built from the smallest such finer
+    level (fewest bins to merge: 6 -> 3 -> 1, 6 -> 2). Avg levels are always pooled
+    directly: overlapping bins make the mean of a union differ from the mean of means.
+    """
+    plan = {}
+    for n in levels:
+        finer = [m for m in levels if m > n and m % n == 0] if mode == "max" else []
+        plan[n] = min(finer) if finer else n
+    return plan
+
+
+def _pool_levels(x: Tensor, levels: tuple[int, ...], mode: str) -> Tensor:
+    """Pool ``x: Tensor[N, C, H, W]`` (no padding) -> ``Tensor[N, C * L]``."""
+    n_img = x.shape[0]
+    direct = F.adaptive_max_pool2d if mode == "max" else F.adaptive_avg_pool2d
+    # channels_last makes CPU pooling 5-20x faster; adaptive pooling's start/end indices are
+    # exactly Appendix A's floor/ceil rule.
+    x = x.contiguous(memory_format=torch.channels_last)
+    plan = _divisor_plan(levels, mode)
+    pooled: dict[int, Tensor] = {}
+    for n in sorted(set(levels), reverse=True):  # finer levels first: they feed coarser ones
+        src = plan[n]
+        if src == n:
+            pooled[n] = direct(x, n)
+        else:
+            pooled[n] = F.max_pool2d(pooled[src], kernel_size=src // n)
+    return torch.cat([pooled[n].reshape(n_img, -1) for n in levels], dim=1)
+
+
+def spatial_pyramid_pool(
+    x: Tensor,
+    levels: Sequence[int] = (6, 3, 2, 1),
+    mode: str = "max",
+    extents: Tensor | None = None,
+) -> Tensor:
+    """Pool a feature map of any size into a fixed-length vector (Sec. 2.2).
+
+    Bin ``(i, j)`` of an ``n x n`` level over an ``h x w`` map covers columns
+    ``[floor(i*w/n), ceil((i+1)*w/n))`` and rows ``[floor(j*h/n), ceil((j+1)*h/n))``
+    (Appendix A): every bin is non-empty for every ``h, w >= 1``, even when ``h < n``.
+
+    Args:
+        x: ``Tensor[N, C, H, W]``, any ``H, W >= 1``.
+        levels: bins per side of each pyramid level, in output order.
+        mode: ``"max"`` (the paper) or ``"avg"``.
+        extents: optional ``LongTensor[N, 2]`` of each sample's valid ``(height, width)``,
+            anchored at the top-left corner (a padded batch of different-size images).
+            Each sample is then pooled over its own region only, so the result equals
+            pooling each sample's cropped map alone (beyond the paper).
+
+    Returns:
+        ``Tensor[N, C * L]`` with ``L = sum(n * n)``, ordered level by level, each level
+        flattened as ``(C, n, n)``.
+
+    Raises:
+        TypeError: ``x`` is not a floating tensor, or ``extents`` is not an integer tensor.
+        ValueError: wrong ranks or shapes, bad levels or mode, an empty map, or extents
+            outside ``1..H`` x ``1..W``.
+    """
+    _check_feature_map(x, "x")
+    levels = check_levels(levels)
+    mode = _check_mode(mode)
+    n_img, channels, height, width = x.shape
+    if height < 1 or width < 1:
+        raise ValueError(f"x must have H, W >= 1 to be pooled, got shape {tuple(x.shape)}")
+    if extents is None:
+        if n_img == 0 or channels == 0:
+            return x.new_zeros((n_img, channels * num_pyramid_bins(levels)))
+        return _pool_levels(x, levels, mode)
+
+    if not isinstance(extents, Tensor) or extents.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"extents must be an integer LongTensor[N, 2], got {extents!r}")
+    if extents.shape != (n_img, 2):
+        raise ValueError(
+            f"extents must be LongTensor[N, 2] = [{n_img}, 2] (height, width), "
+            f"got shape {tuple(extents.shape)}"
+        )
+    ext = extents.to(device="cpu", dtype=torch.long)
+    if n_img and (
+        bool((ext < 1).any()) or bool((ext[:, 0] > height).any()) or bool((ext[:, 1] > width).any())
+    ):
+        raise ValueError(
+            f"extents must lie in 1..{height} (height) x 1..{width} (width) of the padded "
+            f"map, got {ext.tolist()}"
+        )
+    out = x.new_empty((n_img, channels * num_pyramid_bins(levels)))
+    if n_img == 0:
+        return out
+    # Samples that share an extent are pooled together on the common crop.
+    groups, inverse = torch.unique(ext, dim=0, return_inverse=True)
+    pieces = []
+    order = []
+    for g, (h, w) in enumerate(groups.tolist()):
+        members = (inverse == g).nonzero().flatten()
+        pieces.append(_pool_levels(x[members.to(x.device), :, :h, :w], levels, mode))
+        order.append(members)
+    perm = torch.cat(order).to(x.device)
+    # Scatter back to batch order (differentiable: index_copy keeps the graph).
+    return out.index_copy(0, perm, torch.cat(pieces, dim=0))
+
+
+class SpatialPyramidPool(nn.Module):
+    """Module form of :func:`spatial_pyramid_pool`; it only stores the settings.
+
+    Args:
+        levels: bins per side of each level, in output order (default ``(6, 3, 2, 1)``).
+        mode: ``"max"`` or ``"avg"``.
+    """
+
+    def __init__(self, levels: Sequence[int] = (6, 3, 2, 1), mode: str = "max") -> None:
+        super().__init__()
+        self.levels = check_levels(levels)
+        self.mode = _check_mode(mode)
+
+    @property
+    def num_bins(self) -> int:
+        """``L = sum(n * n)``: the output has ``C * L`` values per sample."""
+        return num_pyramid_bins(self.levels)
+
+    def forward(self, x: Tensor, extents: Tensor | None = None) -> Tensor:
+        """``Tensor[N, C, H, W]`` -> ``Tensor[N, C * L]`` (see :func:`spatial_pyramid_pool`)."""
+        return spatial_pyramid_pool(x, self.levels, self.mode, extents)
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}, mode={self.mode!r}"

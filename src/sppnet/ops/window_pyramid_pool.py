@@ -1,0 +1,270 @@
+"""Spatial pyramid pooling of many windows of shared feature maps (Sec. 4.1, Appendix A).
+
+Shape shorthand: N images, C channels, H x W map, R windows, L = sum(n * n) bins.
+
+The detector computes the conv maps of an image once and pools every candidate window
+from them. A window is a rectangle of feature-map cells ``(x0, y0, x1, y1)``,
+end-exclusive; its pyramid is exactly :func:`spatial_pyramid_pool` of the cropped map
+``features[b, :, y0:y1, x0:x1]``, with the same output order.
+
+How it is fast without a custom kernel. Max mode: a per-image 2-D sparse table holds the
+max over every ``2**a x 2**b`` block of cells, so the max over any bin is the max of four
+overlapping table entries (a range-maximum query). Only the finest level is looked up; a
+coarser level whose size divides a finer one is the union of its bins (``pyramid_bins``).
+Average mode: an integral image (summed-area table, accumulated in float64 against
+cancellation) gives a bin's sum as four signed entries. Windows go in chunks so that the
+temporaries stay small: fresh large buffers page-fault at a few GB/s on CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sppnet.ops.pyramid_bins import bin_edges, check_levels, num_pyramid_bins
+from sppnet.ops.spatial_pyramid_pool import _check_feature_map, _check_mode, _divisor_plan
+
+__all__ = ["window_pyramid_pool"]
+
+# Bins looked up per chunk: 4 corner buffers of 1024 x C floats (4 MB for C=256).
+_CHUNK_BINS = 1024
+
+
+def _check_windows(
+    windows: Tensor, batch_index: Tensor | None, n_img: int, height: int, width: int
+) -> Tensor:
+    """Validate windows and batch indices; return the batch indices as ``LongTensor[R]``."""
+    if not isinstance(windows, Tensor) or windows.dtype not in (torch.int32, torch.int64):
+        got = windows.dtype if isinstance(windows, Tensor) else type(windows).__name__
+        raise TypeError(
+            f"windows must be an integer LongTensor[R, 4] of cells (x0, y0, x1, y1), got {got}"
+        )
+    if windows.dim() != 2 or windows.shape[1] != 4:
+        raise ValueError(
+            f"windows must be LongTensor[R, 4] (x0, y0, x1, y1), got shape {tuple(windows.shape)}"
+        )
+    n_win = windows.shape[0]
+    if batch_index is None:
+        batch_index = torch.zeros(n_win, dtype=torch.long, device=windows.device)
+    elif not isinstance(batch_index, Tensor) or batch_index.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"batch_index must be an integer LongTensor[R], got {batch_index!r}")
+    elif batch_index.shape != (n_win,):
+        raise ValueError(
+            f"batch_index must be LongTensor[R] with R={n_win} (one per window), "
+            f"got shape {tuple(batch_index.shape)}"
+        )
+    if n_win == 0:
+        return batch_index.long()
+    x0, y0, x1, y1 = windows.long().cpu().unbind(1)
+    bad = (x0 < 0) | (y0 < 0) | (x1 > width) | (y1 > height) | (x1 <= x0) | (y1 <= y0)
+    if bool(bad.any()):
+        r = int(bad.nonzero()[0])
+        raise ValueError(
+            f"window {r} = {windows[r].tolist()} is not a non-empty rectangle of cells inside "
+            f"the {height}x{width} feature map (need 0 <= x0 < x1 <= {width} and "
+            f"0 <= y0 < y1 <= {height}); {int(bad.sum())} of {n_win} windows are invalid"
+        )
+    b = batch_index.long().cpu()
+    outside = (b < 0) | (b >= n_img)
+    if bool(outside.any()):
+        r = int(outside.nonzero()[0])
+        raise ValueError(
+            f"batch_index[{r}] = {int(b[r])} is outside the batch of {n_img} feature maps"
+        )
+    return batch_index.long()
+
+
+def _log2_floor(v: Tensor) -> Tensor:
+    """``floor(log2(v))`` for integer ``v >= 1``, exact (frexp, no float rounding)."""
+    return torch.frexp(v.double())[1].long() - 1
+
+
+def _bin_edges_abs(windows: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Map coordinates ``(ys, ye, xs, xe)`` of an ``n x n`` level's bins: LongTensor[R, n] each."""
+    x0, y0, x1, y1 = windows.unbind(1)
+    ys, ye = bin_edges(y1 - y0, n)
+    xs, xe = bin_edges(x1 - x0, n)
+    return ys + y0[:, None], ye + y0[:, None], xs + x0[:, None], xe + x0[:, None]
+
+
+def _max_sparse_table(fmap: Tensor, n_rows: int, n_cols: int) -> Tensor:
+    """``T[a, b, n, y, x] = max(fmap[n, y : y + 2**a, x : x + 2**b])`` over cells, per channel.
+
+    Args:
+        fmap: ``Tensor[N, H, W, C]`` (channels last).
+        n_rows, n_cols: how many row / column doublings ``a``, ``b`` to build.
+
+    Returns:
+        ``Tensor[n_rows, n_cols, N, H, W, C]``. Entries whose block would cross the map
+        edge are never read by a query of a bin inside the map.
+    """
+    height, width = fmap.shape[1], fmap.shape[2]
+    blocks = []
+    row = fmap
+    for a in range(n_rows):
+        if a:
+            s = 1 << (a - 1)
+            row = torch.cat(
+                [torch.maximum(row[:, : height - s], row[:, s:]), row[:, height - s :]], 1
+            )
+        col = row
+        blocks.append(col)
+        for b in range(1, n_cols):
+            s = 1 << (b - 1)
+            col = torch.cat(
+                [torch.maximum(col[:, :, : width - s], col[:, :, s:]), col[:, :, width - s :]], 2
+            )
+            blocks.append(col)
+    return torch.stack(blocks).view(n_rows, n_cols, *fmap.shape)
+
+
+def _corner_rows_max(
+    windows: Tensor, bidx: Tensor, n: int, n_cols: int, shape: tuple[int, ...]
+) -> Tensor:
+    """Flat sparse-table rows of the four blocks that cover each bin: ``LongTensor[4, R, n, n]``."""
+    n_img, height, width = shape[:3]
+    ys, ye, xs, xe = _bin_edges_abs(windows, n)
+    ka, kb = _log2_floor(ye - ys), _log2_floor(xe - xs)
+    # Blocks of 2**ka x 2**kb cells anchored at a bin's four corners cover it exactly.
+    ya, yb = ys[:, :, None], (ye - (1 << ka))[:, :, None]
+    xa, xb = xs[:, None, :], (xe - (1 << kb))[:, None, :]
+    table_level = (ka[:, :, None] * n_cols + kb[:, None, :]) * n_img + bidx[:, None, None]
+    base = table_level * (height * width)
+    rows = [base + y * width + x for y in (ya, yb) for x in (xa, xb)]
+    return torch.stack(rows)
+
+
+def _corner_rows_sum(windows: Tensor, bidx: Tensor, n: int, shape: tuple[int, ...]) -> Tensor:
+    """Flat integral-image rows of each bin's corners: ``LongTensor[4, R, n, n]``.
+
+    The bin sum is ``S[0] - S[1] - S[2] + S[3]`` of the four rows, in this order.
+    """
+    h1, w1 = shape[1], shape[2]
+    ys, ye, xs, xe = _bin_edges_abs(windows, n)
+    base = (bidx * (h1 * w1))[:, None, None]
+    top, bottom = ys[:, :, None] * w1, ye[:, :, None] * w1
+    left, right = xs[:, None, :], xe[:, None, :]
+    return torch.stack(
+        [base + bottom + right, base + top + right, base + bottom + left, base + top + left]
+    )
+
+
+def _union_level(src: Tensor, q: int) -> Tensor:
+    """Max over ``q x q`` groups of consecutive bins.
+
+    ``Tensor[r, m, m, C] -> Tensor[r, m / q, m / q, C]``.
+    """
+    rows = src[:, 0::q]
+    for k in range(1, q):
+        rows = torch.maximum(rows, src[:, k::q])
+    cols = rows[:, :, 0::q]
+    for k in range(1, q):
+        cols = torch.maximum(cols, rows[:, :, k::q])
+    return cols
+
+
+def window_pyramid_pool(
+    features: Tensor,
+    windows: Tensor,
+    batch_index: Tensor | None = None,
+    levels: Sequence[int] = (6, 3, 2, 1),
+    mode: str = "max",
+) -> Tensor:
+    """Pool a spatial pyramid inside each window of shared feature maps (Sec. 4.1).
+
+    Window ``r`` of image ``b = batch_index[r]`` gives exactly
+    ``spatial_pyramid_pool(features[b : b + 1, :, y0:y1, x0:x1], levels, mode)[0]``.
+    Differentiable with respect to ``features`` (end-to-end fine-tuning).
+
+    Args:
+        features: ``Tensor[N, C, H, W]`` conv maps of N images (channels_last is fastest).
+        windows: ``LongTensor[R, 4]`` feature-map cells ``(x0, y0, x1, y1)``, end-exclusive
+            (see :func:`map_windows_to_features`); each a non-empty rectangle inside the map.
+        batch_index: ``LongTensor[R]``, the image of each window; default all 0.
+        levels: bins per side of each pyramid level, in output order.
+        mode: ``"max"`` (the paper) or ``"avg"``.
+
+    Returns:
+        ``Tensor[R, C * L]``: each row level by level, each level flattened as ``(C, n, n)``.
+
+    Raises:
+        TypeError: non-float features, or non-integer windows or batch indices.
+        ValueError: wrong shapes, bad levels or mode, windows that are empty or leave the
+            map, batch indices outside ``0..N-1``.
+    """
+    _check_feature_map(features, "features")
+    levels = check_levels(levels)
+    mode = _check_mode(mode)
+    n_img, channels, height, width = features.shape
+    bidx = _check_windows(windows, batch_index, n_img, height, width)
+    n_win = windows.shape[0]
+    if n_win == 0 or channels == 0:
+        return features.new_zeros((n_win, channels * num_pyramid_bins(levels)))
+
+    dev = features.device
+    wins = windows.to(device=dev, dtype=torch.long)
+    # Only the images that own a window enter the look-up table.
+    used, bidx = torch.unique(bidx.to(dev), return_inverse=True)
+    fmap = features.index_select(0, used) if used.numel() < n_img else features
+    fmap = fmap.permute(0, 2, 3, 1).contiguous()  # [N', H, W, C]; free when channels_last
+    plan = _divisor_plan(levels, mode)
+    direct = sorted({n for n in levels if plan[n] == n}, reverse=True)
+
+    if mode == "max":
+        # ceil(side / n) + 1 bounds every bin side of a level-n pyramid of that side.
+        n_rows = n_cols = 1
+        for n in direct:
+            tall = torch.clamp(
+                -torch.div(-(wins[:, 3] - wins[:, 1]), n, rounding_mode="floor") + 1, max=height
+            )
+            wide = torch.clamp(
+                -torch.div(-(wins[:, 2] - wins[:, 0]), n, rounding_mode="floor") + 1, max=width
+            )
+            n_rows = max(n_rows, int(_log2_floor(tall).max()) + 1)
+            n_cols = max(n_cols, int(_log2_floor(wide).max()) + 1)
+        table = _max_sparse_table(fmap, n_rows, n_cols)
+        rows = {n: _corner_rows_max(wins, bidx, n, n_cols, fmap.shape) for n in direct}
+    else:
+        acc = torch.float64
+        # S[n, y, x] = sum of fmap[n, :y, :x]; the zero first row and column make every bin
+        # sum four signed look-ups with no special case at the map edge.
+        table = F.pad(fmap.to(acc).cumsum(1).cumsum(2), (0, 0, 1, 0, 1, 0))
+        rows = {n: _corner_rows_sum(wins, bidx, n, table.shape) for n in direct}
+    flat = table.reshape(-1, channels)
+    in_place = not (torch.is_grad_enabled() and features.requires_grad)
+
+    out = features.new_empty((n_win, channels * num_pyramid_bins(levels)))
+    offsets, off = {}, 0
+    for n in levels:
+        offsets[n] = off
+        off += channels * n * n
+    step = max(1, _CHUNK_BINS // sum(n * n for n in direct))
+    for start in range(0, n_win, step):
+        stop = min(start + step, n_win)
+        r = stop - start
+        pooled: dict[int, Tensor] = {}
+        for n in direct:
+            idx = rows[n][:, start:stop].reshape(4, -1)
+            c = [flat.index_select(0, idx[k]) for k in range(4)]
+            if mode == "avg":
+                ys, ye, xs, xe = _bin_edges_abs(wins[start:stop], n)
+                area = ((ye - ys)[:, :, None] * (xe - xs)[:, None, :]).reshape(-1, 1)
+                v = (((c[0] - c[1]) - (c[2] - c[3])) / area.to(acc)).to(features.dtype)
+            elif in_place:
+                v = c[0]
+                for k in (1, 2, 3):
+                    torch.maximum(v, c[k], out=v)
+            else:
+                v = torch.maximum(torch.maximum(c[0], c[1]), torch.maximum(c[2], c[3]))
+            pooled[n] = v.view(r, n, n, channels)
+        for n in sorted(levels, reverse=True):
+            if n not in pooled:
+                pooled[n] = _union_level(pooled[plan[n]], plan[n] // n)
+        for n in levels:
+            # [r, n, n, C] -> the output's (C, n, n) order, written in place
+            dst = out[start:stop, offsets[n] : offsets[n] + channels * n * n]
+            dst.view(r, channels, n, n).copy_(pooled[n].permute(0, 3, 1, 2))
+    return out
