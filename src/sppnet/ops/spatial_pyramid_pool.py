@@ -128,20 +128,23 @@ def spatial_pyramid_pool(
             f"extents must lie in 1..{height} (height) x 1..{width} (width) of the padded "
             f"map, got {ext.tolist()}"
         )
-    out = x.new_empty((n_img, channels * num_pyramid_bins(levels)))
     if n_img == 0:
-        return out
-    # Samples that share an extent are pooled together on the common crop.
-    groups, inverse = torch.unique(ext, dim=0, return_inverse=True)
-    pieces = []
-    order = []
-    for g, (h, w) in enumerate(groups.tolist()):
-        members = (inverse == g).nonzero().flatten()
-        pieces.append(_pool_levels(x[members.to(x.device), :, :h, :w], levels, mode))
-        order.append(members)
-    perm = torch.cat(order).to(x.device)
-    # Scatter back to batch order (differentiable: index_copy keeps the graph).
-    return out.index_copy(0, perm, torch.cat(pieces, dim=0))
+        return x.new_empty((0, channels * num_pyramid_bins(levels)))
+    # Samples sharing an extent are pooled together on their common crop. Sorting by extent
+    # once and splitting into contiguous groups keeps backward cheap: split's gradient is
+    # one concatenation, where indexing each group would add a batch-size zero gradient
+    # per group.
+    groups, inverse, counts = torch.unique(ext, dim=0, return_inverse=True, return_counts=True)
+    order = torch.argsort(inverse, stable=True)
+    grouped = x.index_select(0, order.to(x.device)).split(counts.tolist())
+    pooled = [
+        _pool_levels(part[:, :, :h, :w], levels, mode)
+        for part, (h, w) in zip(grouped, groups.tolist(), strict=True)
+    ]
+    # back to batch order: row k of the sorted result is sample order[k]
+    restore = torch.empty_like(order)
+    restore[order] = torch.arange(n_img)
+    return torch.cat(pooled, dim=0).index_select(0, restore.to(x.device))
 
 
 class SpatialPyramidPool(nn.Module):

@@ -90,35 +90,59 @@ def _bin_edges_abs(windows: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor, Ten
     return ys + y0[:, None], ye + y0[:, None], xs + x0[:, None], xe + x0[:, None]
 
 
-def _max_sparse_table(fmap: Tensor, n_rows: int, n_cols: int) -> Tensor:
+def _max_sparse_table(fmap: Tensor, n_rows: int, n_cols: int, track: bool) -> Tensor:
     """``T[a, b, n, y, x] = max(fmap[n, y : y + 2**a, x : x + 2**b])`` over cells, per channel.
 
     Args:
         fmap: ``Tensor[N, H, W, C]`` (channels last).
         n_rows, n_cols: how many row / column doublings ``a``, ``b`` to build.
+        track: build with out-of-place ops so that autograd can follow.
 
     Returns:
-        ``Tensor[n_rows, n_cols, N, H, W, C]``. Entries whose block would cross the map
-        edge are never read by a query of a bin inside the map.
+        ``Tensor[n_rows, n_cols, N, H, W, C]``. Only entries whose block lies inside the map
+        are defined; a query of a bin inside the map never reads the others (its blocks
+        lie inside the bin).
     """
     height, width = fmap.shape[1], fmap.shape[2]
-    blocks = []
-    row = fmap
+    if track:
+        blocks = []
+        row = fmap
+        for a in range(n_rows):
+            if a:
+                s = 1 << (a - 1)
+                row = torch.cat(
+                    [torch.maximum(row[:, : height - s], row[:, s:]), row[:, height - s :]], 1
+                )
+            col = row
+            blocks.append(col)
+            for b in range(1, n_cols):
+                s = 1 << (b - 1)
+                col = torch.cat(
+                    [torch.maximum(col[:, :, : width - s], col[:, :, s:]), col[:, :, width - s :]],
+                    2,
+                )
+                blocks.append(col)
+        return torch.stack(blocks).view(n_rows, n_cols, *fmap.shape)
+    # One buffer, filled in place: fresh per-level tensors would page-fault on every call.
+    table = fmap.new_empty((n_rows, n_cols, *fmap.shape))
+    table[0, 0].copy_(fmap)
     for a in range(n_rows):
+        rows_valid = height - (1 << a) + 1
         if a:
             s = 1 << (a - 1)
-            row = torch.cat(
-                [torch.maximum(row[:, : height - s], row[:, s:]), row[:, height - s :]], 1
+            prev = table[a - 1, 0]
+            torch.maximum(
+                prev[:, :rows_valid], prev[:, s : s + rows_valid], out=table[a, 0, :, :rows_valid]
             )
-        col = row
-        blocks.append(col)
         for b in range(1, n_cols):
-            s = 1 << (b - 1)
-            col = torch.cat(
-                [torch.maximum(col[:, :, : width - s], col[:, :, s:]), col[:, :, width - s :]], 2
+            s, cols_valid = 1 << (b - 1), width - (1 << b) + 1
+            prev = table[a, b - 1, :, :rows_valid]
+            torch.maximum(
+                prev[:, :, :cols_valid],
+                prev[:, :, s : s + cols_valid],
+                out=table[a, b, :, :rows_valid, :cols_valid],
             )
-            blocks.append(col)
-    return torch.stack(blocks).view(n_rows, n_cols, *fmap.shape)
+    return table
 
 
 def _corner_rows_max(
@@ -152,26 +176,14 @@ def _corner_rows_sum(windows: Tensor, bidx: Tensor, n: int, shape: tuple[int, ..
     )
 
 
-def _union_level(src: Tensor, q: int) -> Tensor:
-    """Max over ``q x q`` groups of consecutive bins.
-
-    ``Tensor[r, m, m, C] -> Tensor[r, m / q, m / q, C]``.
-    """
-    rows = src[:, 0::q]
-    for k in range(1, q):
-        rows = torch.maximum(rows, src[:, k::q])
-    cols = rows[:, :, 0::q]
-    for k in range(1, q):
-        cols = torch.maximum(cols, rows[:, :, k::q])
-    return cols
-
-
 def window_pyramid_pool(
     features: Tensor,
     windows: Tensor,
     batch_index: Tensor | None = None,
     levels: Sequence[int] = (6, 3, 2, 1),
     mode: str = "max",
+    *,
+    chunk_bins: int = _CHUNK_BINS,
 ) -> Tensor:
     """Pool a spatial pyramid inside each window of shared feature maps (Sec. 4.1).
 
@@ -186,6 +198,9 @@ def window_pyramid_pool(
         batch_index: ``LongTensor[R]``, the image of each window; default all 0.
         levels: bins per side of each pyramid level, in output order.
         mode: ``"max"`` (the paper) or ``"avg"``.
+        chunk_bins: finest-level bins looked up at a time when no gradient is tracked;
+            bounds the temporaries at about ``4 * chunk_bins * C`` values (a speed/memory
+            knob; results do not depend on it). With autograd all windows go at once.
 
     Returns:
         ``Tensor[R, C * L]``: each row level by level, each level flattened as ``(C, n, n)``.
@@ -213,6 +228,10 @@ def window_pyramid_pool(
     plan = _divisor_plan(levels, mode)
     direct = sorted({n for n in levels if plan[n] == n}, reverse=True)
 
+    # Without autograd, write each chunk straight into the output; with it, keep chunks
+    # apart and concatenate once (in-place writes into one output would make autograd
+    # clone the whole output gradient once per write).
+    track = torch.is_grad_enabled() and features.requires_grad
     if mode == "max":
         # ceil(side / n) + 1 bounds every bin side of a level-n pyramid of that side.
         n_rows = n_cols = 1
@@ -225,7 +244,7 @@ def window_pyramid_pool(
             )
             n_rows = max(n_rows, int(_log2_floor(tall).max()) + 1)
             n_cols = max(n_cols, int(_log2_floor(wide).max()) + 1)
-        table = _max_sparse_table(fmap, n_rows, n_cols)
+        table = _max_sparse_table(fmap, n_rows, n_cols, track)
         rows = {n: _corner_rows_max(wins, bidx, n, n_cols, fmap.shape) for n in direct}
     else:
         acc = torch.float64
@@ -234,14 +253,15 @@ def window_pyramid_pool(
         table = F.pad(fmap.to(acc).cumsum(1).cumsum(2), (0, 0, 1, 0, 1, 0))
         rows = {n: _corner_rows_sum(wins, bidx, n, table.shape) for n in direct}
     flat = table.reshape(-1, channels)
-    in_place = not (torch.is_grad_enabled() and features.requires_grad)
-
-    out = features.new_empty((n_win, channels * num_pyramid_bins(levels)))
+    out = None if track else features.new_empty((n_win, channels * num_pyramid_bins(levels)))
+    parts: list[Tensor] = []
     offsets, off = {}, 0
     for n in levels:
         offsets[n] = off
         off += channels * n * n
-    step = max(1, _CHUNK_BINS // sum(n * n for n in direct))
+    # With autograd, one chunk: every chunk's look-up would otherwise add a zero gradient
+    # the size of the whole table in backward. Temporaries are then ~16 * R * L * C bytes.
+    step = n_win if track else max(1, chunk_bins // sum(n * n for n in direct))
     for start in range(0, n_win, step):
         stop = min(start + step, n_win)
         r = stop - start
@@ -252,19 +272,23 @@ def window_pyramid_pool(
             if mode == "avg":
                 ys, ye, xs, xe = _bin_edges_abs(wins[start:stop], n)
                 area = ((ye - ys)[:, :, None] * (xe - xs)[:, None, :]).reshape(-1, 1)
-                v = (((c[0] - c[1]) - (c[2] - c[3])) / area.to(acc)).to(features.dtype)
-            elif in_place:
+                v = (((c[0] - c[1]) - (c[2] - c[3])) / area.to(flat.dtype)).to(features.dtype)
+            elif track:
+                v = torch.maximum(torch.maximum(c[0], c[1]), torch.maximum(c[2], c[3]))
+            else:
                 v = c[0]
                 for k in (1, 2, 3):
                     torch.maximum(v, c[k], out=v)
-            else:
-                v = torch.maximum(torch.maximum(c[0], c[1]), torch.maximum(c[2], c[3]))
-            pooled[n] = v.view(r, n, n, channels)
+            # [r*n*n, C] is [r, C, n, n] in channels_last memory: pooling it stays fast
+            pooled[n] = v.view(r, n, n, channels).permute(0, 3, 1, 2)
         for n in sorted(levels, reverse=True):
             if n not in pooled:
-                pooled[n] = _union_level(pooled[plan[n]], plan[n] // n)
-        for n in levels:
-            # [r, n, n, C] -> the output's (C, n, n) order, written in place
-            dst = out[start:stop, offsets[n] : offsets[n] + channels * n * n]
-            dst.view(r, channels, n, n).copy_(pooled[n].permute(0, 3, 1, 2))
-    return out
+                # a coarser bin is the union of q x q finer bins (module docstring)
+                pooled[n] = F.max_pool2d(pooled[plan[n]], plan[n] // n)
+        if track:
+            parts.append(torch.cat([pooled[n].reshape(r, -1) for n in levels], dim=1))
+        else:
+            for n in levels:
+                dst = out[start:stop, offsets[n] : offsets[n] + channels * n * n]
+                dst.view(r, channels, n, n).copy_(pooled[n])  # to the output's (C, n, n) order
+    return torch.cat(parts, dim=0) if track else out

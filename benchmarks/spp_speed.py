@@ -1,0 +1,88 @@
+"""Image SPP layer speed: forward + backward of a batch of conv5 maps.
+
+Compares, side by side in one run (median of several runs):
+  * naive   - one ``adaptive_max_pool2d`` per level on NCHW maps (the usual port);
+  * loop/CL - the same loop on channels_last maps;
+  * sppnet  - ``spatial_pyramid_pool`` (channels_last, 6x6 pooled once, 3x3/2x2/1x1 built
+              as exact unions of 6x6 bins);
+  * floor   - the 6x6 level alone (every exact SPP must read the whole map once and write
+              a full-size input gradient once);
+and a padded batch of different-size maps pooled with ``extents`` (beyond the paper).
+
+Run:
+    THP_MEM_ALLOC_ENABLE=1 python benchmarks/spp_speed.py [--batch 64] [--repeats 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+from _timing import environment_line, markdown_table, median_ms
+
+from sppnet.ops import spatial_pyramid_pool
+
+LEVELS = (6, 3, 2, 1)
+
+
+def naive_spp(x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([F.adaptive_max_pool2d(x, n).flatten(1) for n in LEVELS], 1)
+
+
+def floor_spp(x: torch.Tensor) -> torch.Tensor:
+    return F.adaptive_max_pool2d(x, 6).flatten(1)
+
+
+def fwd_bwd(fn, x: torch.Tensor):
+    def step():
+        x.grad = None
+        y = fn(x)
+        y.backward(torch.ones_like(y))
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=256)
+    parser.add_argument("--size", type=int, default=13, help="conv5 map side (13 for 224 input)")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    shape = (args.batch, args.channels, args.size, args.size)
+    x_nchw = torch.randn(shape).requires_grad_()
+    x_cl = torch.randn(shape).contiguous(memory_format=torch.channels_last).requires_grad_()
+    with torch.no_grad():
+        assert torch.equal(naive_spp(x_cl), spatial_pyramid_pool(x_cl, LEVELS))
+
+    # Padded batch: each image its own extent between half and full size.
+    ext = torch.randint(
+        args.size // 2, args.size + 1, (args.batch, 2), generator=torch.Generator().manual_seed(1)
+    )
+
+    cases = [
+        ("naive: per-level loop, NCHW", naive_spp, x_nchw),
+        ("per-level loop, channels_last", naive_spp, x_cl),
+        ("sppnet spatial_pyramid_pool", lambda t: spatial_pyramid_pool(t, LEVELS), x_cl),
+        ("floor: 6x6 level alone", floor_spp, x_cl),
+        (
+            f"sppnet with extents ({len(torch.unique(ext, dim=0))} distinct sizes)",
+            lambda t: spatial_pyramid_pool(t, LEVELS, extents=ext),
+            x_cl,
+        ),
+    ]
+    results = [(name, median_ms(fwd_bwd(fn, x), args.repeats)) for name, fn, x in cases]
+    ours = results[2][1]
+    rows = [[name, f"{ms:.2f}", f"{ms / ours:.2f}x"] for name, ms in results]
+    print(f"SPP layer forward+backward, batch {list(shape)}, levels {LEVELS}")
+    print(environment_line())
+    print(markdown_table(["implementation", "ms (median)", "time / sppnet"], rows))
+
+
+if __name__ == "__main__":
+    main()
