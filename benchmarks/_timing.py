@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["environment_line", "markdown_table", "median_ms"]
+__all__ = ["environment_line", "interleaved_ms", "markdown_table", "median_ms"]
 
 
 def median_ms(fn: Callable[[], object], repeats: int = 10, warmup: int = 2) -> float:
@@ -23,6 +23,26 @@ def median_ms(fn: Callable[[], object], repeats: int = 10, warmup: int = 2) -> f
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
+
+
+def interleaved_ms(
+    cases: dict[str, Callable[[], object]], repeats: int = 10, warmup: int = 2
+) -> dict[str, tuple[float, float]]:
+    """``{name: (median, best)}`` milliseconds, timing the cases round-robin.
+
+    The shared vCPUs of this machine class drift in speed by 2x over minutes; timing the
+    cases in turn, instead of one block each, keeps every ratio between them fair.
+    """
+    for _ in range(warmup):
+        for fn in cases.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
 
 
 def environment_line() -> str:

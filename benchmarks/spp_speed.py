@@ -19,7 +19,7 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from _timing import environment_line, markdown_table, median_ms
+from _timing import environment_line, interleaved_ms, markdown_table
 
 from sppnet.ops import spatial_pyramid_pool
 
@@ -76,9 +76,9 @@ def main() -> None:
             x_cl,
         ),
     ]
-    results = [(name, median_ms(fwd_bwd(fn, x), args.repeats)) for name, fn, x in cases]
-    ours = results[2][1]
-    rows = [[name, f"{ms:.2f}", f"{ms / ours:.2f}x"] for name, ms in results]
+    timed = interleaved_ms({name: fwd_bwd(fn, x) for name, fn, x in cases}, args.repeats)
+    ours = timed[cases[2][0]][0]
+    rows = [[name, f"{ms:.2f}", f"{ms / ours:.2f}x"] for name, (ms, _) in timed.items()]
     print(f"SPP layer forward+backward, batch {list(shape)}, levels {LEVELS}")
     print(environment_line())
     print(markdown_table(["implementation", "ms (median)", "time / sppnet"], rows))

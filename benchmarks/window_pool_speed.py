@@ -21,7 +21,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from _timing import environment_line, markdown_table, median_ms
+from _timing import environment_line, interleaved_ms, markdown_table
 
 from sppnet.ops import map_windows_to_features, window_pyramid_pool
 
@@ -88,19 +88,15 @@ def main() -> None:
             naive(features, windows)
 
     cases = [
-        ("naive: loop over windows", naive_fwd, 3),
-        ("sppnet window_pyramid_pool, forward", ours_fwd, args.repeats),
-        ("sppnet window_pyramid_pool, forward+backward", ours_fwd_bwd, max(3, args.repeats // 2)),
-        ("floor: write the output (buffer reused)", lambda: reused.fill_(1.0), args.repeats),
-        (
-            "floor: write the output (fresh buffer)",
-            lambda: torch.empty(out_shape).fill_(1.0),
-            args.repeats,
-        ),
+        ("naive: loop over windows", naive_fwd),
+        ("sppnet window_pyramid_pool, forward", ours_fwd),
+        ("sppnet window_pyramid_pool, forward+backward", ours_fwd_bwd),
+        ("floor: write the output (buffer reused)", lambda: reused.fill_(1.0)),
+        ("floor: write the output (fresh buffer)", lambda: torch.empty(out_shape).fill_(1.0)),
     ]
-    results = [(name, median_ms(fn, reps, warmup=1)) for name, fn, reps in cases]
-    base = results[1][1]
-    rows = [[name, f"{ms:.1f}", f"{ms / base:.2f}x"] for name, ms in results]
+    timed = interleaved_ms(dict(cases), args.repeats, warmup=1)
+    base = timed[cases[1][0]][0]
+    rows = [[name, f"{ms:.1f}", f"{ms / base:.2f}x"] for name, (ms, _) in timed.items()]
     print(
         f"Window pooling: {args.windows} windows on a {args.channels}x{height}x{width} map, "
         f"levels {LEVELS}, output {list(out_shape)} ({ours.numel() * 4 / 2**20:.0f} MiB); "
