@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from sppnet.models.lrn import LocalResponseNorm
-from sppnet.ops import SpatialPyramidPool, check_levels
+from sppnet.ops import SpatialPyramidPool, check_extents, check_levels
 
 __all__ = [
     "CONVNET5",
@@ -406,26 +406,9 @@ class SPPNet(nn.Module):
         self._check_min_size(x.shape[2], x.shape[3])
 
     def _check_extents(self, x: Tensor, extents: Tensor) -> Tensor:
-        if not isinstance(extents, Tensor) or extents.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"extents must be an integer LongTensor[N, 2], got {extents!r}")
         n_img, _, height, width = x.shape
-        if extents.shape != (n_img, 2):
-            raise ValueError(
-                f"extents must be LongTensor[N, 2] = [{n_img}, 2] (height, width), got shape "
-                f"{tuple(extents.shape)}"
-            )
-        ext = extents.to(device="cpu", dtype=torch.long)
-        if n_img and (
-            int(ext.min()) < self.min_input_size
-            or int(ext[:, 0].max()) > height
-            or int(ext[:, 1].max()) > width
-        ):
-            raise ValueError(
-                f"extents must lie in {self.min_input_size}..{height} (height) x "
-                f"{self.min_input_size}..{width} (width) pixels ({self.name}'s minimum "
-                f"input is {self.min_input_size}), got {ext.tolist()}"
-            )
-        return ext
+        note = f" pixels ({self.name}'s minimum input is {self.min_input_size})"
+        return check_extents(extents, n_img, height, width, self.min_input_size, note)
 
     def forward_features(self, x: Tensor, extents: Tensor | None = None) -> Tensor:
         """Run the trunk: images -> last conv map (after its ReLU).

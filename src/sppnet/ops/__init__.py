@@ -12,7 +12,11 @@ from sppnet.ops.boxes import (
     remove_small_boxes,
 )
 from sppnet.ops.pyramid_bins import bin_edges, check_levels, num_pyramid_bins
-from sppnet.ops.spatial_pyramid_pool import SpatialPyramidPool, spatial_pyramid_pool
+from sppnet.ops.spatial_pyramid_pool import (
+    SpatialPyramidPool,
+    check_extents,
+    spatial_pyramid_pool,
+)
 from sppnet.ops.window_mapping import map_windows_to_features
 from sppnet.ops.window_pyramid_pool import window_pyramid_pool
 
@@ -23,6 +27,7 @@ __all__ = [
     "box_area",
     "box_iou",
     "check_boxes",
+    "check_extents",
     "check_levels",
     "clip_boxes",
     "decode_boxes",

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from sppnet.ops.pyramid_bins import check_levels, num_pyramid_bins
 
-__all__ = ["SpatialPyramidPool", "spatial_pyramid_pool"]
+__all__ = ["SpatialPyramidPool", "check_extents", "spatial_pyramid_pool"]
 
 _MODES = ("max", "avg")
 
@@ -36,6 +36,41 @@ def _check_feature_map(x: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be Tensor[N, C, H, W] (4 dims), got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+
+
+def check_extents(
+    extents: Tensor, n_img: int, height: int, width: int, minimum: int = 1, note: str = ""
+) -> Tensor:
+    """Validate per-sample extents of a padded batch; return them as CPU ``LongTensor[N, 2]``.
+
+    Args:
+        extents: ``LongTensor[N, 2]`` valid ``(height, width)`` of each sample.
+        n_img: N, the batch size they must match.
+        height, width: size of the padded batch, the largest extent allowed.
+        minimum: smallest extent allowed (1 cell for pooling, the trunk's minimum input
+            for a network).
+        note: words to add after the allowed range in the error message.
+
+    Raises:
+        TypeError: ``extents`` is not an integer tensor.
+        ValueError: wrong shape, or an extent outside ``minimum..height`` x ``minimum..width``.
+    """
+    if not isinstance(extents, Tensor) or extents.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"extents must be an integer LongTensor[N, 2], got {extents!r}")
+    if extents.shape != (n_img, 2):
+        raise ValueError(
+            f"extents must be LongTensor[N, 2] = [{n_img}, 2] (height, width), "
+            f"got shape {tuple(extents.shape)}"
+        )
+    ext = extents.to(device="cpu", dtype=torch.long)
+    if n_img and (
+        int(ext.min()) < minimum or int(ext[:, 0].max()) > height or int(ext[:, 1].max()) > width
+    ):
+        raise ValueError(
+            f"extents must lie in {minimum}..{height} (height) x {minimum}..{width} (width)"
+            f"{note}, got {ext.tolist()}"
+        )
+    return ext
 
 
 def _divisor_plan(levels: tuple[int, ...], mode: str) -> dict[int, int]:
@@ -113,21 +148,7 @@ def spatial_pyramid_pool(
             return x.new_zeros((n_img, channels * num_pyramid_bins(levels)))
         return _pool_levels(x, levels, mode)
 
-    if not isinstance(extents, Tensor) or extents.dtype not in (torch.int32, torch.int64):
-        raise TypeError(f"extents must be an integer LongTensor[N, 2], got {extents!r}")
-    if extents.shape != (n_img, 2):
-        raise ValueError(
-            f"extents must be LongTensor[N, 2] = [{n_img}, 2] (height, width), "
-            f"got shape {tuple(extents.shape)}"
-        )
-    ext = extents.to(device="cpu", dtype=torch.long)
-    if n_img and (
-        bool((ext < 1).any()) or bool((ext[:, 0] > height).any()) or bool((ext[:, 1] > width).any())
-    ):
-        raise ValueError(
-            f"extents must lie in 1..{height} (height) x 1..{width} (width) of the padded "
-            f"map, got {ext.tolist()}"
-        )
+    ext = check_extents(extents, n_img, height, width, note=" of the padded map")
     if n_img == 0:
         return x.new_empty((0, channels * num_pyramid_bins(levels)))
     # Samples sharing an extent are pooled together on their common crop. Sorting by extent
