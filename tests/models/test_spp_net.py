@@ -373,3 +373,20 @@ def test_constructor_validation_errors():
         SPPNet(name="x", layers=(PoolSpec(2, 2), *ZF5.layers), pool5=PoolSpec(3, 2))
     with pytest.raises(TypeError, match="unknown layer spec"):
         SPPNet(name="x", layers=(*ZF5.layers, "relu"), pool5=PoolSpec(3, 2))
+
+
+def test_forward_pooled_equals_forward_head_on_windows():
+    from sppnet.ops import window_pyramid_pool
+
+    model = _small("zf5").eval()
+    features = model.forward_features(torch.randn(1, 3, 150, 190))
+    windows = torch.tensor([[0, 0, 5, 4], [2, 1, 9, 8]])
+    pooled = window_pyramid_pool(features, windows, levels=model.spp_levels)
+    with torch.no_grad():
+        got = model.forward_pooled(pooled)
+        for r, (x0, y0, x1, y1) in enumerate(windows.tolist()):
+            want = model.forward_head(features[:, :, y0:y1, x0:x1])[0]
+            torch.testing.assert_close(got[r], want)
+        assert model.forward_pooled(pooled, pre_logits=True).shape == (2, model.fc_dim)
+    with pytest.raises(ValueError, match=r"pooled must be Tensor\[N, "):
+        model.forward_pooled(pooled[:, :-1])

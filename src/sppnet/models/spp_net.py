@@ -502,6 +502,30 @@ class SPPNet(nn.Module):
             )
         return self._head(self._pool5(features, extents), pre_logits)
 
+    def forward_pooled(self, pooled: Tensor, pre_logits: bool = False) -> Tensor:
+        """Run fc6, fc7 (and fc8) on already pooled vectors.
+
+        For windows pooled from shared conv maps with :func:`sppnet.ops.window_pyramid_pool`
+        (multi-view testing on feature maps, Sec. 3.1.5; detection, Sec. 4), whose rows use
+        the same ``(C, n, n)``-per-level order as :meth:`forward_head`'s pooling.
+
+        Args:
+            pooled: ``Tensor[N, C * L]`` for this model's ``feature_channels`` and pyramid
+                (``L = 36`` for the no-SPP pool5).
+            pre_logits: return fc7's output (after its ReLU and dropout) instead of logits.
+
+        Returns:
+            ``Tensor[N, K]`` logits, or ``Tensor[N, D]`` with ``pre_logits``.
+
+        Raises:
+            ValueError: ``pooled`` is not ``Tensor[N, fc6 inputs]``.
+        """
+        expected = self.fc6.in_features
+        if not isinstance(pooled, Tensor) or pooled.dim() != 2 or pooled.shape[1] != expected:
+            got = tuple(pooled.shape) if isinstance(pooled, Tensor) else type(pooled).__name__
+            raise ValueError(f"pooled must be Tensor[N, {expected}] (C * L), got {got}")
+        return self._head(pooled, pre_logits)
+
     def _head(self, pooled: Tensor, pre_logits: bool) -> Tensor:
         x = self.drop6(self.relu6(self.fc6(pooled)))  # [N, D]
         x = self.drop7(self.relu7(self.fc7(x)))  # [N, D]
