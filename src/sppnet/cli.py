@@ -69,6 +69,175 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from sppnet.data.image_folder import ImageFolder
+    from sppnet.engine.checkpoint import load_classifier
+    from sppnet.engine.evaluate_classifier import MULTIVIEW_SCALES, evaluate_classifier
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
+        split = None if args.split == "all" else args.split
+        dataset = ImageFolder(args.data, split=split, skip_bad=args.skip_bad)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    classes = list(meta.get("classes") or [])
+    if classes and dataset.classes != classes:
+        print(
+            f"error: the classes of {args.data} ({', '.join(dataset.classes)}) differ from the "
+            f"checkpoint's ({', '.join(classes)}); labels would not match",
+            file=sys.stderr,
+        )
+        return 2
+    crop = args.crop or int(meta.get("crop") or 224)
+    shorter = args.shorter or int(meta.get("shorter") or 256)
+    # Default scales: the paper's six (Sec. 3.1.5) relative to a 224 crop, so a network
+    # trained on smaller crops is tested at the same relative sizes.
+    scales = args.scales or [round(s * crop / 224) for s in MULTIVIEW_SCALES]
+    mean = meta.get("mean", 128.0)
+    mean = torch.tensor(mean, dtype=torch.float32) if isinstance(mean, list) else float(mean)
+    try:
+        results = evaluate_classifier(
+            model,
+            dataset,
+            views=args.views,
+            scales=scales,
+            crop=crop,
+            shorter=shorter,
+            mean=mean,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            progress=not args.no_progress,
+        )
+    except (ValueError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"{meta.get('model', {}).get('name', '?')} epoch {meta.get('epoch')} on {args.data} "
+        f"(split {args.split}, {len(dataset)} images, crop {crop}, shorter side {shorter})"
+    )
+    head = ["view", "views/image", "top-1 err (%)", "top-5 err (%)"]
+    rows = []
+    for view, res in results.items():
+        if res is None:
+            rows.append([view, "-", "n/a (needs SPP)", "n/a"])
+        else:
+            rows.append(
+                [
+                    view,
+                    f"{res['views_per_image']:.4g}",
+                    f"{100 * res['top1_error']:.2f}",
+                    f"{100 * res['top5_error']:.2f}",
+                ]
+            )
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, ["-" * w for w in widths], *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    if "multiview" in results:
+        print(f"multiview scales: {', '.join(map(str, scales))} (+ 2 full-image views)")
+    if args.skip_bad and getattr(dataset, "skipped", 0):
+        print(f"warning: {dataset.skipped} undecodable image(s) skipped", file=sys.stderr)
+    if args.json:
+        report = {
+            "checkpoint": str(meta.get("path", args.checkpoint)),
+            "epoch": meta.get("epoch"),
+            "data": str(args.data),
+            "split": args.split,
+            "num_images": len(dataset),
+            "crop": crop,
+            "shorter": shorter,
+            "scales": list(scales),
+            "results": results,
+        }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+            f.write("\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import os
+    import time
+    from pathlib import Path
+
+    from sppnet.engine.checkpoint import find_checkpoint
+    from sppnet.engine.train_classifier import (
+        ClassifierTrainConfig,
+        NonFiniteLossError,
+        load_train_config,
+        prepare_builtin_data,
+        train_classifier,
+    )
+
+    rank = int(os.environ.get("RANK", "0") or 0)
+    overrides = {
+        name: getattr(args, name)
+        for name in (
+            "model", "size_mode", "width", "fc_dim", "epochs", "batch_size", "lr", "crop",
+            "small_crop", "shorter", "max_side", "dropout", "lighting", "seed", "workers",
+            "device", "plateau_patience",
+        )
+        if getattr(args, name) is not None
+    }  # fmt: skip
+    if args.no_spp:
+        overrides["spp_levels"] = None
+    elif args.spp_levels is not None:
+        overrides["spp_levels"] = tuple(args.spp_levels)
+    try:
+        if (
+            args.data is None
+            and not args.builtin
+            and not (args.resume and find_checkpoint(args.out) is not None)
+        ):
+            args.builtin = True  # no data given: the built-in dataset
+        if args.builtin:
+            root = Path(args.out) / "data"
+            if rank == 0:
+                train_n, val_n, test_n = args.builtin_sizes
+                sizes = {"train": train_n, "val": val_n, "test": test_n}
+                print(f"built-in data in {root} (generated once)", file=sys.stderr)
+                overrides["data"] = str(prepare_builtin_data(root, sizes=sizes))
+            else:  # under torchrun: rank 0 writes the data, the others wait for it
+                deadline = time.monotonic() + 1800
+                while not (root / ".complete").is_file():
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"rank 0 did not finish writing {root}")
+                    time.sleep(0.5)
+                overrides["data"] = str(root / "classification")
+        elif args.data is not None:
+            overrides["data"] = args.data
+        base = ClassifierTrainConfig(out=args.out)
+        if args.resume and find_checkpoint(args.out) is not None:
+            base = load_train_config(args.out)  # the run's settings; flags given override
+        config = dataclasses.replace(base, out=args.out, **overrides)
+        result = train_classifier(config, resume=args.resume, progress=not args.no_progress)
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, TimeoutError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if rank == 0 and result.history:
+        last = result.history[-1]
+        val = last["val_top1_error"]
+        val_text = "n/a" if val is None else f"{100 * val:.2f}%"
+        print(
+            f"epoch {last['epoch']}/{config.epochs}: train loss {last['train_loss']:.4f}, "
+            f"train error {100 * last['train_error']:.2f}%, val top-1 error {val_text} "
+            f"(1 center crop), lr {last['lr']:g}"
+        )
+        print(f"checkpoint: {result.checkpoint}")
+        print(f"logs: {Path(args.out) / 'log.csv'}, {Path(args.out) / 'curves.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sppnet`` command (subcommands and their options)."""
     parser = argparse.ArgumentParser(
@@ -100,6 +269,140 @@ def build_parser() -> argparse.ArgumentParser:
         help="input sizes to show conv map sizes for: 224 or HEIGHTxWIDTH (default 224 180)",
     )
     models.set_defaults(func=_cmd_models)
+    evaluate = sub.add_parser(
+        "eval",
+        help="top-1/top-5 error of a trained classifier with the paper's test views",
+        description="Evaluate a checkpoint on an image-folder split with the test views of "
+        "Sec. 3.1.2-3.1.5: 1 center crop, the standard 10 views, the full image (shorter "
+        "side 256, aspect kept) and multi-view testing on feature maps (18 windows per "
+        "scale pooled from the conv maps of the whole image, plus 2 full-image views).",
+        epilog="example:\n"
+        "  sppnet eval --checkpoint runs/zf5 --data data/builtin/cls --split test \\\n"
+        "      --views center ten full multiview --json runs/zf5/eval.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument(
+        "--checkpoint", required=True, metavar="DIR", help="run or checkpoint directory"
+    )
+    evaluate.add_argument(
+        "--which",
+        choices=("latest", "best"),
+        default="latest",
+        help="checkpoint of a run directory to load (default latest)",
+    )
+    evaluate.add_argument(
+        "--data", required=True, metavar="DIR", help="image-folder dataset (one folder per class)"
+    )
+    evaluate.add_argument(
+        "--split",
+        default="test",
+        help="split file DATA/splits/SPLIT.txt, or 'all' for every image (default test)",
+    )
+    evaluate.add_argument(
+        "--views",
+        nargs="+",
+        choices=("center", "ten", "full", "multiview"),
+        default=["center", "ten", "full", "multiview"],
+        help="test views (default: all four)",
+    )
+    evaluate.add_argument(
+        "--scales",
+        nargs="+",
+        type=int,
+        metavar="S",
+        help="shorter sides for multiview (default: 224 256 300 360 448 560 times crop/224)",
+    )
+    evaluate.add_argument(
+        "--crop", type=int, help="view size (default: the checkpoint's training crop)"
+    )
+    evaluate.add_argument(
+        "--shorter",
+        type=int,
+        help="shorter side for center/10/full views (default: the checkpoint's, 256)",
+    )
+    evaluate.add_argument(
+        "--batch-size", type=int, default=64, help="crops per forward pass (default 64)"
+    )
+    evaluate.add_argument(
+        "--workers", type=int, default=0, help="image decoding worker processes (default 0)"
+    )
+    evaluate.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda if available)")
+    evaluate.add_argument(
+        "--skip-bad", action="store_true", help="skip undecodable images (they are counted)"
+    )
+    evaluate.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.set_defaults(func=_cmd_eval)
+    train = sub.add_parser(
+        "train",
+        help="train a classifier: single-, multi-, random- or variable-size (Sec. 2.3, 3.1)",
+        description="Train an SPP-net classifier on an image-folder dataset (one folder per "
+        "class, optional splits/train.txt and splits/val.txt) or on the built-in data. "
+        "Checkpoints (every epoch, atomic), log.csv/log.json and curves.png go to --out; "
+        "--resume continues a killed run with the same result as an unbroken one. Runs on "
+        "several processes with torchrun (--batch-size is then the global batch).",
+        epilog="examples:\n"
+        "  # a tiny run on built-in data (generated once into runs/tiny/data), ~30 s on a CPU\n"
+        "  sppnet train --builtin --out runs/tiny --width 0.125 --fc-dim 64 --crop 64 \\\n"
+        "      --small-crop 52 --shorter 72 --size-mode multi --epochs 3 --batch-size 32\n"
+        "  # the paper's ZF-5 with multi-size training on your own image folders\n"
+        "  sppnet train --data data/caltech101 --out runs/zf5 --size-mode multi --device cuda\n"
+        "  # continue after a crash, or train longer\n"
+        "  sppnet train --out runs/zf5 --resume --epochs 90\n"
+        "  # two processes (gloo on CPU, nccl on GPUs)\n"
+        "  torchrun --nproc_per_node=2 -m sppnet train --builtin --out runs/ddp --width 0.125 \\\n"
+        "      --fc-dim 64 --crop 64 --small-crop 52 --shorter 72 --epochs 2 --batch-size 32",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = train.add_mutually_exclusive_group()
+    source.add_argument("--data", metavar="DIR", help="image-folder dataset root")
+    source.add_argument(
+        "--builtin",
+        action="store_true",
+        help="generate the built-in dataset into OUT/data (once) and train on it "
+        "(the default when --data is not given)",
+    )
+    train.add_argument(
+        "--builtin-sizes",
+        type=int,
+        nargs=3,
+        default=(300, 100, 200),
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="images per split of the built-in data (default 300 100 200)",
+    )
+    train.add_argument("--out", required=True, metavar="DIR", help="run directory")
+    train.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
+    train.add_argument("--model", help="network: zf5, convnet5, overfeat5, overfeat7 (zf5)")
+    train.add_argument(
+        "--size-mode",
+        choices=("single", "multi", "random", "variable"),
+        help="single 224 crops; multi 224/180 by epoch; random s in [180, 224] per epoch; "
+        "variable: own sizes, padded batches (default single)",
+    )
+    spp = train.add_mutually_exclusive_group()
+    spp.add_argument("--no-spp", action="store_true", help="the no-SPP baseline (pool5 6x6)")
+    spp.add_argument(
+        "--spp-levels", type=int, nargs="+", metavar="N", help="pyramid levels (6 3 2 1)"
+    )
+    train.add_argument("--width", type=float, help="conv channel multiplier (1.0)")
+    train.add_argument("--fc-dim", type=int, help="fc6/fc7 width (4096)")
+    train.add_argument("--epochs", type=int, help="epochs in total (70)")
+    train.add_argument("--batch-size", type=int, help="global batch size (128)")
+    train.add_argument("--lr", type=float, help="initial learning rate (0.01)")
+    train.add_argument(
+        "--plateau-patience", type=int, help="epochs without val improvement before lr/10 (2)"
+    )
+    train.add_argument("--crop", type=int, help="training crop side (224)")
+    train.add_argument("--small-crop", type=int, help="second size of multi/random modes (180)")
+    train.add_argument("--shorter", type=int, help="shorter side before cropping (256)")
+    train.add_argument("--max-side", type=int, help="variable mode: longer-side cap (2 x crop)")
+    train.add_argument("--dropout", type=float, help="dropout on fc6/fc7 (0.5)")
+    train.add_argument("--lighting", type=float, help="PCA colour altering std (0.1)")
+    train.add_argument("--seed", type=int, help="random seed (0)")
+    train.add_argument("--workers", type=int, help="data-loader worker processes (0)")
+    train.add_argument("--device", help="cpu or cuda (cpu)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.set_defaults(func=_cmd_train)
     return parser
 
 

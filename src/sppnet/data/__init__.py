@@ -1,5 +1,73 @@
-"""Datasets, the built-in data generator, image decoding and transforms."""
+"""Datasets, the built-in data generator, image decoding, transforms, batching, test views."""
 
+from sppnet.data.batching import SizeGroupedBatchSampler, pad_collate, padding_fraction
 from sppnet.data.decode import ImageDecodeError, load_image
+from sppnet.data.image_folder import IMAGE_EXTENSIONS, ImageFolder, read_image_size
+from sppnet.data.synthetic import (
+    GENERATOR_VERSION,
+    SYNTHETIC_CLASSES,
+    generate_voc_dataset,
+    image_seed,
+    make_classification_view,
+    render_synthetic_image,
+)
+from sppnet.data.transforms import (
+    PCA_EIGENVALUES,
+    PCA_EIGENVECTORS,
+    EvalCropTransform,
+    FullImageTransform,
+    TrainTransform,
+    five_crop_boxes,
+    hflip,
+    pca_lighting,
+    resize_shorter,
+    resize_tensor,
+    subtract_mean,
+    to_tensor,
+)
+from sppnet.data.views import feature_map_view_boxes, ten_view_boxes
+from sppnet.data.voc import (
+    VOC_CLASSES,
+    VOCDetection,
+    parse_voc_xml,
+    read_class_names,
+    read_split_ids,
+    write_voc_xml,
+)
 
-__all__ = ["ImageDecodeError", "load_image"]
+__all__ = [
+    "GENERATOR_VERSION",
+    "IMAGE_EXTENSIONS",
+    "PCA_EIGENVALUES",
+    "PCA_EIGENVECTORS",
+    "SYNTHETIC_CLASSES",
+    "VOC_CLASSES",
+    "EvalCropTransform",
+    "FullImageTransform",
+    "ImageDecodeError",
+    "ImageFolder",
+    "SizeGroupedBatchSampler",
+    "TrainTransform",
+    "VOCDetection",
+    "feature_map_view_boxes",
+    "five_crop_boxes",
+    "generate_voc_dataset",
+    "hflip",
+    "image_seed",
+    "load_image",
+    "make_classification_view",
+    "pad_collate",
+    "padding_fraction",
+    "parse_voc_xml",
+    "pca_lighting",
+    "read_class_names",
+    "read_image_size",
+    "read_split_ids",
+    "render_synthetic_image",
+    "resize_shorter",
+    "resize_tensor",
+    "subtract_mean",
+    "ten_view_boxes",
+    "to_tensor",
+    "write_voc_xml",
+]

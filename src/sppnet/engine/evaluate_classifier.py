@@ -1,0 +1,371 @@
+"""Top-1 / top-5 error of a classifier under the paper's test views (Sec. 3.1.2-3.1.5).
+
+Shape shorthand: N images, K classes, V views, C x h x w conv maps, L pyramid bins.
+
+Views (each image's softmax scores are averaged over its views, then ranked):
+
+- ``"center"``: one ``crop x crop`` center crop of the image resized to shorter side
+  ``shorter`` (256) (Sec. 3.1.2, Table 3's "1 crop").
+- ``"ten"``: the standard 10 views, center and 4 corners of the ENTIRE resized image, with
+  and without flip (Sec. 3.1.2, Table 2).
+- ``"full"``: the whole image resized to shorter side 256, aspect kept, one view (Sec. 3.1.4,
+  Table 3). SPP models only.
+- ``"multiview"``: multi-view testing on feature maps (Sec. 3.1.5, Table 4). For every scale
+  ``s`` the conv maps of the whole image resized to shorter side ``s`` and of its mirror are
+  computed ONCE; the ``crop x crop`` windows at the center, 4 corners and 4 side-middles
+  (:func:`~sppnet.data.views.feature_map_view_boxes`; 18 views with flips, 6 at s = 224)
+  are mapped onto the maps with :func:`~sppnet.ops.map_windows_to_features`, pooled with
+  :func:`~sppnet.ops.window_pyramid_pool` and run through fc6-fc8; plus the 2 full-image
+  views (image and mirror at shorter side 256): 96 + 2 views with the paper's six scales.
+  SPP models only.
+
+A flipped feature-map view is the mirrored box ``(W - x2, y1, W - x1, y2)`` on the map of
+the mirrored image: exactly the content of the mirrored crop, which the map of the original
+image cannot give (padding and stride make conv maps not mirror-symmetric).
+
+Pixels: images go in as 0..255 floats minus ``mean`` (a constant, or a ``Tensor[3, h, w]``
+mean image warped bilinearly to the network input, Appendix A), as in training; a crop is
+mirrored before the mean is subtracted, as a training crop is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from sppnet.data.transforms import hflip, resize_shorter, subtract_mean, to_tensor
+from sppnet.data.views import feature_map_view_boxes, ten_view_boxes
+from sppnet.evaluation.classification import topk_errors
+from sppnet.ops import map_windows_to_features, window_pyramid_pool
+
+__all__ = ["EVAL_VIEWS", "MULTIVIEW_SCALES", "evaluate_classifier", "feature_map_view_logits"]
+
+#: The view names :func:`evaluate_classifier` knows, in the paper's order (Sec. 3.1.2-3.1.5).
+EVAL_VIEWS: tuple[str, ...] = ("center", "ten", "full", "multiview")
+#: The six scales of multi-view testing on feature maps (Sec. 3.1.5).
+MULTIVIEW_SCALES: tuple[int, ...] = (224, 256, 300, 360, 448, 560)
+
+_TOPK = (1, 5)  # the paper reports top-1 and top-5 error
+
+
+# ----------------------------------------------------------------------------- pixels
+def _check_mean(mean: object) -> float | Tensor:
+    if isinstance(mean, Tensor):
+        if mean.dim() != 3 or mean.shape[0] != 3 or not mean.is_floating_point():
+            raise ValueError(
+                f"mean must be a float or a float Tensor[3, h, w] mean image, got "
+                f"{mean.dtype} shape {tuple(mean.shape)}"
+            )
+        return mean.detach().cpu()
+    if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not math.isfinite(mean):
+        raise TypeError(f"mean must be a finite float or a Tensor[3, h, w], got {mean!r}")
+    return float(mean)
+
+
+# ------------------------------------------------------------------------ validation
+def _check_views(views: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(views, str):
+        views = (views,)
+    out = tuple(dict.fromkeys(views))
+    if not out:
+        raise ValueError(f"views must name at least one of {', '.join(EVAL_VIEWS)}")
+    unknown = [v for v in out if v not in EVAL_VIEWS]
+    if unknown:
+        raise ValueError(
+            f"unknown view(s) {', '.join(map(repr, unknown))}; valid views: {', '.join(EVAL_VIEWS)}"
+        )
+    return out
+
+
+def _check_pos_int(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_model(model: nn.Module) -> None:
+    needed = ("forward_features", "feature_stride", "feature_offset", "spp_levels", "_head")
+    missing = [a for a in needed if not hasattr(model, a)]
+    if missing:
+        raise TypeError(
+            f"model must be an SPPNet-like classifier (sppnet.models.create_model); "
+            f"{type(model).__name__} lacks {', '.join(missing)}"
+        )
+
+
+# ---------------------------------------------------------------------------- inputs
+class _ViewInputs(Dataset):
+    """Per image: the network inputs every requested view needs (CPU tensors, mean removed).
+
+    Item: dict with ``label`` (int); ``crops`` ``Tensor[V, 3, crop, crop]`` (10-view order of
+    :func:`ten_view_boxes`, or the center crop alone); ``full`` ``Tensor[2, 3, H, W]`` (image
+    and mirror at shorter side ``shorter``); ``scales`` a list of ``(Tensor[2, 3, Hs, Ws],
+    boxes Tensor[V_s, 4])`` per scale. A Dataset so a DataLoader's workers can decode and
+    resize in parallel with the network.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        views: tuple[str, ...],
+        scales: tuple[int, ...],
+        crop: int,
+        shorter: int,
+        mean: float | Tensor,
+    ) -> None:
+        self.dataset = dataset
+        self.views = views
+        self.scales = scales
+        self.crop = crop
+        self.shorter = shorter
+        self.mean = mean
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _pair(self, img: Image.Image) -> Tensor:
+        """``Tensor[2, 3, H, W]``: the image and its horizontal mirror, mean removed."""
+        t = to_tensor(img)
+        return torch.stack([subtract_mean(t, self.mean), subtract_mean(hflip(t), self.mean)])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        img, label = self.dataset[index]
+        if not isinstance(img, Image.Image):
+            raise TypeError(
+                f"dataset item {index} must be (PIL image, label) (an ImageFolder without a "
+                f"transform), got ({type(img).__name__}, ...)"
+            )
+        img = img.convert("RGB")
+        item: dict[str, Any] = {"label": int(label)}
+        base = resize_shorter(img, self.shorter)
+        if "center" in self.views or "ten" in self.views:
+            boxes, flipped = ten_view_boxes(base.width, base.height, self.crop)
+            if "ten" not in self.views:
+                boxes, flipped = boxes[:1], flipped[:1]  # the center crop is the first view
+            crops = []
+            for box, flip in zip(boxes.long().tolist(), flipped.tolist(), strict=True):
+                t = to_tensor(base.crop(tuple(box)))
+                crops.append(subtract_mean(hflip(t) if flip else t, self.mean))
+            item["crops"] = torch.stack(crops)
+        if "full" in self.views or "multiview" in self.views:
+            item["full"] = self._pair(base)
+        if "multiview" in self.views:
+            item["scales"] = []
+            for s in self.scales:
+                scaled = resize_shorter(img, s)
+                boxes = feature_map_view_boxes(scaled.width, scaled.height, self.crop)
+                item["scales"].append((self._pair(scaled), boxes))
+        return item
+
+
+# ---------------------------------------------------------------------------- scoring
+def feature_map_view_logits(model: nn.Module, pair: Tensor, boxes: Tensor) -> Tensor:
+    """Logits of windows of one image and its mirror, pooled from their conv maps (Sec. 3.1.5).
+
+    Args:
+        model: an SPP classifier (``spp_levels`` not None) in eval mode.
+        pair: ``Tensor[2, 3, H, W]``, the image and its horizontal mirror (mean removed), on
+            the model's device.
+        boxes: ``Tensor[V, 4]`` float windows in the (unflipped) image.
+
+    Returns:
+        ``Tensor[2 * V, K]``: the V windows of the image, then their mirrored boxes
+        ``(W - x2, y1, W - x1, y2)`` on the mirrored image's map, in the same order.
+
+    Raises:
+        TypeError: a model that is not an SPPNet.
+        ValueError: a no-SPP model, or ``pair`` / ``boxes`` of the wrong shape (boxes are
+            further checked by :func:`~sppnet.ops.map_windows_to_features`).
+    """
+    _check_model(model)
+    if model.spp_levels is None:
+        raise ValueError(f"feature-map views need an SPP model; {model.name} has no SPP layer")
+    if not isinstance(pair, Tensor) or pair.dim() != 4 or tuple(pair.shape[:2]) != (2, 3):
+        got = tuple(pair.shape) if isinstance(pair, Tensor) else type(pair).__name__
+        raise ValueError(f"pair must be Tensor[2, 3, H, W] (image and mirror), got {got}")
+    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
+        got = tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
+        raise ValueError(f"boxes must be Tensor[V, 4] (x1, y1, x2, y2), got {got}")
+    width = pair.shape[-1]
+    features = model.forward_features(pair)  # [2, C, h, w], each map computed once
+    mirrored = torch.stack(
+        [width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1
+    )
+    windows = map_windows_to_features(
+        torch.cat([boxes, mirrored]),
+        model.feature_stride,
+        tuple(features.shape[-2:]),
+        model.feature_offset,
+    )  # [2V, 4] cells
+    n_view = boxes.shape[0]
+    batch_index = torch.arange(2).repeat_interleave(n_view)  # [2V]: image, then mirror
+    pooled = window_pyramid_pool(
+        features,
+        windows.to(features.device),
+        batch_index.to(features.device),
+        levels=model.spp_levels,
+        mode=getattr(model.pool, "mode", "max"),
+    )  # [2V, C * L]
+    return model.forward_pooled(pooled)  # [2V, K]
+
+
+def _identity(item: Any) -> Any:
+    return item
+
+
+def evaluate_classifier(
+    model: nn.Module,
+    dataset: Any,
+    *,
+    views: Sequence[str] = EVAL_VIEWS,
+    scales: Sequence[int] = MULTIVIEW_SCALES,
+    crop: int = 224,
+    shorter: int = 256,
+    mean: float | Tensor = 128.0,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> dict[str, dict[str, float | int] | None]:
+    """Top-1 / top-5 error of ``model`` on ``dataset`` for each requested test view.
+
+    The model runs in eval mode under ``torch.inference_mode`` on its own device, and is put
+    back in its previous mode afterwards.
+
+    Args:
+        model: an :class:`~sppnet.models.SPPNet` (``create_model``). A no-SPP model
+            (``spp_levels`` None) takes only ``crop x crop`` inputs that pool to 6x6
+            (224 for the paper's trunks): its ``"full"`` and ``"multiview"`` results are None.
+        dataset: ``len()`` and ``dataset[i] -> (PIL RGB image, int label)``, e.g.
+            ``ImageFolder(root, split="test")`` without a transform.
+        views: names from :data:`EVAL_VIEWS` (module docstring), in any order.
+        scales: shorter sides of multi-view testing, each ``>= crop`` (Sec. 3.1.5).
+        crop: side of the square views (224 in the paper).
+        shorter: shorter side for the center, 10 and full-image views (256, Sec. 3.1.2).
+        mean: constant (128) or ``Tensor[3, h, w]`` mean image, subtracted from 0..255 pixels.
+        batch_size: crops per forward pass of the center / 10-view path (full images and
+            feature-map views go one image, with its mirror, at a time).
+        num_workers: DataLoader worker processes that decode and resize images (0: inline).
+        progress: show a tqdm bar over images.
+
+    Returns:
+        ``{view: {"top1_error", "top5_error", "num_images", "views_per_image"} or None}`` in
+        the order of ``views``; errors are fractions in ``[0, 1]``, ``views_per_image`` the
+        mean number of views averaged per image (98 for multiview with the six scales on a
+        non-square image). Top-5 of a model with fewer than 5 classes is computed at
+        ``k = K`` (see :func:`~sppnet.evaluation.topk_error`).
+
+    Raises:
+        TypeError: a model that is not an SPPNet, bad argument types, or dataset items that
+            are not PIL images.
+        ValueError: unknown views (the message lists the valid ones), an empty dataset, a
+            crop below the model's minimum input, ``shorter`` or a scale below ``crop``.
+    """
+    _check_model(model)
+    views = _check_views(views)
+    crop = _check_pos_int("crop", crop)
+    shorter = _check_pos_int("shorter", shorter)
+    batch_size = _check_pos_int("batch_size", batch_size)
+    num_workers = _check_pos_int("num_workers", num_workers, 0)
+    mean = _check_mean(mean)
+    if isinstance(scales, int):
+        scales = (scales,)
+    scales = tuple(dict.fromkeys(_check_pos_int("scale", s) for s in scales))
+    if crop < model.min_input_size:
+        raise ValueError(
+            f"crop must be >= {model.min_input_size} ({model.name}'s minimum input), got {crop}"
+        )
+    if shorter < crop:
+        raise ValueError(f"shorter ({shorter}) must be >= crop ({crop}) for crop views to fit")
+    if "multiview" in views:
+        if not scales:
+            raise ValueError("multiview needs at least one scale, e.g. (224, 256, 300)")
+        small = [s for s in scales if s < crop]
+        if small:
+            raise ValueError(f"every scale must be >= crop ({crop}) for views to fit, got {small}")
+    n_img = len(dataset)
+    if n_img == 0:
+        raise ValueError("dataset is empty: nothing to evaluate")
+
+    has_spp = model.spp_levels is not None
+    # The no-SPP baseline pools a fixed 6x6 pool5: it cannot take a full image or a window.
+    run = tuple(v for v in views if has_spp or v in ("center", "ten"))
+    device = next(model.parameters()).device
+    num_classes = model.num_classes
+    sums = {v: torch.zeros(n_img, num_classes, dtype=torch.float64) for v in run}
+    counts = {v: torch.zeros(n_img, dtype=torch.float64) for v in run}
+    labels = torch.zeros(n_img, dtype=torch.long)
+
+    inputs = _ViewInputs(dataset, run, scales, crop, shorter, mean)
+    loader = DataLoader(
+        inputs, batch_size=None, shuffle=False, num_workers=num_workers, collate_fn=_identity
+    )
+    if progress:
+        from tqdm.auto import tqdm
+
+        loader = tqdm(loader, total=n_img, desc="eval", unit="img", leave=False)
+
+    def add(view: str, index: int, logits: Tensor) -> None:
+        """Add the softmax scores of ``logits`` (``Tensor[V, K]``) to image ``index``'s sum."""
+        sums[view][index] += F.softmax(logits.double(), dim=1).sum(0).cpu()
+        counts[view][index] += logits.shape[0]
+
+    pending: list[tuple[int, Tensor]] = []  # (image index, Tensor[V, 3, crop, crop])
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = torch.cat([c for _, c in pending]).to(device)
+        logits = model(batch).split([c.shape[0] for _, c in pending])
+        for (index, _), out in zip(pending, logits, strict=True):
+            if "center" in run:
+                add("center", index, out[:1])
+            if "ten" in run:
+                add("ten", index, out)
+        pending.clear()
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for index, item in enumerate(loader):
+                labels[index] = item["label"]
+                if "crops" in item:
+                    pending.append((index, item["crops"]))
+                    if sum(c.shape[0] for _, c in pending) >= batch_size:
+                        flush()
+                if "full" in item:
+                    full = item["full"].to(device)
+                    if "multiview" in run:
+                        logits = model(full)  # [2, K]: image and mirror
+                        add("multiview", index, logits)
+                        if "full" in run:
+                            add("full", index, logits[:1])
+                    else:
+                        add("full", index, model(full[:1]))
+                for pair, boxes in item.get("scales", ()):
+                    add("multiview", index, feature_map_view_logits(model, pair.to(device), boxes))
+            flush()
+    finally:
+        model.train(was_training)
+
+    results: dict[str, dict[str, float | int] | None] = {}
+    for view in views:
+        if view not in run:
+            results[view] = None
+            continue
+        errors = topk_errors(sums[view] / counts[view][:, None], labels, _TOPK)
+        results[view] = {
+            **errors,
+            "num_images": n_img,
+            "views_per_image": float(counts[view].mean()),
+        }
+    return results

@@ -1,0 +1,893 @@
+"""Training an SPP-net classifier on an image folder: the four size modes of Sec. 2.3 / 3.1.
+
+Shape shorthand: N images per batch (per process), 3 x s x s crops (or 3 x H x W padded
+images in the variable mode), K classes.
+
+Size modes:
+
+- ``"single"``: 224x224 crops (Sec. 3.1, "single-size training").
+- ``"multi"``: the same 224 crop, and on alternate epochs that crop RESIZED to 180 (same
+  content, lower resolution); one full epoch at 224, the next at 180, weights shared
+  (Sec. 2.3, "multi-size training").
+- ``"random"``: ``s`` drawn uniformly from [180, 224] once per epoch, the crop resized to
+  ``s x s`` (Sec. 2.3, the variant reported in Sec. 3.1.2).
+- ``"variable"`` (beyond the paper): each image at its own size and aspect (shorter side
+  ``crop``, longer side capped by ``max_side``), padded into a batch; the model pools each
+  image on its own valid region (``model(x, extents=...)``), and a size-grouped sampler
+  keeps images of similar shape together to limit padding.
+
+Determinism: every random draw comes from a seed derived from ``(seed, epoch, ...)``: the
+shuffling, each sample's augmentation (from ``(seed, epoch, sample index)``, so it does not
+depend on the number of data-loader workers or processes), the epoch's input size, and
+dropout (torch's generator re-seeded at each epoch start from ``(seed, epoch, rank)``). A
+run resumed from the checkpoint of epoch ``e`` therefore replays epochs ``e+1, ...``
+exactly as an unbroken run does. The caller's global RNG state is restored afterwards.
+
+Usage::
+
+    from sppnet.engine.train_classifier import ClassifierTrainConfig, train_classifier
+    cfg = ClassifierTrainConfig(data="data/caltech", out="runs/zf5", size_mode="multi")
+    result = train_classifier(cfg)           # or train_classifier(cfg, resume=True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from sppnet.engine.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from sppnet.engine.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    cleanup_distributed,
+    init_distributed,
+    shard_indices,
+)
+
+__all__ = [
+    "SIZE_MODES",
+    "ClassifierTrainConfig",
+    "NonFiniteLossError",
+    "TrainResult",
+    "load_train_config",
+    "prepare_builtin_data",
+    "train_classifier",
+]
+
+SIZE_MODES = ("single", "multi", "random", "variable")
+
+# Tags that keep the derived random streams apart.
+_TAG_INIT, _TAG_SHUFFLE, _TAG_SAMPLE, _TAG_DROPOUT, _TAG_SIZE = range(5)
+
+_PLOT_EVERY_EPOCH_S = 30.0
+
+_LOG_FIELDS = (
+    "epoch",
+    "input_size",
+    "train_loss",
+    "train_error",
+    "val_top1_error",
+    "val_top5_error",
+    "lr",
+    "images",
+    "images_per_s",
+    "seconds",
+)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run stopped before updating weights.
+
+    Attributes:
+        epoch: 1-based epoch where it happened.
+        step: 0-based step within that epoch.
+        lr: the learning rate in use.
+        checkpoint: the last good checkpoint directory (None if none was written yet).
+    """
+
+    def __init__(self, epoch: int, step: int, lr: float, checkpoint: Path | None) -> None:
+        self.epoch, self.step, self.lr, self.checkpoint = epoch, step, lr, checkpoint
+        kept = (
+            f"the last good checkpoint is kept at {checkpoint}"
+            if checkpoint is not None
+            else "no checkpoint had been written yet"
+        )
+        super().__init__(
+            f"non-finite training loss at epoch {epoch}, step {step} (lr {lr:g}); the run "
+            f"stopped before this step's update and {kept}. Try a lower learning rate "
+            "(--lr) and resume (--resume)."
+        )
+
+
+@dataclass(frozen=True)
+class ClassifierTrainConfig:
+    """Settings of a classification run; defaults follow the paper (Sec. 2.3, 3.1).
+
+    Sizes (``crop``, ``small_crop``, ``shorter``) may be scaled down together for small data
+    or tests (e.g. 64 / 52 / 72); the network accepts any input of at least its
+    ``min_input_size`` (29 px for ZF-5), except the no-SPP baseline, which needs 224.
+    """
+
+    data: str | None = None  # image-folder root (one sub-folder per class, splits/*.txt)
+    out: str = "runs/classifier"  # run directory: checkpoints, logs, curves
+    model: str = "zf5"  # ZF-5 is the paper's main network (Sec. 3.1.1, Table 1)
+    width: float = 1.0  # conv channel multiplier; 1.0 is the paper's network
+    fc_dim: int = 4096  # fc6/fc7 width (Sec. 3.1.1)
+    spp_levels: tuple[int, ...] | None = (6, 3, 2, 1)  # 4-level pyramid (Sec. 3.1.2); None: no SPP
+    spp_mode: str = "max"  # max pooling in every bin (Sec. 2.2)
+    size_mode: str = "single"  # single / multi / random (Sec. 2.3) / variable (beyond)
+    crop: int = 224  # training crop (Sec. 3.1); the shorter side in "variable" mode
+    small_crop: int = 180  # the second size of multi-size training (Sec. 2.3)
+    shorter: int = 256  # images resized so the shorter side is 256 (Sec. 3.1)
+    max_side: int | None = None  # "variable": cap on the longer side; None = 2 * crop
+    epochs: int = 70  # 70 epochs for ZF-5 on ImageNet (Sec. 3.1.1); far fewer for small data
+    batch_size: int = 128  # global batch (all processes), cuda-convnet's 128 [3]
+    lr: float = 0.01  # starts at 0.01 (Sec. 3.1)
+    momentum: float = 0.9  # [3]
+    weight_decay: float = 5e-4  # [3]
+    lr_drops: int = 2  # "divided by 10 (twice) when the error plateaus" (Sec. 3.1)
+    plateau_patience: int = 2  # epochs without val improvement before /10 (small-data default)
+    min_lr: float = 0.0  # floor for the learning rate
+    dropout: float = 0.5  # on fc6 and fc7 (Sec. 3.1)
+    flip: bool = True  # horizontal flipping (Sec. 3.1)
+    lighting: float = 0.1  # AlexNet's PCA colour altering, alphastd 0.1 [3] (Sec. 3.1)
+    mean: float = 128.0  # constant mean for VOC / Caltech101 (Appendix A)
+    seed: int = 0  # every random draw derives from (seed, epoch, ...)
+    workers: int = 0  # data-loader worker processes
+    train_split: str | None = "train"  # splits/train.txt; None: every image (if no splits/)
+    val_split: str | None = "val"  # splits/val.txt; None or missing: no validation
+    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always writes)
+    keep_checkpoints: int = 2  # most recent epoch checkpoints kept (plus the best)
+    plot: bool = True  # write curves.png (at the end, and after epochs longer than 30 s)
+    device: str = "cpu"  # "cpu" or "cuda"
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+        for name in ("fc_dim", "crop", "small_crop", "shorter", "epochs", "batch_size"):
+            positive_int(name)
+        for name in ("checkpoint_every", "keep_checkpoints"):
+            positive_int(name)
+        if self.size_mode not in SIZE_MODES:
+            raise ValueError(f"size_mode must be one of {SIZE_MODES}, got {self.size_mode!r}")
+        if self.spp_levels is not None:
+            if isinstance(self.spp_levels, (str, bytes)) or not isinstance(
+                self.spp_levels, Sequence
+            ):
+                raise TypeError(
+                    f"spp_levels must be a tuple of ints or None, got {self.spp_levels!r}"
+                )
+            object.__setattr__(self, "spp_levels", tuple(self.spp_levels))
+        elif self.size_mode != "single":
+            raise ValueError(
+                f"size_mode {self.size_mode!r} needs SPP: the no-SPP baseline (spp_levels=None) "
+                "only takes one fixed input size, so use size_mode='single'"
+            )
+        if self.small_crop > self.crop:
+            raise ValueError(f"small_crop must be <= crop ({self.crop}), got {self.small_crop}")
+        if self.shorter < self.crop:
+            raise ValueError(f"shorter must be >= crop ({self.crop}), got {self.shorter}")
+        if self.max_side is not None and self.max_side < self.crop:
+            raise ValueError(f"max_side must be >= crop ({self.crop}) or None, got {self.max_side}")
+        for name in ("lr", "momentum", "weight_decay", "min_lr", "lighting", "width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.lr <= 0 or self.width <= 0:
+            raise ValueError(f"lr and width must be > 0, got lr={self.lr}, width={self.width}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("lr_drops", "plateau_patience", "workers", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        if self.device.split(":")[0] not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict of the settings (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        if out["spp_levels"] is not None:
+            out["spp_levels"] = list(out["spp_levels"])
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ClassifierTrainConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: unknown keys, or invalid values (see the class).
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown ClassifierTrainConfig fields {unknown}")
+        values = dict(values)
+        if values.get("spp_levels") is not None:
+            values["spp_levels"] = tuple(values["spp_levels"])
+        return cls(**values)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_classifier` returns.
+
+    Attributes:
+        model: the trained model (eval mode, unwrapped from DDP).
+        classes: class names, index = label.
+        history: one dict per epoch (the fields of ``log.csv``).
+        checkpoint: the last checkpoint directory written (None on ranks other than 0).
+        best_val_error: lowest val top-1 error seen (train error without a val split).
+    """
+
+    model: nn.Module
+    classes: list[str]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint: Path | None = None
+    best_val_error: float | None = None
+
+
+# ------------------------------------------------------------------------------ helpers
+def _derive_seed(*parts: int) -> int:
+    """A 63-bit seed mixing ``parts`` (numpy's SeedSequence hashes them thoroughly)."""
+    state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def _generator(*parts: int) -> torch.Generator:
+    return torch.Generator().manual_seed(_derive_seed(*parts))
+
+
+def _input_size(config: ClassifierTrainConfig, epoch: int) -> int | None:
+    """The crop side for 0-based ``epoch`` (None in the variable mode)."""
+    if config.size_mode == "single":
+        return config.crop
+    if config.size_mode == "multi":
+        # One full epoch at 224, the next at 180, and so on (Sec. 2.3).
+        return config.crop if epoch % 2 == 0 else config.small_crop
+    if config.size_mode == "random":
+        # s uniform in [180, 224], drawn once per epoch (Sec. 2.3).
+        gen = _generator(config.seed, _TAG_SIZE, epoch)
+        return int(torch.randint(config.small_crop, config.crop + 1, (1,), generator=gen))
+    return None
+
+
+class _VariableTrainTransform:
+    """Full image (shorter side ``crop``, long side capped), flip, lighting, mean."""
+
+    def __init__(self, config: ClassifierTrainConfig) -> None:
+        from sppnet.data.transforms import FullImageTransform
+
+        max_side = config.max_side if config.max_side is not None else 2 * config.crop
+        self.full = FullImageTransform(config.crop, config.mean, max_long_side=max_side)
+        self.flip = config.flip
+        self.lighting = config.lighting
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        return self.full.output_size(height, width)
+
+    def __call__(self, img: Any, generator: torch.Generator | None = None) -> Tensor:
+        from sppnet.data.transforms import hflip, pca_lighting
+
+        t = self.full(img)  # [3, H, W], mean subtracted
+        if self.flip and float(torch.rand(1, generator=generator)) < 0.5:
+            t = hflip(t)
+        if self.lighting > 0:
+            # The lighting offset is one constant per channel, so adding it after the
+            # (constant) mean subtraction equals adding it before.
+            t = pca_lighting(t, self.lighting, generator)
+        return t
+
+
+class _SeededTransformDataset(Dataset):
+    """Applies ``transform(img, generator)`` with a generator seeded by (seed, epoch, index).
+
+    Re-creating the generator per sample makes the augmentation of a sample a function of
+    ``(seed, epoch, index)`` only: identical with 0 or 8 loader workers, 1 or 8 processes,
+    and after a resume.
+    """
+
+    def __init__(self, base: Any, transform: Callable[..., Tensor], seed: int) -> None:
+        self.base, self.transform, self.seed, self.epoch = base, transform, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        img, label = self.base[index]
+        gen = _generator(self.seed, _TAG_SAMPLE, self.epoch, index)
+        return self.transform(img, generator=gen), int(label)
+
+
+def _image_sizes(dataset: Any) -> list[tuple[int, int]]:
+    """Original ``(height, width)`` of every sample, from file headers when possible."""
+    if callable(getattr(dataset, "image_sizes", None)):
+        return [tuple(size) for size in dataset.image_sizes()]
+    samples = getattr(dataset, "samples", None)
+    if samples is not None:
+        from sppnet.data.image_folder import read_image_size
+
+        return [read_image_size(path) for path, _ in samples]
+    sizes = []
+    for i in range(len(dataset)):
+        img, _ = dataset[i]
+        sizes.append((img.height, img.width))
+    return sizes
+
+
+def _open_datasets(config: ClassifierTrainConfig) -> tuple[Any, Any | None]:
+    """The ImageFolder train and val sets of ``config.data``."""
+    from sppnet.data.image_folder import ImageFolder
+
+    if config.data is None:
+        raise ValueError("config.data is None: give an image-folder root (or train_set=...)")
+    root = Path(config.data)
+    splits = root / "splits"
+    has = lambda name: name is not None and (splits / f"{name}.txt").is_file()  # noqa: E731
+    if config.train_split is not None and not has(config.train_split) and splits.is_dir():
+        raise ValueError(f"{splits / (config.train_split + '.txt')} not found")
+    train = ImageFolder(root, split=config.train_split if has(config.train_split) else None)
+    val = ImageFolder(root, split=config.val_split) if has(config.val_split) else None
+    return train, val
+
+
+def _model_kwargs(config: ClassifierTrainConfig, num_classes: int) -> dict[str, Any]:
+    return {
+        "name": config.model,
+        "num_classes": num_classes,
+        "spp_levels": None if config.spp_levels is None else list(config.spp_levels),
+        "width": config.width,
+        "fc_dim": config.fc_dim,
+        "spp_mode": config.spp_mode,
+        "dropout": config.dropout,
+    }
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_logs(
+    out: Path, config: ClassifierTrainConfig, history: list[dict[str, Any]], plot: bool
+) -> None:
+    """``log.csv``, ``log.json`` and (if ``plot``) ``curves.png`` in the run directory."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_LOG_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(history)
+    _write_text_atomic(out / "log.csv", buffer.getvalue())
+    _write_text_atomic(
+        out / "log.json", json.dumps({"config": config.to_dict(), "history": history}, indent=2)
+    )
+    if plot and config.plot:
+        _plot_curves(out / "curves.png", history)
+
+
+def _plot_curves(path: Path, history: list[dict[str, Any]]) -> None:
+    # Figure + FigureCanvasAgg: renders off-screen without touching pyplot's global backend.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    epochs = [row["epoch"] for row in history]
+    fig = Figure(figsize=(12, 3.6))
+    FigureCanvasAgg(fig)
+    ax_loss, ax_err, ax_lr = fig.subplots(1, 3)
+    ax_loss.plot(epochs, [row["train_loss"] for row in history], "o-", label="train loss")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_title("loss")
+    for key, label in (
+        ("train_error", "train top-1"),
+        ("val_top1_error", "val top-1 (center crop)"),
+        ("val_top5_error", "val top-5 (center crop)"),
+    ):
+        points = [(row["epoch"], row[key]) for row in history if row.get(key) is not None]
+        if points:
+            ax_err.plot(*zip(*points, strict=True), "o-", label=label)
+    ax_err.set_xlabel("epoch")
+    ax_err.set_title("error")
+    ax_err.legend(fontsize=8)
+    ax_lr.plot(epochs, [row["lr"] for row in history], "o-")
+    ax_lr.set_yscale("log")
+    ax_lr.set_xlabel("epoch")
+    ax_lr.set_title("learning rate")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=80)
+    os.replace(tmp, path)
+
+
+def _bars(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kwargs)
+
+
+@contextlib.contextmanager
+def _preserved_rng(device: torch.device) -> Iterator[None]:
+    """Restore the caller's global torch RNG state afterwards (we re-seed it per epoch)."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
+# ------------------------------------------------------------------------------ loops
+def _train_epoch(
+    *,
+    loader: DataLoader,
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    input_size: int | None,
+    info: DistInfo,
+    epoch: int,
+    last_checkpoint: Path | None,
+    progress: bool,
+    desc: str,
+) -> tuple[float, float, int, float]:
+    """One pass over the data; returns (loss, top-1 error, images, seconds), all processes."""
+    from sppnet.data.transforms import resize_tensor
+
+    net.train()
+    totals = torch.zeros(3, dtype=torch.float64, device=info.device)  # loss*n, wrong, n
+    lr = optimizer.param_groups[0]["lr"]
+    start = time.perf_counter()
+    bar = _bars(loader, progress, desc=desc, leave=False, unit="batch")
+    for step, batch in enumerate(bar):
+        if input_size is None:  # variable mode: padded images + their extents
+            images, extents, labels = batch
+            extents = extents.to(info.device)
+        else:
+            images, labels = batch
+            extents = None
+        images = images.to(info.device, non_blocking=True)
+        labels = labels.to(info.device, non_blocking=True)
+        if input_size is not None and images.shape[-1] != input_size:
+            # Multi-size: the same crop at a lower resolution (Sec. 2.3).
+            images = resize_tensor(images, input_size)
+        logits = net(images) if extents is None else net(images, extents=extents)  # [N, K]
+        loss = F.cross_entropy(logits, labels)
+        finite = torch.isfinite(loss.detach()).to(torch.float64).reshape(1)
+        if info.distributed:  # every process must stop together
+            all_reduce_sum(finite, info)
+        if float(finite) < info.world_size:
+            raise NonFiniteLossError(epoch + 1, step, lr, last_checkpoint)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n = labels.shape[0]
+        wrong = (logits.detach().argmax(1) != labels).sum()
+        totals += torch.stack([loss.detach().double() * n, wrong.double(), totals.new_tensor(n)])
+        if bar is not loader:
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+    all_reduce_sum(totals, info)
+    seconds = time.perf_counter() - start
+    loss_sum, wrong_sum, count = totals.tolist()
+    return loss_sum / max(count, 1), wrong_sum / max(count, 1), int(count), seconds
+
+
+@torch.no_grad()
+def _validate(loader: DataLoader, model: nn.Module, info: DistInfo) -> tuple[float, float]:
+    """Top-1 and top-5 error of one center crop per image, over all processes."""
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64, device=info.device)  # top1 wrong, top5, n
+    for images, labels in loader:
+        images, labels = images.to(info.device), labels.to(info.device)
+        logits = model(images)  # [N, K]
+        k = min(5, logits.shape[1])
+        top = logits.topk(k, dim=1).indices  # [N, k]
+        hit5 = (top == labels[:, None]).any(1)
+        totals += torch.stack(
+            [
+                (top[:, 0] != labels).sum().double(),
+                (~hit5).sum().double(),
+                totals.new_tensor(labels.shape[0]),
+            ]
+        )
+    all_reduce_sum(totals, info)
+    wrong1, wrong5, count = totals.tolist()
+    return wrong1 / max(count, 1), wrong5 / max(count, 1)
+
+
+def _plateau_step(
+    schedule: dict[str, Any], metric: float, config: ClassifierTrainConfig
+) -> tuple[dict[str, Any], bool]:
+    """Update the plateau schedule after an epoch; returns (new schedule, improved)."""
+    schedule = dict(schedule)
+    best = schedule["best"]
+    improved = best is None or metric < best
+    if improved:
+        schedule["best"], schedule["bad_epochs"] = metric, 0
+        return schedule, True
+    schedule["bad_epochs"] += 1
+    # "divided by 10 (twice) when the error plateaus" (Sec. 3.1).
+    if (
+        schedule["bad_epochs"] >= max(config.plateau_patience, 1)
+        and schedule["drops"] < config.lr_drops
+        and schedule["lr"] > config.min_lr
+    ):
+        schedule["lr"] = max(schedule["lr"] / 10.0, config.min_lr)
+        schedule["drops"] += 1
+        schedule["bad_epochs"] = 0
+    return schedule, False
+
+
+def _check_resumable(
+    config: ClassifierTrainConfig, state: dict[str, Any], classes: list[str]
+) -> None:
+    saved = state.get("config", {})
+    for key in ("model", "width", "fc_dim", "spp_levels", "spp_mode", "size_mode", "seed"):
+        mine = config.to_dict()[key]
+        if saved.get(key) != mine:
+            raise ValueError(
+                f"cannot resume {state['path']}: it was trained with {key}={saved.get(key)!r}, "
+                f"the config asks for {key}={mine!r}"
+            )
+    if list(state.get("classes", [])) != list(classes):
+        raise ValueError(
+            f"cannot resume {state['path']}: its classes {state.get('classes')} differ from "
+            f"the data's {classes}"
+        )
+
+
+def load_train_config(run_dir: str | os.PathLike[str]) -> ClassifierTrainConfig:
+    """The configuration stored in a run's latest checkpoint (for ``--resume``).
+
+    Args:
+        run_dir: the run directory (``config.out`` of the run).
+
+    Returns:
+        The :class:`ClassifierTrainConfig` the run was started with.
+
+    Raises:
+        FileNotFoundError: the run has no checkpoint.
+    """
+    found = find_checkpoint(run_dir)
+    if found is None:
+        raise FileNotFoundError(f"no checkpoint found under {os.fspath(run_dir)!r}")
+    state = json.loads((found / "state.json").read_text(encoding="utf-8"))
+    return ClassifierTrainConfig.from_dict(state["config"])
+
+
+def prepare_builtin_data(
+    root: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    sizes: dict[str, int] | None = None,
+    progress: bool = False,
+) -> Path:
+    """Generate the built-in dataset (once) and its image-folder classification view.
+
+    Args:
+        root: folder to write into; the VOC-layout data goes to ``root/voc`` and the
+            classification view (one folder per class, ``splits/*.txt``) to
+            ``root/classification``.
+        seed: generator seed.
+        sizes: images per split, e.g. ``{"train": 300, "val": 100, "test": 200}``; None
+            uses the generator's default.
+        progress: show the generator's progress bar.
+
+    Returns:
+        The classification view's root, ready for ``ClassifierTrainConfig(data=...)``.
+    """
+    from sppnet.data.synthetic import generate_voc_dataset, make_classification_view
+
+    root = Path(root)
+    view = root / "classification"
+    marker = root / ".complete"
+    settings = json.dumps({"seed": seed, "sizes": sizes}, sort_keys=True)
+    if marker.is_file() and view.is_dir() and marker.read_text(encoding="utf-8") == settings:
+        return view
+    kwargs: dict[str, Any] = {"seed": seed, "progress": progress}
+    if sizes is not None:
+        kwargs["sizes"] = sizes
+    # Resumable: finished images are skipped; other settings in root raise a ValueError.
+    voc = generate_voc_dataset(root / "voc", **kwargs)
+    view = Path(make_classification_view(voc, view))
+    _write_text_atomic(marker, settings)  # written last: other ranks wait for it
+    return view
+
+
+# ------------------------------------------------------------------------------ main entry
+def train_classifier(
+    config: ClassifierTrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    train_set: Any | None = None,
+    val_set: Any | None = None,
+) -> TrainResult:
+    """Train an SPP-net classifier, writing checkpoints and logs to ``config.out``.
+
+    Runs alone or under ``torchrun`` (one process per device; ``config.batch_size`` is the
+    global batch, split evenly; only rank 0 writes files; metrics are summed over
+    processes).
+
+    Args:
+        config: the run's settings.
+        resume: continue from the latest checkpoint in ``config.out`` (starts fresh when
+            there is none). Model-defining settings, size mode, seed and classes must match
+            the checkpoint; ``epochs`` may be raised to train longer.
+        progress: show tqdm bars (rank 0 only).
+        train_set: optional dataset of ``(PIL image, int label)`` with a ``classes`` list,
+            used instead of ``config.data``'s train split.
+        val_set: optional dataset like ``train_set`` for validation (one center crop).
+
+    Returns:
+        A :class:`TrainResult` with the trained model (eval mode) and the per-epoch history.
+
+    Raises:
+        FileExistsError: ``config.out`` already holds checkpoints and ``resume`` is False.
+        ValueError: bad data (no classes, sizes the model cannot take) or a checkpoint that
+            does not match ``config``.
+        NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is kept.
+    """
+    if not isinstance(config, ClassifierTrainConfig):
+        raise TypeError(f"config must be a ClassifierTrainConfig, got {type(config).__name__}")
+    out = Path(config.out)
+    info = init_distributed(config.device)
+    try:
+        if info.world_size > 1 and config.batch_size % info.world_size:
+            raise ValueError(
+                f"batch_size ({config.batch_size}) is the global batch and must be divisible "
+                f"by the number of processes ({info.world_size})"
+            )
+        existing = find_checkpoint(out)
+        if existing is not None and not resume:
+            raise FileExistsError(
+                f"{out} already holds checkpoints ({existing}); pass resume=True (--resume) "
+                "to continue that run, or choose another output directory"
+            )
+        if train_set is None:
+            train_set, opened_val = _open_datasets(config)
+            val_set = opened_val if val_set is None else val_set
+        classes = list(getattr(train_set, "classes", []) or [])
+        if len(classes) < 2:
+            raise ValueError(f"need a dataset with >= 2 classes, got classes={classes}")
+
+        with _preserved_rng(info.device):
+            return _run(
+                config=config,
+                info=info,
+                out=out,
+                train_set=train_set,
+                val_set=val_set,
+                classes=classes,
+                resume_from=existing if resume else None,
+                progress=progress and info.is_main,
+            )
+    finally:
+        cleanup_distributed(info)
+
+
+def _run(
+    *,
+    config: ClassifierTrainConfig,
+    info: DistInfo,
+    out: Path,
+    train_set: Any,
+    val_set: Any | None,
+    classes: list[str],
+    resume_from: Path | None,
+    progress: bool,
+) -> TrainResult:
+    """The training loop behind :func:`train_classifier` (process group already set up)."""
+    from sppnet.data.batching import SizeGroupedBatchSampler, pad_collate
+    from sppnet.data.transforms import EvalCropTransform, TrainTransform
+    from sppnet.models import create_model
+
+    kwargs = _model_kwargs(config, len(classes))
+    torch.manual_seed(_derive_seed(config.seed, _TAG_INIT))
+    model = create_model(config.model, **{k: v for k, v in kwargs.items() if k != "name"}).to(
+        info.device
+    )
+    smallest = config.crop if config.size_mode == "single" else config.small_crop
+    if smallest < model.min_input_size:
+        raise ValueError(
+            f"{config.model} needs inputs of at least {model.min_input_size} px, got "
+            f"{config.size_mode} inputs down to {smallest} px"
+        )
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+    schedule: dict[str, Any] = {"lr": config.lr, "best": None, "bad_epochs": 0, "drops": 0}
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    last_checkpoint: Path | None = None
+    if resume_from is not None:
+        model_state, optimizer_state, state = load_checkpoint(
+            resume_from, map_location=str(info.device)
+        )
+        _check_resumable(config, state, classes)
+        model.load_state_dict(model_state)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
+        schedule = dict(state["schedule"])
+        history = list(state.get("history", []))
+        start_epoch = int(state["epoch"])
+        last_checkpoint = Path(state["path"])
+    for group in optimizer.param_groups:
+        group["lr"] = schedule["lr"]
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    net: nn.Module = model
+    if info.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [info.device.index] if info.device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=device_ids)
+
+    # ---- data: per-process share of the global batch
+    local_batch = config.batch_size // info.world_size
+    pin = info.device.type == "cuda"
+    if config.size_mode == "variable":
+        transform: Callable[..., Tensor] = _VariableTrainTransform(config)
+        train_data = _SeededTransformDataset(train_set, transform, config.seed)
+        sizes = [transform.output_size(h, w) for h, w in _image_sizes(train_set)]
+        batch_sampler = SizeGroupedBatchSampler(
+            sizes,
+            local_batch,
+            shuffle=True,
+            seed=_derive_seed(config.seed, _TAG_SHUFFLE) % 2**31,
+            drop_last=False,
+            num_replicas=info.world_size,
+            rank=info.rank,
+        )
+        sampler: Any = batch_sampler
+        train_loader = DataLoader(
+            train_data,
+            batch_sampler=batch_sampler,
+            collate_fn=pad_collate,
+            num_workers=config.workers,
+            pin_memory=pin,
+        )
+    else:
+        transform = TrainTransform(
+            crop=config.crop,
+            shorter=config.shorter,
+            flip=config.flip,
+            lighting=config.lighting,
+            mean=config.mean,
+        )
+        train_data = _SeededTransformDataset(train_set, transform, config.seed)
+        # A DistributedSampler also for one process: its permutation depends only on
+        # (seed, epoch), and the union of the processes' batches at step t is the
+        # one-process batch t (the indices are dealt round-robin).
+        sampler = DistributedSampler(
+            train_data,
+            num_replicas=info.world_size,
+            rank=info.rank,
+            shuffle=True,
+            seed=_derive_seed(config.seed, _TAG_SHUFFLE) % 2**31,
+            drop_last=False,
+        )
+        train_loader = DataLoader(
+            train_data,
+            batch_size=local_batch,
+            sampler=sampler,
+            num_workers=config.workers,
+            pin_memory=pin,
+        )
+    val_loader = None
+    if val_set is not None and len(val_set) > 0:
+        val_data = _SeededTransformDataset(
+            val_set, EvalCropTransform(config.crop, config.shorter, config.mean), config.seed
+        )
+        val_loader = DataLoader(
+            Subset(val_data, shard_indices(len(val_data), info.rank, info.world_size)),
+            batch_size=max(local_batch, 1),
+            shuffle=False,
+            num_workers=config.workers,
+            pin_memory=pin,
+        )
+
+    for epoch in range(start_epoch, config.epochs):
+        # Dropout's randomness: torch's default generator, re-seeded per (epoch, rank).
+        torch.manual_seed(_derive_seed(config.seed, _TAG_DROPOUT, epoch, info.rank))
+        sampler.set_epoch(epoch)
+        train_data.set_epoch(epoch)
+        size = _input_size(config, epoch)
+        lr = schedule["lr"]
+        size_text = "variable" if size is None else f"{size}x{size}"
+        loss, train_error, count, seconds = _train_epoch(
+            loader=train_loader,
+            net=net,
+            optimizer=optimizer,
+            input_size=size,
+            info=info,
+            epoch=epoch,
+            last_checkpoint=last_checkpoint,
+            progress=progress,
+            desc=f"epoch {epoch + 1}/{config.epochs} @{size_text}",
+        )
+        val1 = val5 = None
+        if val_loader is not None:
+            val1, val5 = _validate(val_loader, model, info)
+        # The paper watches the validation error; without a val split, the train error.
+        metric = val1 if val1 is not None else train_error
+        schedule, improved = _plateau_step(schedule, metric, config)
+        for group in optimizer.param_groups:
+            group["lr"] = schedule["lr"]
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "input_size": size_text,
+                "train_loss": loss,
+                "train_error": train_error,
+                "val_top1_error": val1,
+                "val_top5_error": val5,
+                "lr": lr,
+                "images": count,
+                "images_per_s": count / max(seconds, 1e-9),
+                "seconds": seconds,
+            }
+        )
+        last_epoch = epoch + 1 == config.epochs
+        if info.is_main and ((epoch + 1) % config.checkpoint_every == 0 or last_epoch):
+            state = {
+                "config": config.to_dict(),
+                "model": kwargs,
+                "classes": classes,
+                "epoch": epoch + 1,
+                "lr": schedule["lr"],
+                "best_val_error": schedule["best"],
+                "schedule": schedule,
+                "history": history,
+                "rng": {
+                    "scheme": "every draw derives from (seed, epoch, ...); nothing to restore",
+                    "seed": config.seed,
+                },
+                "world_size": info.world_size,
+            }
+            last_checkpoint = save_checkpoint(
+                out,
+                model=model,
+                optimizer=optimizer,
+                state=state,
+                is_best=improved,
+                keep=config.keep_checkpoints,
+            )
+        if info.is_main:
+            # Plotting costs about a second: after every epoch only when epochs are long.
+            _write_logs(out, config, history, plot=last_epoch or seconds > _PLOT_EVERY_EPOCH_S)
+        barrier(info)
+
+    model.eval()
+    return TrainResult(
+        model=model,
+        classes=classes,
+        history=history,
+        checkpoint=last_checkpoint if info.is_main else None,
+        best_val_error=schedule["best"],
+    )
