@@ -390,3 +390,28 @@ def test_forward_pooled_equals_forward_head_on_windows():
         assert model.forward_pooled(pooled, pre_logits=True).shape == (2, model.fc_dim)
     with pytest.raises(ValueError, match=r"pooled must be Tensor\[N, "):
         model.forward_pooled(pooled[:, :-1])
+
+
+def test_forward_intermediates():
+    model = _small("zf5")
+    assert model.conv_layer_names == ("conv1", "conv2", "conv3", "conv4", "conv5")
+    x = torch.randn(2, 3, 97, 131)
+    with torch.no_grad():
+        maps = model.forward_intermediates(x, ("conv1", "conv4", "conv5", "pool2"))
+        torch.testing.assert_close(maps["conv5"], model.forward_features(x))
+        # by hand: every layer of the trunk up to relu1 / relu4 (the in-place LRN after
+        # relu1 must not have changed the returned conv1 map)
+        for target in ("relu1", "relu4"):
+            y = x.contiguous(memory_format=torch.channels_last)
+            for name, layer in model.features.named_children():
+                y = layer(y)
+                if name == target:
+                    break
+            torch.testing.assert_close(maps[target.replace("relu", "conv")], y)
+    assert maps["pool2"].shape[-2:] == maps["conv4"].shape[-2:]
+    assert (maps["conv4"] >= 0).all()  # after the ReLU
+    with pytest.raises(ValueError, match="conv9"):
+        model.forward_intermediates(x, ("conv9",))
+    with pytest.raises(ValueError, match="layers must name"):
+        model.forward_intermediates(x, ())
+    assert create_model("overfeat7", width=0.1, fc_dim=8).conv_layer_names[-1] == "conv7"

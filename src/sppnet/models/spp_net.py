@@ -449,6 +449,56 @@ class SPPNet(nn.Module):
                 ext = _out_size(ext, kernel, stride, padding)
         return x
 
+    @property
+    def conv_layer_names(self) -> tuple[str, ...]:
+        """Names of the conv layers in order: ``conv1`` .. ``conv5`` (``conv7`` for Overfeat-7)."""
+        return tuple(name for name, m in self.features.named_children() if isinstance(m, nn.Conv2d))
+
+    def forward_intermediates(
+        self, x: Tensor, layers: Sequence[str] = ("conv5",)
+    ) -> dict[str, Tensor]:
+        """Run the trunk up to the deepest requested layer and return those layers' maps.
+
+        ``convN`` is the output of that conv after its ReLU (the maps Sec. 3.2 takes features
+        from: conv4, conv5, ...); ``poolN`` / ``lrnN`` are also accepted. Stops after the
+        deepest requested layer, so ``("conv4",)`` skips conv5.
+
+        Args:
+            x: ``Tensor[N, 3, H, W]``, floating point, ``H, W >= min_input_size``.
+            layers: names from ``conv_layer_names`` (or ``poolN``/``lrnN`` of the trunk).
+
+        Returns:
+            ``{name: Tensor[N, C_name, h_name, w_name]}`` for each requested name.
+
+        Raises:
+            ValueError: an unknown layer name (the message lists the valid ones), or the
+                input checks of :meth:`forward_features`.
+        """
+        self._check_input(x)
+        wanted = set(layers)
+        names = [name for name, _ in self.features.named_children()]
+        valid = set(names) | {n.replace("relu", "conv") for n in names if n.startswith("relu")}
+        unknown = wanted - valid
+        if not wanted or unknown:
+            raise ValueError(
+                f"layers must name layers of {self.name}'s trunk, one of {sorted(valid)}; "
+                f"got {sorted(unknown) or list(layers)}"
+            )
+        x = x.contiguous(memory_format=torch.channels_last)
+        out: dict[str, Tensor] = {}
+        for name, layer in self.features.named_children():
+            x = layer(x)
+            # a conv's map is taken after its ReLU; the in-place ReLU would otherwise
+            # overwrite the conv's output that we return
+            key = name.replace("relu", "conv") if name.startswith("relu") else name
+            if key in wanted and not name.startswith("conv"):
+                if len(out) + 1 == len(wanted):
+                    out[key] = x
+                    break
+                # later in-place layers (ReLU, LRN) would overwrite a map we keep
+                out[key] = x.clone()
+        return out
+
     def _reject_extents(self) -> None:
         raise ValueError(
             f"the no-SPP {self.name} (spp_levels=None) needs one fixed input size and "
