@@ -238,6 +238,150 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_svm(args: argparse.Namespace) -> int:
+    import json
+    import math
+
+    from sppnet.engine.svm import caltech_protocol, load_feature_dir, voc_classification_protocol
+
+    try:
+        features, labels, meta = load_feature_dir(args.features)
+        if args.protocol == "voc":
+            if args.test_features is None:
+                raise ValueError("--protocol voc needs --test-features (the test split's DIR)")
+            test_features, test_labels, _ = load_feature_dir(args.test_features)
+            names = meta.get("classes") or meta.get("class_names")
+            if labels.ndim != 2 or names is None or len(names) != labels.shape[1]:
+                names = None
+            result = voc_classification_protocol(
+                features,
+                labels,
+                test_features,
+                test_labels,
+                C=args.C,
+                seed=args.seed,
+                use_07_metric=not args.auc,
+                class_names=names,
+            )
+        else:
+            if args.test_features is not None:
+                raise ValueError(
+                    "--protocol caltech draws its train/test splits from --features alone; "
+                    "drop --test-features"
+                )
+            result = caltech_protocol(
+                features,
+                labels,
+                n_train=args.n_train,
+                n_test=args.n_test,
+                n_splits=args.splits,
+                seed=args.seed,
+                C=args.C,
+            )
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    desc = f"{meta.get('layer', '?')} features, view {meta.get('view', '?')}"
+    if args.protocol == "voc":
+        metric = "11-point AP" if not args.auc else "AP (area under the curve)"
+        print(f"VOC classification, {desc}, C={result['C']:g}: {metric} per class")
+        width = max(len(str(name)) for name in result["ap"])
+        for name, ap in result["ap"].items():
+            text = "n/a (no positives)" if math.isnan(ap) else f"{100 * ap:.2f}"
+            print(f"  {str(name).ljust(width)}  {text}")
+        print(f"mAP: {100 * result['map']:.2f}")
+    else:
+        print(
+            f"Caltech101 protocol, {desc}: {result['n_train']} train / up to "
+            f"{result['n_test']} test images per class, {result['num_classes']} classes"
+        )
+        for i, (acc, seed, c) in enumerate(
+            zip(result["accuracies"], result["seeds"], result["C"], strict=True)
+        ):
+            print(f"  split {i}: accuracy {100 * acc:.2f}% (seed {seed}, C={c:g})")
+        print(f"mean accuracy: {100 * result['mean']:.2f} +- {100 * result['std']:.2f}%")
+    if args.json:
+        report = {
+            "protocol": args.protocol,
+            "features": str(args.features),
+            "test_features": None if args.test_features is None else str(args.test_features),
+            "meta": meta,
+            "result": result,
+        }
+
+        def _plain(value: object) -> object:  # JSON has no NaN: null; keys become strings
+            if isinstance(value, dict):
+                return {str(k): _plain(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [_plain(v) for v in value]
+            return None if isinstance(value, float) and math.isnan(value) else value
+
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(_plain(report), f, indent=2)
+            f.write("\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    import torch
+
+    from sppnet.engine.checkpoint import load_classifier
+    from sppnet.engine.extract_features import estimate_feature_bytes, extract_features
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
+        if args.format == "voc":
+            from sppnet.data.voc import VOCDetection
+
+            dataset = VOCDetection(args.data, args.split)
+        else:
+            from sppnet.data.image_folder import ImageFolder
+
+            split = None if args.split == "all" else args.split
+            dataset = ImageFolder(args.data, split=split)
+        mean = meta.get("mean", 128.0)
+        mean = torch.tensor(mean, dtype=torch.float32) if isinstance(mean, list) else float(mean)
+        sizes = {"size": args.size, "crop": args.crop}
+        n_bytes = estimate_feature_bytes(model, args.layer, args.view, len(dataset), **sizes)
+        dim = n_bytes // (4 * len(dataset)) if len(dataset) else 0
+        print(
+            f"{len(dataset)} images x {dim} values ({args.layer}, view {args.view}) = "
+            f"{n_bytes / 2**20:.1f} MiB of float32 in {args.out}/features.npy",
+            flush=True,
+        )
+        out = extract_features(
+            model,
+            dataset,
+            args.out,
+            layer=args.layer,
+            view=args.view,
+            mean=mean,
+            batch_size=args.batch_size,
+            normalize=not args.no_normalize,
+            progress=not args.no_progress,
+            skip_bad=args.skip_bad,
+            num_workers=args.workers,
+            **sizes,
+        )
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    import json
+
+    with open(out / "meta.json", encoding="utf-8") as f:
+        done = json.load(f)
+    print(f"wrote {out}: features.npy [{done['rows']}, {done['dim']}], labels.npy, ids.json")
+    if done["skipped"]:
+        files = ", ".join(s["file"] for s in done["skipped"][:5])
+        print(
+            f"warning: {len(done['skipped'])} undecodable image(s) left out: {files}",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sppnet`` command (subcommands and their options)."""
     parser = argparse.ArgumentParser(
@@ -403,6 +547,111 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="cpu or cuda (cpu)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(func=_cmd_train)
+    svm = sub.add_parser(
+        "svm",
+        help="linear SVMs on cached features: VOC 2007 mAP or the Caltech101 protocol",
+        description="Train one-vs-rest linear SVMs (liblinear) on features written by "
+        "`sppnet features` (Sec. 3.2-3.3; no augmentation, C chosen on a held-out 20%% of "
+        "the training images unless --C is given). voc: one SVM per class on --features "
+        "(images holding only difficult objects of a class are ignored for it), per-class "
+        "AP and mAP on --test-features (11-point, VOC 2007). caltech: --n-train images per "
+        "class for training and up to --n-test of the rest for testing, --splits random "
+        "splits, mean and std of the mean per-class accuracy (split seeds printed).",
+        epilog="examples:\n"
+        "  sppnet svm --features feats/voc_trainval --test-features feats/voc_test \\\n"
+        "      --protocol voc --json voc_svm.json\n"
+        "  sppnet svm --features feats/caltech101 --protocol caltech --n-train 30 \\\n"
+        "      --n-test 50 --splits 10 --C 1.0",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    svm.add_argument(
+        "--features", required=True, metavar="DIR", help="training (voc) or all (caltech) features"
+    )
+    svm.add_argument("--test-features", metavar="DIR", help="test features (voc protocol)")
+    svm.add_argument("--protocol", choices=("voc", "caltech"), required=True)
+    svm.add_argument(
+        "--C", type=float, help="SVM C (default: chosen from 0.01 0.1 1 10 on a validation split)"
+    )
+    svm.add_argument("--n-train", type=int, default=30, help="caltech: training images per class")
+    svm.add_argument("--n-test", type=int, default=50, help="caltech: test images per class, max")
+    svm.add_argument("--splits", type=int, default=10, help="caltech: random splits (default 10)")
+    svm.add_argument("--seed", type=int, default=0, help="seed of the splits (default 0)")
+    svm.add_argument(
+        "--auc", action="store_true", help="voc: VOC 2010+ AP (area) instead of 11-point"
+    )
+    svm.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    svm.set_defaults(func=_cmd_svm)
+    features = sub.add_parser(
+        "features",
+        help="image representations (conv4 .. fc7) of a dataset for linear SVMs (Sec. 3.2)",
+        description="Write the representation of every image of an image-folder or VOC-layout "
+        "dataset, taken from one layer of a trained network (conv4, conv5, pool5 = the 6x6 "
+        "pyramid level, the whole SPP vector, fc6, fc7), of the full image (shorter side "
+        "--size, aspect kept), its center --crop, or the image warped to --crop x --crop; "
+        "l2-normalised. Output: OUT/features.npy (float32 [N, D], open with "
+        "np.load(mmap_mode='r')), labels.npy, ids.json, meta.json. Prints the size first; "
+        "re-running the same command continues an interrupted extraction.",
+        epilog="examples:\n"
+        "  sppnet features --checkpoint runs/zf5 --data data/voc2007 --format voc \\\n"
+        "      --split trainval --layer fc7 --view full --size 392 --out feats/voc_trainval\n"
+        "  sppnet features --checkpoint runs/zf5 --data data/caltech101 --split all \\\n"
+        "      --layer spp --view full --out feats/caltech101",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    features.add_argument(
+        "--checkpoint", required=True, metavar="DIR", help="run or checkpoint directory"
+    )
+    features.add_argument(
+        "--which",
+        choices=("latest", "best"),
+        default="latest",
+        help="checkpoint of a run directory to load (default latest)",
+    )
+    features.add_argument("--data", required=True, metavar="DIR", help="dataset root")
+    features.add_argument(
+        "--format",
+        choices=("folder", "voc"),
+        default="folder",
+        help="folder: one sub-folder per class; voc: JPEGImages/Annotations/ImageSets "
+        "(labels become the {1, 0, -1} VOC classification truth) (default folder)",
+    )
+    features.add_argument(
+        "--split",
+        default="test",
+        help="split name (DATA/splits/SPLIT.txt or ImageSets/Main/SPLIT.txt); 'all' = every "
+        "image of a folder dataset (default test)",
+    )
+    features.add_argument(
+        "--layer", required=True, choices=("conv4", "conv5", "pool5", "spp", "fc6", "fc7")
+    )
+    features.add_argument(
+        "--view",
+        required=True,
+        choices=("full", "crop", "warp"),
+        help="full image (shorter side SIZE), center CROP of it, or warped to CROPxCROP",
+    )
+    features.add_argument(
+        "--size", type=int, default=224, help="shorter side for full/crop (default 224)"
+    )
+    features.add_argument(
+        "--crop", type=int, default=224, help="square side for crop/warp (default 224)"
+    )
+    features.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    features.add_argument(
+        "--batch-size", type=int, default=32, help="images per batch (default 32)"
+    )
+    features.add_argument(
+        "--workers", type=int, default=0, help="image decoding worker processes (default 0)"
+    )
+    features.add_argument("--device", help="e.g. cpu, cuda (default: cuda if available)")
+    features.add_argument(
+        "--skip-bad", action="store_true", help="leave out undecodable images (listed in meta)"
+    )
+    features.add_argument(
+        "--no-normalize", action="store_true", help="keep the raw values (no l2 normalisation)"
+    )
+    features.add_argument("--no-progress", action="store_true", help="no progress bar")
+    features.set_defaults(func=_cmd_features)
     return parser
 
 

@@ -3,6 +3,7 @@
 from sppnet.data.batching import SizeGroupedBatchSampler, pad_collate, padding_fraction
 from sppnet.data.decode import ImageDecodeError, load_image
 from sppnet.data.image_folder import IMAGE_EXTENSIONS, ImageFolder, read_image_size
+from sppnet.data.splits import class_balanced_splits
 from sppnet.data.synthetic import (
     GENERATOR_VERSION,
     SYNTHETIC_CLASSES,
@@ -49,6 +50,7 @@ __all__ = [
     "SizeGroupedBatchSampler",
     "TrainTransform",
     "VOCDetection",
+    "class_balanced_splits",
     "feature_map_view_boxes",
     "five_crop_boxes",
     "generate_voc_dataset",

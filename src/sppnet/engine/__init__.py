@@ -1,6 +1,6 @@
 """The loops: classifier training (single/multi/random/variable size, DDP), checkpoints,
-and evaluation with the paper's test views. Only the engine and the CLI touch files and
-show progress."""
+evaluation with the paper's test views, feature extraction and linear SVMs (transfer).
+Only the engine and the CLI touch files and show progress."""
 
 from sppnet.engine.checkpoint import (
     CHECKPOINT_SUBDIR,
@@ -23,6 +23,23 @@ from sppnet.engine.evaluate_classifier import (
     evaluate_classifier,
     feature_map_view_logits,
 )
+from sppnet.engine.extract_features import (
+    FEATURE_LAYERS,
+    FEATURE_VIEWS,
+    estimate_feature_bytes,
+    extract_features,
+    feature_dim,
+    image_representation,
+    representation_input,
+)
+from sppnet.engine.svm import (
+    C_GRID,
+    LinearSVMs,
+    caltech_protocol,
+    load_feature_dir,
+    train_linear_svms,
+    voc_classification_protocol,
+)
 from sppnet.engine.train_classifier import (
     SIZE_MODES,
     ClassifierTrainConfig,
@@ -35,25 +52,38 @@ from sppnet.engine.train_classifier import (
 
 __all__ = [
     "CHECKPOINT_SUBDIR",
+    "C_GRID",
     "EVAL_VIEWS",
+    "FEATURE_LAYERS",
+    "FEATURE_VIEWS",
     "MULTIVIEW_SCALES",
     "SIZE_MODES",
     "ClassifierTrainConfig",
     "DistInfo",
+    "LinearSVMs",
     "NonFiniteLossError",
     "TrainResult",
     "all_reduce_sum",
     "barrier",
+    "caltech_protocol",
     "cleanup_distributed",
+    "estimate_feature_bytes",
     "evaluate_classifier",
+    "extract_features",
+    "feature_dim",
     "feature_map_view_logits",
     "find_checkpoint",
+    "image_representation",
     "init_distributed",
     "load_checkpoint",
     "load_classifier",
+    "load_feature_dir",
     "load_train_config",
     "prepare_builtin_data",
+    "representation_input",
     "save_checkpoint",
     "shard_indices",
     "train_classifier",
+    "train_linear_svms",
+    "voc_classification_protocol",
 ]

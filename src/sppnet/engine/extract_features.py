@@ -1,0 +1,647 @@
+"""Image representations for transfer (Sec. 3.2, 3.3): features of a trained network.
+
+Shape shorthand: N images, D feature length, C channels of a conv map of size h x w,
+L = sum(n * n) pyramid bins, K classes.
+
+Views of an image (Sec. 3.2, Table 6 (a)-(c)):
+
+- ``"full"``: the whole image resized so its shorter side is ``size`` (224, or 392 which
+  the paper finds best for VOC), aspect kept ("full 224x-"). SPP models only: the
+  pyramid turns any map size into one vector.
+- ``"crop"``: shorter side resized to ``size``, then the center ``crop x crop`` region
+  (Table 6 (a), (b)).
+- ``"warp"``: the image resized to ``crop x crop`` ignoring its aspect ratio (Sec. 3.3).
+
+Layers (the columns of Tables 6 and 7):
+
+- ``"conv4"``, ``"conv5"``: the post-ReLU map flattened as ``(C, h, w)``; their length
+  depends on the input size, so they need a fixed-size view (``crop`` or ``warp``).
+- ``"pool5"``: SPP models: the 6x6 pyramid level alone (``C * 36``; "For SPP-net, the
+  pool5/7 layer uses the 6x6 pyramid level", Table 6), pooled from conv5 whatever the
+  model's levels; with the paper's pyramid ``(6, 3, 2, 1)`` it is the first ``C * 36``
+  values of the SPP vector. The no-SPP baseline: its plain pool5 output (needs a 224
+  crop or warp).
+- ``"spp"``: the whole SPP vector ``C * L`` ("SPP pool5/7", Table 7).
+- ``"fc6"``: ``relu(fc6(pooled))``; ``"fc7"``: fc7 after its ReLU, in eval mode (no dropout).
+
+Every representation is l2-normalised by default ("we l2-normalize the features for SVM
+training", Sec. 3.2). Pixels: 0..255 minus ``mean`` (128 for VOC and Caltech101,
+Appendix A), as in training.
+
+:func:`extract_features` writes one folder::
+
+    features.npy   float32 [N, D], a .npy file to open with np.load(mmap_mode="r")
+    labels.npy     int64 [N] (image folder) or [N, K] in {1, 0, -1} (VOC classification)
+    ids.json       N image ids (relative paths for image folders, VOC ids)
+    meta.json      layer, view, size, crop, mean, normalize, model, N, D, rows_done, ...
+
+and is resumable: ``meta.json`` (replaced atomically after each batch) records how many
+images are done; a second call continues there and recomputes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from sppnet.data.decode import ImageDecodeError
+from sppnet.data.transforms import five_crop_boxes, resize_shorter, subtract_mean, to_tensor
+from sppnet.ops import spatial_pyramid_pool
+
+__all__ = [
+    "FEATURE_LAYERS",
+    "FEATURE_VIEWS",
+    "estimate_feature_bytes",
+    "extract_features",
+    "feature_dim",
+    "image_representation",
+    "representation_input",
+]
+
+#: Layers a representation can be taken from (Tables 6 and 7's columns).
+FEATURE_LAYERS: tuple[str, ...] = ("conv4", "conv5", "pool5", "spp", "fc6", "fc7")
+#: Image views (Table 6 (a)-(c) and the warping of Sec. 3.3).
+FEATURE_VIEWS: tuple[str, ...] = ("full", "crop", "warp")
+
+_FORMAT_VERSION = 1
+_POOL5_LEVEL = 6  # "the pool5/7 layer uses the 6x6 pyramid level" (Table 6 caption)
+_CONV_LAYERS = ("conv4", "conv5")
+
+
+# ------------------------------------------------------------------------ validation
+def _check_pos_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _check_mean(mean: object) -> float | Tensor:
+    if isinstance(mean, Tensor):
+        if mean.dim() != 3 or mean.shape[0] != 3 or not mean.is_floating_point():
+            raise ValueError(
+                f"mean must be a float or a float Tensor[3, h, w] mean image, got "
+                f"{mean.dtype} shape {tuple(mean.shape)}"
+            )
+        return mean.detach().cpu()
+    if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not math.isfinite(mean):
+        raise TypeError(f"mean must be a finite float or a Tensor[3, h, w], got {mean!r}")
+    return float(mean)
+
+
+def _check_model(model: object) -> nn.Module:
+    needed = ("forward_features", "forward_intermediates", "forward_pooled", "fc6", "pool")
+    if not isinstance(model, nn.Module) or not all(hasattr(model, a) for a in needed):
+        raise TypeError(
+            f"model must be an SPPNet (from sppnet.models.create_model), got {type(model).__name__}"
+        )
+    return model
+
+
+def _check_request(model: nn.Module, layer: str, view: str, size: int, crop: int) -> None:
+    """Raise for a layer/view/size combination the model cannot give."""
+    if layer not in FEATURE_LAYERS:
+        raise ValueError(f"layer must be one of {', '.join(FEATURE_LAYERS)}, got {layer!r}")
+    if view not in FEATURE_VIEWS:
+        raise ValueError(f"view must be one of {', '.join(FEATURE_VIEWS)}, got {view!r}")
+    _check_pos_int("size", size)
+    _check_pos_int("crop", crop)
+    if layer in _CONV_LAYERS and view == "full":
+        raise ValueError(
+            f"{layer} features have a length that depends on the image size; {layer} needs "
+            "view 'crop' or 'warp' (Table 6 reports conv4/conv5 on crops only), got 'full'"
+        )
+    if view == "crop" and size < crop:
+        raise ValueError(f"view 'crop' needs size >= crop so the crop fits, got {size} < {crop}")
+    side = size if view == "full" else crop
+    if side < model.min_input_size:
+        raise ValueError(
+            f"{model.name} needs inputs of at least {model.min_input_size} pixels, got "
+            f"{'shorter side' if view == 'full' else 'crop'} {side}"
+        )
+    if model.spp_levels is None:
+        if layer == "spp":
+            raise ValueError(
+                f"layer 'spp' needs an SPP model; {model.name} is the no-SPP baseline "
+                "(use pool5 for its pooled features)"
+            )
+        if view == "full" and layer not in _CONV_LAYERS:
+            raise ValueError(
+                f"the no-SPP {model.name} needs a fixed-size input for {layer}: view 'crop' "
+                "or 'warp' with crop 224 (only SPP models take full images, Sec. 3.2)"
+            )
+        if view != "full" and layer not in _CONV_LAYERS:
+            h, _ = model.feature_size(crop, crop)
+            kernel, stride = model.pool5_spec.kernel, model.pool5_spec.stride
+            if h < kernel or (h - kernel) // stride + 1 != _POOL5_LEVEL:
+                raise ValueError(
+                    f"the no-SPP {model.name}'s pool5 gives 6x6 only for a 224-like input; "
+                    f"crop {crop} gives a {h}x{h} conv5 map (use crop 224)"
+                )
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()  # fc6/fc7 without dropout
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------- pixels
+def representation_input(
+    image: Image.Image,
+    *,
+    view: str,
+    size: int = 224,
+    crop: int = 224,
+    mean: float | Tensor = 128.0,
+) -> Tensor:
+    """The network input of one image for a view (Sec. 3.2), mean subtracted.
+
+    Args:
+        image: an RGB PIL image of any size.
+        view: ``"full"`` (shorter side ``size``, aspect kept), ``"crop"`` (shorter side
+            ``size``, center ``crop x crop``) or ``"warp"`` (resized to ``crop x crop``).
+        size: shorter side for ``full`` and ``crop``.
+        crop: side of the square input of ``crop`` and ``warp``.
+        mean: constant (128, Appendix A) or ``Tensor[3, h, w]`` mean image (warped to the
+            input size).
+
+    Returns:
+        ``Tensor[3, H, W]`` float32: ``H = W = crop`` for crop/warp; shorter side ``size``
+        for full.
+
+    Raises:
+        TypeError: ``image`` is not a PIL image, or bad argument types.
+        ValueError: an unknown view, sizes < 1, or ``size < crop`` for ``crop``.
+    """
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image must be a PIL.Image.Image, got {type(image).__name__}")
+    if view not in FEATURE_VIEWS:
+        raise ValueError(f"view must be one of {', '.join(FEATURE_VIEWS)}, got {view!r}")
+    _check_pos_int("size", size)
+    _check_pos_int("crop", crop)
+    mean = _check_mean(mean)
+    if view == "crop" and size < crop:
+        raise ValueError(f"view 'crop' needs size >= crop, got {size} < {crop}")
+    if view == "warp":
+        if image.size != (crop, crop):
+            image = image.resize((crop, crop), Image.Resampling.BILINEAR)  # aspect ignored
+    else:
+        image = resize_shorter(image, size)
+        if view == "crop":
+            # the center box of the ENTIRE resized image (Sec. 3.2: "crop the center 224x224")
+            x1, y1, x2, y2 = (int(v) for v in five_crop_boxes(image.width, image.height, crop)[0])
+            image = image.crop((x1, y1, x2, y2))
+    return subtract_mean(to_tensor(image), mean)
+
+
+# ---------------------------------------------------------------------------- layers
+def _represent(model: nn.Module, x: Tensor, layer: str, normalize: bool) -> Tensor:
+    """``Tensor[B, 3, H, W]`` (one size) -> ``Tensor[B, D]`` float32 representations."""
+    if layer == "conv4":
+        out = model.forward_intermediates(x, ("conv4",))["conv4"].flatten(1)  # [B, C*h*w]
+    else:
+        conv5 = model.forward_features(x)  # [B, C, h, w] after relu5
+        if layer == "conv5":
+            out = conv5.flatten(1)  # (C, h, w) order whatever the memory format
+        elif model.spp_levels is None:
+            pooled = model.pool(conv5).flatten(1)  # the baseline's pool5, [B, C*36]
+            if pooled.shape[1] != model.fc6.in_features:
+                raise ValueError(
+                    f"the no-SPP {model.name} needs a conv map that pools to 6x6 (a 224 "
+                    f"input); got a {x.shape[2]}x{x.shape[3]} input"
+                )
+            out = pooled if layer == "pool5" else _fc(model, pooled, layer)
+        elif layer == "pool5":
+            out = spatial_pyramid_pool(conv5, (_POOL5_LEVEL,), model.pool.mode)  # [B, C*36]
+        else:
+            pooled = model.pool(conv5)  # [B, C*L]
+            out = pooled if layer == "spp" else _fc(model, pooled, layer)
+    out = out.float()
+    return F.normalize(out, dim=1) if normalize else out
+
+
+def _fc(model: nn.Module, pooled: Tensor, layer: str) -> Tensor:
+    if layer == "fc6":
+        return F.relu(model.fc6(pooled))  # [B, D]; the model's own ReLU is in place
+    return model.forward_pooled(pooled, pre_logits=True)  # fc7 after ReLU, [B, D]
+
+
+def image_representation(
+    model: nn.Module,
+    image: Image.Image,
+    *,
+    layer: str,
+    view: str,
+    size: int = 224,
+    crop: int = 224,
+    mean: float | Tensor = 128.0,
+    normalize: bool = True,
+) -> Tensor:
+    """The representation of one image (the reference path of :func:`extract_features`).
+
+    Args:
+        model: an SPPNet; run in eval mode (its mode is restored afterwards).
+        image: an RGB PIL image.
+        layer: one of :data:`FEATURE_LAYERS`.
+        view: one of :data:`FEATURE_VIEWS` (see :func:`representation_input`).
+        size: shorter side of full/crop views (224; 392 is the paper's best on VOC).
+        crop: side of crop/warp views (224).
+        mean: constant or ``Tensor[3, h, w]`` mean image subtracted from 0..255 pixels.
+        normalize: l2-normalise (Sec. 3.2).
+
+    Returns:
+        ``Tensor[D]`` float32 on the model's device.
+
+    Raises:
+        TypeError: ``model`` is not an SPPNet or ``image`` not a PIL image.
+        ValueError: an unknown layer or view; conv4/conv5 with the full view; spp or the
+            full view with the no-SPP model; sizes below the model's minimum input.
+    """
+    model = _check_model(model)
+    _check_request(model, layer, view, size, crop)
+    x = representation_input(image, view=view, size=size, crop=crop, mean=mean)
+    with _eval_mode(model), torch.inference_mode():
+        return _represent(model, x[None].to(_device(model)), layer, normalize)[0]
+
+
+def feature_dim(
+    model: nn.Module, layer: str, view: str, *, size: int = 224, crop: int = 224
+) -> int:
+    """D, the length of a representation (the same for every image of a view).
+
+    Args:
+        model, layer, view, size, crop: as for :func:`image_representation`.
+
+    Returns:
+        D: ``C * h * w`` for conv4/conv5 (by one forward pass on a blank input), ``C * 36``
+        for pool5, ``C * L`` for spp, the fc width for fc6/fc7.
+
+    Raises:
+        TypeError / ValueError: as :func:`image_representation`.
+    """
+    model = _check_model(model)
+    _check_request(model, layer, view, size, crop)
+    if layer in _CONV_LAYERS:
+        x = torch.zeros(1, 3, crop, crop, device=_device(model))
+        with _eval_mode(model), torch.inference_mode():
+            return int(_represent(model, x, layer, normalize=False).shape[1])
+    if layer == "pool5":
+        return model.feature_channels * _POOL5_LEVEL * _POOL5_LEVEL
+    if layer == "spp":
+        return int(model.fc6.in_features)
+    return int(model.fc6.out_features if layer == "fc6" else model.fc7.out_features)
+
+
+def estimate_feature_bytes(
+    model: nn.Module, layer: str, view: str, n: int, *, size: int = 224, crop: int = 224
+) -> int:
+    """Disk size of ``features.npy`` for ``n`` images: ``n * D * 4`` bytes (float32).
+
+    Raises:
+        TypeError / ValueError: as :func:`feature_dim`, or ``n < 0``.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be an int >= 0, got {n!r}")
+    return n * feature_dim(model, layer, view, size=size, crop=crop) * 4
+
+
+# ------------------------------------------------------------------------ extraction
+class _Inputs(Dataset):
+    """Dataset indices -> network inputs; decode errors are returned, not raised.
+
+    (An ``ImageDecodeError`` does not survive pickling out of a worker process, so the
+    file and reason travel as strings.)
+    """
+
+    def __init__(self, dataset: Any, indices: range, view: str, size: int, crop: int, mean):
+        self.dataset, self.indices = dataset, indices
+        self.view, self.size, self.crop, self.mean = view, size, crop, mean
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        index = self.indices[i]
+        try:
+            item = self.dataset[index]
+        except ImageDecodeError as err:
+            return {"index": index, "x": None, "bad": (str(err.path), err.reason)}
+        image = item[0] if isinstance(item, (tuple, list)) else item
+        if not isinstance(image, Image.Image):
+            raise TypeError(
+                f"dataset items must be PIL images or (PIL image, target) pairs; item {index} "
+                f"holds {type(image).__name__} (build the dataset without a transform)"
+            )
+        x = representation_input(
+            image, view=self.view, size=self.size, crop=self.crop, mean=self.mean
+        )
+        return {"index": index, "x": x, "bad": None}
+
+
+def _as_list(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return batch
+
+
+def _dataset_ids(dataset: Any) -> list[str]:
+    n = len(dataset)
+    ids = getattr(dataset, "ids", None)
+    if ids is not None and len(ids) == n:
+        return [str(i) for i in ids]
+    samples = getattr(dataset, "samples", None)
+    root = getattr(dataset, "root", None)
+    if samples is not None and len(samples) == n:
+        out = []
+        for sample in samples:
+            path = Path(sample[0] if isinstance(sample, (tuple, list)) else sample)
+            try:
+                out.append(path.relative_to(root).as_posix() if root is not None else str(path))
+            except ValueError:
+                out.append(str(path))
+        return out
+    return [str(i) for i in range(n)]
+
+
+def _dataset_labels(dataset: Any) -> np.ndarray | None:
+    targets = getattr(dataset, "targets", None)
+    if targets is not None:
+        return np.asarray(targets, dtype=np.int64)
+    annotations = getattr(dataset, "annotations", None)
+    names = getattr(dataset, "class_names", None)
+    if annotations is not None and names is not None:
+        # VOC classification truth, by the devkit's rule (1 / 0 difficult-only / -1)
+        from sppnet.evaluation.voc_classification import voc_image_labels
+
+        return np.asarray(voc_image_labels(annotations, len(names)), dtype=np.int64)
+    return None
+
+
+def _check_labels(labels: object, n: int) -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.ndim not in (1, 2) or arr.shape[0] != n:
+        raise ValueError(f"labels must be an array [N] or [N, K] with N = {n}, got {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"labels must hold integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def _mean_info(mean: float | Tensor) -> float | dict[str, Any]:
+    if isinstance(mean, float):
+        return mean
+    digest = hashlib.sha256(mean.float().contiguous().numpy().tobytes()).hexdigest()[:16]
+    return {"image_shape": list(mean.shape), "sha256": digest}
+
+
+def _model_info(model: nn.Module) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return {
+        "name": model.name,
+        "spp_levels": None if model.spp_levels is None else list(model.spp_levels),
+        "width": model.width,
+        "fc_dim": model.fc_dim,
+        "feature_channels": model.feature_channels,
+        "weights_sha256": digest.hexdigest()[:16],
+    }
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically: a crash leaves the old file or the new one, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    tmp = path.with_name(path.stem + ".tmp.npy")
+    np.save(tmp, arr)
+    os.replace(tmp, path)
+
+
+# the settings two runs must share for the second to continue the first
+_RUN_KEYS = ("format_version", "layer", "view", "size", "crop", "mean", "normalize", "model")
+_RUN_KEYS += ("num_images", "dim")
+
+
+def extract_features(
+    model: nn.Module,
+    dataset: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    layer: str,
+    view: str,
+    size: int = 224,
+    crop: int = 224,
+    mean: float | Tensor = 128.0,
+    labels: np.ndarray | Sequence[int] | None = None,
+    batch_size: int = 32,
+    normalize: bool = True,
+    progress: bool = True,
+    skip_bad: bool = False,
+    num_workers: int = 0,
+) -> Path:
+    """Write the representation of every image of a dataset to ``out_dir`` (resumable).
+
+    Images are read in dataset order, ``batch_size`` at a time; the images of one batch
+    that have the same input size run through the network together (crop/warp: always
+    the whole batch; full: the images of equal resized size, so a batch of all-different
+    sizes runs one image at a time -- no image is ever resized to a common size). After
+    each batch the rows are flushed and ``meta.json`` (``rows_done``) is replaced
+    atomically; a later call with the same settings continues from there and a finished
+    folder is returned as it is, so no image is computed twice.
+
+    Args:
+        model: an SPPNet, run in eval mode under ``torch.inference_mode`` on its device
+            (its mode is restored afterwards).
+        dataset: yields ``(PIL image, target)`` (``ImageFolder``, ``VOCDetection``) and
+            was built with ``skip_bad=False`` (this function skips bad images itself).
+        out_dir: the folder to write (created; may hold an unfinished extraction).
+        layer: one of :data:`FEATURE_LAYERS`.
+        view: one of :data:`FEATURE_VIEWS`.
+        size: shorter side of full/crop views (224; 392 is the paper's best on VOC).
+        crop: side of crop/warp views (224).
+        mean: constant or ``Tensor[3, h, w]`` mean image subtracted from 0..255 pixels.
+        labels: ``[N]`` or ``[N, K]`` integer labels to store; None takes ``dataset.targets``
+            (image folders) or the VOC classification truth of ``dataset.annotations``
+            (``{1, 0, -1}``, :func:`sppnet.evaluation.voc_image_labels`).
+        batch_size: images per batch (and per checkpoint of the progress).
+        normalize: l2-normalise each row (Sec. 3.2).
+        progress: show a tqdm bar over images.
+        skip_bad: leave out images that cannot be decoded (their ids and the reason go to
+            ``meta.json``'s ``skipped``) instead of raising.
+        num_workers: DataLoader processes decoding and resizing images (0: in this process).
+
+    Returns:
+        ``out_dir`` as a ``Path``: ``features.npy`` (float32 ``[N', D]``), ``labels.npy``
+        (int64 ``[N']`` or ``[N', K]``), ``ids.json`` and ``meta.json``, where ``N'`` is
+        N minus the skipped images.
+
+    Raises:
+        TypeError: a model that is not an SPPNet, or dataset items that are not PIL images.
+        ValueError: bad layer/view/sizes (see :func:`image_representation`), an empty
+            dataset, a dataset built with ``skip_bad=True``, labels of the wrong shape, or
+            ``out_dir`` holding an extraction with other settings.
+        ImageDecodeError: an image cannot be decoded (``skip_bad=False``); names the file.
+    """
+    model = _check_model(model)
+    _check_request(model, layer, view, size, crop)
+    mean = _check_mean(mean)
+    _check_pos_int("batch_size", batch_size)
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("dataset is empty: nothing to extract")
+    if getattr(dataset, "skip_bad", False):
+        raise ValueError(
+            "build the dataset with skip_bad=False: it would replace a bad image by the next "
+            "one, whose features would then be stored under the bad image's id; pass "
+            "skip_bad=True to extract_features instead, which leaves bad images out"
+        )
+    label_arr = _dataset_labels(dataset) if labels is None else labels
+    label_arr = None if label_arr is None else _check_labels(label_arr, n)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run = {
+        "format_version": _FORMAT_VERSION,
+        "layer": layer,
+        "view": view,
+        "size": size,
+        "crop": crop,
+        "mean": _mean_info(mean),
+        "normalize": bool(normalize),
+        "model": _model_info(model),
+        "num_images": n,
+        "dim": feature_dim(model, layer, view, size=size, crop=crop),
+    }
+    meta_path, feat_path = out / "meta.json", out / "features.npy"
+    meta: dict[str, Any] | None = None
+    if meta_path.is_file():
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+        differ = [k for k in _RUN_KEYS if meta.get(k) != run[k]]
+        if differ:
+            detail = ", ".join(f"{k}: {meta.get(k)!r} there, {run[k]!r} now" for k in differ)
+            raise ValueError(
+                f"{out} holds features extracted with other settings ({detail}); "
+                "choose another output folder or delete it"
+            )
+        if meta.get("complete"):
+            return out
+        if not feat_path.is_file():
+            meta = None  # features file lost: start over
+    if meta is None:
+        meta = {**run, "dtype": "float32", "rows_done": 0, "skipped": [], "complete": False}
+        meta["labels_shape"] = None if label_arr is None else list(label_arr.shape)
+        ids = _dataset_ids(dataset)
+        _write_json(out / "ids.json", ids)
+        if label_arr is not None:
+            _save_npy(out / "labels.npy", label_arr)
+        np.lib.format.open_memmap(feat_path, mode="w+", dtype=np.float32, shape=(n, run["dim"]))
+        _write_json(meta_path, meta)
+
+    features = np.load(feat_path, mmap_mode="r+")  # [N, D]
+    start = int(meta["rows_done"])
+    inputs = _Inputs(dataset, range(start, n), view, size, crop, mean)
+    loader = DataLoader(inputs, batch_size=batch_size, num_workers=num_workers, collate_fn=_as_list)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, initial=start, desc=f"features {layer}/{view}", unit="img")
+    device = _device(model)
+    try:
+        with _eval_mode(model), torch.inference_mode():
+            for batch in loader:
+                groups: dict[tuple[int, ...], list[dict[str, Any]]] = {}
+                for item in batch:
+                    if item["x"] is None:
+                        path, reason = item["bad"]
+                        if not skip_bad:
+                            raise ImageDecodeError(path, reason)
+                        meta["skipped"].append({"index": item["index"], "file": path})
+                        features[item["index"]] = 0.0
+                        continue
+                    groups.setdefault(tuple(item["x"].shape), []).append(item)
+                for items in groups.values():
+                    x = torch.stack([it["x"] for it in items]).to(device)  # [B, 3, H, W]
+                    rows = _represent(model, x, layer, normalize).cpu().numpy()  # [B, D]
+                    features[[it["index"] for it in items]] = rows
+                features.flush()  # rows on disk before meta says they are done
+                meta["rows_done"] = batch[-1]["index"] + 1
+                _write_json(meta_path, meta)
+                if bar is not None:
+                    bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+    del features
+    _finish(out, meta)
+    return out
+
+
+def _finish(out: Path, meta: dict[str, Any]) -> None:
+    """Drop skipped rows from features, labels and ids; mark the folder complete.
+
+    Each file is compacted only while it still has N rows, so a crash in here is
+    finished by the next call.
+    """
+    n = meta["num_images"]
+    bad = sorted({s["index"] for s in meta["skipped"]})
+    n_rows = n - len(bad)
+    if bad:
+        keep = np.setdiff1d(np.arange(n), bad)
+        src = np.load(out / "features.npy", mmap_mode="r")
+        if src.shape[0] == n:
+            tmp = out / "features.tmp.npy"
+            shape = (n_rows, src.shape[1])
+            dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            for lo in range(0, n_rows, 4096):  # in chunks: the file may not fit in memory
+                dst[lo : lo + 4096] = src[keep[lo : lo + 4096]]
+            dst.flush()
+            del dst
+            os.replace(tmp, out / "features.npy")
+        del src
+        if (out / "labels.npy").is_file():
+            label_arr = np.load(out / "labels.npy")
+            if label_arr.shape[0] == n:
+                _save_npy(out / "labels.npy", label_arr[keep])
+        with open(out / "ids.json", encoding="utf-8") as f:
+            ids = json.load(f)
+        if len(ids) == n:
+            _write_json(out / "ids.json", [ids[i] for i in keep])
+        if meta.get("labels_shape"):
+            meta["labels_shape"][0] = n_rows
+    meta["rows"] = n_rows
+    meta["complete"] = True
+    _write_json(out / "meta.json", meta)
