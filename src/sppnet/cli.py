@@ -382,6 +382,19 @@ def _cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint DIR [--which latest|best]``: a trained model to load."""
+    parser.add_argument(
+        "--checkpoint", required=True, metavar="DIR", help="run or checkpoint directory"
+    )
+    parser.add_argument(
+        "--which",
+        choices=("latest", "best"),
+        default="latest",
+        help="checkpoint of a run directory to load (default latest)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sppnet`` command (subcommands and their options)."""
     parser = argparse.ArgumentParser(
@@ -425,15 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
         "      --views center ten full multiview --json runs/zf5/eval.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    evaluate.add_argument(
-        "--checkpoint", required=True, metavar="DIR", help="run or checkpoint directory"
-    )
-    evaluate.add_argument(
-        "--which",
-        choices=("latest", "best"),
-        default="latest",
-        help="checkpoint of a run directory to load (default latest)",
-    )
+    _add_checkpoint_args(evaluate)
     evaluate.add_argument(
         "--data", required=True, metavar="DIR", help="image-folder dataset (one folder per class)"
     )
@@ -598,15 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
         "      --layer spp --view full --out feats/caltech101",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    features.add_argument(
-        "--checkpoint", required=True, metavar="DIR", help="run or checkpoint directory"
-    )
-    features.add_argument(
-        "--which",
-        choices=("latest", "best"),
-        default="latest",
-        help="checkpoint of a run directory to load (default latest)",
-    )
+    _add_checkpoint_args(features)
     features.add_argument("--data", required=True, metavar="DIR", help="dataset root")
     features.add_argument(
         "--format",

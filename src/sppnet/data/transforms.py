@@ -38,6 +38,7 @@ __all__ = [
     "EvalCropTransform",
     "FullImageTransform",
     "TrainTransform",
+    "check_mean",
     "five_crop_boxes",
     "hflip",
     "pca_lighting",
@@ -82,13 +83,29 @@ def _check_image_tensor(t: object, name: str = "t") -> Tensor:
     return t
 
 
-def _check_mean(mean: object) -> float | Tensor:
+def check_mean(mean: object) -> float | Tensor:
+    """Validate a mean for :func:`subtract_mean`: a finite constant or a mean image.
+
+    Args:
+        mean: a finite number (128 for VOC / Caltech101, Appendix A) or a floating
+            ``Tensor[3, h, w]`` mean image (warped to each input's size when subtracted).
+
+    Returns:
+        The constant as a float, or the mean image detached on the CPU.
+
+    Raises:
+        TypeError: not a finite number or a tensor.
+        ValueError: a tensor that is not a floating ``Tensor[3, h, w]``.
+    """
     if isinstance(mean, Tensor):
-        if mean.dim() != 3 or mean.shape[0] != 3:
-            raise ValueError(f"mean image must be Tensor[3, h, w], got shape {tuple(mean.shape)}")
-        return mean
-    if isinstance(mean, bool) or not isinstance(mean, (int, float)):
-        raise TypeError(f"mean must be a float or a Tensor[3, h, w], got {type(mean).__name__}")
+        if mean.dim() != 3 or mean.shape[0] != 3 or not mean.is_floating_point():
+            raise ValueError(
+                f"mean must be a float or a float Tensor[3, h, w] mean image, got "
+                f"{mean.dtype} shape {tuple(mean.shape)}"
+            )
+        return mean.detach().cpu()
+    if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not math.isfinite(mean):
+        raise TypeError(f"mean must be a finite float or a Tensor[3, h, w], got {mean!r}")
     return float(mean)
 
 
@@ -288,7 +305,7 @@ def subtract_mean(t: Tensor, mean: float | Tensor) -> Tensor:
         ValueError: ``t`` or the mean image is not ``[3, H, W]``.
     """
     _check_image_tensor(t)
-    mean = _check_mean(mean)
+    mean = check_mean(mean)
     if isinstance(mean, float):
         return t - mean
     mean = mean.to(dtype=t.dtype, device=t.device)
@@ -334,7 +351,7 @@ class TrainTransform:
         if not math.isfinite(lighting) or lighting < 0:
             raise ValueError(f"lighting must be a finite number >= 0, got {lighting}")
         self.lighting = float(lighting)
-        self.mean = _check_mean(mean)
+        self.mean = check_mean(mean)
 
     def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> Tensor:
         """Augment one image.
@@ -391,7 +408,7 @@ class FullImageTransform:
         max_long_side: int | None = None,
     ) -> None:
         self.shorter = None if shorter is None else _check_positive_int(shorter, "shorter")
-        self.mean = _check_mean(mean)
+        self.mean = check_mean(mean)
         self.max_long_side = (
             None if max_long_side is None else _check_positive_int(max_long_side, "max_long_side")
         )
@@ -468,7 +485,7 @@ class EvalCropTransform:
         self.shorter = _check_positive_int(shorter, "shorter")
         if shorter < crop:
             raise ValueError(f"shorter must be >= crop ({crop}) so the crop fits, got {shorter}")
-        self.mean = _check_mean(mean)
+        self.mean = check_mean(mean)
 
     def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> Tensor:
         """Center-crop one image (deterministic; ``generator`` is accepted and unused).

@@ -208,9 +208,8 @@ def load_checkpoint(
     model_state = load_file(str(found / _MODEL_FILE), device=map_location)
     optimizer_state = None
     if (found / _OPTIMIZER_FILE).is_file():
-        optimizer_state = torch.load(
-            found / _OPTIMIZER_FILE, map_location=map_location, weights_only=True
-        )
+        optimizer_file = found / _OPTIMIZER_FILE
+        optimizer_state = torch.load(optimizer_file, weights_only=True, map_location=map_location)
     state = json.loads((found / _STATE_FILE).read_text(encoding="utf-8"))
     state["path"] = str(found)
     return model_state, optimizer_state, state

@@ -30,7 +30,6 @@ mirrored before the mean is subtracted, as a training crop is.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,7 +39,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from sppnet.data.transforms import hflip, resize_shorter, subtract_mean, to_tensor
+from sppnet.data.transforms import check_mean, hflip, resize_shorter, subtract_mean, to_tensor
 from sppnet.data.views import feature_map_view_boxes, ten_view_boxes
 from sppnet.evaluation.classification import topk_errors
 from sppnet.ops import map_windows_to_features, window_pyramid_pool
@@ -56,19 +55,6 @@ _TOPK = (1, 5)  # the paper reports top-1 and top-5 error
 
 
 # ----------------------------------------------------------------------------- pixels
-def _check_mean(mean: object) -> float | Tensor:
-    if isinstance(mean, Tensor):
-        if mean.dim() != 3 or mean.shape[0] != 3 or not mean.is_floating_point():
-            raise ValueError(
-                f"mean must be a float or a float Tensor[3, h, w] mean image, got "
-                f"{mean.dtype} shape {tuple(mean.shape)}"
-            )
-        return mean.detach().cpu()
-    if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not math.isfinite(mean):
-        raise TypeError(f"mean must be a finite float or a Tensor[3, h, w], got {mean!r}")
-    return float(mean)
-
-
 # ------------------------------------------------------------------------ validation
 def _check_views(views: Sequence[str]) -> tuple[str, ...]:
     if isinstance(views, str):
@@ -275,7 +261,7 @@ def evaluate_classifier(
     shorter = _check_pos_int("shorter", shorter)
     batch_size = _check_pos_int("batch_size", batch_size)
     num_workers = _check_pos_int("num_workers", num_workers, 0)
-    mean = _check_mean(mean)
+    mean = check_mean(mean)
     if isinstance(scales, int):
         scales = (scales,)
     scales = tuple(dict.fromkeys(_check_pos_int("scale", s) for s in scales))

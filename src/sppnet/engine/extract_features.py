@@ -44,7 +44,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -58,7 +57,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from sppnet.data.decode import ImageDecodeError
-from sppnet.data.transforms import five_crop_boxes, resize_shorter, subtract_mean, to_tensor
+from sppnet.data.transforms import (
+    check_mean,
+    five_crop_boxes,
+    resize_shorter,
+    subtract_mean,
+    to_tensor,
+)
 from sppnet.ops import spatial_pyramid_pool
 
 __all__ = [
@@ -88,19 +93,6 @@ def _check_pos_int(name: str, value: object) -> int:
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return value
-
-
-def _check_mean(mean: object) -> float | Tensor:
-    if isinstance(mean, Tensor):
-        if mean.dim() != 3 or mean.shape[0] != 3 or not mean.is_floating_point():
-            raise ValueError(
-                f"mean must be a float or a float Tensor[3, h, w] mean image, got "
-                f"{mean.dtype} shape {tuple(mean.shape)}"
-            )
-        return mean.detach().cpu()
-    if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not math.isfinite(mean):
-        raise TypeError(f"mean must be a finite float or a Tensor[3, h, w], got {mean!r}")
-    return float(mean)
 
 
 def _check_model(model: object) -> nn.Module:
@@ -203,7 +195,7 @@ def representation_input(
         raise ValueError(f"view must be one of {', '.join(FEATURE_VIEWS)}, got {view!r}")
     _check_pos_int("size", size)
     _check_pos_int("crop", crop)
-    mean = _check_mean(mean)
+    mean = check_mean(mean)
     if view == "crop" and size < crop:
         raise ValueError(f"view 'crop' needs size >= crop, got {size} < {crop}")
     if view == "warp":
@@ -514,7 +506,7 @@ def extract_features(
     """
     model = _check_model(model)
     _check_request(model, layer, view, size, crop)
-    mean = _check_mean(mean)
+    mean = check_mean(mean)
     _check_pos_int("batch_size", batch_size)
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
