@@ -1,0 +1,535 @@
+"""Pascal VOC detection AP / mAP (Sec. 4, Tables 9-12: VOC 2007 detection mAP).
+
+The rules are those of the official devkit (``VOCevaldet.m``), per class:
+
+- all detections of the class over all images are ranked by decreasing score;
+- each detection is compared with the ground-truth objects of its class in its image and
+  takes the single one with the highest IoU (the first in annotation order on an IoU tie, as
+  the devkit's strict ``ov > ovmax``); only overlapping boxes are candidates;
+- the match needs ``IoU >= iou_threshold`` (0.5), else the detection is a false positive;
+- a match to a ``difficult`` object counts neither way (the detection is dropped from the
+  curve; the devkit keeps it as a repeat of the previous point, which changes neither AP);
+- a match to an object already taken by a higher-ranked detection is a false positive,
+  even if the detection overlaps another, free object less (only the best-IoU object is
+  tried); otherwise it is a true positive and the object is taken;
+- recall is over the non-difficult objects; AP by :func:`~sppnet.evaluation.voc_ap.voc_ap`
+  (11-point for VOC 2007, area under the envelope for VOC 2010+);
+- a class without any non-difficult object has no AP: NaN, left out of the mean.
+
+Ties in score are broken deterministically: by the position of the image in ``annotations``
+(the image set order), then by the position of the detection within its image (a stable
+sort, as the devkit's MATLAB ``sort`` over a result file written in that order).
+
+IoU: the devkit adds 1 to widths and heights because its boxes are 1-based and inclusive
+(pixels 1..10 span 10 pixels). Our boxes are continuous (STYLE rule 4: pixels 0..9 are
+``(0, 0, 10, 10)``), so plain ``x2 - x1`` is the same width, and plain areas give the
+devkit's IoU exactly. The conversion back to VOC coordinates happens only in
+:func:`write_voc_results`.
+
+Shape shorthand: D detections of one image, G ground-truth objects of one image, K classes.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sppnet.evaluation.voc_ap import voc_ap
+from sppnet.ops.boxes import check_boxes
+
+__all__ = [
+    "per_class_ap_table",
+    "plot_precision_recall",
+    "read_voc_results",
+    "voc_detection_map",
+    "write_voc_results",
+]
+
+# Result files: scores with 6 significant digits, coordinates with 3 decimals (1/1000 px),
+# so a write/read round trip changes a score by < 5e-6 relative and a box by <= 5e-4 px.
+_SCORE_FORMAT = "{:.6g}"
+_COORD_FORMAT = "{:.3f}"
+
+
+def _check_labels(labels: object, n: int, where: str) -> np.ndarray:
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"{where}: labels must be a LongTensor[{n}], got {type(labels).__name__}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise TypeError(f"{where}: labels must be an integer tensor, got dtype {labels.dtype}")
+    if labels.shape != (n,):
+        raise ValueError(
+            f"{where}: labels must have shape [{n}] (one per box), got {list(labels.shape)}"
+        )
+    out = labels.detach().cpu().to(torch.int64).numpy()
+    if out.size and out.min() < 0:
+        raise ValueError(f"{where}: labels must be >= 0, got {int(out.min())}")
+    return out
+
+
+def _get(entry: object, key: str, where: str) -> object:
+    if not isinstance(entry, Mapping):
+        raise TypeError(f"{where} must be a dict, got {type(entry).__name__}")
+    if key not in entry:
+        raise ValueError(f"{where} lacks key {key!r}; has {sorted(map(str, entry))}")
+    return entry[key]
+
+
+def _boxes(entry: Mapping, where: str) -> np.ndarray:
+    boxes = _get(entry, "boxes", where)
+    check_boxes(boxes, f"{where}['boxes']")  # type: ignore[arg-type]
+    return boxes.detach().cpu().to(torch.float64).numpy()  # type: ignore[union-attr]
+
+
+def _check_detections(detections: object) -> dict[object, tuple[np.ndarray, ...]]:
+    """Validate ``detections``; return ``{id: (boxes [D, 4], scores [D], labels [D])}``."""
+    if not isinstance(detections, Mapping):
+        raise TypeError(
+            f"detections must map image id -> {{'boxes', 'scores', 'labels'}}, "
+            f"got {type(detections).__name__}"
+        )
+    out: dict[object, tuple[np.ndarray, ...]] = {}
+    for image_id, entry in detections.items():
+        where = f"detections[{image_id!r}]"
+        boxes = _boxes(entry, where)
+        scores = _get(entry, "scores", where)
+        if not isinstance(scores, Tensor) or not scores.dtype.is_floating_point:
+            raise TypeError(f"{where}: scores must be a float Tensor[{len(boxes)}], got {scores!r}")
+        if scores.shape != (len(boxes),):
+            raise ValueError(
+                f"{where}: scores must have shape [{len(boxes)}] (one per box), "
+                f"got {list(scores.shape)}"
+            )
+        s = scores.detach().cpu().to(torch.float64).numpy()
+        if np.isnan(s).any():
+            raise ValueError(f"{where}: scores contain NaN (index {int(np.isnan(s).argmax())})")
+        labels = _check_labels(_get(entry, "labels", where), len(boxes), where)
+        out[image_id] = (boxes, s, labels)
+    return out
+
+
+def _check_annotations(annotations: object) -> dict[object, tuple[np.ndarray, ...]]:
+    """Validate ``annotations``; return ``{id: (boxes [G, 4], labels [G], difficult [G])}``."""
+    if not isinstance(annotations, Mapping):
+        raise TypeError(
+            f"annotations must map image id -> {{'boxes', 'labels', 'difficult'}}, "
+            f"got {type(annotations).__name__}"
+        )
+    out: dict[object, tuple[np.ndarray, ...]] = {}
+    for image_id, entry in annotations.items():
+        where = f"annotations[{image_id!r}]"
+        boxes = _boxes(entry, where)
+        labels = _check_labels(_get(entry, "labels", where), len(boxes), where)
+        difficult = _get(entry, "difficult", where)
+        if not isinstance(difficult, Tensor) or difficult.dtype != torch.bool:
+            raise TypeError(f"{where}: difficult must be a BoolTensor[{len(boxes)}]")
+        if difficult.shape != (len(boxes),):
+            raise ValueError(
+                f"{where}: difficult must have shape [{len(boxes)}] (one per box), "
+                f"got {list(difficult.shape)}"
+            )
+        out[image_id] = (boxes, labels, difficult.detach().cpu().numpy())
+    return out
+
+
+def _check_class_names(class_names: object) -> list[str]:
+    if isinstance(class_names, str) or not isinstance(class_names, Sequence):
+        raise TypeError(
+            f"class_names must be a sequence of strings, got {type(class_names).__name__}"
+        )
+    if not all(isinstance(c, str) for c in class_names):
+        raise TypeError("class_names must all be strings")
+    if len(set(class_names)) != len(class_names):
+        raise ValueError(f"class_names must be distinct, got {list(class_names)}")
+    return list(class_names)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU ``ndarray[D, G]`` in float64 of validated boxes; plain areas are the devkit's ``+1``
+    areas in our convention (module docstring). Disjoint or touching boxes give 0."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])  # [D, G, 2]
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])  # [D, G, 2]
+    wh = np.clip(rb - lt, 0.0, None)
+    inter = wh[..., 0] * wh[..., 1]  # [D, G]
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    # union == 0 only for two zero-area boxes, whose inter is 0 too: IoU 0 there.
+    return inter / np.where(union > 0, union, 1.0)
+
+
+def voc_detection_map(
+    detections: Mapping[object, Mapping[str, Tensor]],
+    annotations: Mapping[object, Mapping[str, Tensor]],
+    iou_threshold: float = 0.5,
+    use_07_metric: bool = True,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, object]:
+    """Per-class AP and mean AP of detections, by the VOC devkit's rules (module docstring).
+
+    Args:
+        detections: image id -> ``{"boxes": Tensor[D, 4], "scores": Tensor[D],
+            "labels": LongTensor[D]}`` (what the detector returns per image). Images may be
+            missing (no detections) and ``D`` may be 0. Every id must be in ``annotations``.
+        annotations: image id -> ``{"boxes": Tensor[G, 4], "labels": LongTensor[G],
+            "difficult": BoolTensor[G]}`` for every image of the test set, ``G`` may be 0.
+            Its order breaks score ties (module docstring).
+        iou_threshold: the least IoU of a match, in ``(0, 1]``; 0.5 in VOC. IoU exactly at
+            the threshold is a match (the devkit's ``>=``).
+        use_07_metric: ``True`` for the VOC 2007 11-point AP (the paper's metric), ``False``
+            for the VOC 2010+ area under the precision envelope.
+        class_names: optional ``K`` names; labels must then lie in ``0..K-1`` and the names
+            are the keys of the results. Without it the classes are the labels that occur in
+            ``annotations`` or ``detections``, keyed by the int label, in increasing order.
+
+    Returns:
+        A dict with, per class key (name or int label), in class order:
+
+        - ``"ap"``: ``{key: float}``, NaN for a class without non-difficult objects;
+        - ``"map"``: the mean over the classes with an AP (NaN if none has one);
+        - ``"recall"``, ``"precision"``: ``{key: ndarray[M]}``, the curve over the ``M``
+          ranked detections of the class that are not matched to difficult objects;
+        - ``"num_positives"``: ``{key: int}``, the non-difficult objects of the class.
+
+    Raises:
+        TypeError: inputs of the wrong type (not dicts, non-float boxes or scores, non-integer
+            labels, non-bool difficult, non-string class names).
+        ValueError: missing keys, wrong shapes, invalid boxes, NaN scores, negative labels or
+            labels outside ``0..K-1``, a threshold outside ``(0, 1]``, detections for an image
+            id that has no annotation.
+    """
+    dets = _check_detections(detections)
+    anns = _check_annotations(annotations)
+    if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, numbers.Real):
+        raise TypeError(f"iou_threshold must be a real number, got {iou_threshold!r}")
+    if not 0.0 < float(iou_threshold) <= 1.0:
+        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+    thr = float(iou_threshold)
+    unknown = [i for i in dets if i not in anns]
+    if unknown:
+        raise ValueError(
+            f"detections for image id {unknown[0]!r} (and {len(unknown) - 1} more) that has no "
+            f"annotation; every image with detections must be in annotations"
+        )
+    all_labels = {int(v) for _, lab, _ in anns.values() for v in lab}
+    all_labels |= {int(v) for _, _, lab in dets.values() for v in lab}
+    if class_names is not None:
+        names = _check_class_names(class_names)
+        outside = [v for v in sorted(all_labels) if v >= len(names)]
+        if outside:
+            raise ValueError(
+                f"label {outside[0]} is outside 0..{len(names) - 1} (class_names has "
+                f"{len(names)} names)"
+            )
+        classes = list(range(len(names)))
+        keys: list[object] = list(names)
+    else:
+        classes = sorted(all_labels)
+        keys = list(classes)
+
+    # Per image: the best-IoU object of its class for each detection (independent of the
+    # ranking); then per class, the greedy pass in ranking order decides tp / fp / ignored.
+    result: dict[str, dict[object, object]] = {
+        "ap": {},
+        "recall": {},
+        "precision": {},
+        "num_positives": {},
+    }
+    parts: list[tuple[np.ndarray, ...]] = []
+    positive_labels = []
+    for rank, (image_id, (gt_boxes, gt_labels, difficult)) in enumerate(anns.items()):
+        positive_labels.append(gt_labels[~difficult])
+        if image_id not in dets:
+            continue
+        boxes, scores, labels = dets[image_id]
+        d = len(boxes)
+        best = np.full(d, -1, dtype=np.int64)  # index into the image's objects; -1 none
+        best_iou = np.zeros(d)
+        best_difficult = np.zeros(d, dtype=bool)
+        if d and len(gt_boxes):
+            same = labels[:, None] == gt_labels[None, :]  # [D, G]
+            iou = np.where(same, _iou(boxes, gt_boxes), -1.0)  # [D, G]
+            j = iou.argmax(1)  # first maximum: the devkit's strict "ov > ovmax"
+            best_iou = iou[np.arange(d), j]
+            # Only overlapping boxes of the class are candidates (devkit: iw > 0 & ih > 0).
+            best = np.where(best_iou > 0, j, -1)
+            best_difficult = difficult[j]
+        image = np.full(d, rank)
+        parts.append((labels, scores, image, np.arange(d), best, best_iou, best_difficult))
+    if parts:
+        columns = [np.concatenate(p) for p in zip(*parts, strict=True)]
+    else:
+        columns = [np.zeros(0, dtype=np.int64)] * 5 + [np.zeros(0), np.zeros(0, dtype=bool)]
+    all_det_labels = columns[0]
+    pos = np.concatenate(positive_labels) if positive_labels else np.zeros(0, dtype=np.int64)
+    npos = {c: int((pos == c).sum()) for c in classes}
+
+    for c, key in zip(classes, keys, strict=True):
+        n_pos = npos[c]
+        result["num_positives"][key] = n_pos
+        mask = all_det_labels == c
+        score, img, idx, best, best_iou, diff = (col[mask] for col in columns[1:])
+        # Decreasing score; ties by image rank, then index in image (np.lexsort: last key first).
+        order = np.lexsort((idx, img, -score.astype(np.float64)))
+        outcome = np.zeros(order.size, dtype=np.int8)  # 1 tp, 0 fp, -1 ignored
+        taken: set[tuple[int, int]] = set()  # (image rank, gt index) already detected
+        ranked = zip(
+            img[order].tolist(),
+            best[order].tolist(),
+            (best_iou[order] >= thr).tolist(),
+            diff[order].tolist(),
+            strict=True,
+        )
+        for k, (im, gt, overlaps, is_difficult) in enumerate(ranked):
+            if gt < 0 or not overlaps:
+                continue  # no object overlaps enough: false positive
+            if is_difficult:
+                outcome[k] = -1  # matched a difficult object: neither tp nor fp
+            elif (im, gt) not in taken:
+                outcome[k] = 1
+                taken.add((im, gt))
+            # else: its best object is already detected (a duplicate): false positive
+        outcome = outcome[outcome >= 0]  # [M]
+        tp = np.cumsum(outcome == 1)
+        fp = np.cumsum(outcome == 0)
+        if n_pos == 0:
+            result["ap"][key] = math.nan
+            result["recall"][key] = np.zeros(0)
+            result["precision"][key] = np.zeros(0)
+            continue
+        recall = tp / n_pos
+        precision = tp / np.maximum(tp + fp, 1)  # tp + fp >= 1 at every kept point
+        result["ap"][key] = voc_ap(recall, precision, use_07_metric=use_07_metric)
+        result["recall"][key] = recall
+        result["precision"][key] = precision
+    valid = [v for v in result["ap"].values() if not math.isnan(v)]  # type: ignore[arg-type]
+    out: dict[str, object] = {
+        "ap": result["ap"],
+        "map": float(sum(valid) / len(valid)) if valid else math.nan,
+        "recall": result["recall"],
+        "precision": result["precision"],
+        "num_positives": result["num_positives"],
+    }
+    return out
+
+
+def write_voc_results(
+    detections: Mapping[object, Mapping[str, Tensor]],
+    out_dir: str | os.PathLike[str],
+    class_names: Sequence[str],
+    prefix: str = "comp4_det_test_",
+) -> list[Path]:
+    """Write detections as VOC result files, one ``{prefix}{class}.txt`` per class.
+
+    Each line is ``image_id score x1 y1 x2 y2`` in VOC's 1-based inclusive pixel coordinates,
+    scores with 6 significant digits and coordinates with 3 decimals. Lines follow the order
+    of ``detections``, then the order within each image. Every class gets a file, empty if it
+    has no detections (the devkit expects one per class).
+
+    Args:
+        detections: image id -> ``{"boxes": Tensor[D, 4], "scores": Tensor[D],
+            "labels": LongTensor[D]}`` with labels in ``0..K-1``. Ids are written with
+            ``str()`` and must not contain whitespace.
+        out_dir: the folder; created if missing.
+        class_names: the ``K`` class names, used in the file names.
+        prefix: the file name prefix (VOC: ``comp4_det_test_`` for competition 4, own data).
+
+    Returns:
+        The ``K`` paths written, in class order.
+
+    Raises:
+        TypeError, ValueError: as :func:`voc_detection_map` for the detections; labels
+            outside ``0..K-1``; image ids that are empty or contain whitespace.
+    """
+    dets = _check_detections(detections)
+    names = _check_class_names(class_names)
+    lines: list[list[str]] = [[] for _ in names]
+    for image_id, (boxes, scores, labels) in dets.items():
+        text_id = str(image_id)
+        if not text_id or text_id.split() != [text_id]:
+            raise ValueError(f"image id {image_id!r} must be non-empty without whitespace")
+        if labels.size and labels.max() >= len(names):
+            raise ValueError(
+                f"detections[{image_id!r}]: label {int(labels.max())} is outside "
+                f"0..{len(names) - 1} (class_names has {len(names)} names)"
+            )
+        for box, score, label in zip(boxes, scores, labels, strict=True):
+            # The one conversion back to VOC (STYLE rule 4): our continuous (x1, y1, x2, y2)
+            # covers 1-based inclusive pixels x1 + 1 .. x2 (0..10 continuous is pixels 1..10).
+            voc_box = (box[0] + 1.0, box[1] + 1.0, box[2], box[3])
+            coords = " ".join(_COORD_FORMAT.format(v) for v in voc_box)
+            lines[int(label)].append(f"{text_id} {_SCORE_FORMAT.format(score)} {coords}\n")
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, class_lines in zip(names, lines, strict=True):
+        path = folder / f"{prefix}{name}.txt"
+        path.write_text("".join(class_lines))
+        paths.append(path)
+    return paths
+
+
+def read_voc_results(
+    out_dir: str | os.PathLike[str],
+    class_names: Sequence[str],
+    prefix: str = "comp4_det_test_",
+) -> dict[str, dict[str, Tensor]]:
+    """Read VOC result files back into a detections dict (inverse of :func:`write_voc_results`).
+
+    Args:
+        out_dir: the folder holding ``{prefix}{class}.txt`` for each class.
+        class_names: the ``K`` class names; the label of a detection is its class's index.
+        prefix: the file name prefix.
+
+    Returns:
+        image id (``str``) -> ``{"boxes": Tensor[D, 4] float32, "scores": Tensor[D] float32,
+        "labels": LongTensor[D]}``, boxes converted back to our 0-based continuous
+        convention. Images in order of first appearance (class files in class order), each
+        image's detections by class, then in file order. A round trip gives the written
+        values up to the file precision (6 significant digits of score, 1/1000 pixel).
+
+    Raises:
+        TypeError: non-string class names.
+        FileNotFoundError: a class file is missing (the message names it).
+        ValueError: a line that is not ``image_id score x1 y1 x2 y2`` with numbers (file and
+            line number named), or a box with ``x2 < x1`` or ``y2 < y1``.
+    """
+    names = _check_class_names(class_names)
+    folder = Path(out_dir)
+    rows: dict[str, list[tuple[float, float, float, float, float, int]]] = {}
+    for label, name in enumerate(names):
+        path = folder / f"{prefix}{name}.txt"
+        if not path.is_file():
+            raise FileNotFoundError(f"VOC result file for class {name!r} not found: {path}")
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                if len(fields) != 6:
+                    raise ValueError
+                score, x1, y1, x2, y2 = (float(v) for v in fields[1:])
+            except ValueError:
+                raise ValueError(
+                    f"{path}:{number}: expected 'image_id score x1 y1 x2 y2', got {line!r}"
+                ) from None
+            # VOC 1-based inclusive pixels x1..x2 are our continuous (x1 - 1, ..., x2).
+            rows.setdefault(fields[0], []).append((x1 - 1.0, y1 - 1.0, x2, y2, score, label))
+    out: dict[str, dict[str, Tensor]] = {}
+    for image_id, image_rows in rows.items():
+        table = torch.tensor(image_rows, dtype=torch.float64).reshape(-1, 6)  # [D, 6]
+        boxes = table[:, :4].to(torch.float32)
+        check_boxes(boxes, f"boxes of image {image_id!r} in {folder}")
+        out[image_id] = {
+            "boxes": boxes,
+            "scores": table[:, 4].to(torch.float32),
+            "labels": table[:, 5].to(torch.int64),
+        }
+    return out
+
+
+def _keys_and_names(
+    result: Mapping[str, object], class_names: Sequence[str] | None
+) -> list[tuple[object, str]]:
+    if not isinstance(result, Mapping) or not isinstance(result.get("ap"), Mapping):
+        raise TypeError("result must be the dict returned by voc_detection_map (with 'ap')")
+    ap = result["ap"]
+    keys = list(ap)  # type: ignore[arg-type]
+    if class_names is None:
+        return [(k, str(k)) for k in keys]
+    names = _check_class_names(class_names)
+    if all(n in ap for n in names):  # type: ignore[operator]
+        return [(n, n) for n in names]
+    if len(names) == len(keys):
+        return list(zip(keys, names, strict=True))
+    raise ValueError(
+        f"class_names ({len(names)}) match neither the keys nor the number of classes "
+        f"({len(keys)}) of result['ap']"
+    )
+
+
+def per_class_ap_table(
+    result: Mapping[str, object], class_names: Sequence[str] | None = None
+) -> str:
+    """A markdown table of the per-class AP and the mAP, in percent as the paper's tables.
+
+    Args:
+        result: the dict returned by :func:`voc_detection_map`.
+        class_names: optional names for the rows; either the keys of ``result["ap"]`` (any
+            subset order) or one display name per class in its order. The keys otherwise.
+
+    Returns:
+        ``| class | AP (%) |`` rows with one decimal (``n/a`` for NaN), then a bold mAP row.
+
+    Raises:
+        TypeError: ``result`` without ``"ap"``; non-string names.
+        ValueError: ``class_names`` that fit neither the keys nor the number of classes.
+    """
+    rows = ["| class | AP (%) |", "| --- | ---: |"]
+    ap = result["ap"] if isinstance(result, Mapping) else None
+    for key, name in _keys_and_names(result, class_names):
+        value = float(ap[key])  # type: ignore[index]
+        rows.append(f"| {name} | {'n/a' if math.isnan(value) else f'{100 * value:.1f}'} |")
+    m = float(result.get("map", math.nan))  # type: ignore[union-attr, arg-type]
+    rows.append(f"| **mAP** | **{'n/a' if math.isnan(m) else f'{100 * m:.1f}'}** |")
+    return "\n".join(rows) + "\n"
+
+
+def plot_precision_recall(
+    result: Mapping[str, object],
+    path: str | os.PathLike[str],
+    class_names: Sequence[str] | None = None,
+) -> Path:
+    """Save the precision-recall curve of every class with an AP as a PNG.
+
+    Uses matplotlib's Agg canvas directly (no pyplot, no global backend change).
+
+    Args:
+        result: the dict returned by :func:`voc_detection_map` (with ``"recall"`` and
+            ``"precision"``).
+        path: the PNG file to write; its folder must exist.
+        class_names: optional legend names, as in :func:`per_class_ap_table`.
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        TypeError: ``result`` without ``"ap"``, ``"recall"`` and ``"precision"``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    pairs = _keys_and_names(result, class_names)
+    if not isinstance(result.get("recall"), Mapping) or not isinstance(
+        result.get("precision"), Mapping
+    ):
+        raise TypeError("result must hold 'recall' and 'precision' curves (voc_detection_map)")
+    ap, rec, prec = result["ap"], result["recall"], result["precision"]
+    fig = Figure(figsize=(7, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for key, name in pairs:
+        value = float(ap[key])  # type: ignore[index]
+        if math.isnan(value):
+            continue
+        r = np.concatenate([[0.0], np.asarray(rec[key])])  # type: ignore[index]
+        p = np.asarray(prec[key])  # type: ignore[index]
+        p = np.concatenate([[p[0] if p.size else 0.0], p])
+        ax.plot(r, p, label=f"{name} ({100 * value:.1f})", linewidth=1)
+    m = float(result.get("map", math.nan))  # type: ignore[arg-type]
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
+    ax.set_title(
+        f"precision-recall, mAP {100 * m:.1f}" if not math.isnan(m) else "precision-recall"
+    )
+    if pairs:
+        ax.legend(fontsize="small", loc="lower left", ncol=2)
+    ax.grid(True, alpha=0.3)
+    out = Path(path)
+    fig.savefig(out, format="png", dpi=100)
+    return out
