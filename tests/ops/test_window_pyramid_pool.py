@@ -1,3 +1,5 @@
+import importlib
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -142,3 +144,70 @@ def test_bad_types():
         window_pyramid_pool(x[0], torch.tensor([[0, 0, 2, 2]]))
     with pytest.raises(ValueError, match=">= 1"):
         window_pyramid_pool(x, torch.tensor([[0, 0, 2, 2]]), levels=(0,))
+
+
+def _random_windows(g, n_win, height, width):
+    xs = torch.randint(0, width, (n_win, 2), generator=g).sort(1).values
+    ys = torch.randint(0, height, (n_win, 2), generator=g).sort(1).values
+    return torch.stack([xs[:, 0], ys[:, 0], xs[:, 1] + 1, ys[:, 1] + 1], 1)
+
+
+@pytest.mark.parametrize("levels", [(6, 3, 2, 1), (4, 2, 1), (5,)])
+@pytest.mark.parametrize("images_used", [(0, 1, 2), (0, 2)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_custom_max_backward_equals_autograd_path(monkeypatch, levels, images_used, channels_last):
+    # The argmax + scatter backward must give the gradient autograd gets by differentiating
+    # the sparse table (float64 random data: no ties, so the argmax is unique).
+    # the package re-exports the function under the module's name: fetch the module itself
+    wpp = importlib.import_module("sppnet.ops.window_pyramid_pool")
+
+    g = torch.Generator().manual_seed(sum(levels) + len(images_used))
+    x = torch.randn(3, 4, 17, 23, generator=g, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    wins = torch.cat([_random_windows(g, 40, 17, 23), torch.tensor([[0, 0, 23, 17]])])
+    pick = torch.randint(0, len(images_used), (len(wins),), generator=g)
+    bidx = torch.tensor(images_used)[pick]
+    weights = torch.randn(len(wins), 4 * sum(n * n for n in levels), generator=g, dtype=x.dtype)
+
+    def grad_of(custom, **kw):
+        monkeypatch.setattr(wpp, "_CUSTOM_MAX_BACKWARD", custom)
+        xg = x.detach().clone().requires_grad_()
+        y = window_pyramid_pool(xg, wins, bidx, levels=levels, **kw)
+        (y * weights).sum().backward()
+        return y.detach(), xg.grad
+
+    y_ref, g_ref = grad_of(False)
+    y_new, g_new = grad_of(True)
+    y_chunked, g_chunked = grad_of(True, chunk_bins=1)
+    assert torch.equal(y_new, y_ref)
+    assert torch.equal(y_chunked, y_ref)
+    torch.testing.assert_close(g_new, g_ref)
+    torch.testing.assert_close(g_chunked, g_ref)
+    assert g_new.shape == x.shape
+    assert g_new.is_contiguous() == x.is_contiguous()
+    unused = [b for b in range(3) if b not in images_used]
+    assert not g_new[unused].any()
+
+
+@pytest.mark.parametrize("levels", [(6, 3, 2, 1), (5,)])
+def test_gradcheck_max_unused_image_channels_last(levels):
+    x = torch.randn(3, 2, 8, 9, dtype=torch.float64)
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    wins = torch.tensor([[0, 0, 9, 8], [1, 2, 8, 7], [4, 4, 5, 5], [2, 0, 9, 6], [0, 1, 3, 8]])
+    bidx = torch.tensor([2, 0, 2, 2, 0])  # image 1 owns no window
+    assert torch.autograd.gradcheck(
+        lambda t: window_pyramid_pool(t, wins, bidx, levels=levels), (x,)
+    )
+
+
+def test_max_backward_routes_each_output_to_one_element_on_ties():
+    # Constant maps tie everywhere: every output still sends its whole gradient to exactly
+    # one element (max pooling's subgradient), so the gradient sums to the number of outputs.
+    x = torch.ones(2, 3, 10, 11, requires_grad=True)
+    wins = torch.tensor([[0, 0, 11, 10], [2, 3, 9, 8], [5, 5, 6, 6]])
+    bidx = torch.tensor([0, 1, 1])
+    y = window_pyramid_pool(x, wins, bidx)
+    y.sum().backward()
+    assert float(x.grad.sum()) == y.numel()
+    assert float(x.grad.min()) >= 0
