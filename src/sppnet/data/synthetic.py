@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
+from sppnet._atomic import atomic_write_bytes
 from sppnet.data.voc import (
-    _atomic_write_bytes,
     parse_voc_xml,
     read_class_names,
     read_split_ids,
@@ -604,11 +604,11 @@ def generate_voc_dataset(
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     if not resume:
-        _atomic_write_bytes(meta_path, _json_bytes(meta))
+        atomic_write_bytes(meta_path, _json_bytes(meta))
     classes_path = root / "classes.txt"
     classes_text = ("\n".join(SYNTHETIC_CLASSES) + "\n").encode()
     if not (classes_path.is_file() and classes_path.read_bytes() == classes_text):
-        _atomic_write_bytes(classes_path, classes_text)
+        atomic_write_bytes(classes_path, classes_text)
 
     jobs: list[tuple[str, int, str]] = []
     ids_of: dict[str, list[str]] = {}
@@ -640,7 +640,7 @@ def generate_voc_dataset(
         )
         buf = io.BytesIO()
         image.save(buf, format="JPEG", quality=quality)
-        _atomic_write_bytes(jpg, buf.getvalue())
+        atomic_write_bytes(jpg, buf.getvalue())
         write_voc_xml(
             xml,
             filename=jpg.name,
@@ -657,7 +657,7 @@ def generate_voc_dataset(
         data = "".join(f"{i}\n" for i in ids).encode()
         path = root / "ImageSets" / "Main" / f"{split}.txt"
         if not (path.is_file() and path.read_bytes() == data):
-            _atomic_write_bytes(path, data)
+            atomic_write_bytes(path, data)
     return root
 
 
@@ -669,7 +669,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.link(src, tmp)
     except OSError:  # another file system, or links not supported
-        _atomic_write_bytes(dst, src.read_bytes())
+        atomic_write_bytes(dst, src.read_bytes())
         return
     os.replace(tmp, dst)
 
@@ -780,12 +780,12 @@ def make_classification_view(
                 buf = io.BytesIO()
                 image.crop(crop_box).save(buf, format="JPEG", quality=_SETTINGS["jpeg_quality"])
                 rel = f"{names[j]}/{image_id}_{j}.jpg"
-                _atomic_write_bytes(out_root / rel, buf.getvalue())
+                atomic_write_bytes(out_root / rel, buf.getvalue())
                 lines.append(rel)
                 counts[split][names[j]] += 1
-        _atomic_write_bytes(
+        atomic_write_bytes(
             out_root / "splits" / f"{split}.txt", "".join(f"{x}\n" for x in lines).encode()
         )
     summary = {**settings, "counts": counts, "skipped_images": skipped}
-    _atomic_write_bytes(view_path, _json_bytes(summary))
+    atomic_write_bytes(view_path, _json_bytes(summary))
     return out_root

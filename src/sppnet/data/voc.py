@@ -18,8 +18,6 @@ Shape shorthand:
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -31,6 +29,7 @@ from defusedxml import DefusedXmlException
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from sppnet._atomic import atomic_write_bytes
 from sppnet.data.decode import ImageDecodeError, load_image
 
 __all__ = [
@@ -248,20 +247,6 @@ def parse_voc_xml(
     }
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``,
-    so a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _voc_coords(box: Sequence[float], width: int, height: int, index: int) -> list[int]:
     if len(box) != 4:
         raise ValueError(f"objects[{index}]['box'] must have 4 numbers, got {len(box)}")
@@ -357,7 +342,7 @@ def write_voc_xml(
             ET.SubElement(bndbox, tag).text = str(value)
     ET.indent(root, space="\t")
     data = ET.tostring(root, encoding="utf-8", xml_declaration=False) + b"\n"
-    _atomic_write_bytes(Path(path), data)
+    atomic_write_bytes(Path(path), data)
 
 
 def read_split_ids(root: str | Path, split: str) -> list[str]:

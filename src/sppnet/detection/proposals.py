@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sppnet._atomic import atomic_write_bytes
 from sppnet.ops.boxes import check_boxes, clip_boxes
 
 __all__ = [
@@ -501,7 +502,7 @@ class ProposalCache:
             self._settings_checked = True
         elif create:
             self.directory.mkdir(parents=True, exist_ok=True)
-            _atomic_write_bytes(path, json.dumps(expected, indent=2, sort_keys=True).encode())
+            atomic_write_bytes(path, json.dumps(expected, indent=2, sort_keys=True).encode())
             self._settings_checked = True
 
     def path(self, image_id: str) -> Path:
@@ -543,17 +544,6 @@ class ProposalCache:
         self._check_settings(create=True)
         _atomic_write_npy(path, boxes.numpy())
         return boxes
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _atomic_write_npy(path: Path, array: np.ndarray) -> None:

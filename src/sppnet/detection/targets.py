@@ -23,13 +23,12 @@ Shape shorthand:
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import torch
 from torch import Tensor
 
-from sppnet.ops.boxes import box_iou, check_boxes, encode_boxes, nms
+from sppnet.ops.boxes import _check_real, box_iou, check_boxes, encode_boxes, nms
 
 __all__ = [
     "hard_negative_round",
@@ -46,17 +45,8 @@ __all__ = [
 # ----------------------------------------------------------------------------- checks
 
 
-def _real(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    out = float(value)
-    if not math.isfinite(out):
-        raise ValueError(f"{name} must be finite, got {out}")
-    return out
-
-
 def _unit(value: object, name: str) -> float:
-    out = _real(value, name)
+    out = _check_real(value, name)
     if not 0.0 <= out <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {out}")
     return out
@@ -360,7 +350,7 @@ def select_hard_negatives(
             ``max_count``.
     """
     s = _float_vector(scores, "scores")
-    thr = _real(threshold, "threshold")
+    thr = _check_real(threshold, "threshold")
     hard = torch.nonzero(s > thr).flatten()
     if max_count is not None:
         cap = _count(max_count, "max_count", 0)
@@ -406,8 +396,8 @@ def hard_negative_round(
     ids_scores = _float_vector(cache_scores, "cache_scores", ids.shape[0])
     new = _int_vector(candidates, "candidates")
     new_scores = _float_vector(candidate_scores, "candidate_scores", new.shape[0])
-    hard = _real(hard_threshold, "hard_threshold")
-    evict = _real(evict_threshold, "evict_threshold")
+    hard = _check_real(hard_threshold, "hard_threshold")
+    evict = _check_real(evict_threshold, "evict_threshold")
     if evict > hard:
         raise ValueError(f"evict_threshold must be <= hard_threshold, got {evict} > {hard}")
     kept = ids[ids_scores >= evict]

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from sppnet._atomic import atomic_write_text
 from sppnet.engine.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from sppnet.engine.distributed import (
     DistInfo,
@@ -368,12 +369,6 @@ def _model_kwargs(config: ClassifierTrainConfig, num_classes: int) -> dict[str, 
     }
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _write_logs(
     out: Path, config: ClassifierTrainConfig, history: list[dict[str, Any]], plot: bool
 ) -> None:
@@ -382,8 +377,8 @@ def _write_logs(
     writer = csv.DictWriter(buffer, fieldnames=_LOG_FIELDS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(history)
-    _write_text_atomic(out / "log.csv", buffer.getvalue())
-    _write_text_atomic(
+    atomic_write_text(out / "log.csv", buffer.getvalue())
+    atomic_write_text(
         out / "log.json", json.dumps({"config": config.to_dict(), "history": history}, indent=2)
     )
     if plot and config.plot:
@@ -617,7 +612,7 @@ def prepare_builtin_data(
     # Resumable: finished images are skipped; other settings in root raise a ValueError.
     voc = generate_voc_dataset(root / "voc", **kwargs)
     view = Path(make_classification_view(voc, view, crop_objects=True))
-    _write_text_atomic(marker, settings)  # written last: other ranks wait for it
+    atomic_write_text(marker, settings)  # written last: other ranks wait for it
     return view
 
 
