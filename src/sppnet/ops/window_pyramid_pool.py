@@ -36,10 +36,6 @@ __all__ = ["window_pyramid_pool"]
 # Bins looked up per chunk: 4 corner buffers of 1024 x C floats (4 MB for C=256).
 _CHUNK_BINS = 1024
 
-# Max mode with autograd: True uses _WindowMaxPool (argmax + scatter backward); False lets
-# autograd differentiate the sparse table (2-3x slower; kept as the reference in tests).
-_CUSTOM_MAX_BACKWARD = True
-
 
 def _check_windows(
     windows: Tensor, batch_index: Tensor | None, n_img: int, height: int, width: int
@@ -98,13 +94,14 @@ def _bin_edges_abs(windows: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor, Ten
     return ys + y0[:, None], ye + y0[:, None], xs + x0[:, None], xe + x0[:, None]
 
 
-def _max_sparse_table(fmap: Tensor, n_rows: int, n_cols: int, track: bool) -> Tensor:
+def _max_sparse_table(fmap: Tensor, n_rows: int, n_cols: int) -> Tensor:
     """``T[a, b, n, y, x] = max(fmap[n, y : y + 2**a, x : x + 2**b])`` over cells, per channel.
+
+    Built in place, outside autograd (max mode's gradient comes from :class:`_WindowMaxPool`).
 
     Args:
         fmap: ``Tensor[N, H, W, C]`` (channels last).
         n_rows, n_cols: how many row / column doublings ``a``, ``b`` to build.
-        track: build with out-of-place ops so that autograd can follow.
 
     Returns:
         ``Tensor[n_rows, n_cols, N, H, W, C]``. Only entries whose block lies inside the map
@@ -112,25 +109,6 @@ def _max_sparse_table(fmap: Tensor, n_rows: int, n_cols: int, track: bool) -> Te
         lie inside the bin).
     """
     height, width = fmap.shape[1], fmap.shape[2]
-    if track:
-        blocks = []
-        row = fmap
-        for a in range(n_rows):
-            if a:
-                s = 1 << (a - 1)
-                row = torch.cat(
-                    [torch.maximum(row[:, : height - s], row[:, s:]), row[:, height - s :]], 1
-                )
-            col = row
-            blocks.append(col)
-            for b in range(1, n_cols):
-                s = 1 << (b - 1)
-                col = torch.cat(
-                    [torch.maximum(col[:, :, : width - s], col[:, :, s:]), col[:, :, width - s :]],
-                    2,
-                )
-                blocks.append(col)
-        return torch.stack(blocks).view(n_rows, n_cols, *fmap.shape)
     # One buffer, filled in place: fresh per-level tensors would page-fault on every call.
     table = fmap.new_empty((n_rows, n_cols, *fmap.shape))
     table[0, 0].copy_(fmap)
@@ -200,7 +178,7 @@ def _max_sparse_table_argmax(fmap: Tensor, n_rows: int, n_cols: int) -> tuple[Te
     max pooling does.
     """
     height, width = fmap.shape[1], fmap.shape[2]
-    table = _max_sparse_table(fmap, n_rows, n_cols, track=False)
+    table = _max_sparse_table(fmap, n_rows, n_cols)
     itable = torch.empty(table.shape, dtype=_index_dtype(fmap.numel()), device=fmap.device)
     torch.arange(fmap.numel(), out=itable[0, 0].view(-1))
     for a in range(n_rows):
@@ -385,7 +363,7 @@ def window_pyramid_pool(
     track = torch.is_grad_enabled() and features.requires_grad
     # Max mode with autograd goes through _WindowMaxPool: its own backward, so the table
     # is built from detached features and autograd records nothing inside.
-    custom = track and mode == "max" and _CUSTOM_MAX_BACKWARD
+    custom = track and mode == "max"
     src = features.detach() if custom else features
     # Only the images that own a window enter the look-up table.
     used, bidx = torch.unique(bidx.to(dev), return_inverse=True)
@@ -413,7 +391,7 @@ def window_pyramid_pool(
             return _WindowMaxPool.apply(
                 features, fmap, used, wins, bidx, levels, n_rows, n_cols, chunk_bins
             )
-        table = _max_sparse_table(fmap, n_rows, n_cols, track)
+        table = _max_sparse_table(fmap, n_rows, n_cols)
         rows = {n: _corner_rows_max(wins, bidx, n, n_cols, fmap.shape) for n in direct}
     else:
         acc = torch.float64
@@ -442,8 +420,6 @@ def window_pyramid_pool(
                 ys, ye, xs, xe = _bin_edges_abs(wins[start:stop], n)
                 area = ((ye - ys)[:, :, None] * (xe - xs)[:, None, :]).reshape(-1, 1)
                 v = (((c[0] - c[1]) - (c[2] - c[3])) / area.to(flat.dtype)).to(features.dtype)
-            elif track:
-                v = torch.maximum(torch.maximum(c[0], c[1]), torch.maximum(c[2], c[3]))
             else:
                 v = c[0]
                 for k in (1, 2, 3):
