@@ -395,6 +395,290 @@ def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _print_timing(prefix: str, timing: dict[str, float]) -> None:
+    """One line: ``prefix: conv 0.184 s | pooling 0.200 s | ...``."""
+    parts = " | ".join(f"{stage} {seconds:.3f} s" for stage, seconds in timing.items())
+    print(f"{prefix}: {parts}")
+
+
+def _cmd_train_det(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from sppnet.engine.train_classifier import NonFiniteLossError, prepare_builtin_data
+    from sppnet.engine.train_detector import DetectorTrainConfig, train_detector
+
+    data, split = args.data, args.split
+    if data is None:
+        root = Path(args.out) / "data"
+        print(f"built-in data in {root} (generated once)", file=sys.stderr)
+        train_n, val_n, test_n = args.builtin_sizes
+        prepare_builtin_data(root, sizes={"train": train_n, "val": val_n, "test": test_n})
+        data = str(root / "voc")
+        split = split or "train"
+    overrides = {
+        name: getattr(args, name)
+        for name in (
+            "checkpoint", "which", "model", "width", "fc_dim", "proposals", "max_proposals",
+            "finetune_iterations", "finetune_lr", "e2e_iterations", "e2e_lr", "svm_c",
+            "max_images", "seed", "device",
+        )
+        if getattr(args, name) is not None
+    }  # fmt: skip
+    if args.scales is not None:
+        overrides["scales"] = tuple(args.scales)
+    if args.no_box_regression:
+        overrides["box_regression"] = False
+    try:
+        config = dataclasses.replace(
+            DetectorTrainConfig(data=data, out=args.out, split=split or "trainval"), **overrides
+        )
+        summary = train_detector(config, progress=not args.no_progress, log=print)
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    _print_timing("time per stage (s, whole training set)", summary["timing"])
+    print(f"detector: {summary['detector']}")
+    return 0
+
+
+def _detector_overrides(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "scales": None if args.scales is None else tuple(args.scales),
+        "score_threshold": args.score_threshold,
+        "max_detections": args.max_detections,
+        "nms_threshold": args.nms_threshold,
+    }
+
+
+def _cmd_eval_det(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from sppnet._atomic import atomic_write_text
+    from sppnet.data.voc import VOCDetection
+    from sppnet.engine.detector_io import load_detector
+    from sppnet.engine.evaluate_detector import evaluate_detector
+    from sppnet.engine.train_detector import get_proposals
+
+    try:
+        detector, _ = load_detector(args.detector, **_detector_overrides(args))
+        dataset = VOCDetection(args.data, args.split, classes=detector.class_names)
+        out = Path(args.out) if args.out else Path(args.detector) / f"eval_{args.split}"
+        cache_dir = Path(args.proposal_cache) if args.proposal_cache else out / "proposals"
+        proposals = get_proposals(
+            dataset, args.proposals, cache_dir, args.max_proposals, not args.no_progress
+        )
+        result = evaluate_detector(
+            detector,
+            dataset,
+            proposals,
+            out=out,
+            rcnn_images=args.rcnn_images,
+            max_images=args.max_images,
+            progress=not args.no_progress,
+        )
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for name, ap in result["ap"].items():
+        print(f"  {name:>16s}  AP {'n/a' if ap is None else f'{100 * ap:.1f}'}")
+    m = result["map"]
+    print(f"VOC07 mAP (11-point, IoU 0.5) on {result['images']} images: "
+          f"{'n/a' if m is None else f'{100 * m:.2f}'}")  # fmt: skip
+    _print_timing("time per image", result["timing"])
+    if "rcnn" in result:
+        r = result["rcnn"]
+        print(
+            f"R-CNN baseline on the first {r['images']} images (same model, windows, SVMs): "
+            f"mAP {100 * (r['map'] or 0):.2f} vs SPP-net {100 * (r['spp_map'] or 0):.2f}; "
+            f"conv {r['speedup']['conv']:.1f}x, total {r['speedup']['total']:.1f}x faster"
+        )
+        _print_timing("  R-CNN time per image", r["timing"])
+        _print_timing("  SPP-net time per image", r["spp_timing"])
+    summary = {k: v for k, v in result.items() if k != "detections"}
+    atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2))
+    print(f"results: {out} (metrics.json, ap_table.md, pr_curves.png, results/)")
+    return 0
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from sppnet.data.decode import ImageDecodeError, load_image
+    from sppnet.data.transforms import to_tensor
+    from sppnet.detection.proposals import edge_boxes, load_proposals, selective_search
+    from sppnet.engine.detector_io import load_detector
+    from sppnet.engine.visualize import detections_to_json, draw_detections, save_json
+
+    try:
+        detector, _ = load_detector(args.detector, **_detector_overrides(args))
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    failed = 0
+    for path in args.images:
+        path = Path(path)
+        try:
+            image = load_image(path)
+            t0 = time.perf_counter()
+            if args.proposals == "edge_boxes":
+                boxes, _ = edge_boxes(image, max_boxes=args.max_proposals)
+            elif args.proposals == "selective_search":
+                boxes = selective_search(image, max_proposals=args.max_proposals)
+            else:
+                boxes = load_proposals(
+                    Path(args.proposals) / f"{path.stem}.npy", image_size=image.size[::-1]
+                )
+            t1 = time.perf_counter()
+            x = to_tensor(image)
+            scored = detector.score_windows(x, boxes)
+            t2 = time.perf_counter()
+            dets = detector.postprocess(scored, (x.shape[1], x.shape[2]))
+            timing = {"proposals": t1 - t0, **scored["timing"], "nms": time.perf_counter() - t2}
+        except (ImageDecodeError, ValueError, FileNotFoundError) as err:
+            print(f"error: {path}: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        picture = draw_detections(
+            image, dets, detector.class_names, out / f"{path.stem}.png",
+            score_threshold=args.draw_threshold,
+        )  # fmt: skip
+        record = detections_to_json(
+            dets, detector.class_names, image=str(path), image_size=(x.shape[1], x.shape[2])
+        )
+        record["windows"] = int(boxes.shape[0])
+        record["timing"] = timing
+        save_json(record, out / f"{path.stem}.json")
+        print(
+            f"{path}: {len(dets['scores'])} detections -> {picture}, {out / (path.stem + '.json')}"
+        )
+        _print_timing("  time", timing)
+    return 1 if failed else 0
+
+
+def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
+    """``train-det``, ``eval-det`` and ``detect``."""
+    raw = argparse.RawDescriptionHelpFormatter
+
+    def detector_settings(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--scales", type=int, nargs="+", metavar="S",
+            help="shorter sides of the image pyramid (the detector's own: 688, or 480 576 688 "
+            "864 1200)",
+        )  # fmt: skip
+        p.add_argument("--score-threshold", type=float, help="least score kept (none)")
+        p.add_argument("--max-detections", type=int, help="detections per image (100)")
+        p.add_argument("--nms-threshold", type=float, help="per-class NMS IoU (0.3)")
+
+    train = sub.add_parser(
+        "train-det",
+        help="train the SPP-net detector: proposals, feature cache, fc, SVMs, box regression",
+        description="Train an SPP-net detector (Sec. 4.2) on a VOC-layout dataset: proposals "
+        "per image (cached), the conv maps of each whole image once and the pyramid of "
+        "every window (a disk cache, size printed first), fc6/fc7 + a new (K+1)-way fc8 "
+        "fine-tuned on it, per-class linear SVMs with hard-negative mining, per-class box "
+        "regression. Every stage is resumable: run the same command again after a crash.",
+        epilog="examples:\n"
+        "  # on the built-in data with a pre-trained classifier (sppnet train ... --out runs/cls)\n"
+        "  sppnet train-det --checkpoint runs/cls --out runs/det --proposals edge_boxes \\\n"
+        "      --max-proposals 500 --scales 400 --finetune-iterations 1000\n"
+        "  # Pascal VOC 2007 trainval, selective search, 5 scales\n"
+        "  sppnet train-det --data VOCdevkit/VOC2007 --split trainval --checkpoint runs/zf5 \\\n"
+        "      --out runs/voc07 --scales 480 576 688 864 1200",
+        formatter_class=raw,
+    )
+    train.add_argument("--data", metavar="DIR", help="VOC-layout root (default: built-in data)")
+    train.add_argument("--split", help="training split (trainval; train for built-in data)")
+    train.add_argument(
+        "--builtin-sizes", type=int, nargs=3, default=(300, 100, 200),
+        metavar=("TRAIN", "VAL", "TEST"), help="images per split of the built-in data",
+    )  # fmt: skip
+    train.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    train.add_argument("--checkpoint", metavar="RUN", help="pre-trained classifier run directory")
+    train.add_argument("--which", choices=("best", "latest"), help="classifier checkpoint (best)")
+    train.add_argument("--model", help="without --checkpoint: random network (zf5)")
+    train.add_argument("--width", type=float, help="without --checkpoint: channel multiplier")
+    train.add_argument("--fc-dim", type=int, help="without --checkpoint: fc width")
+    train.add_argument(
+        "--proposals", metavar="METHOD|DIR",
+        help="selective_search (default), edge_boxes, or a directory of <id>.npy/.json",
+    )  # fmt: skip
+    train.add_argument("--max-proposals", type=int, help="windows per image (2000)")
+    train.add_argument("--scales", type=int, nargs="+", metavar="S", help="image scales (688)")
+    train.add_argument("--finetune-iterations", type=int, help="fc fine-tuning mini-batches")
+    train.add_argument("--finetune-lr", type=float, help="fc fine-tuning learning rate (1e-3)")
+    train.add_argument(
+        "--e2e-iterations", type=int, help="end-to-end fine-tuning images (0: off; beyond paper)"
+    )
+    train.add_argument("--e2e-lr", type=float, help="end-to-end learning rate (1e-4)")
+    train.add_argument("--svm-c", type=float, help="SVM C (1e-3)")
+    train.add_argument("--no-box-regression", action="store_true", help="skip box regression")
+    train.add_argument("--max-images", type=int, help="use the first N training images")
+    train.add_argument("--seed", type=int, help="random seed (0)")
+    train.add_argument("--device", help="cpu or cuda (cpu)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.set_defaults(func=_cmd_train_det)
+
+    evaluate = sub.add_parser(
+        "eval-det",
+        help="VOC07 detection mAP of a trained detector, per-stage time, R-CNN baseline",
+        description="Detect on a VOC-layout split and score VOC 2007 mAP (11-point AP, IoU "
+        "0.5, difficult objects ignored). Writes VOC result files, ap_table.md, "
+        "pr_curves.png and metrics.json. --rcnn-images N also runs the R-CNN baseline (each "
+        "window warped and passed through the whole network, Sec. 4.3) on N images with the "
+        "same model, windows and SVMs, and prints both times (Tables 9-10).",
+        epilog="examples:\n"
+        "  sppnet eval-det --detector runs/det --data runs/det/data/voc --split test \\\n"
+        "      --proposals edge_boxes --max-proposals 500 --rcnn-images 5",
+        formatter_class=raw,
+    )
+    evaluate.add_argument("--detector", required=True, metavar="DIR", help="train-det output")
+    evaluate.add_argument("--data", required=True, metavar="DIR", help="VOC-layout root")
+    evaluate.add_argument("--split", default="test", help="split to evaluate (test)")
+    evaluate.add_argument("--out", metavar="DIR", help="results folder (DETECTOR/eval_SPLIT)")
+    evaluate.add_argument(
+        "--proposals", default="selective_search", metavar="METHOD|DIR",
+        help="selective_search (default), edge_boxes, or a directory of <id>.npy/.json",
+    )  # fmt: skip
+    evaluate.add_argument("--proposal-cache", metavar="DIR", help="where computed ones go")
+    evaluate.add_argument("--max-proposals", type=int, default=2000, help="windows (2000)")
+    evaluate.add_argument("--rcnn-images", type=int, default=0, help="R-CNN baseline images")
+    evaluate.add_argument("--max-images", type=int, help="evaluate the first N images")
+    detector_settings(evaluate)
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
+    evaluate.set_defaults(func=_cmd_eval_det)
+
+    detect = sub.add_parser(
+        "detect",
+        help="detect objects in images: a picture with the boxes and a JSON per image",
+        description="Run a trained detector on image files. For each IMAGE writes OUT/<name>.png "
+        "(boxes drawn) and OUT/<name>.json (boxes in pixels, scores, class names, windows, "
+        "time per stage). Proposals: EdgeBoxes (default, fast), selective search, or a "
+        "directory of <name>.npy files.",
+        epilog="examples:\n"
+        "  sppnet detect runs/det/data/voc/JPEGImages/000601.jpg --detector runs/det \\\n"
+        "      --out detections --max-proposals 500",
+        formatter_class=raw,
+    )
+    detect.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    detect.add_argument("--detector", required=True, metavar="DIR", help="train-det output")
+    detect.add_argument("--out", default="detections", metavar="DIR", help="output folder")
+    detect.add_argument(
+        "--proposals", default="edge_boxes", metavar="METHOD|DIR",
+        help="edge_boxes (default), selective_search, or a directory of <name>.npy",
+    )  # fmt: skip
+    detect.add_argument("--max-proposals", type=int, default=2000, help="windows (2000)")
+    detect.add_argument("--draw-threshold", type=float, default=0.0, help="least score drawn (0.0)")
+    detector_settings(detect)
+    detect.set_defaults(func=_cmd_detect)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sppnet`` command (subcommands and their options)."""
     parser = argparse.ArgumentParser(
@@ -649,6 +933,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     features.add_argument("--no-progress", action="store_true", help="no progress bar")
     features.set_defaults(func=_cmd_features)
+    _add_detection_parsers(sub)
     return parser
 
 

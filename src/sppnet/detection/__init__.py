@@ -27,18 +27,27 @@ from sppnet.detection.targets import (
     svm_negatives,
     svm_positives,
 )
+from sppnet.detection.window_features import (
+    ConvMaps,
+    compute_conv_maps,
+    pool_windows,
+    window_levels,
+)
 
 __all__ = [
     "DETECTION_SCALES_1",
     "DETECTION_SCALES_5",
+    "ConvMaps",
     "ProposalCache",
     "choose_window_scales",
+    "compute_conv_maps",
     "edge_boxes",
     "hard_negative_round",
     "image_scale_factors",
     "label_windows",
     "load_proposals",
     "load_rcnn_mat",
+    "pool_windows",
     "regression_targets",
     "sample_finetune_batch",
     "select_hard_negatives",
@@ -46,4 +55,5 @@ __all__ = [
     "selective_search",
     "svm_negatives",
     "svm_positives",
+    "window_levels",
 ]

@@ -540,6 +540,25 @@ class SPPNet(nn.Module):
             ValueError: wrong channel count; for the no-SPP model, extents given or a map
                 that does not pool to 6x6.
         """
+        return self._head(self.forward_pool(features, extents), pre_logits)
+
+    def forward_pool(self, features: Tensor, extents: Tensor | None = None) -> Tensor:
+        """Pool whole conv maps: SPP, or the no-SPP pool5 (the input of fc6).
+
+        The R-CNN baseline (Sec. 4.3) and feature extraction use it on warped windows;
+        :meth:`forward_pooled` then runs the fc layers.
+
+        Args:
+            features: ``Tensor[N, C, h, w]`` from :meth:`forward_features`.
+            extents: optional ``LongTensor[N, 2]`` valid ``(h, w)`` cells (SPP models only).
+
+        Returns:
+            ``Tensor[N, C * L]`` (``L = 36`` for the no-SPP pool5).
+
+        Raises:
+            ValueError: wrong shape or channels; for the no-SPP model, extents given or a
+                map that does not pool to 6x6.
+        """
         if not isinstance(features, Tensor) or features.dim() != 4:
             raise ValueError(
                 f"features must be Tensor[N, C, h, w], got "
@@ -550,7 +569,7 @@ class SPPNet(nn.Module):
                 f"features must have {self.feature_channels} channels, got shape "
                 f"{tuple(features.shape)}"
             )
-        return self._head(self._pool5(features, extents), pre_logits)
+        return self._pool5(features, extents)
 
     def forward_pooled(self, pooled: Tensor, pre_logits: bool = False) -> Tensor:
         """Run fc6, fc7 (and fc8) on already pooled vectors.

@@ -1,0 +1,314 @@
+"""The SPP-net detector: shared conv maps, window pyramids, fc layers, SVMs, box regression.
+
+Stages (Sec. 4.1-4.2), each a method so the engine can time it and tests can check it:
+
+1. ``conv``: :func:`~sppnet.detection.compute_conv_maps`, the trunk once per scale;
+2. ``pooling``: :func:`~sppnet.detection.pool_windows`, a pyramid per window (``[R, P]``);
+3. ``fc``: fc6 and fc7 of the fine-tuned network (``[R, D]``);
+4. ``svm``: per-class linear SVM scores on fc7 (or, without SVMs, the softmax of the
+   fine-tuned ``(K+1)``-way fc8, background dropped), and box regression on the pooled
+   features;
+5. ``nms``: per class, at IoU 0.3 (SPEC section 6), then a score threshold and a cap.
+
+Labels are class indices ``0..K-1`` into ``class_names`` (the dataset's convention, and
+what :func:`~sppnet.evaluation.voc_detection_map` takes with ``class_names``).
+
+Shape shorthand:
+    R  candidate windows of one image
+    K  object classes (no background)
+    P  pooled features per window, ``C * L``
+    D  fc7 width
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from sppnet.detection.box_regression import apply_box_regression
+from sppnet.detection.scales import DETECTION_SCALES_1
+from sppnet.detection.window_features import compute_conv_maps, pool_windows
+from sppnet.ops.boxes import batched_nms, check_boxes, clip_boxes
+
+__all__ = ["Detector", "combine_scored_windows", "postprocess_detections"]
+
+
+def postprocess_detections(
+    scores: Tensor,
+    boxes: Tensor,
+    image_size: tuple[int, int],
+    nms_threshold: float = 0.3,
+    score_threshold: float | None = None,
+    max_detections: int = 100,
+) -> dict[str, Tensor]:
+    """Per-class NMS over scored windows, then a score threshold and a cap (Sec. 4.2).
+
+    Args:
+        scores: ``Tensor[R, K]`` score of every window for every class.
+        boxes: ``Tensor[R, K, 4]`` (class-specific, after box regression) or ``Tensor[R, 4]``.
+        image_size: ``(height, width)``; boxes are clipped to the image.
+        nms_threshold: IoU above which a lower-scored box of the same class is suppressed.
+        score_threshold: keep only scores above it (``None``: keep all).
+        max_detections: at most this many detections per image, best first.
+
+    Returns:
+        ``{"boxes": Tensor[M, 4], "scores": Tensor[M], "labels": LongTensor[M]}``, by
+        decreasing score.
+
+    Raises:
+        ValueError: inconsistent shapes or a negative ``max_detections``.
+    """
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be Tensor[R, K], got {tuple(scores.shape)}")
+    r, k = scores.shape
+    if boxes.dim() == 2:
+        boxes = boxes[:, None, :].expand(r, k, 4)
+    if boxes.shape != (r, k, 4):
+        raise ValueError(f"boxes must be Tensor[{r}, {k}, 4] or [{r}, 4], got {tuple(boxes.shape)}")
+    if (
+        isinstance(max_detections, bool)
+        or not isinstance(max_detections, int)
+        or max_detections < 0
+    ):
+        raise ValueError(f"max_detections must be an int >= 0, got {max_detections!r}")
+    flat_scores = scores.reshape(-1)  # [R*K]
+    flat_boxes = clip_boxes(boxes.reshape(-1, 4), *image_size)  # [R*K, 4]
+    flat_labels = torch.arange(k, device=scores.device).repeat(r)  # [R*K]
+    keep = torch.isfinite(flat_scores)
+    if score_threshold is not None:
+        keep &= flat_scores > score_threshold
+    # A box clipped to nothing (a window outside the image) cannot be a detection.
+    keep &= (flat_boxes[:, 2] > flat_boxes[:, 0]) & (flat_boxes[:, 3] > flat_boxes[:, 1])
+    idx = torch.nonzero(keep).flatten()
+    kept = batched_nms(flat_boxes[idx], flat_scores[idx], flat_labels[idx], nms_threshold)
+    idx = idx[kept][:max_detections]  # batched_nms returns decreasing scores
+    return {"boxes": flat_boxes[idx], "scores": flat_scores[idx], "labels": flat_labels[idx]}
+
+
+def combine_scored_windows(scored: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
+    """Model combination (Sec. 4.4): the union of several models' scored windows.
+
+    Each model scores its windows (:meth:`Detector.score_windows`); the union then goes
+    through one :func:`postprocess_detections`, so NMS picks the best-scored window of
+    either model. Scores must be on one scale (SVM margins of detectors trained alike).
+
+    Args:
+        scored: dicts with ``"scores"`` ``Tensor[R_i, K]`` and ``"boxes"`` ``Tensor[R_i, K, 4]``.
+
+    Returns:
+        ``{"scores": Tensor[sum R_i, K], "boxes": Tensor[sum R_i, K, 4]}``.
+
+    Raises:
+        ValueError: nothing to combine, or different numbers of classes.
+    """
+    if not scored:
+        raise ValueError("combine_scored_windows needs at least one model's scored windows")
+    ks = {int(s["scores"].shape[1]) for s in scored}
+    if len(ks) != 1:
+        raise ValueError(f"every model must score the same classes, got class counts {sorted(ks)}")
+    return {
+        "scores": torch.cat([s["scores"] for s in scored]),
+        "boxes": torch.cat([s["boxes"] for s in scored]),
+    }
+
+
+class Detector(nn.Module):
+    """SPP-net detector (Sec. 4); see the module docstring for the stages.
+
+    Args:
+        model: the fine-tuned :class:`~sppnet.models.SPPNet` (its fc8 is ``K + 1``-way when
+            ``svm_weight`` is ``None``).
+        class_names: the ``K`` object classes, label ``i`` is ``class_names[i]``.
+        mean: the pixel mean subtracted in training.
+        scales: shorter-side lengths of the image pyramid, ``(688,)`` or five scales.
+        max_long_side: optional cap on a resized image's longer side.
+        svm_weight: ``Tensor[K, D]`` per-class SVM weights on fc7 (``None``: softmax).
+        svm_bias: ``Tensor[K]``.
+        svm_scale: multiplies fc7 before the SVMs (mean norm 20 in training).
+        box_weight: ``Tensor[K, P, 4]`` ridge weights of box regression (``None``: none).
+        box_bias: ``Tensor[K, 4]``.
+        box_scale: multiplies the pooled features before the regression.
+        nms_threshold: per-class NMS IoU (0.3).
+        score_threshold: optional least score of a detection.
+        max_detections: cap per image.
+
+    Raises:
+        ValueError: shapes that do not fit each other or the model.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        class_names: Sequence[str],
+        mean: float | Tensor = 128.0,
+        scales: Sequence[float] = DETECTION_SCALES_1,
+        max_long_side: float | None = None,
+        svm_weight: Tensor | None = None,
+        svm_bias: Tensor | None = None,
+        svm_scale: float = 1.0,
+        box_weight: Tensor | None = None,
+        box_bias: Tensor | None = None,
+        box_scale: float = 1.0,
+        nms_threshold: float = 0.3,
+        score_threshold: float | None = None,
+        max_detections: int = 100,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.class_names = list(class_names)
+        k = len(self.class_names)
+        if k == 0:
+            raise ValueError("class_names must hold at least one class")
+        self.mean = mean
+        self.scales = tuple(float(s) for s in scales)
+        if not self.scales:
+            raise ValueError("scales must hold at least one scale")
+        self.max_long_side = max_long_side
+        fc_dim = getattr(model.fc7, "out_features", None)  # None for an SVD-factored fc7
+        if svm_weight is None:
+            if model.fc8.out_features != k + 1:
+                raise ValueError(
+                    f"without SVMs the model's fc8 must be {k + 1}-way (K classes + "
+                    f"background), got {model.fc8.out_features}"
+                )
+        elif svm_weight.dim() != 2 or svm_weight.shape[0] != k or svm_bias is None:
+            raise ValueError(
+                f"svm_weight must be Tensor[{k}, D] with an svm_bias, got "
+                f"{tuple(svm_weight.shape)} and {svm_bias!r}"
+            )
+        elif fc_dim is not None and svm_weight.shape[1] != fc_dim:
+            raise ValueError(
+                f"svm_weight must be Tensor[{k}, {fc_dim}], got {tuple(svm_weight.shape)}"
+            )
+        if box_weight is not None:
+            p = getattr(model.fc6, "in_features", None)
+            if box_weight.dim() != 3 or box_weight.shape[0] != k or box_bias is None:
+                raise ValueError(
+                    f"box_weight must be Tensor[{k}, P, 4] with a box_bias, got "
+                    f"{tuple(box_weight.shape)}"
+                )
+            if p is not None and box_weight.shape[1] != p:
+                raise ValueError(
+                    f"box_weight must be Tensor[{k}, {p}, 4], got {tuple(box_weight.shape)}"
+                )
+        for name, value in (("svm_scale", svm_scale), ("box_scale", box_scale)):
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive finite number, got {value}")
+        self.register_buffer("svm_weight", None if svm_weight is None else svm_weight.float())
+        self.register_buffer("svm_bias", None if svm_bias is None else svm_bias.float())
+        self.register_buffer("box_weight", None if box_weight is None else box_weight.float())
+        self.register_buffer("box_bias", None if box_bias is None else box_bias.float())
+        self.svm_scale = float(svm_scale)
+        self.box_scale = float(box_scale)
+        self.nms_threshold = float(nms_threshold)
+        self.score_threshold = score_threshold
+        self.max_detections = int(max_detections)
+
+    @property
+    def num_classes(self) -> int:
+        """K, the object classes (background not counted)."""
+        return len(self.class_names)
+
+    def extra_repr(self) -> str:
+        return (
+            f"classes={self.num_classes}, scales={self.scales}, "
+            f"svm={self.svm_weight is not None}, box_regression={self.box_weight is not None}, "
+            f"nms_threshold={self.nms_threshold}"
+        )
+
+    # ------------------------------------------------------------------------- stages
+    def pooled_features(self, image: Tensor, proposals: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """Stages 1-2: ``Tensor[R, P]`` pooled features, and the seconds of each stage."""
+        check_boxes(proposals, "proposals")
+        t0 = time.perf_counter()
+        maps = compute_conv_maps(self.model, image, self.scales, self.mean, self.max_long_side)
+        t1 = time.perf_counter()
+        pooled = pool_windows(self.model, maps, proposals.to(image.device))
+        t2 = time.perf_counter()
+        return pooled, {"conv": t1 - t0, "pooling": t2 - t1}
+
+    def score_pooled(self, pooled: Tensor, proposals: Tensor) -> dict[str, object]:
+        """Stages 3-4 on pooled features: per-class scores and class-specific boxes.
+
+        Args:
+            pooled: ``Tensor[R, P]`` from :meth:`pooled_features`.
+            proposals: ``Tensor[R, 4]`` the windows.
+
+        Returns:
+            ``{"scores": Tensor[R, K], "boxes": Tensor[R, K, 4], "timing": {"fc", "svm"}}``.
+        """
+        t0 = time.perf_counter()
+        k = self.num_classes
+        if self.svm_weight is None:
+            logits = self.model.forward_pooled(pooled)  # [R, K+1]
+            t1 = time.perf_counter()
+            scores = torch.softmax(logits.float(), dim=1)[:, 1:]  # [R, K]; 0 is background
+        else:
+            fc7 = self.model.forward_pooled(pooled, pre_logits=True)  # [R, D]
+            t1 = time.perf_counter()
+            scores = (fc7.float() * self.svm_scale) @ self.svm_weight.T + self.svm_bias  # [R, K]
+        boxes = proposals.to(scores.dtype)[:, None, :].expand(-1, k, 4)  # [R, K, 4]
+        if self.box_weight is not None and proposals.shape[0] > 0:
+            boxes = apply_box_regression(
+                proposals.to(scores.dtype),
+                pooled.float() * self.box_scale,
+                self.box_weight,
+                self.box_bias,
+            )
+        t2 = time.perf_counter()
+        return {"scores": scores, "boxes": boxes, "timing": {"fc": t1 - t0, "svm": t2 - t1}}
+
+    @torch.inference_mode()
+    def score_windows(self, image: Tensor, proposals: Tensor) -> dict[str, object]:
+        """Stages 1-4: every window scored for every class (no NMS).
+
+        Args:
+            image: ``Tensor[3, H, W]`` float pixels 0..255.
+            proposals: ``Tensor[R, 4]`` candidate windows in image pixels.
+
+        Returns:
+            ``{"scores": Tensor[R, K], "boxes": Tensor[R, K, 4], "timing": {stage: s}}``.
+        """
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            pooled, timing = self.pooled_features(image, proposals)
+            out = self.score_pooled(pooled, proposals.to(pooled.device))
+        finally:
+            self.model.train(was_training)
+        out["timing"] = {**timing, **out["timing"]}
+        return out
+
+    def postprocess(
+        self, scored: Mapping[str, Tensor], image_size: tuple[int, int]
+    ) -> dict[str, Tensor]:
+        """Stage 5 with this detector's settings (see :func:`postprocess_detections`)."""
+        return postprocess_detections(
+            scored["scores"],
+            scored["boxes"],
+            image_size,
+            self.nms_threshold,
+            self.score_threshold,
+            self.max_detections,
+        )
+
+    def forward(self, image: Tensor, proposals: Tensor) -> dict[str, Tensor]:
+        """Detect objects in one image.
+
+        Args:
+            image: ``Tensor[3, H, W]`` float pixels 0..255 (see
+                :func:`~sppnet.data.transforms.to_tensor`).
+            proposals: ``Tensor[R, 4]`` candidate windows (selective search, EdgeBoxes or
+                loaded), ``(x1, y1, x2, y2)`` in image pixels.
+
+        Returns:
+            ``{"boxes": Tensor[M, 4], "scores": Tensor[M], "labels": LongTensor[M]}`` with
+            labels ``0..K-1`` into ``class_names``, by decreasing score.
+        """
+        scored = self.score_windows(image, proposals)
+        return self.postprocess(scored, (int(image.shape[1]), int(image.shape[2])))

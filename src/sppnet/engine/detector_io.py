@@ -1,0 +1,152 @@
+"""Saving and loading a trained :class:`~sppnet.detection.Detector` (no pickle).
+
+A detector directory holds ``detector.safetensors`` (the network's weights under
+``model.*`` and the SVM / box-regression tensors) and ``detector.json`` (the network's
+:func:`~sppnet.models.create_model` arguments, class names, pixel mean, scales, feature
+scales and inference settings). Both are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sppnet._atomic import atomic_write_bytes, atomic_write_text
+from sppnet.detection.detector import Detector
+
+__all__ = ["load_detector", "save_detector"]
+
+_TENSORS = ("svm_weight", "svm_bias", "box_weight", "box_bias")
+_FORMAT = 1
+
+
+def save_detector(
+    directory: str | os.PathLike[str],
+    detector: Detector,
+    model_kwargs: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``detector.safetensors`` and ``detector.json`` into ``directory``.
+
+    Args:
+        directory: created if needed.
+        detector: the detector to save.
+        model_kwargs: :func:`~sppnet.models.create_model` arguments of its network, with
+            ``"name"``.
+        extra: more JSON-serialisable facts to keep (training settings, metrics).
+
+    Returns:
+        The directory.
+    """
+    from safetensors.torch import save
+
+    directory = Path(directory)
+    tensors: dict[str, Tensor] = {
+        f"model.{k}": v.detach().cpu().contiguous() for k, v in detector.model.state_dict().items()
+    }
+    for name in _TENSORS:
+        value = getattr(detector, name)
+        if value is not None:
+            tensors[name] = value.detach().cpu().contiguous()
+    mean = detector.mean
+    meta = {
+        "format": _FORMAT,
+        "model": model_kwargs,
+        "classes": detector.class_names,
+        "mean": mean.tolist() if isinstance(mean, Tensor) else float(mean),
+        "scales": list(detector.scales),
+        "max_long_side": detector.max_long_side,
+        "svm_scale": detector.svm_scale,
+        "box_scale": detector.box_scale,
+        "nms_threshold": detector.nms_threshold,
+        "score_threshold": detector.score_threshold,
+        "max_detections": detector.max_detections,
+        "extra": extra or {},
+    }
+    atomic_write_bytes(directory / "detector.safetensors", save(tensors))
+    atomic_write_text(directory / "detector.json", json.dumps(meta, indent=2))
+    return directory
+
+
+def load_detector(
+    directory: str | os.PathLike[str], *, map_location: str = "cpu", **overrides: Any
+) -> tuple[Detector, dict[str, Any]]:
+    """Rebuild a detector saved by :func:`save_detector`, in eval mode.
+
+    Args:
+        directory: the detector directory (or a training run's output holding
+            ``detector/``).
+        map_location: device.
+        **overrides: Detector settings to change (``scales``, ``nms_threshold``,
+            ``score_threshold``, ``max_detections``, ``max_long_side``).
+
+    Returns:
+        ``(detector, meta)`` with the parsed ``detector.json``.
+
+    Raises:
+        FileNotFoundError: no detector files there.
+        ValueError: a malformed ``detector.json`` or tensors that do not fit the network.
+    """
+    from safetensors.torch import load_file
+
+    from sppnet.models import create_model
+
+    directory = Path(directory)
+    if (
+        not (directory / "detector.json").is_file()
+        and (directory / "detector" / "detector.json").is_file()
+    ):
+        directory = directory / "detector"
+    meta_path, weights_path = directory / "detector.json", directory / "detector.safetensors"
+    for path in (meta_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: no saved detector here (run `sppnet train-det` first)"
+            )
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        kwargs = dict(meta["model"])
+        name = kwargs.pop("name")
+        classes = list(meta["classes"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{meta_path}: malformed detector description ({err})") from err
+    if kwargs.get("spp_levels") is not None:
+        kwargs["spp_levels"] = tuple(kwargs["spp_levels"])
+    tensors = load_file(str(weights_path), device=map_location)
+    model = create_model(name, **kwargs)
+    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{weights_path}: weights do not fit {name} {kwargs} ({err})") from err
+    model.to(map_location).eval()
+    mean = meta.get("mean", 128.0)
+    settings: dict[str, Any] = {
+        "scales": tuple(meta.get("scales", (688,))),
+        "max_long_side": meta.get("max_long_side"),
+        "nms_threshold": meta.get("nms_threshold", 0.3),
+        "score_threshold": meta.get("score_threshold"),
+        "max_detections": meta.get("max_detections", 100),
+    }
+    unknown = sorted(set(overrides) - set(settings))
+    if unknown:
+        raise TypeError(f"unknown detector overrides {unknown}; allowed: {sorted(settings)}")
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    detector = Detector(
+        model=model,
+        class_names=classes,
+        mean=torch.tensor(mean) if isinstance(mean, list) else float(mean),
+        svm_weight=tensors.get("svm_weight"),
+        svm_bias=tensors.get("svm_bias"),
+        svm_scale=float(meta.get("svm_scale", 1.0)),
+        box_weight=tensors.get("box_weight"),
+        box_bias=tensors.get("box_bias"),
+        box_scale=float(meta.get("box_scale", 1.0)),
+        **settings,
+    )
+    return detector.eval(), meta

@@ -1,0 +1,198 @@
+"""Detector evaluation on a VOC-layout split: VOC07 mAP, per-stage time, R-CNN baseline.
+
+Run as ``sppnet eval-det --detector DIR --data VOC_ROOT --split test``. Per image the
+detector runs its stages (conv, pooling, fc, SVM + box regression, NMS) and their times
+are summed; with ``rcnn_images > 0`` the first images are also run the R-CNN way (every
+window warped to the network's input and passed through the whole network, Sec. 4.3)
+with the same fc layers, SVMs and regressors, for the accuracy and speed comparison of
+Tables 9-10 on exactly the same model and windows.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sppnet._atomic import atomic_write_text
+from sppnet.data.transforms import subtract_mean, to_tensor
+from sppnet.data.voc import VOCDetection
+from sppnet.detection.detector import Detector
+from sppnet.evaluation.voc_detection import (
+    per_class_ap_table,
+    plot_precision_recall,
+    voc_detection_map,
+    write_voc_results,
+)
+
+__all__ = ["evaluate_detector"]
+
+
+def _bar(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kwargs)
+
+
+def _annotations(dataset: VOCDetection, ids: list[str]) -> dict[str, dict[str, Tensor]]:
+    index = {image_id: i for i, image_id in enumerate(dataset.ids)}
+    out = {}
+    for image_id in ids:
+        ann = dataset.annotations[index[image_id]]
+        out[image_id] = {
+            "boxes": ann["boxes"],
+            "labels": ann["labels"],
+            "difficult": ann["difficult"],
+        }
+    return out
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def evaluate_detector(
+    detector: Detector,
+    dataset: VOCDetection,
+    proposals: dict[str, Tensor],
+    *,
+    out: str | Path | None = None,
+    rcnn_images: int = 0,
+    rcnn_size: int = 224,
+    max_images: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Detect on every image of ``dataset`` and score VOC07 mAP (11-point, IoU 0.5).
+
+    Args:
+        detector: the trained detector (eval mode).
+        dataset: the test split; its class names must be the detector's.
+        proposals: ``{image_id: Tensor[R, 4]}`` for every image.
+        out: optional folder for VOC result files (``results/``), the AP table
+            (``ap_table.md``), the precision-recall plot (``pr_curves.png``).
+        rcnn_images: run the R-CNN baseline on the first N images as well.
+        rcnn_size: R-CNN's warped window size (the network's training input).
+        max_images: evaluate only the first N images.
+        progress: tqdm bars.
+
+    Returns:
+        ``{"map", "ap" {class: AP or None}, "images", "timing" {stage: seconds per image},
+        "detections" {image_id: dict}}`` and, with R-CNN, ``"rcnn"`` holding ``"map"`` and
+        ``"spp_map"`` on the same subset, ``"timing"`` per image for both and ``"speedup"``.
+
+    Raises:
+        ValueError: class names differ from the detector's, or an image lacks proposals.
+    """
+    if list(dataset.class_names) != list(detector.class_names):
+        raise ValueError(
+            f"dataset classes {dataset.class_names} differ from the detector's "
+            f"{detector.class_names}"
+        )
+    n = len(dataset) if max_images is None else min(max_images, len(dataset))
+    detections: dict[str, dict[str, Tensor]] = {}
+    totals: dict[str, float] = {}
+    ids = list(dataset.ids[:n])
+    for i in _bar(range(n), progress, desc="detect", unit="img"):
+        image_id = dataset.ids[i]
+        if image_id not in proposals:
+            raise ValueError(f"no proposals for image {image_id!r}")
+        image, _ = dataset[i]
+        x = to_tensor(image)
+        scored = detector.score_windows(x, proposals[image_id])
+        t = time.perf_counter()
+        detections[image_id] = detector.postprocess(scored, (x.shape[1], x.shape[2]))
+        for stage, seconds in {**scored["timing"], "nms": time.perf_counter() - t}.items():
+            totals[stage] = totals.get(stage, 0.0) + seconds
+    annotations = _annotations(dataset, ids)
+    result = voc_detection_map(detections, annotations, class_names=dataset.class_names)
+    timing = {stage: seconds / max(n, 1) for stage, seconds in totals.items()}
+    timing["total"] = sum(timing.values())
+    summary: dict[str, Any] = {
+        "map": _finite(float(result["map"])),
+        "ap": {k: _finite(float(v)) for k, v in result["ap"].items()},
+        "images": n,
+        "timing": timing,
+        "detections": detections,
+    }
+    if rcnn_images > 0:
+        summary["rcnn"] = _rcnn_baseline(
+            detector, dataset, proposals, min(rcnn_images, n), rcnn_size, detections, progress
+        )
+    if out is not None:
+        out = Path(out)
+        write_voc_results(detections, out / "results", dataset.class_names)
+        atomic_write_text(out / "ap_table.md", per_class_ap_table(result) + "\n")
+        plot_precision_recall(result, out / "pr_curves.png")
+    return summary
+
+
+def _rcnn_baseline(
+    detector: Detector,
+    dataset: VOCDetection,
+    proposals: dict[str, Tensor],
+    n: int,
+    size: int,
+    spp_detections: dict[str, dict[str, Tensor]],
+    progress: bool,
+) -> dict[str, Any]:
+    """R-CNN on the first ``n`` images with the detector's own model, SVMs and regressors."""
+    from sppnet.detection.rcnn import rcnn_pooled_features
+
+    model = detector.model
+    model.eval()
+    dets: dict[str, dict[str, Tensor]] = {}
+    rcnn_t = {"conv": 0.0, "fc": 0.0, "svm": 0.0, "nms": 0.0}
+    spp_t = {"conv": 0.0, "pooling": 0.0, "fc": 0.0, "svm": 0.0, "nms": 0.0}
+    for i in _bar(range(n), progress, desc="R-CNN baseline", unit="img"):
+        image_id = dataset.ids[i]
+        image, _ = dataset[i]
+        x = to_tensor(image)
+        boxes = proposals[image_id]
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            pooled = rcnn_pooled_features(model, subtract_mean(x, detector.mean), boxes, size=size)
+            t1 = time.perf_counter()
+            scored = detector.score_pooled(pooled, boxes)
+            t2 = time.perf_counter()
+            dets[image_id] = detector.postprocess(scored, (x.shape[1], x.shape[2]))
+            t3 = time.perf_counter()
+        rcnn_t["conv"] += t1 - t0
+        rcnn_t["fc"] += scored["timing"]["fc"]
+        rcnn_t["svm"] += scored["timing"]["svm"]
+        rcnn_t["nms"] += t3 - t2
+        # The SPP detector timed again on the same image, interleaved (fair on a VM
+        # whose speed drifts).
+        spp = detector.score_windows(x, boxes)
+        t4 = time.perf_counter()
+        detector.postprocess(spp, (x.shape[1], x.shape[2]))
+        for stage, seconds in spp["timing"].items():
+            spp_t[stage] += seconds
+        spp_t["nms"] += time.perf_counter() - t4
+    ids = list(dataset.ids[:n])
+    annotations = _annotations(dataset, ids)
+    rcnn_map = voc_detection_map(dets, annotations, class_names=dataset.class_names)["map"]
+    spp_map = voc_detection_map(
+        {k: spp_detections[k] for k in ids}, annotations, class_names=dataset.class_names
+    )["map"]
+    rcnn_t = {k: v / n for k, v in rcnn_t.items()}
+    spp_t = {k: v / n for k, v in spp_t.items()}
+    rcnn_t["total"], spp_t["total"] = sum(rcnn_t.values()), sum(spp_t.values())
+    return {
+        "images": n,
+        "map": _finite(float(rcnn_map)),
+        "spp_map": _finite(float(spp_map)),
+        "timing": rcnn_t,
+        "spp_timing": spp_t,
+        "speedup": {
+            "conv": rcnn_t["conv"] / max(spp_t["conv"], 1e-12),
+            "total": rcnn_t["total"] / max(spp_t["total"], 1e-12),
+        },
+        "windows_per_image": float(np.mean([proposals[k].shape[0] for k in ids])),
+    }

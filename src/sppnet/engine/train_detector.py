@@ -1,0 +1,738 @@
+"""Training the SPP-net detector on a VOC-layout dataset (Sec. 4.2), stage by stage.
+
+Run from the command line as ``sppnet train-det --data VOC_ROOT --checkpoint RUN --out DIR``.
+Stages, each resumable (a finished stage is loaded, not recomputed):
+
+1. ``proposals``: selective search / EdgeBoxes per image (``DIR/proposals``), or files;
+2. ``cache``: pooled conv5 features of every proposal and ground-truth box of every image
+   (``DIR/cache``, :class:`~sppnet.engine.detection_cache.PooledFeatureCache`);
+3. ``finetune``: fc6, fc7 and a new ``(K+1)``-way fc8 ~ N(0, 0.01) trained on cached
+   features (positives IoU >= 0.5, negatives [0.1, 0.5), 25% positives per mini-batch,
+   a step-down learning rate; ``DIR/finetune``);
+4. ``end_to_end`` (beyond the paper, off by default): back-propagation through
+   :func:`~sppnet.ops.window_pyramid_pool` into the conv layers; the cache is then
+   rebuilt for the new trunk (``DIR/cache_e2e``);
+5. ``svm``: per-class linear SVMs on fc7 with one round of hard-negative mining;
+6. ``box_regression``: per-class ridge regression on pooled conv5 features;
+7. the detector is saved to ``DIR/detector`` (:func:`~sppnet.engine.detector_io.load_detector`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sppnet._atomic import atomic_write_bytes, atomic_write_text
+from sppnet.data.transforms import to_tensor
+from sppnet.data.voc import VOCDetection
+from sppnet.detection.box_regression import fit_ridge
+from sppnet.detection.detector import Detector
+from sppnet.detection.linear_svm import feature_norm_scale, fit_linear_svm
+from sppnet.detection.proposals import ProposalCache, load_proposals
+from sppnet.detection.targets import (
+    hard_negative_round,
+    label_windows,
+    regression_targets,
+    sample_finetune_batch,
+    svm_negatives,
+)
+from sppnet.detection.window_features import compute_conv_maps, pool_windows
+from sppnet.engine.detection_cache import PooledFeatureCache
+from sppnet.engine.detector_io import save_detector
+from sppnet.engine.train_classifier import NonFiniteLossError
+
+__all__ = [
+    "DetectorTrainConfig",
+    "build_feature_cache",
+    "finetune_end_to_end",
+    "finetune_fc",
+    "get_proposals",
+    "train_box_regressors",
+    "train_detector",
+    "train_svms",
+]
+
+Log = Callable[[str], None]
+
+# Feature caches up to this size are read into memory for training (else memory-mapped).
+_IN_MEMORY_BYTES = 2 * 2**30
+
+
+@dataclass(frozen=True)
+class DetectorTrainConfig:
+    """Settings of :func:`train_detector`; defaults follow the paper where it has one."""
+
+    data: str  # VOC-layout root (JPEGImages, Annotations, ImageSets/Main)
+    out: str  # output directory (every stage's files, the detector)
+    split: str = "trainval"  # training split (VOC 2007 trainval, Sec. 4.2)
+    checkpoint: str | None = None  # pre-trained classifier run (sppnet train); None: random
+    which: str = "best"  # which classifier checkpoint: "best" or "latest"
+    model: str = "zf5"  # only without a checkpoint: architecture ...
+    width: float = 1.0  # ... channel multiplier ...
+    fc_dim: int = 4096  # ... and fc width
+    proposals: str = "selective_search"  # "selective_search", "edge_boxes" or a directory
+    max_proposals: int = 2000  # ~2,000 windows per image (Sec. 4.1)
+    scales: tuple[int, ...] = (688,)  # 1 scale, or (480, 576, 688, 864, 1200) (Sec. 4.1)
+    max_long_side: float | None = None  # memory cap on resized images; the paper has none
+    cache_dtype: str = "float16"  # pooled-feature cache precision
+    finetune_iterations: int = 2000  # paper: 250k + 50k at batch 128 on VOC; scaled down
+    finetune_lr: float = 1e-3  # paper 1e-4 for pre-trained fc on VOC; small data moves more
+    finetune_step: float = 0.833  # lr / 10 after this fraction (250k of 300k, Sec. 4.2)
+    finetune_batch: int = 128  # windows per mini-batch (Sec. 4.2)
+    positive_fraction: float = 0.25  # 25% positives per mini-batch (Sec. 4.2)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    e2e_iterations: int = 0  # end-to-end fine-tuning through the pyramid (beyond the paper)
+    e2e_lr: float = 1e-4  # its learning rate (all layers)
+    svm_c: float = 1e-3  # R-CNN's SVM C
+    svm_positive_weight: float = 2.0  # R-CNN's positive loss weight
+    svm_initial_negatives: int = 40  # negatives per image and class before mining
+    hard_negative_rounds: int = 1  # "mining iterated once" (SPEC section 6)
+    box_regression: bool = True  # class-specific ridge on pooled conv5 (Sec. 4.2)
+    box_lambda: float = 1000.0  # R-CNN's ridge lambda
+    max_images: int | None = None  # use only the first N training images (quick runs)
+    seed: int = 0
+    device: str = "cpu"
+
+
+# --------------------------------------------------------------------------- utilities
+def _bar(iterable: Iterable[Any], enabled: bool, **kwargs: Any) -> Iterable[Any]:
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kwargs)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2))
+
+
+def _save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
+    from safetensors.torch import save
+
+    atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
+
+
+def _load_tensors(path: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def _fc_state(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v for k, v in model.state_dict().items() if k.split(".")[0] in ("fc6", "fc7", "fc8")}
+
+
+def _open_model(
+    config: DetectorTrainConfig, num_classes: int
+) -> tuple[nn.Module, dict[str, Any], Any]:
+    """The pre-trained network (or a random one), its create_model kwargs and pixel mean."""
+    from sppnet.models import create_model
+
+    if config.checkpoint is not None:
+        from sppnet.engine.checkpoint import load_classifier
+
+        model, meta = load_classifier(config.checkpoint, config.which, map_location=config.device)
+        kwargs = dict(meta["model"])
+        mean = meta["mean"]
+    else:
+        kwargs = {
+            "name": config.model,
+            "num_classes": num_classes + 1,
+            "spp_levels": [6, 3, 2, 1],
+            "width": config.width,
+            "fc_dim": config.fc_dim,
+            "spp_mode": "max",
+            "dropout": 0.5,
+        }
+        args = {k: v for k, v in kwargs.items() if k != "name"}
+        args["spp_levels"] = tuple(args["spp_levels"])
+        model = create_model(config.model, **args).to(config.device)
+        mean = 128.0
+    if isinstance(mean, list):
+        mean = torch.tensor(mean, dtype=torch.float32)
+    return model, kwargs, mean
+
+
+def _new_fc8(model: nn.Module, num_outputs: int, generator: torch.Generator) -> None:
+    """Replace fc8 by a ``num_outputs``-way layer ~ N(0, 0.01), bias 0 (Sec. 4.2)."""
+    fc8 = nn.Linear(model.fc8.in_features, num_outputs)
+    with torch.no_grad():
+        fc8.weight.copy_(torch.randn(fc8.weight.shape, generator=generator) * 0.01)
+        fc8.bias.zero_()
+    model.fc8 = fc8.to(next(model.parameters()).device)
+    model.num_classes = num_outputs
+
+
+# ------------------------------------------------------------------------ 1. proposals
+def get_proposals(
+    dataset: VOCDetection,
+    source: str,
+    out: Path,
+    max_proposals: int = 2000,
+    progress: bool = False,
+) -> dict[str, Tensor]:
+    """Proposals of every image: computed and cached, or loaded from ``source/<id>.npy|json``.
+
+    Args:
+        dataset: the images.
+        source: ``"selective_search"``, ``"edge_boxes"`` or a directory of precomputed files.
+        out: cache root for computed proposals.
+        max_proposals: cap per image.
+        progress: tqdm bar.
+
+    Returns:
+        ``{image_id: Tensor[R, 4]}``.
+
+    Raises:
+        FileNotFoundError: a precomputed file is missing (named).
+    """
+    result: dict[str, Tensor] = {}
+    if source in ("selective_search", "edge_boxes"):
+        key = "max_proposals" if source == "selective_search" else "max_boxes"
+        cache = ProposalCache(out, source, **{key: max_proposals})
+        for i in _bar(range(len(dataset)), progress, desc="proposals", unit="img"):
+            image_id = dataset.ids[i]
+            result[image_id] = cache.get(image_id, lambda i=i: dataset[i][0])
+        return result
+    root = Path(source)
+    for i, image_id in enumerate(dataset.ids):
+        path = next(
+            (
+                root / f"{image_id}{ext}"
+                for ext in (".npy", ".json")
+                if (root / f"{image_id}{ext}").is_file()
+            ),
+            None,
+        )
+        if path is None:
+            raise FileNotFoundError(
+                f"{root}: no proposals for image {image_id!r} ({image_id}.npy or .json)"
+            )
+        boxes = load_proposals(path, image_size=dataset.sizes[i])
+        result[image_id] = boxes[:max_proposals]
+    return result
+
+
+# --------------------------------------------------------------------------- 2. cache
+def build_feature_cache(
+    cache: PooledFeatureCache,
+    dataset: VOCDetection,
+    proposals: dict[str, Tensor],
+    progress: bool = False,
+) -> int:
+    """Fill ``cache`` for every image of ``dataset``; returns how many were computed now."""
+
+    def items() -> Iterable[tuple[str, Callable[[], tuple]]]:
+        for i, image_id in enumerate(dataset.ids):
+
+            def load(i: int = i, image_id: str = image_id) -> tuple:
+                image, target = dataset[i]
+                return (
+                    to_tensor(image),
+                    proposals[image_id],
+                    target["boxes"],
+                    target["labels"] + 1,  # dataset labels 0..K-1 -> 1..K, 0 = background
+                    target["difficult"],
+                )
+
+            yield image_id, load
+
+    return cache.build(
+        items(), lambda it: _bar(it, progress, total=len(dataset), desc="feature cache", unit="img")
+    )
+
+
+class _WindowTable:
+    """Every cached window of every image as one global numbering (image, row)."""
+
+    def __init__(self, cache: PooledFeatureCache, ids: list[str]) -> None:
+        self.cache, self.ids = cache, ids
+        self.records = [cache.windows(i) for i in ids]
+        self.counts = np.array([len(r["boxes"]) for r in self.records], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.counts)])
+        self.max_iou = torch.from_numpy(np.concatenate([r["max_iou"] for r in self.records]))
+        self.labels = torch.from_numpy(np.concatenate([r["labels"] for r in self.records])).long()
+        self._features: list[np.ndarray | None] = [None] * len(ids)
+        itemsize = 2 if cache.dtype == "float16" else 4
+        self._in_memory = int(self.offsets[-1]) * cache.dim * itemsize <= _IN_MEMORY_BYTES
+
+    def features(self, image: int) -> np.ndarray:
+        if self._features[image] is None:
+            arr = self.cache.features(self.ids[image])
+            # Small caches are read into memory once: random mini-batch rows from a
+            # memory map cost a page fault each.
+            self._features[image] = np.array(arr) if self._in_memory else arr
+        return self._features[image]
+
+    def gather(self, ids: Tensor) -> Tensor:
+        """``Tensor[len(ids), P]`` float32 pooled features of global window ids."""
+        ids_np = ids.cpu().numpy()
+        image = np.searchsorted(self.offsets, ids_np, side="right") - 1
+        row = ids_np - self.offsets[image]
+        out = np.empty((len(ids_np), self.cache.dim), dtype=np.float32)
+        for img in np.unique(image):
+            sel = np.nonzero(image == img)[0]
+            out[sel] = self.features(int(img))[row[sel]]
+        return torch.from_numpy(out)
+
+
+# ------------------------------------------------------------------------ 3. fine-tune
+def finetune_fc(
+    model: nn.Module,
+    table: _WindowTable,
+    num_classes: int,
+    config: DetectorTrainConfig,
+    progress: bool = False,
+) -> list[float]:
+    """Fine-tune fc6, fc7 and a new ``(K+1)``-way fc8 on cached pooled features (Sec. 4.2).
+
+    Args:
+        model: the network; its fc8 is replaced.
+        table: the cached windows.
+        num_classes: K.
+        config: iterations, learning rate and schedule, batch size, positive fraction.
+        progress: tqdm bar.
+
+    Returns:
+        The loss of every iteration.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/inf (weights left at the last good step).
+        ValueError: no positive window in the cache.
+    """
+    gen = torch.Generator().manual_seed(config.seed)
+    _new_fc8(model, num_classes + 1, gen)
+    if not bool((table.max_iou >= 0.5).any()):
+        raise ValueError("no window overlaps a ground truth by IoU >= 0.5: nothing to fine-tune on")
+    device = next(model.parameters()).device
+    params = [p for n, p in model.named_parameters() if n.split(".")[0] in ("fc6", "fc7", "fc8")]
+    opt = torch.optim.SGD(
+        params, lr=config.finetune_lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    step_at = round(config.finetune_iterations * config.finetune_step)
+    losses: list[float] = []
+    model.train()
+    for it in _bar(range(config.finetune_iterations), progress, desc="fine-tune fc", unit="it"):
+        if it == step_at:
+            for group in opt.param_groups:
+                group["lr"] = config.finetune_lr / 10
+        idx = sample_finetune_batch(
+            table.max_iou,
+            table.labels,
+            config.finetune_batch,
+            config.positive_fraction,
+            generator=gen,
+        )
+        x = table.gather(idx).to(device)  # [B, P]
+        y = table.labels[idx].to(device)  # [B] in 0..K
+        loss = F.cross_entropy(model.forward_pooled(x), y)
+        if not bool(torch.isfinite(loss)):
+            raise NonFiniteLossError(1, it, opt.param_groups[0]["lr"], None)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
+
+
+def finetune_end_to_end(
+    model: nn.Module,
+    dataset: VOCDetection,
+    proposals: dict[str, Tensor],
+    config: DetectorTrainConfig,
+    mean: Any,
+    progress: bool = False,
+) -> list[float]:
+    """Fine-tune every layer through the window pyramid (beyond the paper).
+
+    Each iteration takes one image at one of the scales (random), computes its conv maps
+    with gradients, samples a mini-batch of windows as in :func:`finetune_fc` and
+    back-propagates the loss through :func:`~sppnet.ops.window_pyramid_pool` into the conv
+    layers (the paper fine-tunes the fc layers only, Sec. 4.2; later detectors made the
+    whole network trainable this way).
+
+    Returns:
+        The loss of every iteration.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/inf.
+    """
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    rng = random.Random(config.seed + 1)
+    device = next(model.parameters()).device
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=config.e2e_lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+    losses: list[float] = []
+    model.train()
+    for it in _bar(range(config.e2e_iterations), progress, desc="end-to-end", unit="it"):
+        i = rng.randrange(len(dataset))
+        image, target = dataset[i]
+        gt = target["boxes"]
+        windows = torch.cat([proposals[dataset.ids[i]].float(), gt[~target["difficult"]]])
+        max_iou, _, labels = label_windows(windows, gt, target["labels"] + 1, target["difficult"])
+        idx = sample_finetune_batch(
+            max_iou, labels, config.finetune_batch, config.positive_fraction, generator=gen
+        )
+        if idx.numel() == 0:
+            continue
+        scale = config.scales[rng.randrange(len(config.scales))]
+        maps = compute_conv_maps(
+            model, to_tensor(image).to(device), (scale,), mean, config.max_long_side
+        )
+        pooled = pool_windows(model, maps, windows[idx].to(device))  # [B, P], differentiable
+        loss = F.cross_entropy(model.forward_pooled(pooled), labels[idx].to(device))
+        if not bool(torch.isfinite(loss)):
+            raise NonFiniteLossError(1, it, config.e2e_lr, None)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
+
+
+# ------------------------------------------------------------------------------ 4. SVMs
+@torch.inference_mode()
+def _fc7(model: nn.Module, pooled: Tensor, batch: int = 4096) -> Tensor:
+    device = next(model.parameters()).device
+    parts = [
+        model.forward_pooled(pooled[i : i + batch].to(device), pre_logits=True).cpu()
+        for i in range(0, pooled.shape[0], batch)
+    ]
+    return torch.cat(parts) if parts else pooled.new_zeros((0, model.fc7.out_features))
+
+
+def _svm_candidates(
+    table: _WindowTable, num_classes: int
+) -> tuple[list[list[int]], list[list[np.ndarray]]]:
+    """Global ids of each class's SVM positives, and its negatives per image (Sec. 4.2)."""
+    pos_ids: list[list[int]] = [[] for _ in range(num_classes)]
+    negatives: list[list[np.ndarray]] = [[] for _ in range(num_classes)]  # per class, per image
+    for img in range(len(table.ids)):
+        rec = table.records[img]
+        boxes = torch.from_numpy(rec["boxes"])
+        is_gt = rec["is_gt"]
+        gt_boxes, gt_labels = torch.from_numpy(rec["gt_boxes"]), rec["gt_labels"]
+        gt_rows = np.nonzero(is_gt)[0]
+        kept_gt = np.nonzero(~rec["gt_difficult"])[0]  # the gt rows, in order
+        for row, g in zip(gt_rows, kept_gt, strict=True):
+            pos_ids[int(gt_labels[g]) - 1].append(int(table.offsets[img] + row))
+        props = np.nonzero(~is_gt)[0]
+        for c in range(num_classes):
+            # Difficult objects of the class count too: never a negative.
+            of_class = gt_boxes[torch.from_numpy(gt_labels == c + 1)]
+            neg = svm_negatives(boxes[props], of_class).numpy()
+            negatives[c].append(props[neg] + table.offsets[img])
+    return pos_ids, negatives
+
+
+def train_svms(
+    model: nn.Module,
+    table: _WindowTable,
+    num_classes: int,
+    config: DetectorTrainConfig,
+    progress: bool = False,
+) -> tuple[Tensor, Tensor, float, dict[str, Any]]:
+    """Per-class linear SVMs on fc7 with hard-negative mining (Sec. 4.2, R-CNN's recipe).
+
+    Positives: the class's non-difficult ground-truth boxes. Negatives: proposals with
+    IoU <= 0.3 with every ground truth of the class, deduplicated at 0.7
+    (:func:`~sppnet.detection.svm_negatives`). Each SVM first trains on the positives and
+    ``svm_initial_negatives`` random negatives per image; then, ``hard_negative_rounds``
+    times, every negative of every image is scored, the margin violators (score > -1) join
+    the cache, easy ones (< -1.2) leave it, and the SVM is retrained.
+
+    Returns:
+        ``(weight Tensor[K, D], bias Tensor[K], feature_scale, stats)``.
+    """
+    model.eval()
+    gen = np.random.default_rng(config.seed)
+    n_img = len(table.ids)
+    # Feature scale: mean fc7 norm 20 over a sample of windows.
+    sample = torch.from_numpy(
+        gen.choice(int(table.offsets[-1]), size=min(2000, int(table.offsets[-1])), replace=False)
+    )
+    scale = feature_norm_scale(_fc7(model, table.gather(sample)))
+
+    pos_ids, negatives = _svm_candidates(table, num_classes)
+
+    def train(c: int, neg: np.ndarray) -> tuple[Tensor, float]:
+        pos = torch.tensor(pos_ids[c], dtype=torch.long)
+        return fit_linear_svm(
+            _fc7(model, table.gather(pos)) * scale,
+            _fc7(model, table.gather(torch.from_numpy(neg))) * scale,
+            config.svm_c,
+            config.svm_positive_weight,
+        )
+
+    dim = (
+        model.fc7.out_features if hasattr(model.fc7, "out_features") else model.fc7[-1].out_features
+    )
+    weight, bias = torch.zeros(num_classes, dim), torch.zeros(num_classes)
+    caches: list[np.ndarray] = []
+    trained = [False] * num_classes
+    for c in _bar(range(num_classes), progress, desc="SVMs (initial)", unit="class"):
+        initial = [
+            n
+            if len(n) <= config.svm_initial_negatives
+            else gen.choice(n, config.svm_initial_negatives, replace=False)
+            for n in negatives[c]
+        ]
+        cache = np.unique(np.concatenate(initial)) if initial else np.zeros(0, np.int64)
+        caches.append(cache.astype(np.int64))
+        if pos_ids[c] and cache.size:
+            weight[c], bias[c] = train(c, cache)
+            trained[c] = True
+    added = [0] * num_classes
+    for _ in range(config.hard_negative_rounds):
+        hard: list[list[np.ndarray]] = [[] for _ in range(num_classes)]
+        for img in _bar(range(n_img), progress, desc="hard negatives", unit="img"):
+            rows = torch.arange(int(table.offsets[img]), int(table.offsets[img + 1]))
+            scores = _fc7(model, table.gather(rows)) * scale @ weight.T + bias  # [R, K]
+            for c in range(num_classes):
+                ids = negatives[c][img]
+                s = scores[torch.from_numpy(ids - table.offsets[img]), c]
+                hard[c].append(ids[(s > -1.0).numpy()])
+        for c in range(num_classes):
+            if not trained[c]:
+                continue
+            cands = np.concatenate(hard[c]) if hard[c] else np.zeros(0, np.int64)
+            cache = caches[c]
+            cache_scores = (
+                _fc7(model, table.gather(torch.from_numpy(cache))) * scale @ weight[c] + bias[c]
+            )
+            cand_scores = (
+                _fc7(model, table.gather(torch.from_numpy(cands))) * scale @ weight[c] + bias[c]
+            )
+            new = hard_negative_round(
+                torch.from_numpy(cache), cache_scores, torch.from_numpy(cands), cand_scores
+            ).numpy()
+            added[c] += int(np.setdiff1d(new, cache).size)
+            caches[c] = new
+            if new.size:
+                weight[c], bias[c] = train(c, new)
+    stats = {
+        "feature_scale": scale,
+        "positives": [len(p) for p in pos_ids],
+        "negatives": [int(c.size) for c in caches],
+        "hard_negatives_added": added,
+        "untrained_classes": [c for c in range(num_classes) if not trained[c]],
+    }
+    return weight, bias, scale, stats
+
+
+# -------------------------------------------------------------------- 5. box regression
+def train_box_regressors(
+    table: _WindowTable, num_classes: int, lam: float = 1000.0, seed: int = 0
+) -> tuple[Tensor, Tensor, float, list[int]]:
+    """Per-class ridge regression of R-CNN box deltas on pooled conv5 features (Sec. 4.2).
+
+    Trained on every cached window (ground truth included) whose IoU with a ground truth
+    of the class is >= 0.5, onto that ground truth; features rescaled to mean norm 20.
+
+    Returns:
+        ``(weight Tensor[K, P, 4], bias Tensor[K, 4], feature_scale, samples per class)``;
+        a class without samples gets zero weights (no change to its boxes).
+    """
+    gen = np.random.default_rng(seed)
+    total = int(table.offsets[-1])
+    sample = torch.from_numpy(gen.choice(total, size=min(2000, total), replace=False))
+    scale = feature_norm_scale(table.gather(sample))
+    weight = torch.zeros(num_classes, table.cache.dim, 4)
+    bias = torch.zeros(num_classes, 4)
+    counts = []
+    for c in range(num_classes):
+        ids = torch.nonzero(table.labels == c + 1).flatten()
+        counts.append(int(ids.numel()))
+        if ids.numel() == 0:
+            continue
+        boxes, gts = [], []
+        for gid in ids.tolist():
+            img = int(np.searchsorted(table.offsets, gid, side="right") - 1)
+            rec = table.records[img]
+            row = gid - int(table.offsets[img])
+            boxes.append(rec["boxes"][row])
+            gts.append(rec["gt_boxes"][rec["matched"][row]])
+        targets = regression_targets(
+            torch.from_numpy(np.stack(boxes)), torch.from_numpy(np.stack(gts))
+        )
+        weight[c], bias[c] = fit_ridge(table.gather(ids) * scale, targets, lam)
+    return weight, bias, scale, counts
+
+
+# ------------------------------------------------------------------------ the pipeline
+def train_detector(
+    config: DetectorTrainConfig, *, progress: bool = False, log: Log | None = None
+) -> dict[str, Any]:
+    """Train an SPP-net detector stage by stage (module docstring); resumable.
+
+    Args:
+        config: the settings.
+        progress: tqdm bars.
+        log: called with one line per finished stage (its timing); ``None`` is quiet.
+
+    Returns:
+        A summary: ``"detector"`` (its directory), ``"timing"`` (seconds per stage),
+        ``"finetune_loss"`` (first and last 50-iteration means), SVM and regression stats.
+
+    Raises:
+        ValueError: bad data or settings, a stale cache; FileNotFoundError: missing files;
+        NonFiniteLossError: a diverged fine-tuning.
+    """
+    say = log or (lambda _line: None)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "train_config.json", dataclasses.asdict(config))
+    torch.manual_seed(config.seed)
+    dataset = VOCDetection(config.data, config.split)
+    if config.max_images is not None:
+        keep = min(config.max_images, len(dataset))
+        dataset.ids, dataset.annotations, dataset.sizes = (
+            dataset.ids[:keep],
+            dataset.annotations[:keep],
+            dataset.sizes[:keep],
+        )
+    num_classes = len(dataset.class_names)
+    model, model_kwargs, mean = _open_model(config, num_classes)
+    timing: dict[str, float] = {}
+    summary: dict[str, Any] = {"images": len(dataset), "classes": dataset.class_names}
+
+    t = time.perf_counter()
+    proposals = get_proposals(
+        dataset, config.proposals, out / "proposals", config.max_proposals, progress
+    )
+    timing["proposals"] = time.perf_counter() - t
+    mean_windows = float(np.mean([p.shape[0] for p in proposals.values()])) if proposals else 0.0
+    say(
+        f"proposals: {len(proposals)} images, {mean_windows:.0f} windows/image, "
+        f"{timing['proposals']:.1f} s"
+    )
+
+    def open_cache(root: Path) -> _WindowTable:
+        cache = PooledFeatureCache(
+            root,
+            model,
+            scales=config.scales,
+            mean=mean,
+            dtype=config.cache_dtype,
+            max_long_side=config.max_long_side,
+        )
+        size = cache.estimate_bytes(len(dataset), mean_windows + 3)
+        say(
+            f"feature cache {root}: about {size / 2**20:.0f} MiB for {len(dataset)} images "
+            f"({cache.dim}-d {config.cache_dtype})"
+        )
+        t0 = time.perf_counter()
+        computed = build_feature_cache(cache, dataset, proposals, progress)
+        timing[f"cache:{root.name}"] = time.perf_counter() - t0
+        say(
+            f"feature cache: {computed} images computed, {len(dataset) - computed} reused, "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
+        return _WindowTable(cache, list(dataset.ids))
+
+    table = open_cache(out / "cache")
+
+    # Fine-tuning of the fc layers (resumable as a finished stage).
+    ft_dir = out / "finetune"
+    t = time.perf_counter()
+    if (ft_dir / "fc.safetensors").is_file():
+        _new_fc8(model, num_classes + 1, torch.Generator().manual_seed(config.seed))
+        model.load_state_dict({**model.state_dict(), **_load_tensors(ft_dir / "fc.safetensors")})
+        losses = json.loads((ft_dir / "loss.json").read_text(encoding="utf-8"))
+        say("fine-tune fc: loaded from a previous run")
+    else:
+        losses = finetune_fc(model, table, num_classes, config, progress)
+        _write_json(ft_dir / "loss.json", losses)
+        _save_tensors(ft_dir / "fc.safetensors", _fc_state(model))
+    model_kwargs = {**model_kwargs, "num_classes": num_classes + 1}
+    timing["finetune"] = time.perf_counter() - t
+    head = float(np.mean(losses[:50])) if losses else math.nan
+    tail = float(np.mean(losses[-50:])) if losses else math.nan
+    summary["finetune_loss"] = {"first": head, "last": tail, "iterations": len(losses)}
+    say(
+        f"fine-tune fc: {len(losses)} iterations, loss {head:.3f} -> {tail:.3f}, "
+        f"{timing['finetune']:.1f} s"
+    )
+
+    if config.e2e_iterations > 0:
+        e2e_dir = out / "end_to_end"
+        t = time.perf_counter()
+        if (e2e_dir / "model.safetensors").is_file():
+            model.load_state_dict(_load_tensors(e2e_dir / "model.safetensors"))
+            e2e_losses = json.loads((e2e_dir / "loss.json").read_text(encoding="utf-8"))
+        else:
+            e2e_losses = finetune_end_to_end(model, dataset, proposals, config, mean, progress)
+            _write_json(e2e_dir / "loss.json", e2e_losses)
+            _save_tensors(e2e_dir / "model.safetensors", model.state_dict())
+        timing["end_to_end"] = time.perf_counter() - t
+        summary["e2e_loss"] = {
+            "first": float(np.mean(e2e_losses[:20])) if e2e_losses else math.nan,
+            "last": float(np.mean(e2e_losses[-20:])) if e2e_losses else math.nan,
+        }
+        say(f"end-to-end: {len(e2e_losses)} iterations, {timing['end_to_end']:.1f} s")
+        table = open_cache(out / "cache_e2e")  # the trunk changed: new features
+
+    t = time.perf_counter()
+    svm_path = out / "svm" / "svm.safetensors"
+    if svm_path.is_file():
+        stored = _load_tensors(svm_path)
+        svm_w, svm_b, svm_scale = stored["weight"], stored["bias"], float(stored["scale"])
+        summary["svm"] = json.loads((out / "svm" / "stats.json").read_text(encoding="utf-8"))
+    else:
+        svm_w, svm_b, svm_scale, stats = train_svms(model, table, num_classes, config, progress)
+        _write_json(out / "svm" / "stats.json", stats)
+        _save_tensors(svm_path, {"weight": svm_w, "bias": svm_b, "scale": torch.tensor(svm_scale)})
+        summary["svm"] = stats
+    timing["svm"] = time.perf_counter() - t
+    say(f"SVMs: {num_classes} classes, {timing['svm']:.1f} s")
+
+    box_w = box_b = None
+    box_scale = 1.0
+    if config.box_regression:
+        t = time.perf_counter()
+        box_w, box_b, box_scale, counts = train_box_regressors(
+            table, num_classes, config.box_lambda, config.seed
+        )
+        timing["box_regression"] = time.perf_counter() - t
+        summary["box_regression_samples"] = counts
+        say(f"box regression: {sum(counts)} windows, {timing['box_regression']:.1f} s")
+
+    detector = Detector(
+        model=model,
+        class_names=dataset.class_names,
+        mean=mean,
+        scales=config.scales,
+        max_long_side=config.max_long_side,
+        svm_weight=svm_w,
+        svm_bias=svm_b,
+        svm_scale=svm_scale,
+        box_weight=box_w,
+        box_bias=box_b,
+        box_scale=box_scale,
+    )
+    summary["timing"] = timing
+    save_detector(out / "detector", detector, model_kwargs, extra={"train": summary})
+    summary["detector"] = str(out / "detector")
+    _write_json(out / "train_summary.json", summary)
+    say(f"detector saved to {out / 'detector'}")
+    return summary

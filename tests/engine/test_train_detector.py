@@ -1,0 +1,170 @@
+"""Detector training: the staged pipeline, its resume, the CLI commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sppnet.cli import main
+from sppnet.data.synthetic import generate_voc_dataset
+from sppnet.data.voc import VOCDetection
+from sppnet.engine import train_detector as td
+from sppnet.engine.detector_io import load_detector
+from sppnet.ops import box_iou
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory):
+    root = tmp_path_factory.mktemp("voc")
+    return generate_voc_dataset(root, sizes={"train": 8, "test": 3}, seed=5, max_side=200)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _config(voc, out, **kw):
+    base = {
+        "data": str(voc), "out": str(out), "split": "train", "width": 0.125, "fc_dim": 32,
+        "proposals": "edge_boxes", "max_proposals": 60, "scales": (120,),
+        "finetune_iterations": 40, "finetune_batch": 32, "svm_initial_negatives": 10,
+    }  # fmt: skip
+    base.update(kw)
+    return td.DetectorTrainConfig(**base)
+
+
+def test_pipeline_writes_every_stage_and_resumes(voc, tmp_path, monkeypatch):
+    lines = []
+    summary = td.train_detector(_config(voc, tmp_path), log=lines.append)
+    for rel in (
+        "proposals/edge_boxes/settings.json", "cache/meta.json", "finetune/fc.safetensors",
+        "svm/svm.safetensors", "detector/detector.json", "detector/detector.safetensors",
+        "train_summary.json",
+    ):  # fmt: skip
+        assert (tmp_path / rel).is_file(), rel
+    assert len(list((tmp_path / "cache" / "features").glob("*.npy"))) == 8
+    assert any(line.startswith("feature cache") and "MiB" in line for line in lines)
+    assert set(summary["timing"]) >= {"proposals", "finetune", "svm", "box_regression"}
+    assert summary["finetune_loss"]["iterations"] == 40
+    assert all(n >= 1 for n in summary["svm"]["positives"])
+    det, _ = load_detector(tmp_path)
+    assert det.model.fc8.out_features == len(det.class_names) + 1 == 9
+    assert det.svm_weight.shape == (8, 32) and det.box_weight.shape == (8, 1600, 4)
+
+    # A second run loads the finished stages instead of recomputing them.
+    def boom(*args, **kwargs):
+        raise AssertionError("stage recomputed")
+
+    monkeypatch.setattr(td, "finetune_fc", boom)
+    monkeypatch.setattr(td, "train_svms", boom)
+    monkeypatch.setattr(td.PooledFeatureCache, "add", boom)
+    again = td.train_detector(_config(voc, tmp_path))
+    assert again["svm"] == summary["svm"]
+    det2, _ = load_detector(tmp_path)
+    torch.testing.assert_close(det2.svm_weight, det.svm_weight)
+    torch.testing.assert_close(det2.model.fc8.weight, det.model.fc8.weight)
+
+
+def test_fc_finetuning_samples_by_the_rules_and_lowers_the_loss(voc, tmp_path):
+    config = _config(voc, tmp_path, finetune_iterations=60, finetune_lr=0.01)
+    dataset = VOCDetection(voc, "train")
+    model, _, mean = td._open_model(config, 8)
+    proposals = td.get_proposals(dataset, "edge_boxes", tmp_path / "p", 60)
+    cache = td.PooledFeatureCache(tmp_path / "c", model, scales=(120,), mean=mean)
+    td.build_feature_cache(cache, dataset, proposals)
+    table = td._WindowTable(cache, list(dataset.ids))
+    seen = []
+    real = td.sample_finetune_batch
+
+    def spy(*args, **kwargs):
+        idx = real(*args, **kwargs)
+        seen.append(idx)
+        return idx
+
+    td.sample_finetune_batch = spy
+    try:
+        losses = td.finetune_fc(model, table, 8, config)
+    finally:
+        td.sample_finetune_batch = real
+    assert model.fc8.out_features == 9
+    for idx in seen:
+        iou = table.max_iou[idx]
+        assert bool(((iou >= 0.5) | ((iou >= 0.1) & (iou < 0.5))).all())
+        assert int((iou >= 0.5).sum()) == min(8, int((table.max_iou >= 0.5).sum()))  # 25% of 32
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+
+
+def test_svm_candidates_follow_the_rules(voc, tmp_path):
+    config = _config(voc, tmp_path, max_proposals=120)
+    dataset = VOCDetection(voc, "train")
+    model, _, mean = td._open_model(config, 8)
+    proposals = td.get_proposals(dataset, "edge_boxes", tmp_path / "p", 120)
+    cache = td.PooledFeatureCache(tmp_path / "c", model, scales=(120,), mean=mean)
+    td.build_feature_cache(cache, dataset, proposals)
+    table = td._WindowTable(cache, list(dataset.ids))
+    pos_ids, negatives = td._svm_candidates(table, 8)
+    all_boxes = torch.from_numpy(np.concatenate([r["boxes"] for r in table.records]))
+    is_gt = np.concatenate([r["is_gt"] for r in table.records])
+    n_negatives = 0
+    for c in range(8):
+        # positives: exactly the non-difficult ground truth of class c
+        expected = [
+            int(table.offsets[i] + row)
+            for i, r in enumerate(table.records)
+            for row in np.nonzero(r["is_gt"])[0]
+            if r["gt_labels"][~r["gt_difficult"]][row - (~r["is_gt"]).sum()] == c + 1
+        ]
+        assert sorted(pos_ids[c]) == expected
+        for i, ids in enumerate(negatives[c]):
+            rec = table.records[i]
+            gt = torch.from_numpy(rec["gt_boxes"][rec["gt_labels"] == c + 1])  # difficult too
+            boxes = all_boxes[torch.from_numpy(ids)]
+            assert not is_gt[ids].any()  # ground truth is never a negative
+            if gt.shape[0] and ids.size:
+                assert float(box_iou(boxes, gt).max()) <= 0.3
+            if ids.size > 1:  # deduplicated: no two negatives overlap by more than 0.7
+                iou = box_iou(boxes, boxes) - torch.eye(ids.size)
+                assert float(iou.max()) <= 0.7
+            n_negatives += ids.size
+    assert n_negatives > 0
+
+
+def test_cli_train_eval_detect(voc, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [
+        "train-det", "--data", str(voc), "--split", "train", "--out", str(out), "--width",
+        "0.125", "--fc-dim", "32", "--proposals", "edge_boxes", "--max-proposals", "60",
+        "--scales", "120", "--finetune-iterations", "20", "--no-progress",
+    ]  # fmt: skip
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "time per stage" in text and "detector:" in text
+    assert main([
+        "eval-det", "--detector", str(out), "--data", str(voc), "--split", "test",
+        "--proposals", "edge_boxes", "--max-proposals", "60", "--rcnn-images", "1",
+        "--no-progress",
+    ]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "VOC07 mAP" in text and "R-CNN baseline" in text and "time per image" in text
+    metrics = json.loads((out / "eval_test" / "metrics.json").read_text())
+    assert 0.0 <= (metrics["map"] or 0.0) <= 1.0
+    assert metrics["rcnn"]["speedup"]["conv"] > 0
+    for name in ("ap_table.md", "pr_curves.png"):
+        assert (out / "eval_test" / name).is_file()
+    image = next((voc / "JPEGImages").glob("*.jpg"))
+    assert main(["detect", str(image), "--detector", str(out), "--out", str(tmp_path / "d"),
+                 "--max-proposals", "50"]) == 0  # fmt: skip
+    record = json.loads((tmp_path / "d" / f"{image.stem}.json").read_text())
+    assert record["windows"] <= 50 and set(record["timing"]) >= {"proposals", "conv", "nms"}
+    assert (tmp_path / "d" / f"{image.stem}.png").is_file()
+    # bad input: a missing image is named and the exit code says so
+    assert main(["detect", str(tmp_path / "nope.jpg"), "--detector", str(out)]) == 1
+    assert "nope.jpg" in capsys.readouterr().err
+    assert main(["eval-det", "--detector", str(tmp_path / "none"), "--data", str(voc)]) == 2
