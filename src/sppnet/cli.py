@@ -454,18 +454,27 @@ def _detector_overrides(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def _load_detector_for(args: argparse.Namespace):
+    from sppnet.engine.detector_io import load_detector
+    from sppnet.models import compress_fc
+
+    detector, meta = load_detector(args.detector, **_detector_overrides(args))
+    if args.svd_ranks is not None:
+        detector.model = compress_fc(detector.model, *args.svd_ranks)
+    return detector, meta
+
+
 def _cmd_eval_det(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
     from sppnet._atomic import atomic_write_text
     from sppnet.data.voc import VOCDetection
-    from sppnet.engine.detector_io import load_detector
     from sppnet.engine.evaluate_detector import evaluate_detector
     from sppnet.engine.train_detector import get_proposals
 
     try:
-        detector, _ = load_detector(args.detector, **_detector_overrides(args))
+        detector, _ = _load_detector_for(args)
         dataset = VOCDetection(args.data, args.split, classes=detector.class_names)
         out = Path(args.out) if args.out else Path(args.detector) / f"eval_{args.split}"
         cache_dir = Path(args.proposal_cache) if args.proposal_cache else out / "proposals"
@@ -512,11 +521,10 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from sppnet.data.decode import ImageDecodeError, load_image
     from sppnet.data.transforms import to_tensor
     from sppnet.detection.proposals import edge_boxes, load_proposals, selective_search
-    from sppnet.engine.detector_io import load_detector
     from sppnet.engine.visualize import detections_to_json, draw_detections, save_json
 
     try:
-        detector, _ = load_detector(args.detector, **_detector_overrides(args))
+        detector, _ = _load_detector_for(args)
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -575,6 +583,10 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--score-threshold", type=float, help="least score kept (none)")
         p.add_argument("--max-detections", type=int, help="detections per image (100)")
         p.add_argument("--nms-threshold", type=float, help="per-class NMS IoU (0.3)")
+        p.add_argument(
+            "--svd-ranks", type=int, nargs=2, metavar=("R6", "R7"),
+            help="replace fc6/fc7 by truncated SVD of these ranks (faster; beyond the paper)",
+        )  # fmt: skip
 
     train = sub.add_parser(
         "train-det",

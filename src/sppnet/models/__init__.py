@@ -13,6 +13,7 @@ from sppnet.models.spp_net import (
     PoolSpec,
     SPPNet,
 )
+from sppnet.models.truncated_svd import LowRankLinear, compress_fc, truncated_svd_linear
 
 __all__ = [
     "CONVNET5",
@@ -22,11 +23,14 @@ __all__ = [
     "ArchSpec",
     "ConvSpec",
     "LocalResponseNorm",
+    "LowRankLinear",
     "LrnSpec",
     "PoolSpec",
     "SPPNet",
+    "compress_fc",
     "create_model",
     "list_models",
     "local_response_norm",
     "register_model",
+    "truncated_svd_linear",
 ]

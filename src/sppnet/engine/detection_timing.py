@@ -1,0 +1,424 @@
+"""Detection speed per image: SPP-net's shared conv maps against R-CNN (Sec. 4.3, Table 10).
+
+For one image and R windows this times, in one run:
+  * SPP-net, per scale set (1 scale and 5 scales): the conv maps of the whole image
+    (:func:`~sppnet.detection.compute_conv_maps`, resizing and mean subtraction included),
+    the window pooling (:func:`~sppnet.detection.pool_windows`) and fc6 + fc7 for the R
+    windows (``forward_pooled(pooled, pre_logits=True)``);
+  * R-CNN on the same network: warping every window and running the trunk and pool on it
+    (:func:`~sppnet.detection.rcnn.rcnn_pooled_features`), then the same fc6 + fc7;
+  * optionally fc6 + fc7 with truncated SVD (:func:`~sppnet.models.truncated_svd.compress_fc`,
+    Fast R-CNN's compression), the fc layers being most of SPP-net's time once the convs
+    are shared.
+
+It also counts the multiply-adds of every conv analytically (:func:`conv_multiply_adds`),
+so the measured conv speedup can be compared with the work ratio. Everything runs in eval
+mode under ``torch.inference_mode``. Cases are timed round-robin (the median of
+``repeats`` rounds), since the shared vCPUs of small cloud machines drift in speed by 2x
+over minutes and timing each case in its own block would bias the ratios. Post-processing
+(SVM scores, NMS, box regression) is the same for both methods and not timed.
+
+Shape shorthand: R windows, S scales.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from sppnet.data.transforms import check_mean, subtract_mean
+from sppnet.detection.rcnn import rcnn_pooled_features
+from sppnet.detection.scales import DETECTION_SCALES_1, DETECTION_SCALES_5, image_scale_factors
+from sppnet.detection.window_features import compute_conv_maps, pool_windows
+from sppnet.models.truncated_svd import compress_fc
+from sppnet.ops.boxes import check_boxes
+
+__all__ = ["conv_multiply_adds", "markdown_table", "time_detection"]
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _out_side(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil: bool) -> int:
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil else span // stride) + 1
+    if ceil and (out - 1) * stride >= size + padding:
+        out -= 1  # PyTorch's rule: the last window must start inside the input or padding
+    return out
+
+
+def conv_multiply_adds(model: nn.Module, height: int, width: int) -> int:
+    """Multiply-adds of every ``Conv2d`` of ``model.features`` for one input image.
+
+    Walks the trunk's layers with the shape arithmetic of ``Conv2d`` and ``MaxPool2d`` /
+    ``AvgPool2d``; other layers (ReLU, LRN) keep the size and are not counted (nor are
+    biases). A conv with ``C_in`` inputs, ``C_out`` outputs, groups ``g``, a ``k_h x k_w``
+    kernel and an ``h x w`` output costs ``h * w * C_out * (C_in / g) * k_h * k_w``.
+
+    Args:
+        model: a module whose ``features`` is an ``nn.Sequential`` trunk (an SPPNet).
+        height: input height in pixels, ``>= 1``.
+        width: input width in pixels, ``>= 1``.
+
+    Returns:
+        The count for one ``3 x height x width`` image (an int).
+
+    Raises:
+        TypeError: ``model`` has no ``nn.Sequential`` ``features``, or non-int sizes.
+        ValueError: a size < 1, or an input too small for the trunk (a map would vanish).
+    """
+    features = getattr(model, "features", None)
+    if not isinstance(features, nn.Sequential):
+        raise TypeError(
+            f"model must have an nn.Sequential trunk `features`, got {type(features).__name__}"
+        )
+    h, w = _check_int("height", height, 1), _check_int("width", width, 1)
+    total = 0
+    for name, layer in features.named_children():
+        if isinstance(layer, nn.Conv2d):
+            (kh, kw), (sh, sw) = _pair(layer.kernel_size), _pair(layer.stride)
+            if isinstance(layer.padding, str):
+                raise TypeError(f"conv {name} uses padding={layer.padding!r}; give ints")
+            (ph, pw), (dh, dw) = _pair(layer.padding), _pair(layer.dilation)
+            h = _out_side(h, kh, sh, ph, dh, False)
+            w = _out_side(w, kw, sw, pw, dw, False)
+            if h < 1 or w < 1:
+                raise ValueError(f"a {height}x{width} input vanishes at {name} ({h}x{w})")
+            per_out = (layer.in_channels // layer.groups) * kh * kw
+            total += h * w * layer.out_channels * per_out
+        elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+            (kh, kw), (ph, pw) = _pair(layer.kernel_size), _pair(layer.padding)
+            sh, sw = _pair(layer.stride if layer.stride is not None else layer.kernel_size)
+            dh, dw = _pair(getattr(layer, "dilation", 1))
+            h = _out_side(h, kh, sh, ph, dh, layer.ceil_mode)
+            w = _out_side(w, kw, sw, pw, dw, layer.ceil_mode)
+            if h < 1 or w < 1:
+                raise ValueError(f"a {height}x{width} input vanishes at {name} ({h}x{w})")
+    return total
+
+
+def _round_robin(
+    cases: dict[str, tuple[Callable[[], object], int]],
+) -> dict[str, float]:
+    """``{name: median seconds}``; each case runs in turn, ``count`` times in all."""
+    rounds = max(count for _, count in cases.values())
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for r in range(rounds):
+        for name, (fn, count) in cases.items():
+            if r >= count:
+                continue
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _check_scales_list(scales_list: object) -> list[tuple[float, ...]]:
+    if isinstance(scales_list, (str, bytes)) or not isinstance(scales_list, Sequence):
+        raise TypeError(f"scales_list must be a sequence of scale sequences, got {scales_list!r}")
+    if len(scales_list) == 0:
+        raise ValueError("scales_list must hold at least one scale set, got none")
+    out, counts = [], set()
+    for scales in scales_list:
+        if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) or not scales:
+            raise ValueError(f"every scale set must be a non-empty sequence, got {scales!r}")
+        if len(scales) in counts:
+            raise ValueError(
+                f"scale sets are keyed by their number of scales, so each count may appear "
+                f"once; got {list(scales_list)!r}"
+            )
+        counts.add(len(scales))
+        out.append(tuple(scales))
+    return out
+
+
+def time_detection(
+    model: nn.Module,
+    image: Tensor,
+    boxes: Tensor,
+    scales_list: Sequence[Sequence[float]] = (DETECTION_SCALES_1, DETECTION_SCALES_5),
+    mean: float | Tensor = 128.0,
+    rcnn: bool = True,
+    rcnn_size: int = 224,
+    svd_ranks: tuple[int | None, int | None] | None = None,
+    repeats: int = 3,
+    rcnn_repeats: int = 1,
+    threads: int | None = None,
+    rcnn_batch_size: int = 64,
+) -> dict[str, float]:
+    """Time SPP-net's and R-CNN's feature computation for one image (Table 10).
+
+    Every timed case is the median of its runs, the cases taken round-robin; each runs
+    once untimed first (R-CNN on one batch only: it takes seconds per hundred windows).
+    The fc time is measured once and serves both methods (the same fc6 + fc7 on R rows).
+    The model is put in eval mode and its mode restored afterwards; ``threads`` sets
+    ``torch.set_num_threads`` for the run and is restored too.
+
+    Args:
+        model: an :class:`~sppnet.models.SPPNet`.
+        image: ``Tensor[3, H, W]`` float pixels 0..255, on the model's device.
+        boxes: ``Tensor[R, 4]`` windows ``(x1, y1, x2, y2)`` in image pixels, ``R >= 1``.
+        scales_list: scale sets for SPP-net (shorter sides), each with a distinct number
+            of scales ``n``, which names its keys (``spp1_...``, ``spp5_...``).
+        mean: subtracted after resizing (SPP) or before warping (R-CNN).
+        rcnn: also time R-CNN (seconds per hundred windows for a full-size network).
+        rcnn_size: R-CNN's warp side (224).
+        svd_ranks: ``(rank6, rank7)`` to also time fc6 + fc7 compressed by truncated SVD
+            (either may be None to keep that layer); the SVD itself is not timed.
+        repeats: timed runs of each SPP-net case and of the fc layers, ``>= 1``.
+        rcnn_repeats: timed runs of R-CNN's convs, ``>= 1``.
+        threads: torch intra-op threads for the run (None: leave as is).
+        rcnn_batch_size: windows per trunk pass for R-CNN.
+
+    Returns:
+        A flat ``dict[str, float]``, seconds unless named otherwise:
+        ``windows``, ``threads``; ``fc_s`` (fc6 + fc7, R windows); per scale set ``n``:
+        ``spp{n}_conv_s``, ``spp{n}_pool_s``, ``spp{n}_fc_s``, ``spp{n}_total_s``,
+        ``spp{n}_conv_macs`` (multiply-adds over the resized images). With ``rcnn``:
+        ``rcnn_conv_s`` (warp + trunk + pool), ``rcnn_fc_s``, ``rcnn_total_s``,
+        ``rcnn_conv_macs`` (``R`` windows of ``rcnn_size^2``) and per ``n`` the ratios
+        ``spp{n}_speedup`` (R-CNN total / SPP total), ``spp{n}_conv_speedup`` (conv / conv)
+        and ``spp{n}_mac_ratio`` (R-CNN conv MACs / SPP conv MACs). With ``svd_ranks``:
+        ``svd_rank6``, ``svd_rank7`` (0 for a kept layer), ``svd_fc_s``,
+        ``spp{n}_svd_total_s`` and, with ``rcnn``, ``spp{n}_svd_speedup`` (against the
+        uncompressed R-CNN).
+
+    Raises:
+        TypeError: ``image`` not a floating tensor, bad boxes or non-int settings.
+        ValueError: ``image`` not ``[3, H, W]``, no windows, bad scale sets, counts < 1,
+            ``rcnn_size`` below the network's minimum input, or a bad SVD rank.
+    """
+    if not isinstance(image, Tensor) or not image.is_floating_point():
+        got = image.dtype if isinstance(image, Tensor) else type(image).__name__
+        raise TypeError(f"image must be a floating Tensor[3, H, W] of 0..255 pixels, got {got}")
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must be Tensor[3, H, W], got shape {tuple(image.shape)}")
+    check_boxes(boxes, "boxes")
+    n_win = int(boxes.shape[0])
+    if n_win == 0:
+        raise ValueError("boxes must hold at least one window to time, got 0")
+    sets = _check_scales_list(scales_list)
+    mean = check_mean(mean)
+    repeats = _check_int("repeats", repeats, 1)
+    rcnn_repeats = _check_int("rcnn_repeats", rcnn_repeats, 1)
+    rcnn_batch_size = _check_int("rcnn_batch_size", rcnn_batch_size, 1)
+    rcnn_size = _check_int("rcnn_size", rcnn_size, 1)
+    minimum = int(getattr(model, "min_input_size", 1))
+    if rcnn and rcnn_size < minimum:
+        raise ValueError(
+            f"rcnn_size must be >= the network's minimum input {minimum}, got {rcnn_size}"
+        )
+    if threads is not None:
+        threads = _check_int("threads", threads, 1)
+    if svd_ranks is not None and (not isinstance(svd_ranks, (tuple, list)) or len(svd_ranks) != 2):
+        raise ValueError(f"svd_ranks must be (rank6, rank7) or None, got {svd_ranks!r}")
+
+    height, width = int(image.shape[1]), int(image.shape[2])
+    was_training = model.training
+    old_threads = torch.get_num_threads()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        model.eval()
+        compressed = None if svd_ranks is None else compress_fc(model, *svd_ranks)
+        with torch.inference_mode():
+            cases: dict[str, tuple[Callable[[], object], int]] = {}
+            pooled = None
+            for scales in sets:
+                n = len(scales)
+                maps = compute_conv_maps(model, image, scales, mean)  # also the warm-up
+                pooled_n = pool_windows(model, maps, boxes)  # [R, C*L]
+                pooled = pooled_n if pooled is None else pooled
+
+                def conv(scales: tuple[float, ...] = scales) -> object:
+                    return compute_conv_maps(model, image, scales, mean)
+
+                def pool(maps: object = maps) -> object:
+                    return pool_windows(model, maps, boxes)
+
+                cases[f"spp{n}_conv"] = (conv, repeats)
+                cases[f"spp{n}_pool"] = (pool, repeats)
+
+            def fc() -> object:
+                return model.forward_pooled(pooled, pre_logits=True)
+
+            fc()
+            cases["fc"] = (fc, repeats)
+            if compressed is not None:
+
+                def svd_fc() -> object:
+                    return compressed.forward_pooled(pooled, pre_logits=True)
+
+                svd_fc()
+                cases["svd_fc"] = (svd_fc, repeats)
+            if rcnn:
+
+                def rcnn_conv(windows: Tensor = boxes) -> object:
+                    centred = subtract_mean(image, mean)
+                    return rcnn_pooled_features(
+                        model, centred, windows, rcnn_size, 0, rcnn_batch_size
+                    )
+
+                rcnn_conv(boxes[:rcnn_batch_size])
+                cases["rcnn_conv"] = (rcnn_conv, rcnn_repeats)
+            timed = _round_robin(cases)
+    finally:
+        model.train(was_training)
+        torch.set_num_threads(old_threads)
+
+    out: dict[str, float] = {
+        "windows": float(n_win),
+        "threads": float(threads if threads is not None else old_threads),
+        "fc_s": timed["fc"],
+    }
+    if rcnn:
+        rcnn_macs = n_win * conv_multiply_adds(model, rcnn_size, rcnn_size)
+        out |= {
+            "rcnn_conv_s": timed["rcnn_conv"],
+            "rcnn_fc_s": timed["fc"],
+            "rcnn_total_s": timed["rcnn_conv"] + timed["fc"],
+            "rcnn_conv_macs": float(rcnn_macs),
+        }
+    if svd_ranks is not None:
+        out["svd_rank6"] = float(svd_ranks[0] or 0)
+        out["svd_rank7"] = float(svd_ranks[1] or 0)
+        out["svd_fc_s"] = timed["svd_fc"]
+    for scales in sets:
+        n = len(scales)
+        factors = image_scale_factors(height, width, scales)
+        macs = sum(
+            conv_multiply_adds(model, max(1, round(height * f)), max(1, round(width * f)))
+            for f in factors
+        )
+        conv_s, pool_s = timed[f"spp{n}_conv"], timed[f"spp{n}_pool"]
+        total = conv_s + pool_s + timed["fc"]
+        out |= {
+            f"spp{n}_conv_s": conv_s,
+            f"spp{n}_pool_s": pool_s,
+            f"spp{n}_fc_s": timed["fc"],
+            f"spp{n}_total_s": total,
+            f"spp{n}_conv_macs": float(macs),
+        }
+        if rcnn:
+            out[f"spp{n}_speedup"] = out["rcnn_total_s"] / total
+            out[f"spp{n}_conv_speedup"] = out["rcnn_conv_s"] / conv_s
+            out[f"spp{n}_mac_ratio"] = out["rcnn_conv_macs"] / macs
+        if svd_ranks is not None:
+            svd_total = conv_s + pool_s + timed["svd_fc"]
+            out[f"spp{n}_svd_total_s"] = svd_total
+            if rcnn:
+                out[f"spp{n}_svd_speedup"] = out["rcnn_total_s"] / svd_total
+    return out
+
+
+def _fmt_s(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.3g}"
+
+
+def _fmt_x(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.1f}x"
+
+
+def _fmt_g(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1e9:.3g}"
+
+
+def markdown_table(result: dict[str, float]) -> str:
+    """A Table-10-like markdown table of a :func:`time_detection` result.
+
+    Columns: SPP-net for each scale set (and with SVD fc when timed), then R-CNN. Rows:
+    conv, pooling, fc and total seconds per image, the speedup against R-CNN, the conv
+    speedup, and the conv work in G multiply-adds with R-CNN's ratio to it.
+
+    Args:
+        result: the dict :func:`time_detection` returned.
+
+    Returns:
+        The table as a string (GitHub markdown), no trailing newline.
+
+    Raises:
+        ValueError: ``result`` has no ``spp{n}_conv_s`` entry.
+    """
+    counts = sorted(int(m.group(1)) for k in result if (m := re.fullmatch(r"spp(\d+)_conv_s", k)))
+    if not counts:
+        raise ValueError(f"result holds no spp{{n}}_conv_s entry: keys {sorted(result)}")
+    has_rcnn = "rcnn_total_s" in result
+    has_svd = "svd_fc_s" in result
+    get = result.get
+    # one column: (header, conv, pool, fc, total, speedup, conv speedup, macs, mac ratio)
+    columns: list[tuple[str, ...]] = []
+    for n in counts:
+        p = f"spp{n}_"
+        name = f"SPP ({n}-scale)"
+        shared = (_fmt_s(get(p + "conv_s")), _fmt_s(get(p + "pool_s")))
+        conv_info = (
+            _fmt_x(get(p + "conv_speedup")),
+            _fmt_g(get(p + "conv_macs")),
+            _fmt_x(get(p + "mac_ratio")),
+        )
+        columns.append(
+            (
+                name,
+                *shared,
+                _fmt_s(get("fc_s")),
+                _fmt_s(get(p + "total_s")),
+                _fmt_x(get(p + "speedup")),
+                *conv_info,
+            )
+        )
+        if has_svd:
+            ranks = f"{int(result['svd_rank6']) or '-'}/{int(result['svd_rank7']) or '-'}"
+            columns.append(
+                (
+                    f"{name} + SVD fc ({ranks})",
+                    *shared,
+                    _fmt_s(get("svd_fc_s")),
+                    _fmt_s(get(p + "svd_total_s")),
+                    _fmt_x(get(p + "svd_speedup")),
+                    *conv_info,
+                )
+            )
+    if has_rcnn:
+        columns.append(
+            (
+                "R-CNN",
+                _fmt_s(get("rcnn_conv_s")),
+                "(in conv)",
+                _fmt_s(get("rcnn_fc_s")),
+                _fmt_s(get("rcnn_total_s")),
+                "1.0x",
+                "1.0x",
+                _fmt_g(get("rcnn_conv_macs")),
+                "1.0x",
+            )
+        )
+    labels = [
+        "conv time (s)",
+        "pooling time (s)",
+        "fc6+fc7 time (s)",
+        "total time (s)",
+        "speedup vs R-CNN",
+        "conv speedup vs R-CNN",
+        "conv work (G mult-adds)",
+        "conv work ratio R-CNN / this",
+    ]
+    header = ["", *(c[0] for c in columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for i, label in enumerate(labels, start=1):
+        lines.append("| " + " | ".join([label, *(c[i] for c in columns)]) + " |")
+    return "\n".join(lines)
