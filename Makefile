@@ -17,8 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/sppnet --help
-	$(BIN)/sppnet models
+	$(BIN)/sppnet demo --out $(or $(OUT),runs/demo)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -204,3 +205,22 @@ def test_end_to_end_detector_learns_its_training_images(tmp_path):
     detector.svm_bias.zero_()
     chance = evaluate_detector(detector, dataset, proposals)["map"]
     assert result["map"] > 3 * chance
+
+
+def test_end_to_end_finetuning_moves_the_conv_layers(voc, tmp_path):
+    """Beyond the paper: gradients flow through the window pyramid into conv1..conv5."""
+    plain = td.train_detector(_config(voc, tmp_path / "plain", finetune_iterations=5))
+    e2e = td.train_detector(
+        _config(voc, tmp_path / "e2e", finetune_iterations=5, e2e_iterations=3, e2e_lr=0.01)
+    )
+    assert "end_to_end" in e2e["timing"] and "end_to_end" not in plain["timing"]
+    assert math.isfinite(e2e["e2e_loss"]["first"])
+    a, _ = load_detector(tmp_path / "plain")
+    b, _ = load_detector(tmp_path / "e2e")
+    conv_a, conv_b = a.model.features.conv1.weight, b.model.features.conv1.weight
+    assert not torch.equal(conv_a, conv_b)
+    # the SVMs and regressors were trained on features of the new trunk: a fresh cache
+    assert (tmp_path / "e2e" / "cache_e2e" / "meta.json").is_file()
+    meta_old = json.loads((tmp_path / "e2e" / "cache" / "meta.json").read_text())
+    meta_new = json.loads((tmp_path / "e2e" / "cache_e2e" / "meta.json").read_text())
+    assert meta_old["model"] != meta_new["model"]
