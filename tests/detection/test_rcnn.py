@@ -44,7 +44,9 @@ def reference_warp(image: torch.Tensor, boxes: torch.Tensor, size: int, pad: int
                 x = x1 + (j + 0.5) * (x2 - x1) / size
                 if pad and not (0 <= x < width and 0 <= y < height):
                     continue  # outside the image: 0, the mean
-                out[r, :, i, j] = torch.tensor(_bilinear(image, x - 0.5, y - 0.5))
+                out[r, :, i, j] = torch.tensor(
+                    _bilinear(image, x - 0.5, y - 0.5), dtype=torch.float64
+                )
     return out
 
 

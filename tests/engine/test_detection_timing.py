@@ -44,6 +44,8 @@ def test_result_keys_finite_and_positive(model):
         rcnn_size=40,
         svd_ranks=(16, 8),
         repeats=2,
+        rcnn_repeats=2,
+        rcnn_batch_size=2,
         threads=1,
     )
     assert model.training  # mode restored
@@ -85,7 +87,9 @@ def test_without_rcnn_or_svd(model):
     image, boxes = _inputs()
     result = time_detection(model, image, boxes, scales_list=((100,),), rcnn=False, repeats=1)
     assert not any(k.startswith("rcnn") or "svd" in k or "speedup" in k for k in result)
-    assert "R-CNN" not in markdown_table(result)
+    table = markdown_table(result)
+    assert "R-CNN" not in table and "SVD" not in table
+    assert len(table.splitlines()) == 7
 
 
 def test_conv_multiply_adds_toy_model():

@@ -76,7 +76,7 @@ def test_rank_validation(rank, error):
 
 
 def test_linear_validation():
-    with pytest.raises(TypeError, match="nn.Linear"):
+    with pytest.raises(TypeError, match=r"nn\.Linear"):
         truncated_svd_linear(nn.Conv2d(3, 3, 1), 1)
 
 

@@ -23,6 +23,7 @@ Shape shorthand: R windows, S scales.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import statistics
@@ -113,19 +114,35 @@ def conv_multiply_adds(model: nn.Module, height: int, width: int) -> int:
 
 
 def _round_robin(
-    cases: dict[str, tuple[Callable[[], object], int]],
-) -> dict[str, float]:
-    """``{name: median seconds}``; each case runs in turn, ``count`` times in all."""
-    rounds = max(count for _, count in cases.values())
+    cases: dict[str, Callable[[], object]],
+    repeats: int,
+    spread: list[Callable[[], object]],
+    passes: int,
+) -> tuple[dict[str, float], float | None]:
+    """Time ``cases`` round-robin and one long job, split in parts, across the rounds.
+
+    Every round runs each case once, then its share of the ``passes * len(spread)`` parts
+    of the long job (R-CNN's batches), so both see the same drift of the machine's speed
+    instead of the long job landing in one fast or slow stretch.
+
+    Returns:
+        ``({name: median seconds}, median seconds of one pass over spread)``; the latter
+        is None without parts.
+    """
     times: dict[str, list[float]] = {name: [] for name in cases}
-    for r in range(rounds):
-        for name, (fn, count) in cases.items():
-            if r >= count:
-                continue
+    parts = [job for _ in range(passes) for job in spread]
+    pass_times = [0.0] * passes
+    for r in range(repeats):
+        for name, fn in cases.items():
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+        for k in range(r * len(parts) // repeats, (r + 1) * len(parts) // repeats):
+            start = time.perf_counter()
+            parts[k]()
+            pass_times[k // len(spread)] += time.perf_counter() - start
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return medians, (statistics.median(pass_times) if spread else None)
 
 
 def _check_scales_list(scales_list: object) -> list[tuple[float, ...]]:
@@ -165,7 +182,11 @@ def time_detection(
 
     Every timed case is the median of its runs, the cases taken round-robin; each runs
     once untimed first (R-CNN on one batch only: it takes seconds per hundred windows).
-    The fc time is measured once and serves both methods (the same fc6 + fc7 on R rows).
+    R-CNN's passes over the windows are split into their batches of ``rcnn_batch_size``
+    and spread evenly over the ``repeats`` rounds, so its time (the sum over a pass's
+    batches, median over passes) covers the same stretch of machine speed as the
+    SPP-net cases rather than one fast or slow minute. The fc time is measured once and
+    serves both methods (the same fc6 + fc7 on R rows).
     The model is put in eval mode and its mode restored afterwards; ``threads`` sets
     ``torch.set_num_threads`` for the run and is restored too.
 
@@ -181,7 +202,7 @@ def time_detection(
         svd_ranks: ``(rank6, rank7)`` to also time fc6 + fc7 compressed by truncated SVD
             (either may be None to keep that layer); the SVD itself is not timed.
         repeats: timed runs of each SPP-net case and of the fc layers, ``>= 1``.
-        rcnn_repeats: timed runs of R-CNN's convs, ``>= 1``.
+        rcnn_repeats: timed passes of R-CNN over all windows, ``>= 1``.
         threads: torch intra-op threads for the run (None: leave as is).
         rcnn_batch_size: windows per trunk pass for R-CNN.
 
@@ -237,7 +258,7 @@ def time_detection(
         model.eval()
         compressed = None if svd_ranks is None else compress_fc(model, *svd_ranks)
         with torch.inference_mode():
-            cases: dict[str, tuple[Callable[[], object], int]] = {}
+            cases: dict[str, Callable[[], object]] = {}
             pooled = None
             for scales in sets:
                 n = len(scales)
@@ -251,32 +272,37 @@ def time_detection(
                 def pool(maps: object = maps) -> object:
                     return pool_windows(model, maps, boxes)
 
-                cases[f"spp{n}_conv"] = (conv, repeats)
-                cases[f"spp{n}_pool"] = (pool, repeats)
+                cases[f"spp{n}_conv"] = conv
+                cases[f"spp{n}_pool"] = pool
 
             def fc() -> object:
                 return model.forward_pooled(pooled, pre_logits=True)
 
             fc()
-            cases["fc"] = (fc, repeats)
+            cases["fc"] = fc
             if compressed is not None:
 
                 def svd_fc() -> object:
                     return compressed.forward_pooled(pooled, pre_logits=True)
 
                 svd_fc()
-                cases["svd_fc"] = (svd_fc, repeats)
+                cases["svd_fc"] = svd_fc
+            batches: list[Callable[[], object]] = []
             if rcnn:
 
-                def rcnn_conv(windows: Tensor = boxes) -> object:
-                    centred = subtract_mean(image, mean)
+                def rcnn_batch(start: int) -> object:
+                    centred = subtract_mean(image, mean)  # [3, H, W]
+                    windows = boxes[start : start + rcnn_batch_size]
                     return rcnn_pooled_features(
                         model, centred, windows, rcnn_size, 0, rcnn_batch_size
                     )
 
-                rcnn_conv(boxes[:rcnn_batch_size])
-                cases["rcnn_conv"] = (rcnn_conv, rcnn_repeats)
-            timed = _round_robin(cases)
+                rcnn_batch(0)
+                batches = [
+                    functools.partial(rcnn_batch, start)
+                    for start in range(0, n_win, rcnn_batch_size)
+                ]
+            timed, rcnn_conv_s = _round_robin(cases, repeats, batches, rcnn_repeats)
     finally:
         model.train(was_training)
         torch.set_num_threads(old_threads)
@@ -289,9 +315,9 @@ def time_detection(
     if rcnn:
         rcnn_macs = n_win * conv_multiply_adds(model, rcnn_size, rcnn_size)
         out |= {
-            "rcnn_conv_s": timed["rcnn_conv"],
+            "rcnn_conv_s": rcnn_conv_s,
             "rcnn_fc_s": timed["fc"],
-            "rcnn_total_s": timed["rcnn_conv"] + timed["fc"],
+            "rcnn_total_s": rcnn_conv_s + timed["fc"],
             "rcnn_conv_macs": float(rcnn_macs),
         }
     if svd_ranks is not None:
@@ -343,7 +369,8 @@ def markdown_table(result: dict[str, float]) -> str:
 
     Columns: SPP-net for each scale set (and with SVD fc when timed), then R-CNN. Rows:
     conv, pooling, fc and total seconds per image, the speedup against R-CNN, the conv
-    speedup, and the conv work in G multiply-adds with R-CNN's ratio to it.
+    speedup, and the conv work in G multiply-adds with R-CNN's ratio to it (the rows
+    comparing with R-CNN only when it was timed).
 
     Args:
         result: the dict :func:`time_detection` returned.
@@ -420,5 +447,7 @@ def markdown_table(result: dict[str, float]) -> str:
     header = ["", *(c[0] for c in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for i, label in enumerate(labels, start=1):
+        if "R-CNN" in label and not has_rcnn:
+            continue
         lines.append("| " + " | ".join([label, *(c[i] for c in columns)]) + " |")
     return "\n".join(lines)

@@ -1,0 +1,152 @@
+"""Detection speed per image: SPP-net (1 and 5 scales) against R-CNN on ZF-5 (Table 10).
+
+Builds ZF-5 with random weights (speed does not depend on them), one built-in synthetic
+image resized to ``--image H W`` (375 x 500, a typical VOC size) and ``--windows`` random
+windows (log-uniform sides from 16 px to the image side, seeded), then times with
+:func:`sppnet.engine.detection_timing.time_detection`:
+
+  * SPP-net: conv maps of the whole image at 1 scale (688) and 5 scales (480..1200),
+    window pooling, fc6 + fc7 for every window;
+  * R-CNN: every window warped to 224 x 224 and run through the trunk, then the same fc;
+  * SPP-net with fc6/fc7 compressed by truncated SVD (``--svd-ranks``, Fast R-CNN's trick).
+
+and checks three targets: conv speedup >= 0.95 x the conv work ratio (sharing the convs
+buys what the multiply-add count promises), total speedup >= 15x at 1 scale, and >= 40x
+with SVD fc at 1 scale. R-CNN's convs take ~10-20 s on 2 cores, so they run once
+(``--rcnn-repeats``), their batches spread over the SPP-net rounds (the machine's speed
+drifts); the SVD of fc6 (4096 x 12800, float64) takes ~half a minute, untimed.
+
+Run:
+    THP_MEM_ALLOC_ENABLE=1 python benchmarks/detection_speed.py --windows 2000 --threads 2
+    python benchmarks/detection_speed.py --width 0.25 --fc-dim 512 --windows 200  # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+from _timing import environment_line
+
+from sppnet.data.synthetic import render_synthetic_image
+from sppnet.data.transforms import to_tensor
+from sppnet.engine.detection_timing import markdown_table, time_detection
+from sppnet.models import create_model
+
+CONV_EFFICIENCY_TARGET = 0.95  # conv speedup / conv work ratio
+TOTAL_SPEEDUP_TARGET = 15.0  # 1 scale, plain fc
+SVD_SPEEDUP_TARGET = 40.0  # 1 scale, SVD fc
+
+
+def random_boxes(n: int, height: int, width: int, gen: torch.Generator) -> torch.Tensor:
+    """``Tensor[n, 4]`` boxes inside the image, log-uniform sides in [16, image side]."""
+    lo = math.log(16)
+    bh = torch.exp(lo + torch.rand(n, generator=gen) * (math.log(height) - lo))
+    bw = torch.exp(lo + torch.rand(n, generator=gen) * (math.log(width) - lo))
+    y1 = torch.rand(n, generator=gen) * (height - bh)
+    x1 = torch.rand(n, generator=gen) * (width - bw)
+    return torch.stack([x1, y1, x1 + bw, y1 + bh], 1)
+
+
+def check_targets(result: dict[str, float]) -> list[tuple[str, bool]]:
+    """``[(description, met)]`` for the three targets that apply to ``result``."""
+    out = []
+    if "spp1_conv_speedup" in result:
+        for n in (1, 5):
+            if f"spp{n}_conv_speedup" not in result:
+                continue
+            got, ratio = result[f"spp{n}_conv_speedup"], result[f"spp{n}_mac_ratio"]
+            out.append(
+                (
+                    f"{n}-scale conv speedup {got:.1f}x >= {CONV_EFFICIENCY_TARGET} x work "
+                    f"ratio {ratio:.1f}x = {CONV_EFFICIENCY_TARGET * ratio:.1f}x",
+                    got >= CONV_EFFICIENCY_TARGET * ratio,
+                )
+            )
+        got = result["spp1_speedup"]
+        out.append(
+            (
+                f"1-scale total speedup {got:.1f}x >= {TOTAL_SPEEDUP_TARGET:.0f}x",
+                got >= TOTAL_SPEEDUP_TARGET,
+            )
+        )
+        if "spp1_svd_speedup" in result:
+            got = result["spp1_svd_speedup"]
+            out.append(
+                (
+                    f"1-scale total speedup with SVD fc {got:.1f}x >= {SVD_SPEEDUP_TARGET:.0f}x",
+                    got >= SVD_SPEEDUP_TARGET,
+                )
+            )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="example: THP_MEM_ALLOC_ENABLE=1 python benchmarks/detection_speed.py "
+        "--windows 2000 --threads 2 --out detection_speed.json",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--windows", type=int, default=2000, help="R, windows per image")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (0: default)")
+    parser.add_argument("--width", type=float, default=1.0, help="ZF-5 channel multiplier")
+    parser.add_argument("--fc-dim", type=int, default=4096, help="fc6/fc7 width")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of SPP/fc cases")
+    parser.add_argument("--rcnn-repeats", type=int, default=1, help="timed runs of R-CNN")
+    parser.add_argument(
+        "--svd-ranks",
+        type=int,
+        nargs=2,
+        default=(1024, 256),
+        metavar=("R6", "R7"),
+        help="truncated-SVD ranks of fc6 and fc7 (0 0: skip)",
+    )
+    parser.add_argument("--image", type=int, nargs=2, default=(375, 500), metavar=("H", "W"))
+    parser.add_argument("--no-rcnn", action="store_true", help="skip R-CNN (fast)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="write the result as JSON")
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model = create_model("zf5", num_classes=21, width=args.width, fc_dim=args.fc_dim).eval()
+    height, width = args.image
+    pil, _ = render_synthetic_image(
+        args.seed, min_side=min(height, width), max_side=max(height, width)
+    )
+    image = to_tensor(pil.resize((width, height)))  # [3, H, W], 0..255
+    boxes = random_boxes(args.windows, height, width, torch.Generator().manual_seed(args.seed))
+    svd = None if tuple(args.svd_ranks) == (0, 0) else tuple(r or None for r in args.svd_ranks)
+
+    result = time_detection(
+        model,
+        image,
+        boxes,
+        rcnn=not args.no_rcnn,
+        svd_ranks=svd,
+        repeats=args.repeats,
+        rcnn_repeats=args.rcnn_repeats,
+        threads=args.threads or None,
+    )
+    print(
+        f"Detection speed per image: ZF-5 (width {args.width}, fc {args.fc_dim}), "
+        f"{height}x{width} image, {args.windows} windows; median of {args.repeats} "
+        f"(R-CNN: {args.rcnn_repeats}), round-robin"
+    )
+    print(environment_line())
+    print(markdown_table(result))
+    for text, met in check_targets(result):
+        print(f"{'MET    ' if met else 'NOT met'}  {text}")
+    if args.out is not None:
+        args.out.write_text(
+            json.dumps({"args": vars(args) | {"out": str(args.out)}, "result": result}, indent=2)
+        )
+
+
+if __name__ == "__main__":
+    main()
