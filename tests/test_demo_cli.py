@@ -1,0 +1,54 @@
+"""CI smoke test of the main job: `sppnet demo --quick` end to end (about 2-3 minutes)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+
+from sppnet.cli import main
+
+
+def _numbers(obj, path=""):
+    if isinstance(obj, bool):
+        return
+    if isinstance(obj, (int, float)):
+        yield path, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _numbers(v, f"{path}/{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _numbers(v, f"{path}/{i}")
+
+
+def test_demo_quick_writes_the_whole_report(tmp_path, capsys):
+    threads = torch.get_num_threads()
+    try:
+        assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    printed = capsys.readouterr().out
+    assert "report.md" in printed
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    for heading in ("Classification", "Detection", "R-CNN"):
+        assert heading in report
+    metrics = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
+    values = list(_numbers(metrics))
+    assert values
+    for where, value in values:
+        assert math.isfinite(value), where
+    for model in metrics["classification"].values():
+        for view in model["views"].values():
+            for key in ("top1_error_pct", "top5_error_pct"):
+                if view.get(key) is not None:
+                    assert 0.0 <= view[key] <= 100.0
+    det = metrics["detection"]
+    assert 0.0 <= det["map"] <= 1.0
+    assert 0.0 <= det["rcnn"]["map"] <= 1.0 and det["rcnn"]["speedup"]["conv"] > 1.0
+    assert metrics["total_seconds"] > 0
+    pictures = sorted(p.name for p in (tmp_path / "pictures").glob("*.png"))
+    assert len(pictures) >= 4, pictures
+    for name in pictures:
+        assert (tmp_path / "pictures" / name).stat().st_size > 1000
