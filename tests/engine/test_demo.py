@@ -158,10 +158,11 @@ def test_log_has_a_timing_line_per_stage_and_the_report_path(tiny):
 def test_interrupted_run_resumes_from_the_stage_it_stopped_in(tiny):
     first, second = tiny["interrupted_log"], tiny["log"]
     # The interrupted run finished the first seven stages and none after.
-    done = [line for line in first if line.rstrip().endswith(" s")]
+    # (stage lines only: the detector's own progress lines end in seconds too)
+    done = [line for line in first if line.startswith("[demo ") and line.rstrip().endswith(" s")]
     assert len(done) == DEMO_STAGES.index("eval_detection")
     # The rerun reused them and computed only the rest.
-    reused = [line for line in second if "reused" in line]
+    reused = [line for line in second if line.startswith("[demo ") and "reused" in line]
     assert len(reused) == DEMO_STAGES.index("eval_detection")
     assert tiny["metrics"]["reused_stages"] == list(DEMO_STAGES[:7])
 
