@@ -178,6 +178,25 @@ def test_second_call_reuses_every_stage_and_gives_the_same_numbers(tiny):
     assert again["stage_seconds"] == first["stage_seconds"]
 
 
+def _without_times(history):
+    return [{k: v for k, v in h.items() if k not in ("seconds", "images_per_s")} for h in history]
+
+
+def test_a_fresh_run_with_the_same_seed_gives_the_same_numbers(tiny, tmp_path):
+    again = run_demo(tmp_path / "again", config=TINY, progress=False, log=None)
+    first = tiny["metrics"]
+    assert again["data"] == first["data"]
+    for name, model in first["classification"].items():
+        other = again["classification"][name]
+        assert other["views"] == model["views"]
+        assert _without_times(other["history"]) == _without_times(model["history"])
+    det, det_again = first["detection"], again["detection"]
+    assert det_again["map"] == det["map"]
+    assert det_again["ap"] == det["ap"]
+    assert det_again["rcnn"]["map"] == det["rcnn"]["map"]
+    assert det_again["rcnn"]["spp_map"] == det["rcnn"]["spp_map"]
+
+
 def test_other_settings_in_the_same_folder_are_refused(tiny):
     with pytest.raises(ValueError, match="seed"):
         run_demo(tiny["out"], seed=1, config=TINY, progress=False, log=None)
