@@ -23,6 +23,7 @@ from sppnet._atomic import atomic_write_text
 from sppnet.data.transforms import subtract_mean, to_tensor
 from sppnet.data.voc import VOCDetection
 from sppnet.detection.detector import Detector
+from sppnet.engine.train_classifier import _bars
 from sppnet.evaluation.voc_detection import (
     per_class_ap_table,
     plot_precision_recall,
@@ -31,14 +32,6 @@ from sppnet.evaluation.voc_detection import (
 )
 
 __all__ = ["evaluate_detector"]
-
-
-def _bar(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, **kwargs)
 
 
 def _annotations(dataset: VOCDetection, ids: list[str]) -> dict[str, dict[str, Tensor]]:
@@ -99,7 +92,7 @@ def evaluate_detector(
     detections: dict[str, dict[str, Tensor]] = {}
     totals: dict[str, float] = {}
     ids = list(dataset.ids[:n])
-    for i in _bar(range(n), progress, desc="detect", unit="img"):
+    for i in _bars(range(n), progress, desc="detect", unit="img"):
         image_id = dataset.ids[i]
         if image_id not in proposals:
             raise ValueError(f"no proposals for image {image_id!r}")
@@ -150,7 +143,7 @@ def _rcnn_baseline(
     dets: dict[str, dict[str, Tensor]] = {}
     rcnn_t = {"conv": 0.0, "fc": 0.0, "svm": 0.0, "nms": 0.0}
     spp_t = {"conv": 0.0, "pooling": 0.0, "fc": 0.0, "svm": 0.0, "nms": 0.0}
-    for i in _bar(range(n), progress, desc="R-CNN baseline", unit="img"):
+    for i in _bars(range(n), progress, desc="R-CNN baseline", unit="img"):
         image_id = dataset.ids[i]
         image, _ = dataset[i]
         x = to_tensor(image)

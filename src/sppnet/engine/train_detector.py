@@ -51,7 +51,7 @@ from sppnet.detection.targets import (
 from sppnet.detection.window_features import compute_conv_maps, pool_windows
 from sppnet.engine.detection_cache import PooledFeatureCache
 from sppnet.engine.detector_io import save_detector
-from sppnet.engine.train_classifier import NonFiniteLossError
+from sppnet.engine.train_classifier import NonFiniteLossError, _bars
 
 __all__ = [
     "DetectorTrainConfig",
@@ -108,14 +108,6 @@ class DetectorTrainConfig:
 
 
 # --------------------------------------------------------------------------- utilities
-def _bar(iterable: Iterable[Any], enabled: bool, **kwargs: Any) -> Iterable[Any]:
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, **kwargs)
-
-
 def _write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2))
 
@@ -204,7 +196,7 @@ def get_proposals(
     if source in ("selective_search", "edge_boxes"):
         key = "max_proposals" if source == "selective_search" else "max_boxes"
         cache = ProposalCache(out, source, **{key: max_proposals})
-        for i in _bar(range(len(dataset)), progress, desc="proposals", unit="img"):
+        for i in _bars(range(len(dataset)), progress, desc="proposals", unit="img"):
             image_id = dataset.ids[i]
             result[image_id] = cache.get(image_id, lambda i=i: dataset[i][0])
         return result
@@ -252,7 +244,8 @@ def build_feature_cache(
             yield image_id, load
 
     return cache.build(
-        items(), lambda it: _bar(it, progress, total=len(dataset), desc="feature cache", unit="img")
+        items(),
+        lambda it: _bars(it, progress, total=len(dataset), desc="feature cache", unit="img"),
     )
 
 
@@ -326,7 +319,7 @@ def finetune_fc(
     step_at = round(config.finetune_iterations * config.finetune_step)
     losses: list[float] = []
     model.train()
-    for it in _bar(range(config.finetune_iterations), progress, desc="fine-tune fc", unit="it"):
+    for it in _bars(range(config.finetune_iterations), progress, desc="fine-tune fc", unit="it"):
         if it == step_at:
             for group in opt.param_groups:
                 group["lr"] = config.finetune_lr / 10
@@ -383,7 +376,7 @@ def finetune_end_to_end(
     )
     losses: list[float] = []
     model.train()
-    for it in _bar(range(config.e2e_iterations), progress, desc="end-to-end", unit="it"):
+    for it in _bars(range(config.e2e_iterations), progress, desc="end-to-end", unit="it"):
         i = rng.randrange(len(dataset))
         image, target = dataset[i]
         gt = target["boxes"]
@@ -484,13 +477,11 @@ def train_svms(
             config.svm_positive_weight,
         )
 
-    dim = (
-        model.fc7.out_features if hasattr(model.fc7, "out_features") else model.fc7[-1].out_features
-    )
+    dim = model.fc7.out_features
     weight, bias = torch.zeros(num_classes, dim), torch.zeros(num_classes)
     caches: list[np.ndarray] = []
     trained = [False] * num_classes
-    for c in _bar(range(num_classes), progress, desc="SVMs (initial)", unit="class"):
+    for c in _bars(range(num_classes), progress, desc="SVMs (initial)", unit="class"):
         initial = [
             n
             if len(n) <= config.svm_initial_negatives
@@ -505,7 +496,7 @@ def train_svms(
     added = [0] * num_classes
     for _ in range(config.hard_negative_rounds):
         hard: list[list[np.ndarray]] = [[] for _ in range(num_classes)]
-        for img in _bar(range(n_img), progress, desc="hard negatives", unit="img"):
+        for img in _bars(range(n_img), progress, desc="hard negatives", unit="img"):
             rows = torch.arange(int(table.offsets[img]), int(table.offsets[img + 1]))
             scores = _fc7(model, table.gather(rows)) * scale @ weight.T + bias  # [R, K]
             for c in range(num_classes):
