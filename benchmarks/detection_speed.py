@@ -16,8 +16,15 @@ with SVD fc at 1 scale. R-CNN's convs take ~10-20 s on 2 cores, so they run once
 (``--rcnn-repeats``), their batches spread over the SPP-net rounds (the machine's speed
 drifts); the SVD of fc6 (4096 x 12800, float64) takes ~half a minute, untimed.
 
+With ``--detector DIR --data DIR`` (a trained detector, e.g. the demo's, and its VOC-layout
+data) it also reports accuracy: VOC07 mAP of SPP-net and of R-CNN on the same model, windows
+and SVMs over the first ``--accuracy-images`` images of ``--split``, with the measured time
+per image of both (:func:`sppnet.engine.evaluate_detector.evaluate_detector`).
+
 Run:
     THP_MEM_ALLOC_ENABLE=1 python benchmarks/detection_speed.py --windows 2000 --threads 2
+    python benchmarks/detection_speed.py --no-rcnn --detector runs/demo/detection/train \
+        --data runs/demo/data/voc --accuracy-images 10  # + mAP on the demo's test scenes
     python benchmarks/detection_speed.py --width 0.25 --fc-dim 512 --windows 200  # quick
 """
 
@@ -109,7 +116,18 @@ def main() -> None:
     parser.add_argument("--no-rcnn", action="store_true", help="skip R-CNN (fast)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON")
+    acc = parser.add_argument_group("accuracy (optional): a trained detector on VOC-layout data")
+    acc.add_argument("--detector", type=Path, default=None, help="train-det output folder")
+    acc.add_argument("--data", type=Path, default=None, help="VOC-layout root")
+    acc.add_argument("--split", default="test", help="split to score")
+    acc.add_argument("--accuracy-images", type=int, default=10, help="images (R-CNN is slow)")
+    acc.add_argument("--max-proposals", type=int, default=300, help="selective-search windows")
+    acc.add_argument(
+        "--proposal-cache", type=Path, default=None, help="(DETECTOR/eval_SPLIT/proposals)"
+    )
     args = parser.parse_args()
+    if (args.detector is None) != (args.data is None):
+        parser.error("--detector and --data go together")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -142,10 +160,45 @@ def main() -> None:
     print(markdown_table(result))
     for text, met in check_targets(result):
         print(f"{'MET    ' if met else 'NOT met'}  {text}")
+    if args.detector is not None:
+        result["accuracy"] = accuracy(args)
     if args.out is not None:
         args.out.write_text(
-            json.dumps({"args": vars(args) | {"out": str(args.out)}, "result": result}, indent=2)
+            json.dumps({"args": vars(args), "result": result}, indent=2, default=str)
         )
+
+
+def accuracy(args: argparse.Namespace) -> dict[str, object]:
+    """mAP and time per image of SPP-net and R-CNN with a trained detector; printed too."""
+    from sppnet.data.voc import VOCDetection
+    from sppnet.detection.proposals import ProposalCache
+    from sppnet.engine.detector_io import load_detector
+    from sppnet.engine.evaluate_detector import evaluate_detector
+
+    detector, _ = load_detector(args.detector)
+    dataset = VOCDetection(args.data, args.split, classes=detector.class_names)
+    cache = args.proposal_cache or args.detector / f"eval_{args.split}" / "proposals"
+    n = min(args.accuracy_images, len(dataset))
+    ss = ProposalCache(cache, "selective_search", max_proposals=args.max_proposals)
+    proposals = {
+        dataset.ids[i]: ss.get(dataset.ids[i], lambda i=i: dataset[i][0]) for i in range(n)
+    }
+    res = evaluate_detector(detector, dataset, proposals, rcnn_images=n, max_images=n)
+    r = res["rcnn"]
+    print(
+        f"\nAccuracy on the first {n} images of {args.data} ({args.split}), same model, "
+        f"windows ({r['windows_per_image']:.0f} per image) and SVMs:"
+    )
+    print("| | VOC07 mAP (%) | conv s / image | total s / image |")
+    print("|---|---|---|---|")
+    for name, m, t in (
+        ("SPP-net", r["spp_map"], r["spp_timing"]),
+        ("R-CNN", r["map"], r["timing"]),
+    ):
+        m_text = "n/a" if m is None else f"{100 * m:.1f}"
+        print(f"| {name} | {m_text} | {t['conv']:.4f} | {t['total']:.4f} |")
+    print(f"speed-up: conv {r['speedup']['conv']:.1f}x, total {r['speedup']['total']:.1f}x")
+    return dict(r)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,6 +170,19 @@ def test_cli_train_eval_detect(voc, tmp_path, capsys):
     ]) == 0  # fmt: skip
     assert (tmp_path / "svd" / "metrics.json").is_file()
     capsys.readouterr()
+    # the speed benchmark also scores SPP-net against R-CNN with a trained detector
+    bench = Path(__file__).parents[2] / "benchmarks" / "detection_speed.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--no-rcnn", "--width", "0.125", "--fc-dim", "32",
+         "--windows", "10", "--repeats", "1", "--svd-ranks", "0", "0", "--threads", "1",
+         "--image", "60", "80", "--detector", str(out), "--data", str(voc),
+         "--accuracy-images", "1", "--max-proposals", "30", "--out", str(tmp_path / "b.json")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "| R-CNN |" in done.stdout and "| SPP-net |" in done.stdout
+    acc = json.loads((tmp_path / "b.json").read_text())["result"]["accuracy"]
+    assert acc["images"] == 1 and acc["speedup"]["conv"] > 0
     image = next((voc / "JPEGImages").glob("*.jpg"))
     assert main(["detect", str(image), "--detector", str(out), "--out", str(tmp_path / "d"),
                  "--max-proposals", "50"]) == 0  # fmt: skip
