@@ -11,6 +11,7 @@ import math
 import time
 
 import pytest
+from demo_helpers import json_numbers
 from PIL import Image
 
 from sppnet.engine import demo as demo_module
@@ -31,20 +32,6 @@ TINY = DemoConfig(
     rcnn_images=2,
     detection_pictures=2,
 )
-
-
-def _numbers(obj, path=""):
-    """Every number in a JSON tree, with its path."""
-    if isinstance(obj, bool):
-        return
-    if isinstance(obj, (int, float)):
-        yield path, obj
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _numbers(v, f"{path}/{k}")
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from _numbers(v, f"{path}/{i}")
 
 
 class _Interrupt(KeyboardInterrupt):
@@ -90,7 +77,7 @@ def test_every_report_file_is_written(tiny):
 def test_metrics_json_holds_finite_numbers_in_range(tiny):
     metrics = json.loads((tiny["out"] / "metrics.json").read_text(encoding="utf-8"))
     assert metrics == json.loads(json.dumps(tiny["metrics"]))  # what run_demo returned
-    values = list(_numbers(metrics))
+    values = list(json_numbers(metrics))
     assert values
     for where, value in values:
         assert math.isfinite(value), where
@@ -128,7 +115,7 @@ def test_metrics_json_holds_finite_numbers_in_range(tiny):
     assert metrics["total_seconds"] == pytest.approx(sum(metrics["stage_seconds"].values()))
 
 
-def test_report_shows_the_measured_numbers(tiny):
+def test_report_shows_the_measuredjson_numbers(tiny):
     report = (tiny["out"] / "report.md").read_text(encoding="utf-8")
     metrics = tiny["metrics"]
     for heading in ("## Classification", "## Detection", "R-CNN", "## Time per stage"):
@@ -167,7 +154,7 @@ def test_interrupted_run_resumes_from_the_stage_it_stopped_in(tiny):
     assert tiny["metrics"]["reused_stages"] == list(DEMO_STAGES[:7])
 
 
-def test_second_call_reuses_every_stage_and_gives_the_same_numbers(tiny):
+def test_second_call_reuses_every_stage_and_gives_the_samejson_numbers(tiny):
     start = time.perf_counter()
     again = run_demo(tiny["out"], config=TINY, progress=False, log=None)
     assert time.perf_counter() - start < 15.0
@@ -182,7 +169,7 @@ def _without_times(history):
     return [{k: v for k, v in h.items() if k not in ("seconds", "images_per_s")} for h in history]
 
 
-def test_a_fresh_run_with_the_same_seed_gives_the_same_numbers(tiny, tmp_path):
+def test_a_fresh_run_with_the_same_seed_gives_the_samejson_numbers(tiny, tmp_path):
     again = run_demo(tmp_path / "again", config=TINY, progress=False, log=None)
     first = tiny["metrics"]
     assert again["data"] == first["data"]

@@ -6,21 +6,9 @@ import json
 import math
 
 import torch
+from demo_helpers import json_numbers
 
 from sppnet.cli import main
-
-
-def _numbers(obj, path=""):
-    if isinstance(obj, bool):
-        return
-    if isinstance(obj, (int, float)):
-        yield path, obj
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _numbers(v, f"{path}/{k}")
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from _numbers(v, f"{path}/{i}")
 
 
 def test_demo_quick_writes_the_whole_report(tmp_path, capsys):
@@ -35,7 +23,7 @@ def test_demo_quick_writes_the_whole_report(tmp_path, capsys):
     for heading in ("Classification", "Detection", "R-CNN"):
         assert heading in report
     metrics = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
-    values = list(_numbers(metrics))
+    values = list(json_numbers(metrics))
     assert values
     for where, value in values:
         assert math.isfinite(value), where
