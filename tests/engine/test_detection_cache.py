@@ -86,12 +86,13 @@ def test_cache_float16_build_resume_and_refusals(tmp_path):
         cache.features("a3")
 
 
-def test_model_fingerprint_follows_the_trunk_only():
+def test_model_fingerprint_follows_the_trunk_or_the_whole_model():
     a, b = _model(), _model()
     assert model_fingerprint(a) == model_fingerprint(b)
     with torch.no_grad():
         b.fc8.weight.add_(1.0)
     assert model_fingerprint(a) == model_fingerprint(b)
+    assert model_fingerprint(a, trunk_only=False) != model_fingerprint(b, trunk_only=False)
     with torch.no_grad():
         b.features.conv1.weight.add_(1.0)
     assert model_fingerprint(a) != model_fingerprint(b)

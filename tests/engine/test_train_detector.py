@@ -76,6 +76,52 @@ def test_pipeline_writes_every_stage_and_resumes(voc, tmp_path, monkeypatch):
     torch.testing.assert_close(det2.model.fc8.weight, det.model.fc8.weight)
 
 
+def test_changed_settings_redo_their_stage_and_the_later_ones(voc, tmp_path, monkeypatch):
+    first = td.train_detector(_config(voc, tmp_path, finetune_iterations=10))
+    before, _ = load_detector(tmp_path)
+    weight_before, fc8_before = before.svm_weight.clone(), before.model.fc8.weight.clone()
+    calls = []
+
+    def counted(name):
+        real = getattr(td, name)
+
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(td, "finetune_fc", counted("finetune_fc"))
+    monkeypatch.setattr(td, "train_svms", counted("train_svms"))
+    lines = []
+    # a new SVM C: the SVMs are retrained, the fine-tuned fc layers reused
+    again = td.train_detector(
+        _config(voc, tmp_path, finetune_iterations=10, svm_c=0.5), log=lines.append
+    )
+    assert calls == ["train_svms"]
+    assert any(line.startswith("svm: settings changed (svm_c 0.001 -> 0.5)") for line in lines)
+    assert again["finetune_loss"] == first["finetune_loss"]
+    det, _ = load_detector(tmp_path)
+    assert not torch.equal(det.svm_weight, weight_before)  # the saved detector has the new SVMs
+    torch.testing.assert_close(det.model.fc8.weight, fc8_before)
+    # a new fine-tuning schedule: fine-tuning and everything after it are redone
+    calls.clear()
+    lines.clear()
+    redone = td.train_detector(
+        _config(voc, tmp_path, finetune_iterations=12, svm_c=0.5), log=lines.append
+    )
+    assert calls == ["finetune_fc", "train_svms"]
+    assert redone["finetune_loss"]["iterations"] == 12
+    assert any("finetune_iterations 10 -> 12" in line for line in lines)
+    # the same settings once more: nothing is redone
+    calls.clear()
+    td.train_detector(_config(voc, tmp_path, finetune_iterations=12, svm_c=0.5))
+    assert calls == []
+    # fewer training images: the fine-tuning data changed
+    td.train_detector(_config(voc, tmp_path, finetune_iterations=12, svm_c=0.5, max_images=6))
+    assert calls == ["finetune_fc", "train_svms"]
+
+
 def test_fc_finetuning_samples_by_the_rules_and_lowers_the_loss(voc, tmp_path):
     config = _config(voc, tmp_path, finetune_iterations=60, finetune_lr=0.01)
     dataset = VOCDetection(voc, "train")
@@ -240,3 +286,9 @@ def test_end_to_end_finetuning_moves_the_conv_layers(voc, tmp_path):
     meta_old = json.loads((tmp_path / "e2e" / "cache" / "meta.json").read_text())
     meta_new = json.loads((tmp_path / "e2e" / "cache_e2e" / "meta.json").read_text())
     assert meta_old["model"] != meta_new["model"]
+    # another end-to-end schedule: that stage is redone and its cache rebuilt, not refused
+    td.train_detector(
+        _config(voc, tmp_path / "e2e", finetune_iterations=5, e2e_iterations=2, e2e_lr=0.01)
+    )
+    meta_2 = json.loads((tmp_path / "e2e" / "cache_e2e" / "meta.json").read_text())
+    assert meta_2["model"] not in (meta_old["model"], meta_new["model"])

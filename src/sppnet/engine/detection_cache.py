@@ -44,11 +44,17 @@ __all__ = ["PooledFeatureCache", "model_fingerprint"]
 _DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
-def model_fingerprint(model: nn.Module) -> str:
-    """SHA-256 of the trunk's weights: conv maps (so the cache) change when it does."""
+def model_fingerprint(model: nn.Module, trunk_only: bool = True) -> str:
+    """SHA-256 of the weights: conv maps (so the cache) change when the trunk's do.
+
+    Args:
+        model: the network.
+        trunk_only: hash ``model.features`` only (what the pooled features depend on);
+            ``False`` hashes every parameter and buffer (fc layers included).
+    """
     digest = hashlib.sha256()
-    trunk = getattr(model, "features", model)
-    for name, tensor in sorted(trunk.state_dict().items()):
+    part = getattr(model, "features", model) if trunk_only else model
+    for name, tensor in sorted(part.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()

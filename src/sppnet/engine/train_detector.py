@@ -15,14 +15,21 @@ Stages, each resumable (a finished stage is loaded, not recomputed):
 5. ``svm``: per-class linear SVMs on fc7 with one round of hard-negative mining;
 6. ``box_regression``: per-class ridge regression on pooled conv5 features;
 7. the detector is saved to ``DIR/detector`` (:func:`~sppnet.engine.detector_io.load_detector`).
+
+A stage also records the settings its result depends on (``DIR/<stage>/settings.json``:
+the starting weights, the training images and the settings of it and every earlier stage);
+when they differ from the current run's, the stage and every later one are redone, so
+``--svm-c 0.1`` on a finished run retrains the SVMs and reuses the cache and fine-tuning.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -49,7 +56,7 @@ from sppnet.detection.targets import (
     svm_negatives,
 )
 from sppnet.detection.window_features import compute_conv_maps, pool_windows
-from sppnet.engine.detection_cache import PooledFeatureCache
+from sppnet.engine.detection_cache import PooledFeatureCache, model_fingerprint
 from sppnet.engine.detector_io import save_detector
 from sppnet.engine.train_classifier import NonFiniteLossError, _bars
 
@@ -107,6 +114,18 @@ class DetectorTrainConfig:
     device: str = "cpu"
 
 
+# Settings each stage's result depends on, beyond those of the stages before it.
+_STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "finetune": (
+        "proposals", "max_proposals", "scales", "max_long_side", "cache_dtype",
+        "finetune_iterations", "finetune_lr", "finetune_step", "finetune_batch",
+        "positive_fraction", "momentum", "weight_decay", "seed",
+    ),
+    "end_to_end": ("e2e_iterations", "e2e_lr"),
+    "svm": ("svm_c", "svm_positive_weight", "svm_initial_negatives", "hard_negative_rounds"),
+}  # fmt: skip
+
+
 # --------------------------------------------------------------------------- utilities
 def _write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2))
@@ -122,6 +141,46 @@ def _load_tensors(path: Path) -> dict[str, Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(path))
+
+
+class _Stages:
+    """Which finished stages can be reused: same recorded settings, nothing redone before.
+
+    Args:
+        config: the run's settings.
+        base: what every stage depends on beyond ``config`` (starting weights, images).
+        say: the run's log.
+    """
+
+    def __init__(self, config: DetectorTrainConfig, base: dict[str, Any], say: Log) -> None:
+        self.settings = dict(base)
+        self.config = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples -> lists
+        self.redone = False
+        self.say = say
+
+    def reuse(self, stage: str, directory: Path, result: str) -> bool:
+        """``True`` if ``directory/result`` was made with the current settings."""
+        self.settings.update({k: self.config[k] for k in _STAGE_SETTINGS[stage]})
+        if not (directory / result).is_file() or self.redone:
+            self.redone = True
+            return False
+        path = directory / "settings.json"
+        stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if stored == self.settings:
+            return True
+        keys = sorted(set(stored) | set(self.settings))
+        detail = ", ".join(
+            f"{k} {stored.get(k, 'unset')!s:.16} -> {self.settings.get(k, 'unset')!s:.16}"
+            for k in keys
+            if stored.get(k) != self.settings.get(k)
+        )
+        self.say(f"{stage}: settings changed ({detail}); redoing it and the later stages")
+        self.redone = True
+        return False
+
+    def done(self, directory: Path) -> None:
+        """Record the settings of a stage just finished in ``directory``."""
+        _write_json(directory / "settings.json", self.settings)
 
 
 def _fc_state(model: nn.Module) -> dict[str, Tensor]:
@@ -606,6 +665,8 @@ def train_detector(
     model, model_kwargs, mean = _open_model(config, num_classes)
     timing: dict[str, float] = {}
     summary: dict[str, Any] = {"images": len(dataset), "classes": dataset.class_names}
+    images = hashlib.sha256("\n".join(dataset.ids).encode()).hexdigest()
+    stages = _Stages(config, {"weights": model_fingerprint(model, False), "images": images}, say)
 
     t = time.perf_counter()
     proposals = get_proposals(
@@ -646,7 +707,7 @@ def train_detector(
     # Fine-tuning of the fc layers (resumable as a finished stage).
     ft_dir = out / "finetune"
     t = time.perf_counter()
-    if (ft_dir / "fc.safetensors").is_file():
+    if stages.reuse("finetune", ft_dir, "fc.safetensors"):
         _new_fc8(model, num_classes + 1, torch.Generator().manual_seed(config.seed))
         model.load_state_dict({**model.state_dict(), **_load_tensors(ft_dir / "fc.safetensors")})
         losses = json.loads((ft_dir / "loss.json").read_text(encoding="utf-8"))
@@ -655,6 +716,7 @@ def train_detector(
         losses = finetune_fc(model, table, num_classes, config, progress)
         _write_json(ft_dir / "loss.json", losses)
         _save_tensors(ft_dir / "fc.safetensors", _fc_state(model))
+        stages.done(ft_dir)
     model_kwargs = {**model_kwargs, "num_classes": num_classes + 1}
     timing["finetune"] = time.perf_counter() - t
     head = float(np.mean(losses[:50])) if losses else math.nan
@@ -668,13 +730,16 @@ def train_detector(
     if config.e2e_iterations > 0:
         e2e_dir = out / "end_to_end"
         t = time.perf_counter()
-        if (e2e_dir / "model.safetensors").is_file():
+        if stages.reuse("end_to_end", e2e_dir, "model.safetensors"):
             model.load_state_dict(_load_tensors(e2e_dir / "model.safetensors"))
             e2e_losses = json.loads((e2e_dir / "loss.json").read_text(encoding="utf-8"))
         else:
+            # Its feature cache belongs to the trunk this stage is about to replace.
+            shutil.rmtree(out / "cache_e2e", ignore_errors=True)
             e2e_losses = finetune_end_to_end(model, dataset, proposals, config, mean, progress)
             _write_json(e2e_dir / "loss.json", e2e_losses)
             _save_tensors(e2e_dir / "model.safetensors", model.state_dict())
+            stages.done(e2e_dir)
         timing["end_to_end"] = time.perf_counter() - t
         summary["e2e_loss"] = {
             "first": float(np.mean(e2e_losses[:20])) if e2e_losses else math.nan,
@@ -685,7 +750,7 @@ def train_detector(
 
     t = time.perf_counter()
     svm_path = out / "svm" / "svm.safetensors"
-    if svm_path.is_file():
+    if stages.reuse("svm", svm_path.parent, svm_path.name):
         stored = _load_tensors(svm_path)
         svm_w, svm_b, svm_scale = stored["weight"], stored["bias"], float(stored["scale"])
         summary["svm"] = json.loads((out / "svm" / "stats.json").read_text(encoding="utf-8"))
@@ -693,6 +758,7 @@ def train_detector(
         svm_w, svm_b, svm_scale, stats = train_svms(model, table, num_classes, config, progress)
         _write_json(out / "svm" / "stats.json", stats)
         _save_tensors(svm_path, {"weight": svm_w, "bias": svm_b, "scale": torch.tensor(svm_scale)})
+        stages.done(svm_path.parent)
         summary["svm"] = stats
     timing["svm"] = time.perf_counter() - t
     say(f"SVMs: {num_classes} classes, {timing['svm']:.1f} s")
