@@ -1,7 +1,8 @@
-"""Shared timing helpers for the benchmark commands (not part of the package)."""
+"""Shared timing helpers and inputs for the benchmark commands (not part of the package)."""
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -10,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["environment_line", "interleaved_ms", "markdown_table", "median_ms"]
+__all__ = ["environment_line", "interleaved_ms", "markdown_table", "median_ms", "random_boxes"]
 
 
 def median_ms(fn: Callable[[], object], repeats: int = 10, warmup: int = 2) -> float:
@@ -59,3 +60,13 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def random_boxes(n: int, height: int, width: int, gen: torch.Generator) -> torch.Tensor:
+    """``Tensor[n, 4]`` boxes inside the image, log-uniform sides in [16, image side]."""
+    lo = math.log(16)
+    bh = torch.exp(lo + torch.rand(n, generator=gen) * (math.log(height) - lo))
+    bw = torch.exp(lo + torch.rand(n, generator=gen) * (math.log(width) - lo))
+    y1 = torch.rand(n, generator=gen) * (height - bh)
+    x1 = torch.rand(n, generator=gen) * (width - bw)
+    return torch.stack([x1, y1, x1 + bw, y1 + bh], 1)

@@ -32,11 +32,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import torch
-from _timing import environment_line
+from _timing import environment_line, random_boxes
 
 from sppnet.data.synthetic import render_synthetic_image
 from sppnet.data.transforms import to_tensor
@@ -46,16 +45,6 @@ from sppnet.models import create_model
 CONV_EFFICIENCY_TARGET = 0.95  # conv speedup / conv work ratio
 TOTAL_SPEEDUP_TARGET = 15.0  # 1 scale, plain fc
 SVD_SPEEDUP_TARGET = 40.0  # 1 scale, SVD fc
-
-
-def random_boxes(n: int, height: int, width: int, gen: torch.Generator) -> torch.Tensor:
-    """``Tensor[n, 4]`` boxes inside the image, log-uniform sides in [16, image side]."""
-    lo = math.log(16)
-    bh = torch.exp(lo + torch.rand(n, generator=gen) * (math.log(height) - lo))
-    bw = torch.exp(lo + torch.rand(n, generator=gen) * (math.log(width) - lo))
-    y1 = torch.rand(n, generator=gen) * (height - bh)
-    x1 = torch.rand(n, generator=gen) * (width - bw)
-    return torch.stack([x1, y1, x1 + bw, y1 + bh], 1)
 
 
 def check_targets(result: dict[str, float]) -> list[tuple[str, bool]]:

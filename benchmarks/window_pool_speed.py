@@ -17,25 +17,14 @@ Run:
 from __future__ import annotations
 
 import argparse
-import math
 
 import torch
 import torch.nn.functional as F
-from _timing import environment_line, interleaved_ms, markdown_table
+from _timing import environment_line, interleaved_ms, markdown_table, random_boxes
 
 from sppnet.ops import map_windows_to_features, window_pyramid_pool
 
 LEVELS = (6, 3, 2, 1)
-
-
-def random_boxes(n: int, height: int, width: int, gen: torch.Generator) -> torch.Tensor:
-    """Boxes with log-uniform sides in [16, image side], uniformly placed."""
-    lo = math.log(16)
-    bh = torch.exp(lo + torch.rand(n, generator=gen) * (math.log(height) - lo))
-    bw = torch.exp(lo + torch.rand(n, generator=gen) * (math.log(width) - lo))
-    y1 = torch.rand(n, generator=gen) * (height - bh)
-    x1 = torch.rand(n, generator=gen) * (width - bw)
-    return torch.stack([x1, y1, x1 + bw, y1 + bh], 1)
 
 
 def naive(features: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:

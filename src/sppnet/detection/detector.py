@@ -169,7 +169,7 @@ class Detector(nn.Module):
         if not self.scales:
             raise ValueError("scales must hold at least one scale")
         self.max_long_side = max_long_side
-        fc_dim = getattr(model.fc7, "out_features", None)  # None for an SVD-factored fc7
+        fc_dim = getattr(model.fc7, "out_features", None)  # Linear and LowRankLinear have it
         if svm_weight is None:
             if model.fc8.out_features != k + 1:
                 raise ValueError(
