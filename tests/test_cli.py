@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,9 +24,14 @@ def test_models_lists_geometry(capsys):
     assert main(["models", "--width", "0.25", "--input", "224", "180x240", "20"]) == 0
     out = capsys.readouterr().out
     lines = {line.split()[0]: line for line in out.splitlines()[2:]}
-    assert set(lines) == {"convnet5", "overfeat5", "overfeat7", "zf5"}
+    assert set(lines) == {"convnet5", "overfeat5", "overfeat7", "zf5"} | {
+        f"efficientnet_lite{i}" for i in range(3)
+    }
     assert "13x13" in lines["zf5"] and "10x14" in lines["zf5"] and "too small" in lines["zf5"]
     assert "18x18" in lines["overfeat7"]
+    # the pretrained trunk: stride 32, 1280 channels, any input size (ceil(side / 32))
+    assert lines["efficientnet_lite0"].split()[1:4] == ["32", "0.5", "1280"]
+    assert "7x7" in lines["efficientnet_lite0"] and "6x8" in lines["efficientnet_lite0"]
 
 
 @pytest.mark.parametrize("bad", ["0", "axb", "3x4x5", "-5"])
@@ -41,3 +47,34 @@ def test_console_entry_point_runs():
         [sys.executable, "-m", "sppnet", "--version"], capture_output=True, text=True, check=True
     )
     assert done.stdout.startswith("sppnet ")
+
+
+def test_predict_names_imagenet_classes(capsys):
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    china = Path(sklearn_datasets.__file__).parent / "images" / "china.jpg"
+    assert main(["predict", str(china), "--top", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "china.jpg (640x427):" in out
+    assert {"bell cote", "palace", "monastery", "stupa"} & {
+        line.split(".", 1)[1].rsplit("%", 1)[0].rsplit(None, 1)[0].strip()
+        for line in out.splitlines()[1:]
+    }
+
+
+def test_predict_errors_are_one_line(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "missing.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no such image file") and err.count("\n") == 1
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    assert main(["predict", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "bad.jpg" in err and err.count("\n") == 1
+    assert main(["predict", str(bad), "--top", "0"]) == 2
+
+
+def test_lite_model_names_in_cli_match_registry():
+    from sppnet.cli import _LITE_MODELS
+    from sppnet.models import pretrained_models
+
+    assert list(_LITE_MODELS) == pretrained_models()

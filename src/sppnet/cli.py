@@ -47,7 +47,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
     head += [f"conv map @{h}x{w}" for h, w in sizes]
     rows = []
     for name in list_models():
-        model = create_model(name, width=args.width)
+        # the pretrained trunks have fixed widths (their weights): shown at 1.0
+        lite = name.startswith("efficientnet_lite")
+        model = create_model(name, width=1.0 if lite else args.width)
         n_params = sum(p.numel() for p in model.parameters()) / 1e6
         row = [
             name,
@@ -703,6 +705,97 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from sppnet.engine.predict import predict_images
+
+    for option, value in (("--top", args.top), ("--size", args.size)):
+        if value is not None and value < 1:
+            print(f"error: {option} must be >= 1, got {value}", file=sys.stderr)
+            return 2
+    missing = [p for p in args.images if not Path(p).is_file()]
+    if missing:
+        print(f"error: no such image file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    device = args.device or "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"error: --device {device}: no CUDA device here; use --device cpu", file=sys.stderr)
+        return 2
+    crop = None
+    try:
+        if args.checkpoint is not None:
+            from sppnet.engine.checkpoint import load_classifier
+
+            model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
+            names = list(meta.get("classes") or [])
+            if not names:
+                names = [str(i) for i in range(model.num_classes)]
+            size = args.size or int(meta.get("shorter") or 256)
+            if model.spp_levels is None:  # the no-SPP net takes its one fixed size
+                crop = int(meta.get("crop") or 224)
+        else:
+            from sppnet.data.imagenet import imagenet_class_names
+            from sppnet.models.efficientnet_lite import LITE_VARIANTS, EfficientNetLiteImageNet
+
+            model = EfficientNetLiteImageNet(args.model, pretrained=True).to(device)
+            names = imagenet_class_names()
+            size = args.size or LITE_VARIANTS[args.model].resolution
+        results = predict_images(model, args.images, names, size=size, top=args.top, crop=crop)
+    except ImportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for result in results:
+        print(f"{result.image} ({result.width}x{result.height}):")
+        for rank, (index, name, prob) in enumerate(result.top, start=1):
+            print(f"  {rank}. {name:<32} {100 * prob:5.1f}%  (class {index})")
+    return 0
+
+
+# sppnet.models.LITE_VARIANTS, written out so that --help does not import torch
+_LITE_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+
+
+def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
+    predict = sub.add_parser(
+        "predict",
+        help="name what is in images: ImageNet classes, or a trained run's classes",
+        description="Classify whole images (aspect ratio kept, shorter side --size). Without "
+        "--checkpoint: the pretrained EfficientNet-Lite ImageNet classifier and the 1,000 "
+        "ImageNet class names; with it: a classifier trained by `sppnet train`.",
+        epilog="examples:\n"
+        "  sppnet predict photo.jpg other.png --top 5\n"
+        "  sppnet predict photo.jpg --model efficientnet_lite2\n"
+        "  sppnet predict crop.jpg --checkpoint runs/lite0 --which best",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    predict.add_argument("--top", type=int, default=5, help="classes to show (default 5)")
+    predict.add_argument(
+        "--model",
+        choices=_LITE_MODELS,
+        default="efficientnet_lite0",
+        help="ImageNet network without --checkpoint (default efficientnet_lite0)",
+    )
+    predict.add_argument(
+        "--size",
+        type=int,
+        help="shorter side in pixels (default: the network's ImageNet size, 224 for Lite0; a "
+        "checkpoint's --shorter)",
+    )
+    predict.add_argument("--checkpoint", metavar="DIR", help="a `sppnet train` run to use")
+    predict.add_argument(
+        "--which", choices=("latest", "best"), default="latest", help="with --checkpoint"
+    )
+    predict.add_argument("--device", help="cpu or cuda (default cpu)")
+    predict.set_defaults(func=_cmd_predict)
+
+
 def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser(
         "demo",
@@ -980,6 +1073,7 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--no-progress", action="store_true", help="no progress bar")
     features.set_defaults(func=_cmd_features)
     _add_detection_parsers(sub)
+    _add_predict_parser(sub)
     _add_demo_parser(sub)
     return parser
 

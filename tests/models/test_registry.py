@@ -11,11 +11,20 @@ from sppnet.models.spp_net import ConvSpec, PoolSpec
 
 
 def test_list_models():
-    assert list_models() == ["convnet5", "overfeat5", "overfeat7", "zf5"]
+    assert list_models() == [
+        "convnet5",
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+        "overfeat5",
+        "overfeat7",
+        "zf5",
+    ]
 
 
 def test_unknown_name_lists_known_names():
-    with pytest.raises(ValueError, match="unknown model 'zf7'; known models: convnet5, overfeat5"):
+    known = "known models: convnet5, efficientnet_lite0"
+    with pytest.raises(ValueError, match=f"unknown model 'zf7'; {known}"):
         create_model("zf7")
 
 

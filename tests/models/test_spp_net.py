@@ -35,7 +35,7 @@ def _small(name: str, **kwargs) -> SPPNet:
 
 
 def test_all_four_are_registered():
-    assert sorted(TABLE1) == list_models()
+    assert sorted(TABLE1) == [n for n in list_models() if not n.startswith("efficientnet")]
 
 
 @pytest.mark.parametrize("name", sorted(TABLE1))
@@ -106,7 +106,7 @@ def test_min_input_size(name):
 
 
 def test_min_input_size_values():
-    assert [create_model(n, width=0.25, fc_dim=8).min_input_size for n in list_models()] == [
+    assert [create_model(n, width=0.25, fc_dim=8).min_input_size for n in sorted(TABLE1)] == [
         31,
         15,
         15,

@@ -1,7 +1,14 @@
-"""Trunks of the paper (ZF-5, Convnet*-5, Overfeat-5/7) with SPP heads, and the registry."""
+"""Trunks of the paper (ZF-5, Convnet*-5, Overfeat-5/7) and ImageNet-pretrained EfficientNet-Lite,
+with SPP heads, and the registry."""
 
+from sppnet.models.efficientnet_lite import (
+    LITE_VARIANTS,
+    EfficientNetLite,
+    EfficientNetLiteImageNet,
+    lite_pretrained_path,
+)
 from sppnet.models.lrn import LocalResponseNorm, local_response_norm
-from sppnet.models.registry import create_model, list_models, register_model
+from sppnet.models.registry import create_model, list_models, pretrained_models, register_model
 from sppnet.models.spp_net import (
     CONVNET5,
     OVERFEAT5,
@@ -17,11 +24,14 @@ from sppnet.models.truncated_svd import LowRankLinear, compress_fc, truncated_sv
 
 __all__ = [
     "CONVNET5",
+    "LITE_VARIANTS",
     "OVERFEAT5",
     "OVERFEAT7",
     "ZF5",
     "ArchSpec",
     "ConvSpec",
+    "EfficientNetLite",
+    "EfficientNetLiteImageNet",
     "LocalResponseNorm",
     "LowRankLinear",
     "LrnSpec",
@@ -30,7 +40,9 @@ __all__ = [
     "compress_fc",
     "create_model",
     "list_models",
+    "lite_pretrained_path",
     "local_response_norm",
+    "pretrained_models",
     "register_model",
     "truncated_svd_linear",
 ]

@@ -237,17 +237,12 @@ class SPPNet(nn.Module):
 
         if self.spp_levels is None:
             self.pool: nn.Module = nn.MaxPool2d(pool5.kernel, pool5.stride)
+            self._no_spp_bins = _NO_SPP_BINS
             bins = _NO_SPP_BINS * _NO_SPP_BINS
         else:
             self.pool = SpatialPyramidPool(self.spp_levels, spp_mode)
             bins = self.pool.num_bins
-        self.fc6 = nn.Linear(self.feature_channels * bins, fc_dim)
-        self.relu6 = nn.ReLU(inplace=True)
-        self.drop6 = nn.Dropout(dropout)
-        self.fc7 = nn.Linear(fc_dim, fc_dim)
-        self.relu7 = nn.ReLU(inplace=True)
-        self.drop7 = nn.Dropout(dropout)
-        self.fc8 = nn.Linear(fc_dim, num_classes)
+        self._build_head(bins, num_classes, fc_dim, dropout)
 
         self._init_weights()
         # channels_last weights: oneDNN convolutions then run without reordering them.
@@ -285,6 +280,20 @@ class SPPNet(nn.Module):
             else:
                 raise TypeError(f"unknown layer spec {spec!r}")
         return nn.Sequential(modules)
+
+    def _build_head(self, bins: int, num_classes: int, fc_dim: int, dropout: float) -> None:
+        """fc6 (C * bins -> D), fc7 (D -> D), both ReLU + dropout, fc8 (D -> K)."""
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+            raise TypeError(f"dropout must be a float in [0, 1), got {dropout!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.fc6 = nn.Linear(self.feature_channels * bins, fc_dim)
+        self.relu6 = nn.ReLU(inplace=True)
+        self.drop6 = nn.Dropout(dropout)
+        self.fc7 = nn.Linear(fc_dim, fc_dim)
+        self.relu7 = nn.ReLU(inplace=True)
+        self.drop7 = nn.Dropout(dropout)
+        self.fc8 = nn.Linear(fc_dim, num_classes)
 
     def _init_weights(self) -> None:
         # Convs: He et al.'s own "Delving deep into rectifiers" (2015) init, which keeps the
@@ -512,12 +521,13 @@ class SPPNet(nn.Module):
         if extents is not None:
             self._reject_extents()
         h, w = features.shape[-2:]
-        ph = _out_size(h, self.pool5_spec.kernel, self.pool5_spec.stride, 0)
-        pw = _out_size(w, self.pool5_spec.kernel, self.pool5_spec.stride, 0)
-        if (ph, pw) != (_NO_SPP_BINS, _NO_SPP_BINS):
+        kernel, stride = self.pool.kernel_size, self.pool.stride
+        ph, pw = _out_size(h, kernel, stride, 0), _out_size(w, kernel, stride, 0)
+        n = self._no_spp_bins
+        if (ph, pw) != (n, n):
             raise ValueError(
                 f"the no-SPP {self.name} (spp_levels=None) needs a conv map that pools to "
-                f"{_NO_SPP_BINS}x{_NO_SPP_BINS} (a 224x224 input); got {h}x{w}{image_size}, "
+                f"{n}x{n} (a 224x224 input); got {h}x{w}{image_size}, "
                 f"which pools to {ph}x{pw}"
             )
         return self.pool(features).flatten(1)
