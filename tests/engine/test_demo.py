@@ -17,7 +17,12 @@ from PIL import Image
 from sppnet.engine import demo as demo_module
 from sppnet.engine.demo import DEMO_STAGES, DemoConfig, demo_config, run_demo
 
+# The from-scratch ZF-5 path (the pretrained trunk's is the CLI smoke test, test_demo_cli.py)
 TINY = DemoConfig(
+    model="zf5",
+    pretrained=False,
+    spp_levels=(6, 3, 2, 1),
+    trunk_lr_scale=1.0,
     train_scenes=24,
     val_scenes=8,
     test_scenes=12,
@@ -40,7 +45,7 @@ class _Interrupt(KeyboardInterrupt):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """The tiny demo: interrupted once (Ctrl-C in stage 8), then run to the end."""
+    """The tiny demo: interrupted once (Ctrl-C in eval_detection), then run to the end."""
     out = tmp_path_factory.mktemp("demo")
     lines: list[str] = []
 
@@ -144,14 +149,15 @@ def test_log_has_a_timing_line_per_stage_and_the_report_path(tiny):
 
 def test_interrupted_run_resumes_from_the_stage_it_stopped_in(tiny):
     first, second = tiny["interrupted_log"], tiny["log"]
-    # The interrupted run finished the first seven stages and none after.
+    # The interrupted run finished the stages before eval_detection and none after.
     # (stage lines only: the detector's own progress lines end in seconds too)
     done = [line for line in first if line.startswith("[demo ") and line.rstrip().endswith(" s")]
     assert len(done) == DEMO_STAGES.index("eval_detection")
     # The rerun reused them and computed only the rest.
     reused = [line for line in second if line.startswith("[demo ") and "reused" in line]
     assert len(reused) == DEMO_STAGES.index("eval_detection")
-    assert tiny["metrics"]["reused_stages"] == list(DEMO_STAGES[:7])
+    stop = DEMO_STAGES.index("eval_detection")
+    assert tiny["metrics"]["reused_stages"] == list(DEMO_STAGES[:stop])
 
 
 def test_second_call_reuses_every_stage_and_gives_the_samejson_numbers(tiny):
@@ -197,9 +203,12 @@ def test_other_settings_in_the_same_folder_are_refused(tiny):
 
 
 # ------------------------------------------------------------------------- settings
-def test_quick_settings_are_smaller_than_full():
-    full, quick = demo_config(False), demo_config(True)
-    assert full == DemoConfig()
+@pytest.mark.parametrize("from_scratch", [False, True])
+def test_quick_settings_are_smaller_than_full(from_scratch):
+    full, quick = demo_config(False, from_scratch), demo_config(True, from_scratch)
+    assert (full == DemoConfig()) is not from_scratch
+    assert quick.model == full.model == ("zf5" if from_scratch else "efficientnet_lite0")
+    assert quick.pretrained is full.pretrained is not from_scratch
     for name in (
         "train_scenes",
         "test_scenes",
@@ -227,6 +236,11 @@ def test_quick_settings_are_smaller_than_full():
         ({"multiview_scales": (180, 224)}, ValueError),  # a scale below the crop
         ({"small_crop": 256}, ValueError),  # above the crop
         ({"proposals": "sliding"}, ValueError),
+        ({"model": "zf5"}, ValueError),  # pretrained=True: ZF-5 has no ImageNet weights
+        ({"model": "resnet50", "pretrained": False}, ValueError),
+        ({"width": 0.5}, ValueError),  # Lite's widths are fixed by its weights
+        ({"trunk_lr_scale": -0.1}, ValueError),
+        ({"spp_levels": ()}, ValueError),
     ],
 )
 def test_config_validation(change, error):

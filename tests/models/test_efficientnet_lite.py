@@ -55,8 +55,9 @@ def test_equals_reference_package(reference, imagenet_lite0, height, width):
 
 
 def test_spp_trunk_same_padding_equals_reference_map(reference):
-    model = create_model("efficientnet_lite0", pretrained=True, num_classes=3)
-    model = EfficientNetLite(pretrained=True, num_classes=3, padding="same").eval()
+    model = EfficientNetLite(
+        pretrained=True, num_classes=3, padding="same", feature_layer="head"
+    ).eval()
     x = torch.randn(1, 3, 161, 190) * 50
     with torch.no_grad():
         ours = model.forward_features(x)
@@ -206,15 +207,18 @@ def test_same_padding_rejects_padded_batches():
 def test_create_model_defaults_and_no_spp_baseline():
     spp = create_model("efficientnet_lite0", num_classes=5)
     assert isinstance(spp, EfficientNetLite)
-    assert (spp.spp_levels, spp.fc_dim, spp.feature_channels) == ((3, 2, 1), 1024, 1280)
-    assert spp.fc6.in_features == 1280 * 14
+    assert (spp.spp_levels, spp.fc_dim, spp.feature_channels) == ((6, 3, 2, 1), 1024, 112)
+    assert (spp.feature_layer, spp.feature_stride, spp.fc6.in_features) == ("stage5", 16, 5600)
     assert spp.padding == "symmetric" and spp.feature_offset == 0.5
     assert spp(torch.zeros(2, 3, 97, 211)).shape == (2, 5)  # any size
+    # the no-SPP twin: the paper's pool5 (3x3, stride 2) turns the 14x14 map into 6x6
     base = create_model("efficientnet_lite0", num_classes=5, spp_levels=None)
-    assert base.padding == "same" and base.fc6.in_features == 1280 * 9
+    assert base.padding == "symmetric" and base.fc6.in_features == 112 * 36
     assert base(torch.zeros(1, 3, 224, 224)).shape == (1, 5)
-    with pytest.raises(ValueError, match="pools to 3x3"):
+    with pytest.raises(ValueError, match="pools to 6x6"):
         base(torch.zeros(1, 3, 300, 224))
+    head = EfficientNetLite(num_classes=5, feature_layer="head", spp_levels=None)
+    assert head.fc6.in_features == 1280 * 9  # 7x7 -> 3x3 at stride 32
 
 
 def test_pretrained_loads_trunk_and_leaves_head_random():
@@ -260,5 +264,8 @@ def test_bad_arguments():
     model = EfficientNetLite(num_classes=2, fc_dim=8)
     with pytest.raises(ValueError, match="one of"):
         model.forward_intermediates(torch.zeros(1, 3, 32, 32), ["conv5"])
-    maps = model.forward_intermediates(torch.zeros(1, 3, 64, 64), ["stage5", "head"])
-    assert maps["stage5"].shape == (1, 112, 4, 4) and maps["head"].shape == (1, 1280, 2, 2)
+    maps = model.forward_intermediates(torch.zeros(1, 3, 64, 64), ["stage3", "stage5"])
+    assert maps["stage3"].shape == (1, 40, 8, 8) and maps["stage5"].shape == (1, 112, 4, 4)
+    assert model.conv_layer_names[-1] == "stage5"  # the trunk stops at its feature map
+    with pytest.raises(ValueError, match="head"):
+        model.forward_intermediates(torch.zeros(1, 3, 64, 64), ["head"])

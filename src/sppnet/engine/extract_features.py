@@ -1,4 +1,4 @@
-"""Image representations for transfer (Sec. 3.2, 3.3): features of a trained network.
+"""Image representations for transfer (Sec. 3.2, 3.3): features of a trained or pretrained network.
 
 Shape shorthand: N images, D feature length, C channels of a conv map of size h x w,
 L = sum(n * n) pyramid bins, K classes.
@@ -24,6 +24,16 @@ Layers (the columns of Tables 6 and 7):
 - ``"spp"``: the whole SPP vector ``C * L`` ("SPP pool5/7", Table 7).
 - ``"fc6"``: ``relu(fc6(pooled))``; ``"fc7"``: fc7 after its ReLU, in eval mode (no dropout).
 
+Beyond the paper, an ImageNet-pretrained EfficientNet-Lite trunk gives features without any
+training of ours (:data:`MAP_LAYERS`): ``"stage5"`` (112 channels, stride 16), ``"stage7"``
+(320, stride 32) and ``"head"`` (1280, stride 32), each map averaged over all its cells
+(``C`` values, any view: the ImageNet classifier's own reading of its head map) -- those its
+trunk computes (``EfficientNetLite(feature_layer=...)`` sets where it stops) -- and
+``"spp"``, the model's SPP vector (its last map pooled with its pyramid). Its fc6/fc7 mean
+something only after training (``sppnet train --pretrained``); a model straight from
+``create_model(..., pretrained=True)`` has random ones. :func:`feature_layers` lists what a
+model offers.
+
 Every representation is l2-normalised by default ("we l2-normalize the features for SVM
 training", Sec. 3.2). Pixels: 0..255 minus ``mean`` (128 for VOC and Caltech101,
 Appendix A), as in training.
@@ -44,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -69,21 +80,27 @@ from sppnet.ops import spatial_pyramid_pool
 __all__ = [
     "FEATURE_LAYERS",
     "FEATURE_VIEWS",
+    "MAP_LAYERS",
     "estimate_feature_bytes",
     "extract_features",
     "feature_dim",
+    "feature_layers",
     "image_representation",
     "representation_input",
 ]
 
 #: Layers a representation can be taken from (Tables 6 and 7's columns).
 FEATURE_LAYERS: tuple[str, ...] = ("conv4", "conv5", "pool5", "spp", "fc6", "fc7")
+#: EfficientNet-Lite trunk maps, globally average-pooled (beyond the paper).
+MAP_LAYERS: tuple[str, ...] = ("stage5", "stage7", "head")
 #: Image views (Table 6 (a)-(c) and the warping of Sec. 3.3).
 FEATURE_VIEWS: tuple[str, ...] = ("full", "crop", "warp")
 
 _FORMAT_VERSION = 1
 _POOL5_LEVEL = 6  # "the pool5/7 layer uses the 6x6 pyramid level" (Table 6 caption)
 _CONV_LAYERS = ("conv4", "conv5")
+_TRUNK_LAYERS = _CONV_LAYERS + MAP_LAYERS  # taken from the trunk alone, before any pooling
+_FC_LAYERS = ("fc6", "fc7")
 
 
 # ------------------------------------------------------------------------ validation
@@ -104,10 +121,47 @@ def _check_model(model: object) -> nn.Module:
     return model
 
 
+def feature_layers(model: nn.Module) -> tuple[str, ...]:
+    """The layers ``model`` can give representations from, trunk maps first.
+
+    Args:
+        model: an SPPNet (from :func:`sppnet.models.create_model`).
+
+    Returns:
+        For the paper's networks ``("conv4", "conv5", "pool5", "spp", "fc6", "fc7")``; for
+        EfficientNet-Lite the :data:`MAP_LAYERS` its trunk computes, then ``("pool5",
+        "spp", "fc6", "fc7")``; no ``"spp"`` for a no-SPP model.
+
+    Raises:
+        TypeError: ``model`` is not an SPPNet.
+    """
+    model = _check_model(model)
+    maps = set(model.conv_layer_names)
+    pooled = ("pool5", "spp") if model.spp_levels is not None else ("pool5",)
+    return (*(name for name in _TRUNK_LAYERS if name in maps), *pooled, *_FC_LAYERS)
+
+
+def _no_spp_side(model: nn.Module) -> int:
+    """Side of the no-SPP baseline's pool5 grid (6 for the paper's trunks), from fc6's input."""
+    return math.isqrt(model.fc6.in_features // model.feature_channels)
+
+
 def _check_request(model: nn.Module, layer: str, view: str, size: int, crop: int) -> None:
     """Raise for a layer/view/size combination the model cannot give."""
-    if layer not in FEATURE_LAYERS:
-        raise ValueError(f"layer must be one of {', '.join(FEATURE_LAYERS)}, got {layer!r}")
+    known = FEATURE_LAYERS + MAP_LAYERS
+    if layer not in known:
+        raise ValueError(f"layer must be one of {', '.join(known)}, got {layer!r}")
+    if layer == "spp" and model.spp_levels is None:
+        raise ValueError(
+            f"layer 'spp' needs an SPP model; {model.name} is the no-SPP baseline "
+            "(use pool5 for its pooled features)"
+        )
+    offered = feature_layers(model)
+    if layer not in offered:
+        raise ValueError(
+            f"{model.name} has no layer {layer!r} to take features from; its layers: "
+            f"{', '.join(offered)}"
+        )
     if view not in FEATURE_VIEWS:
         raise ValueError(f"view must be one of {', '.join(FEATURE_VIEWS)}, got {view!r}")
     _check_pos_int("size", size)
@@ -126,23 +180,19 @@ def _check_request(model: nn.Module, layer: str, view: str, size: int, crop: int
             f"{'shorter side' if view == 'full' else 'crop'} {side}"
         )
     if model.spp_levels is None:
-        if layer == "spp":
-            raise ValueError(
-                f"layer 'spp' needs an SPP model; {model.name} is the no-SPP baseline "
-                "(use pool5 for its pooled features)"
-            )
-        if view == "full" and layer not in _CONV_LAYERS:
+        if view == "full" and layer not in _TRUNK_LAYERS:
             raise ValueError(
                 f"the no-SPP {model.name} needs a fixed-size input for {layer}: view 'crop' "
                 "or 'warp' with crop 224 (only SPP models take full images, Sec. 3.2)"
             )
-        if view != "full" and layer not in _CONV_LAYERS:
+        if view != "full" and layer not in _TRUNK_LAYERS:
             h, _ = model.feature_size(crop, crop)
             kernel, stride = model.pool5_spec.kernel, model.pool5_spec.stride
-            if h < kernel or (h - kernel) // stride + 1 != _POOL5_LEVEL:
+            n = _no_spp_side(model)
+            if h < kernel or (h - kernel) // stride + 1 != n:
                 raise ValueError(
-                    f"the no-SPP {model.name}'s pool5 gives 6x6 only for a 224-like input; "
-                    f"crop {crop} gives a {h}x{h} conv5 map (use crop 224)"
+                    f"the no-SPP {model.name}'s pool5 gives {n}x{n} only for a 224-like input; "
+                    f"crop {crop} gives a {h}x{h} conv map (use crop 224)"
                 )
 
 
@@ -213,7 +263,10 @@ def representation_input(
 # ---------------------------------------------------------------------------- layers
 def _represent(model: nn.Module, x: Tensor, layer: str, normalize: bool) -> Tensor:
     """``Tensor[B, 3, H, W]`` (one size) -> ``Tensor[B, D]`` float32 representations."""
-    if layer == "conv4":
+    if layer in MAP_LAYERS:
+        fmap = model.forward_intermediates(x, (layer,))[layer]  # [B, C, h, w]
+        out = fmap.mean(dim=(2, 3))  # [B, C]: global average, any input size
+    elif layer == "conv4":
         out = model.forward_intermediates(x, ("conv4",))["conv4"].flatten(1)  # [B, C*h*w]
     else:
         conv5 = model.forward_features(x)  # [B, C, h, w] after relu5
@@ -222,8 +275,9 @@ def _represent(model: nn.Module, x: Tensor, layer: str, normalize: bool) -> Tens
         elif model.spp_levels is None:
             pooled = model.pool(conv5).flatten(1)  # the baseline's pool5, [B, C*36]
             if pooled.shape[1] != model.fc6.in_features:
+                n = _no_spp_side(model)
                 raise ValueError(
-                    f"the no-SPP {model.name} needs a conv map that pools to 6x6 (a 224 "
+                    f"the no-SPP {model.name} needs a conv map that pools to {n}x{n} (a 224 "
                     f"input); got a {x.shape[2]}x{x.shape[3]} input"
                 )
             out = pooled if layer == "pool5" else _fc(model, pooled, layer)
@@ -258,7 +312,7 @@ def image_representation(
     Args:
         model: an SPPNet; run in eval mode (its mode is restored afterwards).
         image: an RGB PIL image.
-        layer: one of :data:`FEATURE_LAYERS`.
+        layer: one of :func:`feature_layers` (:data:`FEATURE_LAYERS`, :data:`MAP_LAYERS`).
         view: one of :data:`FEATURE_VIEWS` (see :func:`representation_input`).
         size: shorter side of full/crop views (224; 392 is the paper's best on VOC).
         crop: side of crop/warp views (224).
@@ -270,8 +324,9 @@ def image_representation(
 
     Raises:
         TypeError: ``model`` is not an SPPNet or ``image`` not a PIL image.
-        ValueError: an unknown layer or view; conv4/conv5 with the full view; spp or the
-            full view with the no-SPP model; sizes below the model's minimum input.
+        ValueError: an unknown layer or view, or one the model lacks (the message lists
+            its layers); conv4/conv5 with the full view; spp or the full view with the
+            no-SPP model; sizes below the model's minimum input.
     """
     model = _check_model(model)
     _check_request(model, layer, view, size, crop)
@@ -289,19 +344,24 @@ def feature_dim(
         model, layer, view, size, crop: as for :func:`image_representation`.
 
     Returns:
-        D: ``C * h * w`` for conv4/conv5 (by one forward pass on a blank input), ``C * 36``
-        for pool5, ``C * L`` for spp, the fc width for fc6/fc7.
+        D: ``C * h * w`` for conv4/conv5, ``C`` for the pooled maps of :data:`MAP_LAYERS`
+        (both by one forward pass on a blank input), ``C * 36`` for pool5 (a no-SPP
+        baseline's fc6 input: ``C * 9`` for EfficientNet-Lite's), ``C * L`` for spp, the fc
+        width for fc6/fc7.
 
     Raises:
         TypeError / ValueError: as :func:`image_representation`.
     """
     model = _check_model(model)
     _check_request(model, layer, view, size, crop)
-    if layer in _CONV_LAYERS:
-        x = torch.zeros(1, 3, crop, crop, device=_device(model))
+    if layer in _TRUNK_LAYERS:
+        side = size if view == "full" else crop
+        x = torch.zeros(1, 3, side, side, device=_device(model))
         with _eval_mode(model), torch.inference_mode():
             return int(_represent(model, x, layer, normalize=False).shape[1])
     if layer == "pool5":
+        if model.spp_levels is None:
+            return int(model.fc6.in_features)
         return model.feature_channels * _POOL5_LEVEL * _POOL5_LEVEL
     if layer == "spp":
         return int(model.fc6.in_features)
@@ -407,9 +467,16 @@ def _mean_info(mean: float | Tensor) -> float | dict[str, Any]:
     return {"image_shape": list(mean.shape), "sha256": digest}
 
 
-def _model_info(model: nn.Module) -> dict[str, Any]:
+def _model_info(model: nn.Module, layer: str) -> dict[str, Any]:
+    """What identifies the network behind a features folder (for resuming it).
+
+    The digest covers the weights the layer reads: fc6-fc8 only for fc6/fc7, so the trunk
+    features of a pretrained model (whose fc layers are drawn afresh on each build) resume.
+    """
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
+        if layer not in _FC_LAYERS and name.split(".")[0] in ("fc6", "fc7", "fc8"):
+            continue
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return {
@@ -477,7 +544,7 @@ def extract_features(
         dataset: yields ``(PIL image, target)`` (``ImageFolder``, ``VOCDetection``) and
             was built with ``skip_bad=False`` (this function skips bad images itself).
         out_dir: the folder to write (created; may hold an unfinished extraction).
-        layer: one of :data:`FEATURE_LAYERS`.
+        layer: one of :func:`feature_layers` (:data:`FEATURE_LAYERS`, :data:`MAP_LAYERS`).
         view: one of :data:`FEATURE_VIEWS`.
         size: shorter side of full/crop views (224; 392 is the paper's best on VOC).
         crop: side of crop/warp views (224).
@@ -532,7 +599,7 @@ def extract_features(
         "crop": crop,
         "mean": _mean_info(mean),
         "normalize": bool(normalize),
-        "model": _model_info(model),
+        "model": _model_info(model, layer),
         "num_images": n,
         "dim": feature_dim(model, layer, view, size=size, crop=crop),
     }

@@ -28,6 +28,9 @@ Usage::
     from sppnet.engine.train_classifier import ClassifierTrainConfig, train_classifier
     cfg = ClassifierTrainConfig(data="data/caltech", out="runs/zf5", size_mode="multi")
     result = train_classifier(cfg)           # or train_classifier(cfg, resume=True)
+    # fc6-fc8 on a frozen ImageNet trunk (beyond the paper); the model's own SPP and fc 1024
+    cfg = ClassifierTrainConfig(data="data/caltech", out="runs/lite0", size_mode="multi",
+                                model="efficientnet_lite0", pretrained=True, trunk_lr_scale=0.0)
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from sppnet.engine.distributed import (
 )
 
 __all__ = [
+    "MODEL_DEFAULT",
     "SIZE_MODES",
     "ClassifierTrainConfig",
     "NonFiniteLossError",
@@ -73,6 +77,9 @@ __all__ = [
 ]
 
 SIZE_MODES = ("single", "multi", "random", "variable")
+
+#: ``ClassifierTrainConfig.spp_levels`` meaning "the model's own pyramid" (None is no SPP).
+MODEL_DEFAULT = "default"
 
 # Tags that keep the derived random streams apart.
 _TAG_INIT, _TAG_SHUFFLE, _TAG_SAMPLE, _TAG_DROPOUT, _TAG_SIZE = range(5)
@@ -124,14 +131,26 @@ class ClassifierTrainConfig:
     Sizes (``crop``, ``small_crop``, ``shorter``) may be scaled down together for small data
     or tests (e.g. 64 / 52 / 72); the network accepts any input of at least its
     ``min_input_size`` (29 px for ZF-5), except the no-SPP baseline, which needs 224.
+
+    ``spp_levels`` and ``fc_dim`` default to the model's own: ``(6, 3, 2, 1)`` and 4096 for
+    the paper's networks (Sec. 3.1.1-3.1.2), fc 1024 for EfficientNet-Lite
+    (:func:`sppnet.models.create_model`); checkpoints store the resolved values.
+
+    Fine-tuning an ImageNet trunk (``pretrained``, beyond the paper, which trains its
+    classifiers from scratch): the trunk's batch norms keep their ImageNet statistics (eval
+    mode in training, as detection codebases do: batches here are small), and the trunk
+    learns at ``lr * trunk_lr_scale``; 0 freezes it (no gradient, no backward pass through
+    it: only fc6-fc8 train, like the paper's detection fine-tuning, Sec. 4.2).
     """
 
     data: str | None = None  # image-folder root (one sub-folder per class, splits/*.txt)
     out: str = "runs/classifier"  # run directory: checkpoints, logs, curves
     model: str = "zf5"  # ZF-5 is the paper's main network (Sec. 3.1.1, Table 1)
+    pretrained: bool = False  # start from ImageNet weights (sppnet.models.pretrained_models())
     width: float = 1.0  # conv channel multiplier; 1.0 is the paper's network
-    fc_dim: int = 4096  # fc6/fc7 width (Sec. 3.1.1)
-    spp_levels: tuple[int, ...] | None = (6, 3, 2, 1)  # 4-level pyramid (Sec. 3.1.2); None: no SPP
+    fc_dim: int | None = None  # fc6/fc7 width; None: the model's (4096, Sec. 3.1.1)
+    # pyramid levels; "default": the model's ((6, 3, 2, 1), Sec. 3.1.2); None: no SPP
+    spp_levels: tuple[int, ...] | str | None = MODEL_DEFAULT
     spp_mode: str = "max"  # max pooling in every bin (Sec. 2.2)
     size_mode: str = "single"  # single / multi / random (Sec. 2.3) / variable (beyond)
     crop: int = 224  # training crop (Sec. 3.1); the shorter side in "variable" mode
@@ -141,6 +160,7 @@ class ClassifierTrainConfig:
     epochs: int = 70  # 70 epochs for ZF-5 on ImageNet (Sec. 3.1.1); far fewer for small data
     batch_size: int = 128  # global batch (all processes), cuda-convnet's 128 [3]
     lr: float = 0.01  # starts at 0.01 (Sec. 3.1)
+    trunk_lr_scale: float = 1.0  # the trunk learns at lr * this; 0 freezes it (beyond the paper)
     momentum: float = 0.9  # [3]
     weight_decay: float = 5e-4  # [3]
     lr_drops: int = 2  # "divided by 10 (twice) when the error plateaus" (Sec. 3.1)
@@ -165,18 +185,36 @@ class ClassifierTrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
-        for name in ("fc_dim", "crop", "small_crop", "shorter", "epochs", "batch_size"):
+        for name in ("crop", "small_crop", "shorter", "epochs", "batch_size"):
             positive_int(name)
         for name in ("checkpoint_every", "keep_checkpoints"):
             positive_int(name)
+        if self.fc_dim is not None:
+            positive_int("fc_dim")
+        if not isinstance(self.pretrained, bool):
+            raise TypeError(f"pretrained must be a bool, got {self.pretrained!r}")
+        if self.pretrained:
+            from sppnet.models import pretrained_models
+
+            if self.model not in pretrained_models():
+                raise ValueError(
+                    f"pretrained=True needs a model with ImageNet weights, one of "
+                    f"pretrained_models(): {', '.join(pretrained_models())}; got {self.model!r} "
+                    "(the paper's networks train from scratch)"
+                )
         if self.size_mode not in SIZE_MODES:
             raise ValueError(f"size_mode must be one of {SIZE_MODES}, got {self.size_mode!r}")
-        if self.spp_levels is not None:
-            if isinstance(self.spp_levels, (str, bytes)) or not isinstance(
-                self.spp_levels, Sequence
-            ):
+        if isinstance(self.spp_levels, (str, bytes)):
+            if self.spp_levels != MODEL_DEFAULT:
+                raise ValueError(
+                    f"spp_levels must be a tuple of ints, None (no SPP) or {MODEL_DEFAULT!r}, "
+                    f"got {self.spp_levels!r}"
+                )
+        elif self.spp_levels is not None:
+            if not isinstance(self.spp_levels, Sequence):
                 raise TypeError(
-                    f"spp_levels must be a tuple of ints or None, got {self.spp_levels!r}"
+                    f"spp_levels must be a tuple of ints, None or {MODEL_DEFAULT!r}, got "
+                    f"{self.spp_levels!r}"
                 )
             object.__setattr__(self, "spp_levels", tuple(self.spp_levels))
         elif self.size_mode != "single":
@@ -190,7 +228,8 @@ class ClassifierTrainConfig:
             raise ValueError(f"shorter must be >= crop ({self.crop}), got {self.shorter}")
         if self.max_side is not None and self.max_side < self.crop:
             raise ValueError(f"max_side must be >= crop ({self.crop}) or None, got {self.max_side}")
-        for name in ("lr", "momentum", "weight_decay", "min_lr", "lighting", "width"):
+        numbers = ("lr", "trunk_lr_scale", "momentum", "weight_decay", "min_lr", "lighting")
+        for name in (*numbers, "width"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{name} must be a number, got {value!r}")
@@ -210,7 +249,7 @@ class ClassifierTrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict of the settings (tuples become lists)."""
         out = dataclasses.asdict(self)
-        if out["spp_levels"] is not None:
+        if isinstance(out["spp_levels"], tuple):
             out["spp_levels"] = list(out["spp_levels"])
         return out
 
@@ -226,7 +265,7 @@ class ClassifierTrainConfig:
         if unknown:
             raise ValueError(f"unknown ClassifierTrainConfig fields {unknown}")
         values = dict(values)
-        if values.get("spp_levels") is not None:
+        if isinstance(values.get("spp_levels"), list):
             values["spp_levels"] = tuple(values["spp_levels"])
         return cls(**values)
 
@@ -357,16 +396,127 @@ def _open_datasets(config: ClassifierTrainConfig) -> tuple[Any, Any | None]:
     return train, val
 
 
-def _model_kwargs(config: ClassifierTrainConfig, num_classes: int) -> dict[str, Any]:
-    return {
+def _build_model(
+    config: ClassifierTrainConfig, num_classes: int
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The run's model (seeded init, ImageNet trunk if ``pretrained``) and its kwargs.
+
+    Returns:
+        ``(model, kwargs)``: ``kwargs`` are the :func:`~sppnet.models.create_model` keyword
+        arguments plus ``"name"``, with the model's defaults resolved (``spp_levels``,
+        ``fc_dim``), so a checkpoint rebuilds the model without knowing those defaults and
+        without the pretrained weights (its state dict holds them).
+    """
+    from sppnet.models import create_model
+    from sppnet.models.registry import DEFAULT
+
+    torch.manual_seed(_derive_seed(config.seed, _TAG_INIT))
+    model = create_model(
+        config.model,
+        num_classes=num_classes,
+        spp_levels=DEFAULT if config.spp_levels == MODEL_DEFAULT else config.spp_levels,
+        width=config.width,
+        fc_dim=DEFAULT if config.fc_dim is None else config.fc_dim,
+        spp_mode=config.spp_mode,
+        dropout=config.dropout,
+        pretrained=config.pretrained,
+    )
+    kwargs = {
         "name": config.model,
         "num_classes": num_classes,
-        "spp_levels": None if config.spp_levels is None else list(config.spp_levels),
+        "spp_levels": None if model.spp_levels is None else list(model.spp_levels),
         "width": config.width,
-        "fc_dim": config.fc_dim,
+        "fc_dim": model.fc_dim,
         "spp_mode": config.spp_mode,
         "dropout": config.dropout,
     }
+    return model, kwargs
+
+
+class _TrainingModel(nn.Module):
+    """The model as the training loop runs it: what of its trunk stays fixed, in one place.
+
+    - ``freeze_bn`` (a pretrained trunk): the trunk's batch norms stay in eval mode, so they
+      keep normalising with their ImageNet statistics instead of those of our small
+      batches (``norm_eval`` of mmdetection, detectron2's frozen BN); their scale and shift
+      still train with the trunk.
+    - ``freeze_trunk`` (``trunk_lr_scale == 0``): the whole trunk is a fixed feature
+      extractor: eval mode (ImageNet statistics, no stochastic depth), parameters with
+      ``requires_grad=False``, run under ``torch.no_grad()`` so no backward pass goes
+      through it (about 5x cheaper a step); only fc6-fc8 learn.
+
+    ``train()`` re-applies the policy each time the loop switches to training, and DDP
+    wraps this module, so its gradient hooks see exactly the parameters that learn.
+    :meth:`release` gives the trunk its ``requires_grad`` back after training.
+    """
+
+    def __init__(self, model: nn.Module, *, freeze_bn: bool, freeze_trunk: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.freeze_bn = freeze_bn
+        self.freeze_trunk = freeze_trunk
+        if freeze_trunk:
+            model.features.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> _TrainingModel:
+        super().train(mode)
+        if mode and self.freeze_trunk:
+            self.model.features.eval()
+        elif mode and self.freeze_bn:
+            for module in self.model.features.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
+    def forward(self, x: Tensor, extents: Tensor | None = None) -> Tensor:
+        """``Tensor[N, 3, H, W]`` (and optional ``LongTensor[N, 2]`` extents) -> ``[N, K]``."""
+        if not self.freeze_trunk:
+            return self.model(x) if extents is None else self.model(x, extents=extents)
+        with torch.no_grad():
+            features = self.model.forward_features(x, extents)  # [N, C, h, w]
+        feature_extents = None if extents is None else self.model.feature_extents(extents)
+        return self.model.forward_head(features, extents=feature_extents)
+
+    def release(self) -> None:
+        """Undo ``requires_grad=False`` on a frozen trunk (the returned model is plain)."""
+        if self.freeze_trunk:
+            self.model.features.requires_grad_(True)
+
+
+def _param_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """SGD groups ``[trunk, head]``: the trunk (``model.features``), then fc6-fc8.
+
+    Together they hold ``model.parameters()`` in its own order (the trunk is registered
+    first), so a one-group optimizer state of older checkpoints maps onto them
+    (:func:`_load_optimizer_state`).
+    """
+    trunk = list(model.features.parameters())
+    in_trunk = {id(p) for p in trunk}
+    head = [p for p in model.parameters() if id(p) not in in_trunk]
+    return [{"params": trunk}, {"params": head}]
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float, config: ClassifierTrainConfig) -> None:
+    """The head learns at ``lr``, the trunk at ``lr * trunk_lr_scale`` (both drop together)."""
+    trunk, head = optimizer.param_groups
+    trunk["lr"] = lr * config.trunk_lr_scale
+    head["lr"] = lr
+
+
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Load an optimizer state; a one-group state (older checkpoints) is split [trunk, head]."""
+    groups = saved["param_groups"]
+    if len(groups) == 1 and len(optimizer.param_groups) == 2:
+        ids = groups[0]["params"]
+        n_trunk = len(optimizer.param_groups[0]["params"])
+        saved = {
+            **saved,
+            "param_groups": [
+                {**groups[0], "params": ids[:n_trunk]},
+                {**groups[0], "params": ids[n_trunk:]},
+            ],
+        }
+    optimizer.load_state_dict(saved)
 
 
 def _write_logs(
@@ -452,7 +602,7 @@ def _train_epoch(
 
     net.train()
     totals = torch.zeros(3, dtype=torch.float64, device=info.device)  # loss*n, wrong, n
-    lr = optimizer.param_groups[0]["lr"]
+    lr = optimizer.param_groups[-1]["lr"]  # the head's: the run's lr (the trunk's is scaled)
     start = time.perf_counter()
     bar = _bars(loader, progress, desc=desc, leave=False, unit="batch")
     for step, batch in enumerate(bar):
@@ -535,15 +685,35 @@ def _plateau_step(
 
 
 def _check_resumable(
-    config: ClassifierTrainConfig, state: dict[str, Any], classes: list[str]
+    config: ClassifierTrainConfig,
+    kwargs: dict[str, Any],
+    state: dict[str, Any],
+    classes: list[str],
 ) -> None:
-    saved = state.get("config", {})
-    for key in ("model", "width", "fc_dim", "spp_levels", "spp_mode", "size_mode", "seed"):
-        mine = config.to_dict()[key]
-        if saved.get(key) != mine:
+    """Raise unless the checkpoint ``state`` continues this run.
+
+    The model is compared by its resolved kwargs (a default ``fc_dim`` equals the 4096 an
+    older checkpoint spelled out); ``trunk_lr_scale`` may change (e.g. a head-only stage,
+    then fine-tuning the trunk), like ``epochs``.
+    """
+    saved_model = state.get("model", {})
+    saved_config = state.get("config", {})
+    fields = {f.name: f.default for f in dataclasses.fields(ClassifierTrainConfig)}
+    checks = [("model", saved_model.get("name"), kwargs["name"])]
+    checks += [
+        (key, saved_model.get(key), kwargs[key])
+        for key in ("width", "fc_dim", "spp_levels", "spp_mode")
+    ]
+    mine = config.to_dict()
+    checks += [
+        (key, saved_config.get(key, fields[key]), mine[key])
+        for key in ("pretrained", "size_mode", "seed")
+    ]
+    for key, theirs, ours in checks:
+        if theirs != ours:
             raise ValueError(
-                f"cannot resume {state['path']}: it was trained with {key}={saved.get(key)!r}, "
-                f"the config asks for {key}={mine!r}"
+                f"cannot resume {state['path']}: it was trained with {key}={theirs!r}, "
+                f"the config asks for {key}={ours!r}"
             )
     if list(state.get("classes", [])) != list(classes):
         raise ValueError(
@@ -634,8 +804,9 @@ def train_classifier(
     Args:
         config: the run's settings.
         resume: continue from the latest checkpoint in ``config.out`` (starts fresh when
-            there is none). Model-defining settings, size mode, seed and classes must match
-            the checkpoint; ``epochs`` may be raised to train longer.
+            there is none). Model-defining settings, ``pretrained``, size mode, seed and
+            classes must match the checkpoint; ``epochs`` may be raised to train longer and
+            ``trunk_lr_scale`` changed (e.g. unfreeze the trunk after a head-only stage).
         progress: show tqdm bars (rank 0 only).
         train_set: optional dataset of ``(PIL image, int label)`` with a ``classes`` list,
             used instead of ``config.data``'s train split.
@@ -702,13 +873,9 @@ def _run(
     """The training loop behind :func:`train_classifier` (process group already set up)."""
     from sppnet.data.batching import SizeGroupedBatchSampler, pad_collate
     from sppnet.data.transforms import EvalCropTransform, TrainTransform
-    from sppnet.models import create_model
 
-    kwargs = _model_kwargs(config, len(classes))
-    torch.manual_seed(_derive_seed(config.seed, _TAG_INIT))
-    model = create_model(config.model, **{k: v for k, v in kwargs.items() if k != "name"}).to(
-        info.device
-    )
+    model, kwargs = _build_model(config, len(classes))
+    model = model.to(info.device)
     smallest = config.crop if config.size_mode == "single" else config.small_crop
     if smallest < model.min_input_size:
         raise ValueError(
@@ -716,7 +883,7 @@ def _run(
             f"{config.size_mode} inputs down to {smallest} px"
         )
     optimizer = torch.optim.SGD(
-        model.parameters(),
+        _param_groups(model),
         lr=config.lr,
         momentum=config.momentum,
         weight_decay=config.weight_decay,
@@ -729,25 +896,27 @@ def _run(
         model_state, optimizer_state, state = load_checkpoint(
             resume_from, map_location=str(info.device)
         )
-        _check_resumable(config, state, classes)
+        _check_resumable(config, kwargs, state, classes)
         model.load_state_dict(model_state)
         if optimizer_state is not None:
-            optimizer.load_state_dict(optimizer_state)
+            _load_optimizer_state(optimizer, optimizer_state)
         schedule = dict(state["schedule"])
         history = list(state.get("history", []))
         start_epoch = int(state["epoch"])
         last_checkpoint = Path(state["path"])
-    for group in optimizer.param_groups:
-        group["lr"] = schedule["lr"]
+    _set_lr(optimizer, schedule["lr"], config)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
 
-    net: nn.Module = model
+    trainee = _TrainingModel(
+        model, freeze_bn=config.pretrained, freeze_trunk=config.trunk_lr_scale == 0
+    )
+    net: nn.Module = trainee
     if info.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         device_ids = [info.device.index] if info.device.type == "cuda" else None
-        net = DistributedDataParallel(model, device_ids=device_ids)
+        net = DistributedDataParallel(trainee, device_ids=device_ids)
 
     # ---- data: per-process share of the global batch
     local_batch = config.batch_size // info.world_size
@@ -838,8 +1007,7 @@ def _run(
         # The paper watches the validation error; without a val split, the train error.
         metric = val1 if val1 is not None else train_error
         schedule, improved = _plateau_step(schedule, metric, config)
-        for group in optimizer.param_groups:
-            group["lr"] = schedule["lr"]
+        _set_lr(optimizer, schedule["lr"], config)
         history.append(
             {
                 "epoch": epoch + 1,
@@ -884,6 +1052,7 @@ def _run(
             _write_logs(out, config, history, plot=last_epoch or seconds > _PLOT_EVERY_EPOCH_S)
         barrier(info)
 
+    trainee.release()
     model.eval()
     return TrainResult(
         model=model,

