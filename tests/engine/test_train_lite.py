@@ -9,7 +9,7 @@ import importlib
 
 import pytest
 import torch
-from engine_train_helpers import make_colour_folder
+from engine_train_helpers import make_colour_folder, one_thread  # noqa: F401 (autouse)
 
 from sppnet.engine.checkpoint import load_checkpoint, load_classifier
 from sppnet.engine.evaluate_classifier import evaluate_classifier
@@ -29,15 +29,6 @@ tc = importlib.import_module("sppnet.engine.train_classifier")
 LITE = "efficientnet_lite0"
 # Small crops: the trunk takes any size (64 px -> a 2 x 2 head map); fc 32 keeps steps cheap.
 SMALL = {"crop": 64, "small_crop": 52, "shorter": 72, "fc_dim": 32, "plot": False}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: one thread avoids oversubscription on a loaded 2-core runner.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,15 @@ from sppnet.engine.evaluate_classifier import (
 from sppnet.engine.extract_features import (
     FEATURE_LAYERS,
     FEATURE_VIEWS,
+    MAP_LAYERS,
     estimate_feature_bytes,
     extract_features,
     feature_dim,
+    feature_layers,
     image_representation,
     representation_input,
 )
+from sppnet.engine.predict import Prediction, predict_images
 from sppnet.engine.svm import (
     C_GRID,
     LinearSVMs,
@@ -41,6 +44,7 @@ from sppnet.engine.svm import (
     voc_classification_protocol,
 )
 from sppnet.engine.train_classifier import (
+    MODEL_DEFAULT,
     SIZE_MODES,
     ClassifierTrainConfig,
     NonFiniteLossError,
@@ -56,12 +60,15 @@ __all__ = [
     "EVAL_VIEWS",
     "FEATURE_LAYERS",
     "FEATURE_VIEWS",
+    "MAP_LAYERS",
+    "MODEL_DEFAULT",
     "MULTIVIEW_SCALES",
     "SIZE_MODES",
     "ClassifierTrainConfig",
     "DistInfo",
     "LinearSVMs",
     "NonFiniteLossError",
+    "Prediction",
     "TrainResult",
     "all_reduce_sum",
     "barrier",
@@ -71,6 +78,7 @@ __all__ = [
     "evaluate_classifier",
     "extract_features",
     "feature_dim",
+    "feature_layers",
     "feature_map_view_logits",
     "find_checkpoint",
     "image_representation",
@@ -79,6 +87,7 @@ __all__ = [
     "load_classifier",
     "load_feature_dir",
     "load_train_config",
+    "predict_images",
     "prepare_builtin_data",
     "representation_input",
     "save_checkpoint",

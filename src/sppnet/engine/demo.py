@@ -845,6 +845,15 @@ def _network_sentence(cfg: Mapping[str, Any]) -> str:
     )
 
 
+def _detector_start(cfg: Mapping[str, Any]) -> str:
+    if cfg.get("pretrained"):
+        return (
+            f"the frozen ImageNet {cfg['model']} trunk with new fc6-fc8 (fc "
+            f"{cfg['detection_fc_dim']})"
+        )
+    return "the SPP classifier's trunk and fc layers"
+
+
 def _report(metrics: Mapping[str, Any]) -> str:
     """The markdown report: every number comes from ``metrics``."""
     cfg = metrics["config"]
@@ -936,7 +945,7 @@ def _report(metrics: Mapping[str, Any]) -> str:
         "",
         "## Detection (Table 9 in spirit)",
         "",
-        f"SPP-net detector on the SPP classifier's trunk: {cfg['proposals'].replace('_', ' ')} "
+        f"SPP-net detector on {_detector_start(cfg)}: {cfg['proposals'].replace('_', ' ')} "
         f"(up to {cfg['max_proposals']} windows, {det['windows_per_image']:.0f} per test "
         f"image on average), {len(det['scales'])} scale(s) "
         f"({', '.join(f'{s:g}' for s in det['scales'])} px shorter side), "
@@ -1131,13 +1140,14 @@ def _run_stages(
     no_spp_cfg = _classifier_config(config, view, runs_dir / "no_spp", spp=False, seed=seed)
     spp = stages.run(
         "classifier_spp",
-        f"pre-training ZF-5 SPP-net, multi-size {config.crop}/{config.small_crop}, "
-        f"{config.epochs} epochs",
+        f"training the {config.model} SPP-net"
+        f"{' (frozen ImageNet trunk)' if config.pretrained and config.trunk_lr_scale == 0 else ''}"
+        f", multi-size {config.crop}/{config.small_crop}, {config.epochs} epochs",
         lambda: _train_stage(spp_cfg, root, progress),
     )
     no_spp = stages.run(
         "classifier_no_spp",
-        f"pre-training the no-SPP twin, single-size {config.crop}, {config.epochs} epochs",
+        f"training the no-SPP twin, single-size {config.crop}, {config.epochs} epochs",
         lambda: _train_stage(no_spp_cfg, root, progress),
     )
     eval_spp = stages.run(
