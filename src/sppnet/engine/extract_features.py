@@ -346,8 +346,8 @@ def feature_dim(
     Returns:
         D: ``C * h * w`` for conv4/conv5, ``C`` for the pooled maps of :data:`MAP_LAYERS`
         (both by one forward pass on a blank input), ``C * 36`` for pool5 (a no-SPP
-        baseline's fc6 input: ``C * 9`` for EfficientNet-Lite's), ``C * L`` for spp, the fc
-        width for fc6/fc7.
+        baseline's fc6 input; ``C * 9`` for a Lite trunk cut at stride 32), ``C * L`` for spp,
+        the fc width for fc6/fc7.
 
     Raises:
         TypeError / ValueError: as :func:`image_representation`.
