@@ -71,12 +71,14 @@ from sppnet.models.spp_net import PoolSpec, SPPNet, _check_int
 from sppnet.ops import SpatialPyramidPool, check_levels
 
 __all__ = [
+    "FEATURE_LAYERS",
     "LITE_VARIANTS",
     "EfficientNetLite",
     "EfficientNetLiteImageNet",
     "LiteVariant",
     "lite_pretrained_path",
     "load_lite_weights",
+    "same_padding",
 ]
 
 
@@ -663,8 +665,8 @@ class EfficientNetLiteImageNet(nn.Module):
     ) -> None:
         super().__init__()
         spec = _check_variant(variant)
-        if padding not in ("same", "symmetric"):
-            raise ValueError(f"padding must be 'same' or 'symmetric', got {padding!r}")
+        if padding not in _PADDINGS:
+            raise ValueError(f"padding must be one of {_PADDINGS}, got {padding!r}")
         self.name = variant
         self.features = _build_trunk(spec, padding, "head")
         self.dropout = nn.Dropout(spec.dropout)
