@@ -513,38 +513,14 @@ class EfficientNetLite(SPPNet):
             out.append(offset)
         return out[0], out[1]
 
-    def feature_size(self, height, width=None):  # type: ignore[override]
-        """Size of the trunk's map for an input size: ``ceil(side / feature_stride)``.
+    def _map_side(self, size):
+        """Map side for an input side (int or integer tensor): ``ceil(side / S)``.
 
-        Args:
-            height: input height, or ``LongTensor[N, 2]`` of ``(height, width)`` (no width).
-            width: input width (with an int ``height``).
-
-        Returns:
-            ``(h, w)``, or ``LongTensor[N, 2]``.
+        Both paddings give every conv ``ceil(n / stride)`` outputs, so :meth:`feature_size`
+        and :meth:`feature_extents` (inherited) need only this.
         """
-        if isinstance(height, Tensor):
-            if width is not None:
-                raise TypeError("pass either (height, width) ints or one LongTensor[N, 2]")
-            return self.feature_extents(height)
-        height = _check_int("height", height, 1)
-        width = _check_int("width", width, 1)
         s = self.feature_stride
-        return -(-height // s), -(-width // s)
-
-    def feature_extents(self, extents: Tensor) -> Tensor:
-        """Map image extents ``LongTensor[N, 2]`` to map extents (``ceil(e / S)``)."""
-        if not isinstance(extents, Tensor) or extents.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"extents must be an integer LongTensor[N, 2], got {extents!r}")
-        if extents.dim() != 2 or extents.shape[1] != 2:
-            raise ValueError(
-                f"extents must be LongTensor[N, 2] of (height, width), got shape "
-                f"{tuple(extents.shape)}"
-            )
-        if extents.numel() and int(extents.min()) < 1:
-            raise ValueError(f"extents must be >= 1 pixel, got {extents.tolist()}")
-        s = self.feature_stride
-        return (extents.long() + s - 1) // s
+        return (size + s - 1) // s
 
     # --------------------------------------------------------------------------- forward
     def forward_features(self, x: Tensor, extents: Tensor | None = None) -> Tensor:

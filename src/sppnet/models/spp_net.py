@@ -360,10 +360,13 @@ class SPPNet(nn.Module):
         height = _check_int("height", height, 0)
         width = _check_int("width", width, 0)
         self._check_min_size(height, width)
+        return self._map_side(height), self._map_side(width)
+
+    def _map_side(self, size):
+        """Map side for an input side (an int or an integer tensor), by the layers' arithmetic."""
         for kernel, stride, padding in self._geometry:
-            height = _out_size(height, kernel, stride, padding)
-            width = _out_size(width, kernel, stride, padding)
-        return height, width
+            size = _out_size(size, kernel, stride, padding)
+        return size
 
     def feature_extents(self, extents: Tensor) -> Tensor:
         """Map image extents to conv-map extents (for padded batches).
@@ -391,9 +394,7 @@ class SPPNet(nn.Module):
                 f"{self.name} needs inputs of at least {self.min_input_size}x"
                 f"{self.min_input_size} pixels, got extents {out.tolist()}"
             )
-        for kernel, stride, padding in self._geometry:
-            out = _out_size(out, kernel, stride, padding)
-        return out
+        return self._map_side(out)
 
     def _check_min_size(self, height: int, width: int) -> None:
         if min(height, width) < self.min_input_size:
