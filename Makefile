@@ -32,6 +32,7 @@ bench: $(STAMP)
 	THP_MEM_ALLOC_ENABLE=1 $(BIN)/python benchmarks/trunk_speed.py
 	THP_MEM_ALLOC_ENABLE=1 $(BIN)/python benchmarks/detection_speed.py --threads 1
 	$(BIN)/python benchmarks/lite_feature_maps.py
+	$(BIN)/python benchmarks/lite_trunk_speed.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -16,6 +16,7 @@ from sppnet.models.efficientnet_lite import (
     EfficientNetLite,
     EfficientNetLiteImageNet,
     same_padding,
+    set_bn_folding,
 )
 
 # (height, width): even, odd, mixed, non-square, and maps of 1x1 and 1x1 from tiny inputs
@@ -39,16 +40,21 @@ def imagenet_lite0():
     return EfficientNetLiteImageNet("efficientnet_lite0").eval()
 
 
+@pytest.mark.parametrize("fold", [False, True])
 @pytest.mark.parametrize(("height", "width"), SIZES)
-def test_equals_reference_package(reference, imagenet_lite0, height, width):
+def test_equals_reference_package(reference, imagenet_lite0, height, width, fold):
     torch.manual_seed(height * 1000 + width)
     x = torch.randn(2, 3, height, width) * 60  # our input convention: pixels - 128
-    with torch.no_grad():
-        ours_logits = imagenet_lite0(x)
-        ours_map = imagenet_lite0.forward_features(x)
-        ref_in = (x + 1) / 128  # the reference takes the normalised image: (pixel - 127) / 128
-        ref_logits = reference(ref_in)
-        ref_map = reference.extract_features(ref_in)
+    set_bn_folding(imagenet_lite0, fold)
+    try:
+        with torch.no_grad():
+            ours_logits = imagenet_lite0(x)
+            ours_map = imagenet_lite0.forward_features(x)
+            ref_in = (x + 1) / 128  # the reference takes (pixel - 127) / 128
+            ref_logits = reference(ref_in)
+            ref_map = reference.extract_features(ref_in)
+    finally:
+        set_bn_folding(imagenet_lite0, True)
     assert ours_map.shape == ref_map.shape
     assert torch.allclose(ours_map, ref_map, atol=1e-4, rtol=0)
     assert torch.allclose(ours_logits, ref_logits, atol=1e-4, rtol=0)
@@ -269,3 +275,52 @@ def test_bad_arguments():
     assert model.conv_layer_names[-1] == "stage5"  # the trunk stops at its feature map
     with pytest.raises(ValueError, match="head"):
         model.forward_intermediates(torch.zeros(1, 3, 64, 64), ["head"])
+
+
+def _batch_norms_eval(model):
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eval()
+
+
+def test_bn_folding_is_the_same_function_with_the_same_gradients():
+    torch.manual_seed(0)
+    model = EfficientNetLite(num_classes=3, dropout=0.0)
+    # random statistics, so that folding has something to fold
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    model.train()
+    _batch_norms_eval(model)  # fine-tuning with frozen statistics: what folding serves
+    x = torch.randn(2, 3, 67, 45) * 60
+    outputs, grads = [], []
+    for fold in (False, True):
+        set_bn_folding(model, fold)
+        model.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        torch.manual_seed(1)  # the same stochastic-depth draws
+        out = model(xi)
+        out.square().sum().backward()
+        outputs.append(out.detach())
+        grads.append([xi.grad] + [p.grad.clone() for p in model.features.parameters()])
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-4, rtol=1e-4)
+    for a, b in zip(grads[0], grads[1], strict=True):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_training_mode_batch_norm_is_never_folded():
+    torch.manual_seed(0)
+    model = EfficientNetLite(num_classes=3, dropout=0.0).train()
+    x = torch.randn(2, 3, 64, 64) * 60
+    with torch.no_grad():
+        set_bn_folding(model, True)
+        folded_setting = model.forward_features(x)
+        set_bn_folding(model, False)
+        plain = model.forward_features(x)
+    # batch statistics in both: bit-identical, and unlike the eval-mode (running) result
+    assert torch.equal(folded_setting, plain)
+    with pytest.raises(TypeError, match="enabled must be a bool"):
+        set_bn_folding(model, 1)

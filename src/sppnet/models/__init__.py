@@ -6,6 +6,7 @@ from sppnet.models.efficientnet_lite import (
     EfficientNetLite,
     EfficientNetLiteImageNet,
     lite_pretrained_path,
+    set_bn_folding,
 )
 from sppnet.models.lrn import LocalResponseNorm, local_response_norm
 from sppnet.models.registry import create_model, list_models, pretrained_models, register_model
@@ -44,5 +45,6 @@ __all__ = [
     "local_response_norm",
     "pretrained_models",
     "register_model",
+    "set_bn_folding",
     "truncated_svd_linear",
 ]
