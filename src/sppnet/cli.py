@@ -186,7 +186,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         for name in (
             "model", "pretrained", "size_mode", "width", "fc_dim", "epochs", "batch_size",
             "lr", "trunk_lr_scale", "crop", "small_crop", "shorter", "max_side", "dropout",
-            "lighting", "seed", "workers", "device", "plateau_patience",
+            "lighting", "seed", "workers", "device", "plateau_patience", "cache_views",
         )
         if getattr(args, name) is not None
     }  # fmt: skip
@@ -1009,8 +1009,10 @@ def build_parser() -> argparse.ArgumentParser:
         "  # fc6-fc8 on a frozen ImageNet EfficientNet-Lite0 trunk (fc 1024), then\n"
         "  # fine-tune the trunk too at a tenth of the learning rate\n"
         "  sppnet train --builtin --out runs/lite0 --model efficientnet_lite0 --pretrained \\\n"
-        "      --trunk-lr-scale 0 --size-mode multi --epochs 4 --batch-size 32\n"
-        "  sppnet train --out runs/lite0 --resume --trunk-lr-scale 0.1 --epochs 6\n"
+        "      --trunk-lr-scale 0 --cache-views 4 --size-mode multi --epochs 30 \\\n"
+        "      --batch-size 32\n"
+        "  sppnet train --out runs/lite0 --resume --trunk-lr-scale 0.1 --cache-views 0 \\\n"
+        "      --epochs 36\n"
         "  # two processes (gloo on CPU, nccl on GPUs)\n"
         "  torchrun --nproc_per_node=2 -m sppnet train --builtin --out runs/ddp --width 0.125 \\\n"
         "      --fc-dim 64 --crop 64 --small-crop 52 --shorter 72 --epochs 2 --batch-size 32",
@@ -1051,6 +1053,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="the trunk learns at lr x S, fc6-fc8 at lr; 0 freezes the trunk: head-only "
         "fine-tuning, about 5x faster a step (1.0)",
+    )
+    train.add_argument(
+        "--cache-views",
+        type=int,
+        metavar="V",
+        help="with --trunk-lr-scale 0: compute the frozen trunk's pooled vectors of V epochs "
+        "of crops once, in memory, and replay them (epoch e trains on epoch e mod V's crops): "
+        "many head epochs for the trunk time of V (0: off, default)",
     )
     train.add_argument(
         "--size-mode",

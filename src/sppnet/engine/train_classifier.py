@@ -82,7 +82,7 @@ SIZE_MODES = ("single", "multi", "random", "variable")
 MODEL_DEFAULT = "default"
 
 # Tags that keep the derived random streams apart.
-_TAG_INIT, _TAG_SHUFFLE, _TAG_SAMPLE, _TAG_DROPOUT, _TAG_SIZE = range(5)
+_TAG_INIT, _TAG_SHUFFLE, _TAG_SAMPLE, _TAG_DROPOUT, _TAG_SIZE, _TAG_REPLAY = range(6)
 
 _PLOT_EVERY_EPOCH_S = 30.0
 
@@ -141,6 +141,15 @@ class ClassifierTrainConfig:
     mode in training, as detection codebases do: batches here are small), and the trunk
     learns at ``lr * trunk_lr_scale``; 0 freezes it (no gradient, no backward pass through
     it: only fc6-fc8 train, like the paper's detection fine-tuning, Sec. 4.2).
+
+    Replaying a frozen trunk's features (``cache_views``, beyond the paper): with the trunk
+    frozen, the trunk's pooled vector of a crop never changes, and the trunk is nearly all
+    of an epoch's cost. With ``cache_views = V > 0``, epoch ``e`` trains fc6-fc8 on the
+    pooled vectors of the crops of epoch ``e mod V`` (same augmentation draws, same input
+    size), each computed once and kept in memory, in a fresh order per epoch. So the first
+    V epochs see exactly the crops an unbroken run sees, and later ones repeat them: many
+    head epochs for the trunk cost of V. The validation crops' vectors are computed once
+    whenever the trunk is frozen (exact: they are the same every epoch).
     """
 
     data: str | None = None  # image-folder root (one sub-folder per class, splits/*.txt)
@@ -161,6 +170,7 @@ class ClassifierTrainConfig:
     batch_size: int = 128  # global batch (all processes), cuda-convnet's 128 [3]
     lr: float = 0.01  # starts at 0.01 (Sec. 3.1)
     trunk_lr_scale: float = 1.0  # the trunk learns at lr * this; 0 freezes it (beyond the paper)
+    cache_views: int = 0  # frozen trunk: epochs of crops whose pooled vectors are replayed
     momentum: float = 0.9  # [3]
     weight_decay: float = 5e-4  # [3]
     lr_drops: int = 2  # "divided by 10 (twice) when the error plateaus" (Sec. 3.1)
@@ -239,10 +249,21 @@ class ClassifierTrainConfig:
             raise ValueError(f"lr and width must be > 0, got lr={self.lr}, width={self.width}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("lr_drops", "plateau_patience", "workers", "seed"):
+        for name in ("lr_drops", "plateau_patience", "workers", "seed", "cache_views"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        if self.cache_views and self.trunk_lr_scale != 0:
+            raise ValueError(
+                f"cache_views={self.cache_views} replays a frozen trunk's features: it needs "
+                f"trunk_lr_scale=0 (got {self.trunk_lr_scale}); use cache_views=0 to train "
+                "the trunk"
+            )
+        if self.cache_views and self.size_mode == "variable":
+            raise ValueError(
+                "cache_views needs fixed-size crops (size_mode single, multi or random), not "
+                "the variable mode"
+            )
         if self.device.split(":")[0] not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 
@@ -468,14 +489,26 @@ class _TrainingModel(nn.Module):
                     module.eval()
         return self
 
-    def forward(self, x: Tensor, extents: Tensor | None = None) -> Tensor:
-        """``Tensor[N, 3, H, W]`` (and optional ``LongTensor[N, 2]`` extents) -> ``[N, K]``."""
+    def forward(
+        self, x: Tensor | None, extents: Tensor | None = None, pooled: Tensor | None = None
+    ) -> Tensor:
+        """``Tensor[N, 3, H, W]`` (and optional ``LongTensor[N, 2]`` extents) -> ``[N, K]``.
+
+        With ``pooled`` (``Tensor[N, C * L]`` from :meth:`pool`, ``x`` None): fc6-fc8 only.
+        """
+        if pooled is not None:
+            return self.model.forward_pooled(pooled)
         if not self.freeze_trunk:
             return self.model(x) if extents is None else self.model(x, extents=extents)
         with torch.no_grad():
             features = self.model.forward_features(x, extents)  # [N, C, h, w]
         feature_extents = None if extents is None else self.model.feature_extents(extents)
         return self.model.forward_head(features, extents=feature_extents)
+
+    @torch.no_grad()
+    def pool(self, x: Tensor) -> Tensor:
+        """The frozen trunk's pooled vectors of ``Tensor[N, 3, s, s]``: ``[N, C * L]``."""
+        return self.model.forward_pool(self.model.forward_features(x))
 
     def release(self) -> None:
         """Undo ``requires_grad=False`` on a frozen trunk (the returned model is plain)."""
@@ -618,34 +651,121 @@ def _train_epoch(
             # Multi-size: the same crop at a lower resolution (Sec. 2.3).
             images = resize_tensor(images, input_size)
         logits = net(images) if extents is None else net(images, extents=extents)  # [N, K]
-        loss = F.cross_entropy(logits, labels)
-        finite = torch.isfinite(loss.detach()).to(torch.float64).reshape(1)
-        if info.distributed:  # every process must stop together
-            all_reduce_sum(finite, info)
-        if float(finite) < info.world_size:
-            raise NonFiniteLossError(epoch + 1, step, lr, last_checkpoint)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        n = labels.shape[0]
-        wrong = (logits.detach().argmax(1) != labels).sum()
-        totals += torch.stack([loss.detach().double() * n, wrong.double(), totals.new_tensor(n)])
+        loss = _sgd_step(
+            logits, labels, optimizer, totals, info, (epoch, step, lr, last_checkpoint)
+        )
         if bar is not loader:
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            bar.set_postfix(loss=f"{loss:.3f}")
     all_reduce_sum(totals, info)
     seconds = time.perf_counter() - start
     loss_sum, wrong_sum, count = totals.tolist()
     return loss_sum / max(count, 1), wrong_sum / max(count, 1), int(count), seconds
 
 
+def _sgd_step(
+    logits: Tensor,
+    labels: Tensor,
+    optimizer: torch.optim.Optimizer,
+    totals: Tensor,
+    info: DistInfo,
+    where: tuple[int, int, float, Path | None],
+) -> float:
+    """Cross-entropy, the NaN check (all processes stop together), one SGD step.
+
+    Adds ``[loss * n, wrong, n]`` to ``totals``; ``where`` is ``(epoch, step, lr, last
+    checkpoint)`` for the error message. Returns the batch loss.
+    """
+    loss = F.cross_entropy(logits, labels)
+    finite = torch.isfinite(loss.detach()).to(torch.float64).reshape(1)
+    if info.distributed:  # every process must stop together
+        all_reduce_sum(finite, info)
+    if float(finite) < info.world_size:
+        epoch, step, lr, last_checkpoint = where
+        raise NonFiniteLossError(epoch + 1, step, lr, last_checkpoint)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    n = labels.shape[0]
+    wrong = (logits.detach().argmax(1) != labels).sum()
+    totals += torch.stack([loss.detach().double() * n, wrong.double(), totals.new_tensor(n)])
+    return float(loss.detach())
+
+
 @torch.no_grad()
-def _validate(loader: DataLoader, model: nn.Module, info: DistInfo) -> tuple[float, float]:
-    """Top-1 and top-5 error of one center crop per image, over all processes."""
+def _record_epoch(
+    loader: DataLoader,
+    trainee: _TrainingModel,
+    input_size: int,
+    info: DistInfo,
+    progress: bool,
+    desc: str,
+) -> tuple[Tensor, Tensor]:
+    """The frozen trunk's pooled vectors ``[n, C * L]`` and labels ``[n]`` of one epoch's crops.
+
+    ``loader`` is set to the epoch whose crops to record; ``n`` is this process's share.
+    """
+    from sppnet.data.transforms import resize_tensor
+
+    trainee.train()  # the frozen trunk stays in eval mode
+    vectors, labels = [], []
+    for images, batch_labels in _bars(loader, progress, desc=desc, leave=False, unit="batch"):
+        images = images.to(info.device, non_blocking=True)
+        if images.shape[-1] != input_size:
+            images = resize_tensor(images, input_size)  # multi-size, as _train_epoch does
+        vectors.append(trainee.pool(images))
+        labels.append(batch_labels.to(info.device))
+    return torch.cat(vectors), torch.cat(labels)
+
+
+def _replay_epoch(
+    *,
+    cached: tuple[Tensor, Tensor],
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int,
+    order_seed: int,
+    info: DistInfo,
+    epoch: int,
+    last_checkpoint: Path | None,
+) -> tuple[float, float, int]:
+    """One pass of fc6-fc8 over cached pooled vectors in a seeded order; (loss, error, n)."""
+    vectors, labels = cached
+    net.train()
+    totals = torch.zeros(3, dtype=torch.float64, device=info.device)
+    lr = optimizer.param_groups[-1]["lr"]
+    order = torch.randperm(len(labels), generator=_generator(order_seed)).to(vectors.device)
+    for step, start in enumerate(range(0, len(order), batch_size)):
+        index = order[start : start + batch_size]
+        logits = net(None, pooled=vectors[index])  # [n, K]
+        _sgd_step(
+            logits, labels[index], optimizer, totals, info, (epoch, step, lr, last_checkpoint)
+        )
+    all_reduce_sum(totals, info)
+    loss_sum, wrong_sum, count = totals.tolist()
+    return loss_sum / max(count, 1), wrong_sum / max(count, 1), int(count)
+
+
+@torch.no_grad()
+def _validate(
+    loader: DataLoader,
+    model: nn.Module,
+    info: DistInfo,
+    cache: list[tuple[Tensor, Tensor]] | None = None,
+) -> tuple[float, float]:
+    """Top-1 and top-5 error of one center crop per image, over all processes.
+
+    ``cache`` (a frozen trunk): an empty list is filled with the batches' pooled vectors
+    and labels; a filled one is used instead of the loader (the same vectors).
+    """
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=info.device)  # top1 wrong, top5, n
-    for images, labels in loader:
-        images, labels = images.to(info.device), labels.to(info.device)
-        logits = model(images)  # [N, K]
+    batches = ((x.to(info.device), y.to(info.device)) for x, y in loader)
+    if cache is not None:
+        if not cache:  # [N, C * L] pooled vectors, computed once
+            cache.extend((model.forward_pool(model.forward_features(x)), y) for x, y in batches)
+        batches = iter(cache)
+    for inputs, labels in batches:
+        logits = model(inputs) if cache is None else model.forward_pooled(inputs)  # [N, K]
         k = min(5, logits.shape[1])
         top = logits.topk(k, dim=1).indices  # [N, k]
         hit5 = (top == labels[:, None]).any(1)
@@ -659,6 +779,29 @@ def _validate(loader: DataLoader, model: nn.Module, info: DistInfo) -> tuple[flo
     all_reduce_sum(totals, info)
     wrong1, wrong5, count = totals.tolist()
     return wrong1 / max(count, 1), wrong5 / max(count, 1)
+
+
+def _check_replay_memory(
+    model: nn.Module, config: ClassifierTrainConfig, samples: int, crop: int
+) -> None:
+    """Refuse a ``cache_views`` whose vectors would not fit in half the machine's memory."""
+    with torch.no_grad():
+        probe = torch.zeros(1, 3, crop, crop, device=next(model.parameters()).device)
+        was_training = model.training
+        model.eval()
+        dim = model.forward_pool(model.forward_features(probe)).shape[1]
+        model.train(was_training)
+    need = config.cache_views * samples * dim * 4  # float32
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # no sysconf: do not guess
+        return
+    if need > have // 2:
+        raise ValueError(
+            f"cache_views={config.cache_views} keeps {config.cache_views} x {samples} pooled "
+            f"vectors of {dim} floats: {need / 2**30:.1f} GiB, more than half of this machine's "
+            f"{have / 2**30:.1f} GiB; lower cache_views (or 0: no replay)"
+        )
 
 
 def _plateau_step(
@@ -982,28 +1125,58 @@ def _run(
             pin_memory=pin,
         )
 
+    # A frozen trunk's pooled vectors: of the val crops, and of replayed epochs' crops.
+    val_cache: list[tuple[Tensor, Tensor]] | None = [] if trainee.freeze_trunk else None
+    replay: dict[int, tuple[Tensor, Tensor]] = {}
+    if config.cache_views:
+        _check_replay_memory(model, config, len(sampler), config.crop)
+
     for epoch in range(start_epoch, config.epochs):
         # Dropout's randomness: torch's default generator, re-seeded per (epoch, rank).
         torch.manual_seed(_derive_seed(config.seed, _TAG_DROPOUT, epoch, info.rank))
-        sampler.set_epoch(epoch)
-        train_data.set_epoch(epoch)
-        size = _input_size(config, epoch)
+        # The epoch whose crops this one sees (itself unless replaying cached vectors).
+        source = epoch % config.cache_views if config.cache_views else epoch
+        sampler.set_epoch(source)
+        train_data.set_epoch(source)
+        size = _input_size(config, source)
         lr = schedule["lr"]
         size_text = "variable" if size is None else f"{size}x{size}"
-        loss, train_error, count, seconds = _train_epoch(
-            loader=train_loader,
-            net=net,
-            optimizer=optimizer,
-            input_size=size,
-            info=info,
-            epoch=epoch,
-            last_checkpoint=last_checkpoint,
-            progress=progress,
-            desc=f"epoch {epoch + 1}/{config.epochs} @{size_text}",
-        )
+        desc = f"epoch {epoch + 1}/{config.epochs} @{size_text}"
+        if config.cache_views:
+            start = time.perf_counter()
+            if source not in replay:
+                assert size is not None  # cache_views excludes the variable mode
+                replay[source] = _record_epoch(train_loader, trainee, size, info, progress, desc)
+                # The loader drew from torch's generator: re-seed, so dropout does not
+                # depend on whether this process recorded (a resumed run did, an unbroken
+                # one had the vectors already).
+                torch.manual_seed(_derive_seed(config.seed, _TAG_DROPOUT, epoch, info.rank))
+            loss, train_error, count = _replay_epoch(
+                cached=replay[source],
+                net=net,
+                optimizer=optimizer,
+                batch_size=local_batch,
+                order_seed=_derive_seed(config.seed, _TAG_REPLAY, epoch, info.rank),
+                info=info,
+                epoch=epoch,
+                last_checkpoint=last_checkpoint,
+            )
+            seconds = time.perf_counter() - start
+        else:
+            loss, train_error, count, seconds = _train_epoch(
+                loader=train_loader,
+                net=net,
+                optimizer=optimizer,
+                input_size=size,
+                info=info,
+                epoch=epoch,
+                last_checkpoint=last_checkpoint,
+                progress=progress,
+                desc=desc,
+            )
         val1 = val5 = None
         if val_loader is not None:
-            val1, val5 = _validate(val_loader, model, info)
+            val1, val5 = _validate(val_loader, model, info, val_cache)
         # The paper watches the validation error; without a val split, the train error.
         metric = val1 if val1 is not None else train_error
         schedule, improved = _plateau_step(schedule, metric, config)
