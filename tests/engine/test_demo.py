@@ -23,6 +23,7 @@ TINY = DemoConfig(
     pretrained=False,
     spp_levels=(6, 3, 2, 1),
     trunk_lr_scale=1.0,
+    cache_views=0,
     train_scenes=24,
     val_scenes=8,
     test_scenes=12,
@@ -218,10 +219,17 @@ def test_quick_settings_are_smaller_than_full(from_scratch):
         "detection_test_images",
         "finetune_iterations",
         "rcnn_images",
+        "cache_views",
     ):
         assert getattr(quick, name) <= getattr(full, name), name
-    # Same stages and recipe: the paper's sizes in both.
-    assert (quick.crop, quick.small_crop, quick.shorter) == (full.crop, full.small_crop, 256)
+    # Same stages and recipe in both: the paper's sizes (shorter side 224 on the tight
+    # object crops for the pretrained trunk, see DemoConfig.shorter)
+    sizes = (quick.crop, quick.small_crop, quick.shorter)
+    assert sizes == (full.crop, full.small_crop, full.shorter)
+    assert full.shorter == (256 if from_scratch else 224)
+    # a frozen trunk replays its cached vectors; a trunk that learns cannot
+    assert (full.cache_views > 0) is not from_scratch
+    assert (full.trunk_lr_scale == 0) is not from_scratch
 
 
 @pytest.mark.parametrize(
@@ -236,6 +244,7 @@ def test_quick_settings_are_smaller_than_full(from_scratch):
         ({"multiview_scales": (180, 224)}, ValueError),  # a scale below the crop
         ({"small_crop": 256}, ValueError),  # above the crop
         ({"proposals": "sliding"}, ValueError),
+        ({"trunk_lr_scale": 0.1}, ValueError),  # cache_views 4 needs a frozen trunk
         ({"model": "zf5"}, ValueError),  # pretrained=True: ZF-5 has no ImageNet weights
         ({"model": "resnet50", "pretrained": False}, ValueError),
         ({"width": 0.5}, ValueError),  # Lite's widths are fixed by its weights
