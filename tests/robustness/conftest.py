@@ -1,0 +1,104 @@
+"""Fixtures of the robustness suite: a tiny trained run, a tiny detector, tiny images.
+
+Every case drives ``sppnet.cli.main`` the way a user meets it and checks the one-line
+``error:`` contract (see :func:`one_error`). The fixtures are written once per session
+with the library (no training) and copied before a test damages them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+CLASSES = ["blue", "green", "red"]
+TINY_MODEL = {"name": "zf5", "num_classes": 3, "spp_levels": [3, 2, 1], "width": 0.125,
+              "fc_dim": 16, "spp_mode": "max", "dropout": 0.0}  # fmt: skip
+
+
+def one_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    """The single ``error:`` line on stderr; it must hold every needle, and no traceback."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    monkeypatch.delenv("SPPNET_DEBUG", raising=False)
+
+
+def _image(path: Path, rng: np.random.Generator, size: tuple[int, int] = (70, 80)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+
+
+@pytest.fixture(scope="session")
+def _store(tmp_path_factory) -> Path:
+    from sppnet.detection.detector import Detector
+    from sppnet.engine.checkpoint import save_checkpoint
+    from sppnet.engine.detector_io import save_detector
+    from sppnet.models import create_model
+
+    root = tmp_path_factory.mktemp("robust")
+    rng = np.random.default_rng(0)
+    for name in CLASSES:  # 2 images per class, ImageFolder layout
+        for i in range(2):
+            _image(root / "data" / name / f"{i}.png", rng)
+    torch.manual_seed(0)
+    kwargs = {k: v for k, v in TINY_MODEL.items() if k != "name"}
+    model = create_model("zf5", **kwargs)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    state = {
+        "epoch": 1,
+        "model": TINY_MODEL,
+        "classes": CLASSES,
+        "config": {"crop": 64, "shorter": 72, "mean": 128.0},
+    }
+    save_checkpoint(root / "run", model=model, optimizer=optimizer, state=state)
+    det_model = create_model("zf5", **{**kwargs, "num_classes": 4})
+    detector = Detector(model=det_model, class_names=CLASSES, scales=(96,))
+    save_detector(root / "detector", detector, {"name": "zf5", **kwargs, "num_classes": 4})
+    return root
+
+
+@pytest.fixture
+def data(_store, tmp_path) -> Path:
+    """An image folder: 3 classes x 2 PNGs (a copy the test may damage)."""
+    return Path(shutil.copytree(_store / "data", tmp_path / "data"))
+
+
+@pytest.fixture
+def run(_store, tmp_path) -> Path:
+    """A run directory with one checkpoint of a tiny ZF-5 (a copy)."""
+    return Path(shutil.copytree(_store / "run", tmp_path / "run"))
+
+
+@pytest.fixture
+def detector(_store, tmp_path) -> Path:
+    """A saved tiny detector (untrained SVMs: fc8 scores), a copy."""
+    return Path(shutil.copytree(_store / "detector", tmp_path / "detector"))
+
+
+@pytest.fixture
+def image(tmp_path) -> Path:
+    """One 70x80 PNG."""
+    path = tmp_path / "img" / "x.png"
+    _image(path, np.random.default_rng(1))
+    return path
