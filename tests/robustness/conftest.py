@@ -49,44 +49,46 @@ def _image(path: Path, rng: np.random.Generator, size: tuple[int, int] = (70, 80
     Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
 
 
+# a 1-epoch run of a narrow ZF-5 on 64-px crops: about 3 s
+TINY_TRAIN = ["--width", "0.125", "--fc-dim", "16", "--crop", "64", "--small-crop", "52",
+              "--shorter", "72", "--batch-size", "3", "--spp-levels", "3", "2", "1",
+              "--no-progress"]  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def _store(tmp_path_factory) -> Path:
+    from sppnet.cli import main
     from sppnet.detection.detector import Detector
-    from sppnet.engine.checkpoint import save_checkpoint
     from sppnet.engine.detector_io import save_detector
     from sppnet.models import create_model
 
     root = tmp_path_factory.mktemp("robust")
     rng = np.random.default_rng(0)
-    for name in CLASSES:  # 2 images per class, ImageFolder layout
-        for i in range(2):
+    for name in CLASSES:  # 3 images per class, ImageFolder layout
+        for i in range(3):
             _image(root / "data" / name / f"{i}.png", rng)
     torch.manual_seed(0)
-    kwargs = {k: v for k, v in TINY_MODEL.items() if k != "name"}
-    model = create_model("zf5", **kwargs)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    state = {
-        "epoch": 1,
-        "model": TINY_MODEL,
-        "classes": CLASSES,
-        "config": {"crop": 64, "shorter": 72, "mean": 128.0},
-    }
-    save_checkpoint(root / "run", model=model, optimizer=optimizer, state=state)
-    det_model = create_model("zf5", **{**kwargs, "num_classes": 4})
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    args = ["train", "--data", str(root / "data"), "--out", str(root / "run"), "--epochs", "1"]
+    assert main([*args, *TINY_TRAIN]) == 0
+    torch.set_num_threads(before)
+    kwargs = {k: v for k, v in TINY_MODEL.items() if k not in ("name", "num_classes")}
+    det_model = create_model("zf5", num_classes=4, **kwargs)
     detector = Detector(model=det_model, class_names=CLASSES, scales=(96,))
-    save_detector(root / "detector", detector, {"name": "zf5", **kwargs, "num_classes": 4})
+    save_detector(root / "detector", detector, {"name": "zf5", "num_classes": 4, **kwargs})
     return root
 
 
 @pytest.fixture
 def data(_store, tmp_path) -> Path:
-    """An image folder: 3 classes x 2 PNGs (a copy the test may damage)."""
+    """An image folder: 3 classes x 3 PNGs of 70x80 (a copy the test may damage)."""
     return Path(shutil.copytree(_store / "data", tmp_path / "data"))
 
 
 @pytest.fixture
 def run(_store, tmp_path) -> Path:
-    """A run directory with one checkpoint of a tiny ZF-5 (a copy)."""
+    """A ``sppnet train`` run of 1 epoch on ``data`` (a copy)."""
     return Path(shutil.copytree(_store / "run", tmp_path / "run"))
 
 
@@ -94,6 +96,11 @@ def run(_store, tmp_path) -> Path:
 def detector(_store, tmp_path) -> Path:
     """A saved tiny detector (untrained SVMs: fc8 scores), a copy."""
     return Path(shutil.copytree(_store / "detector", tmp_path / "detector"))
+
+
+def checkpoint_file(run: Path, name: str) -> Path:
+    """``run/checkpoints/epoch_0001/name``."""
+    return run / "checkpoints" / "epoch_0001" / name
 
 
 @pytest.fixture

@@ -551,6 +551,8 @@ def _atomic_write_npy(path: Path, array: np.ndarray) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.save(f, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())  # data on disk before the rename makes it visible
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -64,6 +64,7 @@ from sppnet.engine.distributed import (
     init_distributed,
     shard_indices,
 )
+from sppnet.engine.safe_load import load_json_file
 
 __all__ = [
     "MODEL_DEFAULT",
@@ -737,7 +738,7 @@ def load_train_config(run_dir: str | os.PathLike[str]) -> ClassifierTrainConfig:
     found = find_checkpoint(run_dir)
     if found is None:
         raise FileNotFoundError(f"no checkpoint found under {os.fspath(run_dir)!r}")
-    state = json.loads((found / "state.json").read_text(encoding="utf-8"))
+    state = load_json_file(found / "state.json", fix="the checkpoint is damaged: delete it")
     return ClassifierTrainConfig.from_dict(state["config"])
 
 

@@ -1,0 +1,129 @@
+"""Damaged files anywhere: named, with "the checkpoint is damaged" or "delete it to recompute"."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+from conftest import TINY_TRAIN, checkpoint_file, one_error
+
+from sppnet.cli import main
+
+
+def _eval(run: Path, data: Path) -> list[str]:
+    return ["eval", "--checkpoint", str(run), "--data", str(data), "--split", "all",
+            "--views", "center", "--no-progress", "--device", "cpu"]  # fmt: skip
+
+
+def _truncate(path: Path, keep: int = 40) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def test_truncated_model_safetensors(run, data, capsys):
+    _truncate(checkpoint_file(run, "model.safetensors"))
+    assert main(_eval(run, data)) == 2
+    one_error(capsys, "model.safetensors", "the checkpoint is damaged")
+
+
+def test_garbage_model_safetensors(run, data, capsys):
+    checkpoint_file(run, "model.safetensors").write_bytes(b"\xff" * 64)
+    assert main(_eval(run, data)) == 2
+    one_error(capsys, "model.safetensors", "the checkpoint is damaged")
+
+
+def test_state_json_that_is_not_json(run, data, capsys):
+    checkpoint_file(run, "state.json").write_text('{"epoch": 1, "model": ', encoding="utf-8")
+    assert main(_eval(run, data)) == 2
+    one_error(capsys, "state.json", "the checkpoint is damaged")
+
+
+def test_eval_never_loads_the_optimizer(run, data, capsys):
+    checkpoint_file(run, "optimizer.pt").write_bytes(b"garbage, not a torch file")
+    assert main(_eval(run, data)) == 0
+    assert "9 images" in capsys.readouterr().out
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pickle code ran",))
+
+
+def test_pickled_optimizer_is_refused_on_resume(run, capsys):
+    with open(checkpoint_file(run, "optimizer.pt"), "wb") as f:
+        pickle.dump({"state": _Evil()}, f)
+    args = ["train", "--out", str(run), "--resume", "--epochs", "2", *TINY_TRAIN]
+    assert main(args) == 2
+    line = one_error(capsys, "optimizer.pt", "refused", "the checkpoint is damaged")
+    assert "pickle code ran" not in line
+
+
+def test_truncated_optimizer_on_resume(run, capsys):
+    _truncate(checkpoint_file(run, "optimizer.pt"), 100)
+    args = ["train", "--out", str(run), "--resume", "--epochs", "2", *TINY_TRAIN]
+    assert main(args) == 2
+    one_error(capsys, "optimizer.pt", "the checkpoint is damaged")
+
+
+def test_truncated_detector_safetensors(detector, image, tmp_path, capsys):
+    _truncate(detector / "detector.safetensors")
+    args = ["detect", str(image), "--detector", str(detector), "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    one_error(capsys, "detector.safetensors", "damaged", "train-det")
+
+
+def test_detector_json_that_is_not_json(detector, image, tmp_path, capsys):
+    (detector / "detector.json").write_text("{", encoding="utf-8")
+    args = ["detect", str(image), "--detector", str(detector), "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    one_error(capsys, "detector.json", "damaged")
+
+
+def _features(root: Path, features: np.ndarray, n: int = 6) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    np.save(root / "features.npy", features, allow_pickle=True)
+    np.save(root / "labels.npy", np.arange(n) % 2)
+    meta = {"layer": "spp", "view": "full", "num_images": n, "rows_done": n, "complete": True}
+    (root / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    return root
+
+
+def _svm(root: Path) -> list[str]:
+    return ["svm", "--features", str(root), "--protocol", "caltech", "--n-train", "1",
+            "--n-test", "2", "--splits", "1", "--C", "1"]  # fmt: skip
+
+
+def test_features_npy_truncated(tmp_path, capsys):
+    root = _features(tmp_path / "f", np.ones((6, 8), np.float32))
+    _truncate(root / "features.npy", 140)
+    assert main(_svm(root)) == 2
+    one_error(capsys, "features.npy", "damaged", "sppnet features")
+
+
+def test_features_npy_object_array(tmp_path, capsys):
+    root = _features(tmp_path / "f", np.array([None] * 6, dtype=object))
+    assert main(_svm(root)) == 2
+    one_error(capsys, "features.npy", "damaged", "sppnet features")
+
+
+def test_features_with_nan_are_refused(tmp_path, capsys):
+    features = np.ones((6, 8), np.float32)
+    features[4, 3] = np.nan
+    root = _features(tmp_path / "f", features)
+    assert main(_svm(root)) == 2
+    one_error(capsys, "features.npy", "row 4", "NaN")
+
+
+def test_features_meta_json_that_is_not_json(tmp_path, capsys):
+    root = _features(tmp_path / "f", np.ones((6, 8), np.float32))
+    (root / "meta.json").write_text('{"layer": "spp", "view": ', encoding="utf-8")
+    assert main(_svm(root)) == 2
+    one_error(capsys, "meta.json", "damaged")
+
+
+def test_good_features_still_train(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    root = _features(tmp_path / "f", rng.normal(size=(6, 8)).astype(np.float32))
+    assert main(_svm(root)) == 0
+    assert "mean accuracy" in capsys.readouterr().out
