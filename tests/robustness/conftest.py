@@ -109,3 +109,37 @@ def image(tmp_path) -> Path:
     path = tmp_path / "img" / "x.png"
     _image(path, np.random.default_rng(1))
     return path
+
+
+def train_det_args(voc: Path, out: Path) -> list[str]:
+    """A ``sppnet train-det`` command of about 5 s on ``voc`` (3 training scenes)."""
+    return ["train-det", "--data", str(voc), "--split", "train", "--out", str(out),
+            "--width", "0.125", "--fc-dim", "16", "--spp-levels", "2", "1",
+            "--proposals", "edge_boxes", "--max-proposals", "30", "--scales", "96",
+            "--finetune-iterations", "3", "--no-box-regression", "--no-progress"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def _det_store(tmp_path_factory) -> Path:
+    from sppnet.cli import main
+    from sppnet.data.synthetic import generate_voc_dataset
+
+    root = tmp_path_factory.mktemp("robust_det")
+    voc = generate_voc_dataset(root / "voc", sizes={"train": 3, "test": 2}, seed=5, max_side=120)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    assert main(train_det_args(voc, root / "det")) == 0
+    torch.set_num_threads(before)
+    return root
+
+
+@pytest.fixture
+def voc(_det_store) -> Path:
+    """The VOC-layout scenes of ``det_run`` (train: 3, test: 2; not to be damaged)."""
+    return _det_store / "voc"
+
+
+@pytest.fixture
+def det_run(_det_store, tmp_path) -> Path:
+    """A finished ``train-det`` output on ``voc`` (a copy the test may damage)."""
+    return Path(shutil.copytree(_det_store / "det", tmp_path / "det"))

@@ -7,7 +7,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-from conftest import TINY_TRAIN, checkpoint_file, one_error
+from conftest import TINY_TRAIN, checkpoint_file, one_error, train_det_args
 
 from sppnet.cli import main
 
@@ -127,3 +127,29 @@ def test_good_features_still_train(tmp_path, capsys):
     root = _features(tmp_path / "f", rng.normal(size=(6, 8)).astype(np.float32))
     assert main(_svm(root)) == 0
     assert "mean accuracy" in capsys.readouterr().out
+
+
+def test_damaged_finetune_stage_cache(det_run, voc, capsys):
+    _truncate(det_run / "finetune" / "fc.safetensors")
+    assert main(train_det_args(voc, det_run)) == 2
+    one_error(capsys, "fc.safetensors", "delete it to recompute")
+
+
+def test_damaged_svm_stats_json(det_run, voc, capsys):
+    (det_run / "svm" / "stats.json").write_text("[1, 2", encoding="utf-8")
+    assert main(train_det_args(voc, det_run)) == 2
+    one_error(capsys, "stats.json", "delete it to recompute")
+
+
+def test_damaged_feature_cache_meta(det_run, voc, capsys):
+    (det_run / "cache" / "meta.json").write_bytes(b"\x00\x01")
+    assert main(train_det_args(voc, det_run)) == 2
+    one_error(capsys, "meta.json", "delete it to recompute")
+
+
+def test_damaged_feature_cache_file(det_run, voc, capsys):
+    victim = sorted((det_run / "cache" / "features").glob("*.npy"))[0]
+    _truncate(victim, 100)
+    (det_run / "finetune" / "settings.json").unlink()  # the fc stage reads the cache again
+    assert main(train_det_args(voc, det_run)) == 2
+    one_error(capsys, victim.name, "delete it to recompute")
