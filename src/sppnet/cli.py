@@ -86,7 +86,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
     split = None if args.split == "all" else args.split
-    dataset = ImageFolder(args.data, split=split, skip_bad=args.skip_bad)
+    # the dataset raises on a bad image; evaluate_classifier leaves it out of every count
+    dataset = ImageFolder(args.data, split=split)
     classes = list(meta.get("classes") or [])
     if classes and dataset.classes != classes:
         raise UserError(
@@ -112,10 +113,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_workers=args.workers,
         progress=not args.no_progress,
+        skip_bad=args.skip_bad,
     )
+    # every view counts the same images; none ran: a no-SPP net asked for full/multiview only
+    done = next((r for r in results.values() if r is not None), None)
+    done = done or {"num_images": len(dataset), "skipped_files": []}
+    skipped = done["skipped_files"]
     print(
         f"{meta.get('model', {}).get('name', '?')} epoch {meta.get('epoch')} on {args.data} "
-        f"(split {args.split}, {len(dataset)} images, crop {crop}, shorter side {shorter})"
+        f"(split {args.split}, {done['num_images']} images, crop {crop}, shorter side {shorter})"
     )
     head = ["view", "views/image", "top-1 err (%)", "top-5 err (%)"]
     rows = []
@@ -136,15 +142,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
     if "multiview" in results:
         print(f"multiview scales: {', '.join(map(str, scales))} (+ 2 full-image views)")
-    if args.skip_bad and getattr(dataset, "skipped", 0):
-        print(f"warning: {dataset.skipped} undecodable image(s) skipped", file=sys.stderr)
+    if skipped:
+        print(
+            f"warning: {len(skipped)} undecodable image(s) left out of the {len(dataset)}: "
+            f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}",
+            file=sys.stderr,
+        )
     if args.json:
         report = {
             "checkpoint": str(meta.get("path", args.checkpoint)),
             "epoch": meta.get("epoch"),
             "data": str(args.data),
             "split": args.split,
-            "num_images": len(dataset),
+            "num_images": done["num_images"],
+            "skipped_files": skipped,
             "crop": crop,
             "shorter": shorter,
             "scales": list(scales),
@@ -211,7 +222,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, data=data)
     elif args.data is not None:
         config = dataclasses.replace(config, data=args.data)
-    result = train_classifier(config, resume=args.resume, progress=not args.no_progress)
+    result = train_classifier(
+        config,
+        resume=args.resume,
+        progress=not args.no_progress,
+        resume_lr=args.lr if resuming else None,  # --resume --lr X continues at X
+    )
     if rank == 0 and result.history:
         last = result.history[-1]
         val = last["val_top1_error"]
@@ -545,7 +561,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     detector, _ = _load_detector_for(args)
     out = Path(args.out)
     failed = 0
-    for path in args.images:
+    for path, name in zip(args.images, _output_names(args.images), strict=True):
         path = Path(path)
         try:
             image = load_image(path)
@@ -568,21 +584,41 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             print(f"error: {path}: {err}", file=sys.stderr)
             failed += 1
             continue
+        targets = [out / f"{name}.png", out / f"{name}.json"]
+        earlier = [str(t) for t in targets if t.exists()]
+        if earlier:  # a rerun into the same folder: say so, never silently
+            print(f"warning: replacing {', '.join(earlier)} (an earlier run)", file=sys.stderr)
         picture = draw_detections(
-            image, dets, detector.class_names, out / f"{path.stem}.png",
-            score_threshold=args.draw_threshold,
-        )  # fmt: skip
+            image, dets, detector.class_names, targets[0], score_threshold=args.draw_threshold
+        )
         record = detections_to_json(
             dets, detector.class_names, image=str(path), image_size=(x.shape[1], x.shape[2])
         )
         record["windows"] = int(boxes.shape[0])
         record["timing"] = timing
-        save_json(record, out / f"{path.stem}.json")
-        print(
-            f"{path}: {len(dets['scores'])} detections -> {picture}, {out / (path.stem + '.json')}"
-        )
+        save_json(record, targets[1])
+        print(f"{path}: {len(dets['scores'])} detections -> {picture}, {targets[1]}")
         _print_timing("  time", timing)
     return 1 if failed else 0
+
+
+def _output_names(images: Sequence[str]) -> list[str]:
+    """One output name per image: its stem; later images of a stem already taken get
+    ``stem-2``, ``stem-3``, ... (``a/x.jpg b/x.jpg`` -> ``x``, ``x-2``), so none overwrites
+    another's outputs."""
+    from pathlib import Path
+
+    names: list[str] = []
+    taken: set[str] = set()
+    for image in images:
+        stem = Path(image).stem
+        name, k = stem, 1
+        while name in taken:
+            k += 1
+            name = f"{stem}-{k}"
+        taken.add(name)
+        names.append(name)
+    return names
 
 
 def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
@@ -701,8 +737,10 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
         help="detect objects in images: a picture with the boxes and a JSON per image",
         description="Run a trained detector on image files. For each IMAGE writes OUT/<name>.png "
         "(boxes drawn) and OUT/<name>.json (boxes in pixels, scores, class names, windows, "
-        "time per stage). Proposals: EdgeBoxes (default, fast), selective search, or a "
-        "directory of <name>.npy files.",
+        "time per stage); <name> is the file's stem, with -2, -3, ... for later images of "
+        "the same stem (a/x.jpg b/x.jpg -> x, x-2); files of an earlier run are replaced "
+        "with a warning. Proposals: EdgeBoxes (default, fast), selective search, or a "
+        "directory of <stem>.npy files.",
         epilog="examples:\n"
         "  sppnet detect runs/det/data/voc/JPEGImages/000601.jpg --detector runs/det \\\n"
         "      --out detections --max-proposals 500",
@@ -928,7 +966,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda if available)")
     evaluate.add_argument(
-        "--skip-bad", action="store_true", help="skip undecodable images (they are counted)"
+        "--skip-bad",
+        action="store_true",
+        help="leave undecodable images out (how many: printed)",
     )
     evaluate.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -1020,7 +1060,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--epochs", type=int, help="epochs in total (70)")
     train.add_argument("--batch-size", type=int, help="global batch size (128)")
-    train.add_argument("--lr", type=float, help="initial learning rate (0.01)")
+    train.add_argument(
+        "--lr",
+        type=float,
+        help="initial learning rate (0.01); with --resume, training continues at this rate",
+    )
     train.add_argument(
         "--plateau-patience", type=int, help="epochs without val improvement before lr/10 (2)"
     )

@@ -795,6 +795,7 @@ def train_classifier(
     progress: bool = True,
     train_set: Any | None = None,
     val_set: Any | None = None,
+    resume_lr: float | None = None,
 ) -> TrainResult:
     """Train an SPP-net classifier, writing checkpoints and logs to ``config.out``.
 
@@ -812,6 +813,9 @@ def train_classifier(
         train_set: optional dataset of ``(PIL image, int label)`` with a ``classes`` list,
             used instead of ``config.data``'s train split.
         val_set: optional dataset like ``train_set`` for validation (one center crop).
+        resume_lr: with ``resume``, continue at this learning rate instead of the
+            checkpoint's (``--resume --lr X``, e.g. after a NaN loss); the plateau schedule
+            goes on from it. Ignored when there is no checkpoint (``config.lr`` starts).
 
     Returns:
         A :class:`TrainResult` with the trained model (eval mode) and the per-epoch history.
@@ -855,6 +859,7 @@ def train_classifier(
                 classes=classes,
                 resume_from=existing if resume else None,
                 progress=progress and info.is_main,
+                resume_lr=resume_lr,
             )
     finally:
         cleanup_distributed(info)
@@ -870,6 +875,7 @@ def _run(
     classes: list[str],
     resume_from: Path | None,
     progress: bool,
+    resume_lr: float | None = None,
 ) -> TrainResult:
     """The training loop behind :func:`train_classifier` (process group already set up)."""
     from sppnet.data.batching import SizeGroupedBatchSampler, pad_collate
@@ -902,6 +908,8 @@ def _run(
         if optimizer_state is not None:
             _load_optimizer_state(optimizer, optimizer_state)
         schedule = dict(state["schedule"])
+        if resume_lr is not None:  # an explicit --lr on --resume wins over the schedule's
+            schedule.update(lr=float(resume_lr), bad_epochs=0)
         history = list(state.get("history", []))
         start_epoch = int(state["epoch"])
         last_checkpoint = Path(state["path"])
