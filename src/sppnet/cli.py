@@ -88,6 +88,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     split = None if args.split == "all" else args.split
     # the dataset raises on a bad image; evaluate_classifier leaves it out of every count
     dataset = ImageFolder(args.data, split=split)
+    _require_images(dataset, args)
     classes = list(meta.get("classes") or [])
     if classes and dataset.classes != classes:
         raise UserError(
@@ -384,6 +385,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
 
         split = None if args.split == "all" else args.split
         dataset = ImageFolder(args.data, split=split)
+    _require_images(dataset, args)
     mean = torch.tensor(mean, dtype=torch.float32) if isinstance(mean, list) else float(mean)
     sizes = {"size": args.size, "crop": args.crop}
     n_bytes = estimate_feature_bytes(model, args.layer, args.view, len(dataset), **sizes)
@@ -419,6 +421,15 @@ def _cmd_features(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _require_images(dataset: object, args: argparse.Namespace) -> None:
+    """An empty split is an error before any work, not "0 images: n/a" or numpy's words."""
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise UserError(
+            f"--split {args.split} of {args.data} holds no images; name a split with images"
+            + (" (or 'all')" if args.command in ("eval", "features") else "")
+        )
 
 
 def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
@@ -509,6 +520,7 @@ def _cmd_eval_det(args: argparse.Namespace) -> int:
 
     detector, _ = _load_detector_for(args)
     dataset = VOCDetection(args.data, args.split, classes=detector.class_names)
+    _require_images(dataset, args)
     out = Path(args.out) if args.out else Path(args.detector) / f"eval_{args.split}"
     cache_dir = Path(args.proposal_cache) if args.proposal_cache else out / "proposals"
     proposals = get_proposals(

@@ -153,3 +153,47 @@ def test_damaged_feature_cache_file(det_run, voc, capsys):
     (det_run / "finetune" / "settings.json").unlink()  # the fc stage reads the cache again
     assert main(train_det_args(voc, det_run)) == 2
     one_error(capsys, victim.name, "delete it to recompute")
+
+
+def _voc_copy(voc: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(voc, tmp_path / "voc"))
+
+
+def _eval_det(det_run: Path, voc: Path, *extra: str) -> list[str]:
+    return ["eval-det", "--detector", str(det_run), "--data", str(voc), "--split", "test",
+            "--no-progress", *extra]  # fmt: skip
+
+
+def test_proposal_npy_object_array(det_run, voc, tmp_path, capsys):
+    props = tmp_path / "props"
+    props.mkdir()
+    np.save(props / "000004.npy", np.array([None, 1], dtype=object), allow_pickle=True)
+    assert main(_eval_det(det_run, voc, "--proposals", str(props))) == 2
+    one_error(capsys, "000004.npy", "damaged", "write it again")
+
+
+def test_proposal_json_that_is_not_json(det_run, voc, tmp_path, capsys):
+    props = tmp_path / "props"
+    props.mkdir()
+    (props / "000004.json").write_text('{"boxes": [[1, 2,', encoding="utf-8")
+    assert main(_eval_det(det_run, voc, "--proposals", str(props))) == 2
+    one_error(capsys, "000004.json", "damaged", "not valid JSON")
+
+
+def test_empty_split_in_eval_det(det_run, voc, tmp_path, capsys):
+    voc = _voc_copy(voc, tmp_path)
+    (voc / "ImageSets" / "Main" / "empty.txt").write_text("", encoding="utf-8")
+    argv = _eval_det(det_run, voc, "--proposals", "edge_boxes")
+    assert main([*argv, "--split", "empty"]) == 2
+    one_error(capsys, "--split empty", "no images")
+
+
+def test_empty_split_in_train_det(voc, tmp_path, capsys):
+    voc = _voc_copy(voc, tmp_path)
+    (voc / "ImageSets" / "Main" / "empty.txt").write_text("", encoding="utf-8")
+    argv = train_det_args(voc, tmp_path / "det")
+    argv[argv.index("--split") + 1] = "empty"
+    assert main(argv) == 2
+    one_error(capsys, "empty.txt", "no images", "--split")

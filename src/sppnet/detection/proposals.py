@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from sppnet._atomic import atomic_write_bytes
+from sppnet.errors import DamagedFileError
 from sppnet.ops.boxes import check_boxes, clip_boxes
 
 __all__ = [
@@ -392,16 +393,25 @@ def load_proposals(
         FileNotFoundError: if ``path`` does not exist (the message names it).
         ValueError: for an unknown suffix, a JSON without a ``"boxes"`` list, a shape that
             is not ``[R, 4]``, or non-finite or inverted boxes.
+        sppnet.errors.DamagedFileError: (a ``ValueError``) a truncated or corrupt file, an
+            object array, JSON that does not parse.
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"proposal file not found: {p}")
     suffix = p.suffix.lower()
+    fix = "delete it to recompute (a proposal cache) or write it again"
     if suffix == ".npy":
-        arr = np.load(p, allow_pickle=False)
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:  # truncated, object array, not .npy
+            raise DamagedFileError(p, f"not a readable .npy array: {err}", fix) from None
     elif suffix == ".json":
-        with p.open("r", encoding="utf-8") as f:
-            data = json.load(f)
+        try:
+            with p.open("r", encoding="utf-8") as f:
+                data = json.load(f)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise DamagedFileError(p, f"not valid JSON: {err}", fix) from None
         if not isinstance(data, dict) or not isinstance(data.get("boxes"), list):
             raise ValueError(f"{p}: expected a JSON object {{'boxes': [[x1, y1, x2, y2], ...]}}")
         try:

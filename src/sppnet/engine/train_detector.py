@@ -62,6 +62,7 @@ from sppnet.engine.detection_cache import PooledFeatureCache, model_fingerprint
 from sppnet.engine.detector_io import save_detector
 from sppnet.engine.safe_load import load_json_file, load_safetensors_file
 from sppnet.engine.train_classifier import NonFiniteLossError, _bars
+from sppnet.errors import UserError
 
 __all__ = [
     "DetectorTrainConfig",
@@ -730,6 +731,11 @@ def train_detector(
     _write_json(out / "train_config.json", dataclasses.asdict(config))
     torch.manual_seed(config.seed)
     dataset = VOCDetection(config.data, config.split)
+    if len(dataset) == 0:
+        raise UserError(
+            f"split {config.split!r} of {config.data} lists no images (ImageSets/Main/"
+            f"{config.split}.txt), --split: name a split with images"
+        )
     if config.max_images is not None:
         keep = min(config.max_images, len(dataset))
         dataset.ids, dataset.annotations, dataset.sizes = (
