@@ -576,7 +576,10 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     for path, name in zip(args.images, _output_names(args.images), strict=True):
         path = Path(path)
         try:
-            image = load_image(path)
+            original = load_image(path)
+            # An image larger than the detector's largest scale works on a copy of that size
+            # (the conv maps see no more detail); boxes go back to the original's pixels.
+            image, factor = _detection_copy(original, max(detector.scales))  # factor [4]
             t0 = time.perf_counter()
             if args.proposals == "edge_boxes":
                 boxes, _ = edge_boxes(image, max_boxes=args.max_proposals)
@@ -584,8 +587,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                 boxes = selective_search(image, max_proposals=args.max_proposals)
             else:
                 boxes = load_proposals(
-                    Path(args.proposals) / f"{path.stem}.npy", image_size=image.size[::-1]
+                    Path(args.proposals) / f"{path.stem}.npy", image_size=original.size[::-1]
                 )
+                boxes = boxes * factor
             t1 = time.perf_counter()
             x = to_tensor(image)
             scored = detector.score_windows(x, boxes)
@@ -600,11 +604,16 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         earlier = [str(t) for t in targets if t.exists()]
         if earlier:  # a rerun into the same folder: say so, never silently
             print(f"warning: replacing {', '.join(earlier)} (an earlier run)", file=sys.stderr)
+        # the picture at the working size (a huge PNG costs memory and seconds), the JSON
+        # boxes in the original image's pixels
         picture = draw_detections(
             image, dets, detector.class_names, targets[0], score_threshold=args.draw_threshold
         )
         record = detections_to_json(
-            dets, detector.class_names, image=str(path), image_size=(x.shape[1], x.shape[2])
+            {**dets, "boxes": dets["boxes"] / factor},
+            detector.class_names,
+            image=str(path),
+            image_size=original.size[::-1],
         )
         record["windows"] = int(boxes.shape[0])
         record["timing"] = timing
@@ -612,6 +621,25 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         print(f"{path}: {len(dets['scores'])} detections -> {picture}, {targets[1]}")
         _print_timing("  time", timing)
     return 1 if failed else 0
+
+
+def _detection_copy(image: object, scale: float) -> tuple[object, object]:
+    """``(copy, factor)``: a PIL ``image`` resized so its shorter side is at most ``scale``.
+
+    ``factor`` is ``Tensor[4]`` ``(fx, fy, fx, fy)``, copy pixels per original pixel
+    (ones, and the image itself, when it is not larger).
+    """
+    import torch
+    from PIL import Image
+
+    width, height = image.size  # type: ignore[attr-defined]
+    shrink = min(1.0, float(scale) / min(width, height))
+    size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+    if size == (width, height):
+        return image, torch.ones(4)
+    copy = image.resize(size, Image.BILINEAR, reducing_gap=2.0)  # type: ignore[attr-defined]
+    fx, fy = size[0] / width, size[1] / height
+    return copy, torch.tensor([fx, fy, fx, fy])
 
 
 def _output_names(images: Sequence[str]) -> list[str]:
@@ -751,7 +779,9 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
         "(boxes drawn) and OUT/<name>.json (boxes in pixels, scores, class names, windows, "
         "time per stage); <name> is the file's stem, with -2, -3, ... for later images of "
         "the same stem (a/x.jpg b/x.jpg -> x, x-2); files of an earlier run are replaced "
-        "with a warning. Proposals: EdgeBoxes (default, fast), selective search, or a "
+        "with a warning. An image whose shorter side exceeds the detector's largest scale "
+        "is detected (and drawn) on a copy of that size; the JSON boxes are in its own "
+        "pixels. Proposals: EdgeBoxes (default, fast), selective search, or a "
         "directory of <stem>.npy files.",
         epilog="examples:\n"
         "  sppnet detect runs/det/data/voc/JPEGImages/000601.jpg --detector runs/det \\\n"

@@ -123,3 +123,22 @@ def test_pixel_limit_in_image_folder_headers(data, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # the header read, no full decode
     with pytest.raises(ImageDecodeError, match="decompression bomb"):
         ImageFolder(str(data)).image_sizes()
+
+
+def test_detect_on_an_image_larger_than_the_scale_works_on_a_copy(detector, tmp_path):
+    arr = np.full((400, 500, 3), 30, np.uint8)  # the detector's scale: 96
+    for x in range(20, 480, 80):
+        arr[100:300, x : x + 40] = 230
+    path = tmp_path / "big.png"
+    Image.fromarray(arr).save(path)
+    out = tmp_path / "out"
+    argv = ["detect", str(path), "--detector", str(detector), "--out", str(out),
+            "--max-proposals", "50"]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads((out / "big.json").read_text(encoding="utf-8"))
+    assert record["image_size"] == [400, 500]
+    boxes = np.array([d["box"] for d in record["detections"]])
+    assert boxes.size and boxes[:, 2].max() > 120 and boxes[:, 2].max() <= 500
+    assert boxes[:, 3].max() <= 400
+    with Image.open(out / "big.png") as picture:
+        assert picture.size == (120, 96)  # drawn on the working copy
