@@ -1,7 +1,9 @@
 """Atomic file writes shared by the modules that write files (data, detection, engine).
 
-A temporary file in the destination's folder, then ``os.replace``: a reader, or a run killed
-at any moment, sees the old file or the new one, never half of one.
+A temporary file in the destination's folder, flushed to disk (``fsync``), then
+``os.replace``: a reader, or a run killed at any moment, sees the old file or the new one,
+never half of one; and after a power cut the renamed file holds its data, not zeros (without
+the ``fsync`` a file system may commit the rename before the data).
 """
 
 from __future__ import annotations
@@ -10,7 +12,16 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "fsync_file"]
+
+
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Flush a written file's data to disk before it is renamed into place."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -21,6 +32,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

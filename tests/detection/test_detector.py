@@ -185,6 +185,9 @@ def test_save_and_load_detector_round_trip(tmp_path):
         load_detector(tmp_path / "detector", colour="red")
     with pytest.raises(FileNotFoundError, match="no saved detector"):
         load_detector(tmp_path / "nothing")
-    (tmp_path / "detector" / "detector.json").write_text("{not json")
+    (tmp_path / "detector" / "detector.json").write_text('{"classes": ["a"]}')
     with pytest.raises(ValueError, match="malformed detector description"):
+        load_detector(tmp_path / "detector")
+    (tmp_path / "detector" / "detector.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"detector\.json is damaged .*sppnet train-det"):
         load_detector(tmp_path / "detector")

@@ -216,7 +216,7 @@ def test_config_validation(overrides, error, match):
     ("flags", "match"),
     [
         (["--model", "zf5", "--pretrained"], "efficientnet_lite0"),
-        (["--model", LITE, "--pretrained", "--trunk-lr-scale", "-1"], "trunk_lr_scale must be"),
+        (["--model", LITE, "--pretrained", "--trunk-lr-scale", "-1"], "--trunk-lr-scale must be"),
     ],
 )
 def test_cli_train_errors_are_one_line_before_any_work(tmp_path, capsys, flags, match):

@@ -1,17 +1,38 @@
 """Robust image decoding: whatever is on disk becomes an 8-bit RGB image, or a clear error.
 
 Handles EXIF orientation, grey / palette / CMYK / RGBA / 16-bit images, and names the file
-when it is missing, corrupt or truncated. Pillow's decompression-bomb guard stays on.
+when it is missing, corrupt or truncated. Pillow's decompression-bomb limit is an error at
+every decode (:func:`bomb_guard`): Pillow itself only warns between ``Image.MAX_IMAGE_PIXELS``
+(about 89 megapixels) and twice that, and such an image costs gigabytes downstream.
 """
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageDecodeError", "load_image"]
+__all__ = ["BOMB_ERRORS", "ImageDecodeError", "bomb_guard", "load_image"]
+
+#: What :func:`bomb_guard` turns an image over Pillow's pixel limit into.
+BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+
+@contextlib.contextmanager
+def bomb_guard() -> Iterator[None]:
+    """Inside: ``Image.open`` of an image over ``Image.MAX_IMAGE_PIXELS`` raises.
+
+    Raises (inside the block):
+        PIL.Image.DecompressionBombWarning: over the limit (Pillow would only warn);
+            ``DecompressionBombError`` over twice the limit, as always.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
 
 
 class ImageDecodeError(ValueError):
@@ -56,12 +77,12 @@ def load_image(path: str | Path) -> Image.Image:
 
     Raises:
         ImageDecodeError: (a ``ValueError``) the file is missing, not an image, corrupt or
-            truncated; the message names the file. Pillow's ``DecompressionBombError``
-            (images over ~179 megapixels) is re-raised as an ``ImageDecodeError`` too.
+            truncated; the message names the file. An image over Pillow's pixel limit
+            (``Image.MAX_IMAGE_PIXELS``, about 89 megapixels) is one too.
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with bomb_guard(), Image.open(path) as img:
             img.load()  # decode now: a truncated file fails here, not later in a worker
             img = ImageOps.exif_transpose(img)
             return _to_rgb(img)
@@ -69,7 +90,7 @@ def load_image(path: str | Path) -> Image.Image:
         raise ImageDecodeError(path, "no such file") from None
     except UnidentifiedImageError:
         raise ImageDecodeError(path, "not an image file Pillow can identify") from None
-    except Image.DecompressionBombError as err:
+    except BOMB_ERRORS as err:
         raise ImageDecodeError(path, f"refused as a decompression bomb ({err})") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageDecodeError(path, f"corrupt or truncated ({err})") from None

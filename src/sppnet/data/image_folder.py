@@ -30,7 +30,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from sppnet.data.decode import ImageDecodeError, load_image
+from sppnet.data.decode import BOMB_ERRORS, ImageDecodeError, bomb_guard, load_image
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "read_image_size"]
 
@@ -70,7 +70,7 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with bomb_guard(), Image.open(path) as img:
             width, height = img.size
             try:
                 orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
@@ -80,6 +80,8 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
         raise ImageDecodeError(path, "no such file") from None
     except UnidentifiedImageError:
         raise ImageDecodeError(path, "not an image file Pillow can identify") from None
+    except BOMB_ERRORS as err:
+        raise ImageDecodeError(path, f"refused as a decompression bomb ({err})") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageDecodeError(path, f"unreadable header ({err})") from None
     if orientation in _TRANSPOSED_ORIENTATIONS:

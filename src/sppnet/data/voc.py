@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from sppnet._atomic import atomic_write_bytes
-from sppnet.data.decode import ImageDecodeError, load_image
+from sppnet.data.decode import BOMB_ERRORS, ImageDecodeError, bomb_guard, load_image
 
 __all__ = [
     "VOC_CLASSES",
@@ -111,9 +111,9 @@ def _flag(elem: ET.Element, tag: str, path: Path, where: str) -> bool:
 def _image_size(image_path: Path, path: Path) -> tuple[int, int]:
     """(width, height) from the image header only (no full decode)."""
     try:
-        with Image.open(image_path) as img:
+        with bomb_guard(), Image.open(image_path) as img:
             return img.size
-    except (OSError, UnidentifiedImageError) as err:
+    except (OSError, UnidentifiedImageError, *BOMB_ERRORS) as err:
         raise _err(
             path, f"<size> is 0 and the image {image_path} cannot be read for its size ({err})"
         ) from None

@@ -30,8 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
+
+from sppnet._atomic import fsync_file
+from sppnet.errors import DamagedFileError
 
 __all__ = [
     "CHECKPOINT_SUBDIR",
@@ -57,6 +60,7 @@ def _write_pointer(directory: Path, name: str, target: str) -> None:
     """Atomically point ``directory/name`` at ``target`` (a sibling directory's name)."""
     tmp = directory / f".{name}.tmp-{os.getpid()}"
     tmp.write_text(target + "\n", encoding="utf-8")
+    fsync_file(tmp)
     os.replace(tmp, directory / name)
 
 
@@ -128,6 +132,8 @@ def save_checkpoint(
     if optimizer is not None:
         torch.save(optimizer.state_dict(), tmp / _OPTIMIZER_FILE)
     (tmp / _STATE_FILE).write_text(text, encoding="utf-8")
+    for written in tmp.iterdir():  # on disk before the directory becomes visible
+        fsync_file(written)
 
     final = directory / name
     if final.exists():
@@ -185,8 +191,20 @@ def find_checkpoint(path: str | os.PathLike[str], which: str = "latest") -> Path
     return found
 
 
+def _damaged_fix(found: Path) -> str:
+    """What to do about a damaged file of the checkpoint ``found``."""
+    return (
+        f"the checkpoint is damaged: delete {found} to fall back to an older epoch "
+        "(checkpoints/epoch_N), or train again"
+    )
+
+
 def load_checkpoint(
-    path: str | os.PathLike[str], which: str = "latest", *, map_location: str = "cpu"
+    path: str | os.PathLike[str],
+    which: str = "latest",
+    *,
+    map_location: str = "cpu",
+    optimizer: bool = True,
 ) -> tuple[dict[str, Tensor], dict[str, Any] | None, dict[str, Any]]:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
@@ -194,6 +212,8 @@ def load_checkpoint(
         path: see :func:`find_checkpoint`.
         which: ``"latest"`` or ``"best"``.
         map_location: device for the loaded tensors.
+        optimizer: also read ``optimizer.pt`` (resuming); testing passes False and never
+            opens it.
 
     Returns:
         ``(model_state_dict, optimizer_state_dict or None, state)``; ``state`` is the parsed
@@ -201,16 +221,28 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: no checkpoint under ``path``.
+        sppnet.errors.DamagedFileError: a truncated or corrupt ``model.safetensors``,
+            ``optimizer.pt`` (or one holding more than tensors: refused) or ``state.json``,
+            named with "the checkpoint is damaged".
     """
+    from sppnet.engine.safe_load import (
+        load_json_file,
+        load_safetensors_file,
+        load_torch_state_file,
+    )
+
     found = find_checkpoint(path, which)
     if found is None:
         raise FileNotFoundError(f"no checkpoint found under {os.fspath(path)!r}")
-    model_state = load_file(str(found / _MODEL_FILE), device=map_location)
+    fix = _damaged_fix(found)
+    state = load_json_file(found / _STATE_FILE, fix=fix)
+    if not isinstance(state, dict):
+        raise DamagedFileError(found / _STATE_FILE, "not a JSON object", fix)
+    model_state = load_safetensors_file(found / _MODEL_FILE, device=map_location, fix=fix)
     optimizer_state = None
-    if (found / _OPTIMIZER_FILE).is_file():
+    if optimizer and (found / _OPTIMIZER_FILE).is_file():
         optimizer_file = found / _OPTIMIZER_FILE
-        optimizer_state = torch.load(optimizer_file, weights_only=True, map_location=map_location)
-    state = json.loads((found / _STATE_FILE).read_text(encoding="utf-8"))
+        optimizer_state = load_torch_state_file(optimizer_file, map_location=map_location, fix=fix)
     state["path"] = str(found)
     return model_state, optimizer_state, state
 
@@ -235,10 +267,14 @@ def load_classifier(
     Raises:
         FileNotFoundError: no checkpoint under ``checkpoint_dir``.
         ValueError: ``state.json`` lacks the model description.
+        sppnet.errors.DamagedFileError: a damaged checkpoint file (named); the optimizer
+            state is never read.
     """
     from sppnet.models import create_model
 
-    model_state, _, state = load_checkpoint(checkpoint_dir, which, map_location=map_location)
+    model_state, _, state = load_checkpoint(
+        checkpoint_dir, which, map_location=map_location, optimizer=False
+    )
     kwargs = dict(state.get("model") or {})
     missing = [k for k in _MODEL_KEYS if k not in kwargs]
     if missing:
@@ -247,7 +283,13 @@ def load_classifier(
     if kwargs["spp_levels"] is not None:
         kwargs["spp_levels"] = tuple(kwargs["spp_levels"])
     model = create_model(name, **kwargs)
-    model.load_state_dict(model_state)
+    try:
+        model.load_state_dict(model_state)
+    except RuntimeError as err:
+        path = Path(state["path"]) / _MODEL_FILE
+        raise DamagedFileError(
+            path, f"its tensors do not fit {name}: {err}", _damaged_fix(Path(state["path"]))
+        ) from err
     model.to(map_location).eval()
     config = dict(state.get("config") or {})
     meta = {

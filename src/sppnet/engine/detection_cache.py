@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from sppnet._atomic import atomic_write_bytes, atomic_write_text
 from sppnet.detection.targets import label_windows
 from sppnet.detection.window_features import compute_conv_maps, pool_windows, window_levels
+from sppnet.engine.safe_load import load_json_file
 from sppnet.ops.pyramid_bins import num_pyramid_bins
 
 __all__ = ["PooledFeatureCache", "model_fingerprint"]
@@ -115,7 +116,7 @@ class PooledFeatureCache:
         }
         meta_path = self.root / "meta.json"
         if meta_path.is_file():
-            stored = json.loads(meta_path.read_text(encoding="utf-8"))
+            stored = load_json_file(meta_path)
             diff = sorted(
                 k for k in set(stored) | set(self.meta) if stored.get(k) != self.meta.get(k)
             )

@@ -127,7 +127,7 @@ def load_detector(
         FileNotFoundError: no detector files there.
         ValueError: a malformed ``detector.json`` or tensors that do not fit the network.
     """
-    from safetensors.torch import load_file
+    from sppnet.engine.safe_load import load_json_file, load_safetensors_file
 
     directory = Path(directory)
     if (
@@ -141,8 +141,9 @@ def load_detector(
             raise FileNotFoundError(
                 f"{path}: no saved detector here (run `sppnet train-det` first)"
             )
+    fix = "the detector is damaged: run `sppnet train-det` again (finished stages are reused)"
+    meta = load_json_file(meta_path, fix=fix)
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
         kwargs = dict(meta["model"])
         name = kwargs.pop("name")
         classes = list(meta["classes"])
@@ -150,7 +151,7 @@ def load_detector(
         raise ValueError(f"{meta_path}: malformed detector description ({err})") from err
     if kwargs.get("spp_levels") is not None:
         kwargs["spp_levels"] = tuple(kwargs["spp_levels"])
-    tensors = load_file(str(weights_path), device=map_location)
+    tensors = load_safetensors_file(weights_path, device=map_location, fix=fix)
     try:
         model = _build_model(name, kwargs)
     except (TypeError, ValueError) as err:

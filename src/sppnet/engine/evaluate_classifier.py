@@ -39,6 +39,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from sppnet.data.decode import ImageDecodeError
 from sppnet.data.transforms import check_mean, hflip, resize_shorter, subtract_mean, to_tensor
 from sppnet.data.views import feature_map_view_boxes, ten_view_boxes
 from sppnet.evaluation.classification import topk_errors
@@ -107,8 +108,10 @@ class _ViewInputs(Dataset):
         crop: int,
         shorter: int,
         mean: float | Tensor,
+        skip_bad: bool = False,
     ) -> None:
         self.dataset = dataset
+        self.skip_bad = skip_bad
         self.views = views
         self.scales = scales
         self.crop = crop
@@ -124,7 +127,12 @@ class _ViewInputs(Dataset):
         return torch.stack([subtract_mean(t, self.mean), subtract_mean(hflip(t), self.mean)])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        img, label = self.dataset[index]
+        try:
+            img, label = self.dataset[index]
+        except ImageDecodeError as err:
+            if not self.skip_bad:
+                raise
+            return {"bad": str(err.path)}  # left out of every view's count
         if not isinstance(img, Image.Image):
             raise TypeError(
                 f"dataset item {index} must be (PIL image, label) (an ImageFolder without a "
@@ -220,7 +228,8 @@ def evaluate_classifier(
     batch_size: int = 64,
     num_workers: int = 0,
     progress: bool = True,
-) -> dict[str, dict[str, float | int] | None]:
+    skip_bad: bool = False,
+) -> dict[str, dict[str, Any] | None]:
     """Top-1 / top-5 error of ``model`` on ``dataset`` for each requested test view.
 
     The model runs in eval mode under ``torch.inference_mode`` on its own device, and is put
@@ -241,19 +250,25 @@ def evaluate_classifier(
             feature-map views go one image, with its mirror, at a time).
         num_workers: DataLoader worker processes that decode and resize images (0: inline).
         progress: show a tqdm bar over images.
+        skip_bad: leave out the images whose decoding raises
+            :class:`~sppnet.data.decode.ImageDecodeError` (give a dataset that raises, e.g.
+            ``ImageFolder(skip_bad=False)``: one that substitutes another image would count
+            that image twice); they count in no view.
 
     Returns:
         ``{view: {"top1_error", "top5_error", "num_images", "views_per_image"} or None}`` in
         the order of ``views``; errors are fractions in ``[0, 1]``, ``views_per_image`` the
         mean number of views averaged per image (98 for multiview with the six scales on a
-        non-square image). Top-5 of a model with fewer than 5 classes is computed at
-        ``k = K`` (see :func:`~sppnet.evaluation.topk_error`).
+        non-square image), ``skipped_files`` the images left out (``skip_bad``, a list of
+        paths; ``num_images`` excludes them). Top-5 of a model with fewer than 5 classes is
+        computed at ``k = K`` (see :func:`~sppnet.evaluation.topk_error`).
 
     Raises:
         TypeError: a model that is not an SPPNet, bad argument types, or dataset items that
             are not PIL images.
         ValueError: unknown views (the message lists the valid ones), an empty dataset, a
             crop below the model's minimum input, ``shorter`` or a scale below ``crop``.
+        ImageDecodeError: an undecodable image (without ``skip_bad``), or no decodable one.
     """
     _check_model(model)
     views = _check_views(views)
@@ -290,7 +305,9 @@ def evaluate_classifier(
     counts = {v: torch.zeros(n_img, dtype=torch.float64) for v in run}
     labels = torch.zeros(n_img, dtype=torch.long)
 
-    inputs = _ViewInputs(dataset, run, scales, crop, shorter, mean)
+    inputs = _ViewInputs(dataset, run, scales, crop, shorter, mean, skip_bad=skip_bad)
+    good = torch.ones(n_img, dtype=torch.bool)
+    skipped: list[str] = []
     loader = DataLoader(
         inputs, batch_size=None, shuffle=False, num_workers=num_workers, collate_fn=_identity
     )
@@ -323,6 +340,10 @@ def evaluate_classifier(
     try:
         with torch.inference_mode():
             for index, item in enumerate(loader):
+                if "bad" in item:
+                    good[index] = False
+                    skipped.append(item["bad"])
+                    continue
                 labels[index] = item["label"]
                 if "crops" in item:
                     pending.append((index, item["crops"]))
@@ -343,15 +364,21 @@ def evaluate_classifier(
     finally:
         model.train(was_training)
 
-    results: dict[str, dict[str, float | int] | None] = {}
+    if not good.any():
+        raise ImageDecodeError(
+            getattr(dataset, "root", "dataset"), f"none of its {n_img} images can be decoded"
+        )
+    results: dict[str, dict[str, Any] | None] = {}
     for view in views:
         if view not in run:
             results[view] = None
             continue
-        errors = topk_errors(sums[view] / counts[view][:, None], labels, _TOPK)
+        sums_v, counts_v = sums[view][good], counts[view][good]
+        errors = topk_errors(sums_v / counts_v[:, None], labels[good], _TOPK)
         results[view] = {
             **errors,
-            "num_images": n_img,
-            "views_per_image": float(counts[view].mean()),
+            "num_images": int(good.sum()),
+            "views_per_image": float(counts_v.mean()),
+            "skipped_files": skipped,
         }
     return results

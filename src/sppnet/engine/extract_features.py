@@ -67,6 +67,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from sppnet._atomic import fsync_file
 from sppnet.data.decode import ImageDecodeError
 from sppnet.data.transforms import (
     check_mean,
@@ -503,6 +504,7 @@ def _write_json(path: Path, obj: Any) -> None:
 def _save_npy(path: Path, arr: np.ndarray) -> None:
     tmp = path.with_name(path.stem + ".tmp.npy")
     np.save(tmp, arr)
+    fsync_file(tmp)
     os.replace(tmp, path)
 
 
@@ -689,6 +691,7 @@ def _finish(out: Path, meta: dict[str, Any]) -> None:
                 dst[lo : lo + 4096] = src[keep[lo : lo + 4096]]
             dst.flush()
             del dst
+            fsync_file(tmp)
             os.replace(tmp, out / "features.npy")
         del src
         if (out / "labels.npy").is_file():

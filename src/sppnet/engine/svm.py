@@ -21,7 +21,6 @@ Shape shorthand:
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,8 @@ import numpy as np
 import torch
 
 from sppnet.data.splits import class_balanced_splits
+from sppnet.engine.safe_load import load_json_file, load_npy_file
+from sppnet.errors import DamagedFileError
 from sppnet.evaluation.voc_classification import mean_class_accuracy, voc_classification_ap
 
 __all__ = [
@@ -481,6 +482,8 @@ def load_feature_dir(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str
 
     Raises:
         FileNotFoundError: a missing file (named).
+        sppnet.errors.DamagedFileError: a truncated or corrupt file, an object array, or
+            NaN / infinite features (the file and row named).
         ValueError: an unfinished extraction (``meta["complete"]`` false, or
             ``meta["rows_done"] < meta["num_images"]``) or row counts that differ between
             the files.
@@ -489,9 +492,14 @@ def load_feature_dir(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str
     for name in ("features.npy", "labels.npy", "meta.json"):
         if not (root / name).is_file():
             raise FileNotFoundError(f"{root / name} not found; write it with `sppnet features`")
-    meta = json.loads((root / "meta.json").read_text(encoding="utf-8"))
-    features = np.load(root / "features.npy", mmap_mode="r")
-    labels = np.load(root / "labels.npy")
+    fix = f"re-extract it: delete {root} and rerun `sppnet features`"
+    meta = load_json_file(root / "meta.json", fix=fix)
+    if not isinstance(meta, dict):
+        raise DamagedFileError(root / "meta.json", "not a JSON object", fix)
+    features = load_npy_file(root / "features.npy", mmap_mode="r", fix=fix, finite=True)
+    labels = load_npy_file(root / "labels.npy", fix=fix)
+    if features.ndim != 2:
+        raise DamagedFileError(root / "features.npy", f"expected [N, D], got {features.shape}", fix)
     n = features.shape[0]
     total = int(meta.get("num_images", n))
     done = int(meta.get("rows_done", total))

@@ -64,6 +64,7 @@ from sppnet.engine.distributed import (
     init_distributed,
     shard_indices,
 )
+from sppnet.engine.safe_load import load_json_file
 
 __all__ = [
     "MODEL_DEFAULT",
@@ -880,7 +881,7 @@ def load_train_config(run_dir: str | os.PathLike[str]) -> ClassifierTrainConfig:
     found = find_checkpoint(run_dir)
     if found is None:
         raise FileNotFoundError(f"no checkpoint found under {os.fspath(run_dir)!r}")
-    state = json.loads((found / "state.json").read_text(encoding="utf-8"))
+    state = load_json_file(found / "state.json", fix="the checkpoint is damaged: delete it")
     return ClassifierTrainConfig.from_dict(state["config"])
 
 
@@ -937,6 +938,7 @@ def train_classifier(
     progress: bool = True,
     train_set: Any | None = None,
     val_set: Any | None = None,
+    resume_lr: float | None = None,
 ) -> TrainResult:
     """Train an SPP-net classifier, writing checkpoints and logs to ``config.out``.
 
@@ -954,6 +956,9 @@ def train_classifier(
         train_set: optional dataset of ``(PIL image, int label)`` with a ``classes`` list,
             used instead of ``config.data``'s train split.
         val_set: optional dataset like ``train_set`` for validation (one center crop).
+        resume_lr: with ``resume``, continue at this learning rate instead of the
+            checkpoint's (``--resume --lr X``, e.g. after a NaN loss); the plateau schedule
+            goes on from it. Ignored when there is no checkpoint (``config.lr`` starts).
 
     Returns:
         A :class:`TrainResult` with the trained model (eval mode) and the per-epoch history.
@@ -997,6 +1002,7 @@ def train_classifier(
                 classes=classes,
                 resume_from=existing if resume else None,
                 progress=progress and info.is_main,
+                resume_lr=resume_lr,
             )
     finally:
         cleanup_distributed(info)
@@ -1012,6 +1018,7 @@ def _run(
     classes: list[str],
     resume_from: Path | None,
     progress: bool,
+    resume_lr: float | None = None,
 ) -> TrainResult:
     """The training loop behind :func:`train_classifier` (process group already set up)."""
     from sppnet.data.batching import SizeGroupedBatchSampler, pad_collate
@@ -1044,6 +1051,8 @@ def _run(
         if optimizer_state is not None:
             _load_optimizer_state(optimizer, optimizer_state)
         schedule = dict(state["schedule"])
+        if resume_lr is not None:  # an explicit --lr on --resume wins over the schedule's
+            schedule.update(lr=float(resume_lr), bad_epochs=0)
         history = list(state.get("history", []))
         start_epoch = int(state["epoch"])
         last_checkpoint = Path(state["path"])

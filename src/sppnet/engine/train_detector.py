@@ -60,7 +60,9 @@ from sppnet.detection.targets import (
 from sppnet.detection.window_features import compute_conv_maps, pool_windows
 from sppnet.engine.detection_cache import PooledFeatureCache, model_fingerprint
 from sppnet.engine.detector_io import save_detector
+from sppnet.engine.safe_load import load_json_file, load_safetensors_file
 from sppnet.engine.train_classifier import NonFiniteLossError, _bars
+from sppnet.errors import UserError
 
 __all__ = [
     "DetectorTrainConfig",
@@ -177,9 +179,7 @@ def _save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
 
 
 def _load_tensors(path: Path) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
+    return load_safetensors_file(path)  # damaged: named, "delete it to recompute"
 
 
 class _Stages:
@@ -204,7 +204,7 @@ class _Stages:
             self.redone = True
             return False
         path = directory / "settings.json"
-        stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        stored = load_json_file(path) if path.is_file() else {}
         if stored == self.settings:
             return True
         keys = sorted(set(stored) | set(self.settings))
@@ -731,6 +731,11 @@ def train_detector(
     _write_json(out / "train_config.json", dataclasses.asdict(config))
     torch.manual_seed(config.seed)
     dataset = VOCDetection(config.data, config.split)
+    if len(dataset) == 0:
+        raise UserError(
+            f"split {config.split!r} of {config.data} lists no images (ImageSets/Main/"
+            f"{config.split}.txt), --split: name a split with images"
+        )
     if config.max_images is not None:
         keep = min(config.max_images, len(dataset))
         dataset.ids, dataset.annotations, dataset.sizes = (
@@ -787,7 +792,7 @@ def train_detector(
     if stages.reuse("finetune", ft_dir, "fc.safetensors"):
         _new_fc8(model, num_classes + 1, torch.Generator().manual_seed(config.seed))
         model.load_state_dict({**model.state_dict(), **_load_tensors(ft_dir / "fc.safetensors")})
-        losses = json.loads((ft_dir / "loss.json").read_text(encoding="utf-8"))
+        losses = load_json_file(ft_dir / "loss.json")
         say("fine-tune fc: loaded from a previous run")
     else:
         losses = finetune_fc(model, table, num_classes, config, progress)
@@ -809,7 +814,7 @@ def train_detector(
         t = time.perf_counter()
         if stages.reuse("end_to_end", e2e_dir, "model.safetensors"):
             model.load_state_dict(_load_tensors(e2e_dir / "model.safetensors"))
-            e2e_losses = json.loads((e2e_dir / "loss.json").read_text(encoding="utf-8"))
+            e2e_losses = load_json_file(e2e_dir / "loss.json")
         else:
             # Its feature cache belongs to the trunk this stage is about to replace.
             shutil.rmtree(out / "cache_e2e", ignore_errors=True)
@@ -830,7 +835,7 @@ def train_detector(
     if stages.reuse("svm", svm_path.parent, svm_path.name):
         stored = _load_tensors(svm_path)
         svm_w, svm_b, svm_scale = stored["weight"], stored["bias"], float(stored["scale"])
-        summary["svm"] = json.loads((out / "svm" / "stats.json").read_text(encoding="utf-8"))
+        summary["svm"] = load_json_file(out / "svm" / "stats.json")
     else:
         svm_w, svm_b, svm_scale, stats = train_svms(model, table, num_classes, config, progress)
         _write_json(out / "svm" / "stats.json", stats)

@@ -1,0 +1,123 @@
+"""Option values checked before any work: each bad value is one named error, exit 2."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import TINY_TRAIN, one_error
+
+from sppnet.cli import MAX_IMAGE_SIDE, main
+
+
+def _eval(run: Path, data: Path, *extra: str) -> list[str]:
+    return ["eval", "--checkpoint", str(run), "--data", str(data), "--split", "all",
+            "--views", "center", "--no-progress", *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["models", "--width", "0"], "--width"),
+        (["models", "--width", "nan"], "--width"),
+        (["predict", "x.jpg", "--size", "100000"], "--size"),
+        (["features", "--pretrained", "--model", "efficientnet_lite0", "--data", "d",
+          "--layer", "spp", "--view", "full", "--out", "OUT", "--size", "100000"], "--size"),
+        (["features", "--pretrained", "--model", "efficientnet_lite0", "--data", "d",
+          "--layer", "spp", "--view", "crop", "--out", "OUT", "--crop", "0"], "--crop"),
+        (["eval", "--checkpoint", "r", "--data", "d", "--crop", "0"], "--crop"),
+        (["eval", "--checkpoint", "r", "--data", "d", "--scales", "224", "-3"], "--scales"),
+        (["train", "--out", "OUT", "--lr", "nan"], "--lr"),
+        (["train", "--out", "OUT", "--lr", "0"], "--lr"),
+        (["train", "--out", "OUT", "--epochs", "0"], "--epochs"),
+        (["train", "--out", "OUT", "--crop", "5000"], "--crop"),
+        (["train-det", "--out", "OUT", "--max-images", "0"], "--max-images"),
+        (["train-det", "--out", "OUT", "--svm-c", "inf"], "--svm-c"),
+        (["eval-det", "--detector", "x", "--data", "d", "--rcnn-images", "-1"], "--rcnn-images"),
+        (["eval-det", "--detector", "x", "--data", "d", "--score-threshold", "nan"],
+         "--score-threshold"),
+        (["eval-det", "--detector", "x", "--data", "d", "--max-images", "0"], "--max-images"),
+        (["detect", "x.jpg", "--detector", "x", "--draw-threshold", "nan"], "--draw-threshold"),
+        (["detect", "x.jpg", "--detector", "x", "--nms-threshold", "1.5"], "--nms-threshold"),
+        (["svm", "--features", "f", "--protocol", "caltech", "--C", "nan"], "--C"),
+        (["svm", "--features", "f", "--protocol", "caltech", "--n-train", "0"], "--n-train"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else v,
+)  # fmt: skip
+def test_bad_number_is_named(argv, option, tmp_path, capsys):
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    assert main(argv) == 2
+    one_error(capsys, option)
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_size_limit_is_stated(capsys):
+    assert main(["predict", "x.jpg", "--size", str(MAX_IMAGE_SIDE + 1)]) == 2
+    one_error(capsys, "--size", f"<= {MAX_IMAGE_SIDE}", "memory")
+
+
+def test_nan_score_threshold_in_detect(detector, image, tmp_path, capsys):
+    argv = ["detect", str(image), "--detector", str(detector), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--score-threshold", "nan"]) == 2
+    one_error(capsys, "--score-threshold", "finite")
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "features", "train-det", "predict"])
+def test_cuda_without_gpu(command, run, data, tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = {
+        "train": ["train", "--data", str(data), "--out", str(tmp_path / "o"), *TINY_TRAIN],
+        "eval": _eval(run, data),
+        "features": ["features", "--checkpoint", str(run), "--data", str(data), "--split",
+                     "all", "--layer", "spp", "--view", "full", "--out", str(tmp_path / "o")],
+        "train-det": ["train-det", "--out", str(tmp_path / "o"), "--data", str(data)],
+        "predict": ["predict", str(next(data.rglob("*.png"))), "--checkpoint", str(run)],
+    }[command]  # fmt: skip
+    assert main([*argv, "--device", "cuda"]) == 2
+    one_error(capsys, "--device cuda", "no CUDA device", "--device cpu")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_device(run, data, capsys):
+    assert main([*_eval(run, data), "--device", "gpu0"]) == 2
+    one_error(capsys, "--device gpu0", "not a device")
+
+
+def test_out_that_is_a_file(data, tmp_path, capsys):
+    target = tmp_path / "run.txt"
+    target.write_text("keep me", encoding="utf-8")
+    argv = ["train", "--data", str(data), "--out", str(target), "--epochs", "1", *TINY_TRAIN]
+    assert main(argv) == 2
+    one_error(capsys, "--out", "run.txt", "is a file")
+    assert target.read_text(encoding="utf-8") == "keep me"
+
+
+def _read_only_folder(tmp_path: Path) -> Path:
+    if os.geteuid() != 0:
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder / "run"
+    if os.access("/sys", os.W_OK) and Path("/sys").is_dir():  # root: a read-only file system
+        try:
+            with open("/sys/.sppnet_probe", "w"):
+                pass
+        except OSError:
+            return Path("/sys/sppnet_run")
+    pytest.skip("no read-only folder available to this user")
+
+
+def test_out_in_a_read_only_folder_fails_before_the_first_epoch(data, tmp_path, capsys):
+    out = _read_only_folder(tmp_path)
+    argv = ["train", "--data", str(data), "--out", str(out), "--epochs", "1", *TINY_TRAIN]
+    assert main(argv) == 2
+    line = one_error(capsys, "--out", "cannot write")
+    assert "epoch" not in capsys.readouterr().out and "epoch 1" not in line
+
+
+def test_json_that_is_a_folder(run, data, tmp_path, capsys):
+    assert main([*_eval(run, data), "--json", str(tmp_path)]) == 2
+    one_error(capsys, "--json", "is a folder")
