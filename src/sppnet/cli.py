@@ -1304,7 +1304,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
                      "max_detections", "top", "splits", "n_train", "n_test", "spp_levels",
                      "svd_ranks", "finetune_iterations"), (1, None, True)),
     **dict.fromkeys(("rcnn_images", "e2e_iterations", "workers", "plateau_patience",
-                     "builtin_sizes", "seed"), (0, None, True)),
+                     "builtin_sizes", "seed", "cache_views"), (0, None, True)),
     **dict.fromkeys(("lr", "finetune_lr", "e2e_lr", "C", "svm_c"), (0, None, False)),
     **dict.fromkeys(("trunk_lr_scale", "lighting"), (0, None, True)),
     "width": (0, 16, False),

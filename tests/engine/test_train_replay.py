@@ -205,3 +205,7 @@ def test_cli_replay_and_its_error(colour_root, tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "trunk_lr_scale=0" in err[0]
+    code = main(["train", "--out", str(tmp_path / "neg"), *replay[:2], "--cache-views", "-1"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "--cache-views" in err[0]
