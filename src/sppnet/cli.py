@@ -570,7 +570,17 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from sppnet.detection.proposals import edge_boxes, load_proposals, selective_search
     from sppnet.engine.visualize import detections_to_json, draw_detections, save_json
 
-    detector, _ = _load_detector_for(args)
+    if args.onnx is not None:
+        from sppnet.engine.onnx_detector import load_onnx_detector
+
+        if args.svd_ranks is not None:
+            raise ValueError(
+                "--svd-ranks changes the PyTorch network; export the compressed detector "
+                "instead of passing it with --onnx"
+            )
+        detector = load_onnx_detector(args.onnx, **_detector_overrides(args))
+    else:
+        detector, _ = _load_detector_for(args)
     out = Path(args.out)
     failed = 0
     for path, name in zip(args.images, _output_names(args.images), strict=True):
@@ -659,6 +669,74 @@ def _output_names(images: Sequence[str]) -> list[str]:
         taken.add(name)
         names.append(name)
     return names
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sppnet.engine.onnx_export import export_classifier, export_detector, require_onnx
+
+    require_onnx()
+    out = Path(args.out)
+    if args.checkpoint is not None:
+        from sppnet.engine.checkpoint import load_classifier
+
+        if out.is_dir():
+            raise ValueError(f"--out {out} is a directory; give the .onnx file to write")
+        model, meta = load_classifier(args.checkpoint, args.which)
+        export_classifier(model, out, classes=meta["classes"], mean=meta["mean"], opset=args.opset)
+        kind = "SPP: N, H, W dynamic" if model.spp_levels is not None else "no-SPP: 224x224"
+        print(
+            f"{meta['model']['name']} epoch {meta['epoch']} -> {out} ({kind}, opset {args.opset})"
+        )
+    else:
+        from sppnet.engine.detector_io import load_detector
+
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file; give the directory to write")
+        detector, _ = load_detector(args.detector)
+        export_detector(detector, out, max_image_side=args.max_image_side, opset=args.opset)
+        print(
+            f"{args.detector} -> {out} (conv.onnx, windows.onnx, onnx_detector.json; opset "
+            f"{args.opset}); run it with: sppnet detect IMAGE --onnx {out}"
+        )
+    return 0
+
+
+def _add_export_parser(sub: argparse._SubParsersAction) -> None:
+    export = sub.add_parser(
+        "export",
+        help="export a classifier or a detector to ONNX (any image size, any window count)",
+        description="Export a trained classifier to one ONNX file (image [N, 3, H, W] minus "
+        "the mean -> logits; N, H, W dynamic for SPP networks) or a trained detector to a "
+        "directory of two graphs (conv map of an image of any size; windows [R, 4] on it -> "
+        "SVM scores and box deltas) for `sppnet detect --onnx`. The pyramid's Appendix-A bins "
+        "are exact at every size. Exporter: torch.onnx.export(dynamo=True), opset 20. Needs "
+        "the onnx extra: pip install sppnet[onnx].",
+        epilog="examples:\n"
+        "  sppnet export --checkpoint runs/cls --out cls.onnx\n"
+        "  sppnet export --detector runs/det --out runs/det_onnx\n"
+        "  sppnet detect image.jpg --onnx runs/det_onnx --out detections",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", metavar="RUN", help="a classifier run (sppnet train)")
+    source.add_argument("--detector", metavar="DIR", help="a detector (sppnet train-det)")
+    export.add_argument(
+        "--out", required=True, metavar="PATH",
+        help="the .onnx file (classifier) or the directory (detector) to write",
+    )  # fmt: skip
+    export.add_argument(
+        "--which", choices=("best", "latest"), default="latest",
+        help="classifier checkpoint (latest)",
+    )  # fmt: skip
+    export.add_argument("--opset", type=int, default=20, help="ONNX opset (20)")
+    export.add_argument(
+        "--max-image-side", type=int, metavar="PX",
+        help="detector: the longest resized image side the window graph is exact for "
+        "(max_long_side, else 3x the largest scale)",
+    )  # fmt: skip
+    export.set_defaults(func=_cmd_export)
 
 
 def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
@@ -785,11 +863,19 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
         "directory of <stem>.npy files.",
         epilog="examples:\n"
         "  sppnet detect runs/det/data/voc/JPEGImages/000601.jpg --detector runs/det \\\n"
+        "      --out detections --max-proposals 500\n"
+        "  # the same with the exported graphs in ONNX Runtime (sppnet export --detector ...)\n"
+        "  sppnet detect runs/det/data/voc/JPEGImages/000601.jpg --onnx runs/det_onnx \\\n"
         "      --out detections --max-proposals 500",
         formatter_class=raw,
     )
     detect.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    detect.add_argument("--detector", required=True, metavar="DIR", help="train-det output")
+    which = detect.add_mutually_exclusive_group(required=True)
+    which.add_argument("--detector", metavar="DIR", help="train-det output (PyTorch)")
+    which.add_argument(
+        "--onnx", metavar="DIR",
+        help="an exported detector (sppnet export --detector): ONNX Runtime runs the network",
+    )  # fmt: skip
     detect.add_argument("--out", default="detections", metavar="DIR", help="output folder")
     detect.add_argument(
         "--proposals", default="edge_boxes", metavar="METHOD|DIR",
@@ -1256,6 +1342,7 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--no-progress", action="store_true", help="no progress bar")
     features.set_defaults(func=_cmd_features)
     _add_detection_parsers(sub)
+    _add_export_parser(sub)
     _add_predict_parser(sub)
     _add_demo_parser(sub)
     return parser

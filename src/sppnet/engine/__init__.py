@@ -34,6 +34,8 @@ from sppnet.engine.extract_features import (
     image_representation,
     representation_input,
 )
+from sppnet.engine.onnx_detector import OnnxDetector, load_onnx_detector
+from sppnet.engine.onnx_export import export_classifier, export_detector
 from sppnet.engine.predict import Prediction, predict_images
 from sppnet.engine.svm import (
     C_GRID,
@@ -68,6 +70,7 @@ __all__ = [
     "DistInfo",
     "LinearSVMs",
     "NonFiniteLossError",
+    "OnnxDetector",
     "Prediction",
     "TrainResult",
     "all_reduce_sum",
@@ -76,6 +79,8 @@ __all__ = [
     "cleanup_distributed",
     "estimate_feature_bytes",
     "evaluate_classifier",
+    "export_classifier",
+    "export_detector",
     "extract_features",
     "feature_dim",
     "feature_layers",
@@ -86,6 +91,7 @@ __all__ = [
     "load_checkpoint",
     "load_classifier",
     "load_feature_dir",
+    "load_onnx_detector",
     "load_train_config",
     "predict_images",
     "prepare_builtin_data",

@@ -17,6 +17,11 @@ from sppnet.ops.spatial_pyramid_pool import (
     check_extents,
     spatial_pyramid_pool,
 )
+from sppnet.ops.traceable_pyramid_pool import (
+    table_levels_for,
+    traceable_spatial_pyramid_pool,
+    traceable_window_pyramid_pool,
+)
 from sppnet.ops.window_mapping import map_windows_to_features
 from sppnet.ops.window_pyramid_pool import window_pyramid_pool
 
@@ -37,5 +42,8 @@ __all__ = [
     "num_pyramid_bins",
     "remove_small_boxes",
     "spatial_pyramid_pool",
+    "table_levels_for",
+    "traceable_spatial_pyramid_pool",
+    "traceable_window_pyramid_pool",
     "window_pyramid_pool",
 ]
