@@ -81,8 +81,10 @@ class CocoDetection(torch.utils.data.Dataset):
 
     Bad-file policy (``skip_bad``): with ``skip_bad=False`` a bad annotation or a missing image
     raises at construction, naming the annotation id / image; with ``skip_bad=True`` the
-    images concerned are dropped (their ids in ``skipped_ids``). A malformed file (not JSON,
-    missing lists, bad image or category records) is always an error.
+    images concerned are dropped (their ids in ``skipped_ids``), and an image that cannot be
+    decoded is replaced by the next one in ``__getitem__``. A malformed file (not JSON,
+    missing lists, bad image or category records, an annotation of an unknown image id) is
+    always an error.
 
     Attributes:
         ids: image ids as strings (``str`` of the COCO id: file names of caches), file order.
@@ -126,9 +128,10 @@ class CocoDetection(torch.utils.data.Dataset):
             ValueError: naming the file and the record: not JSON, no ``images`` /
                 ``annotations`` / ``categories`` list, an image without an integer id,
                 a ``file_name`` or a positive size, repeated ids, a category outside
-                ``classes``, and (without ``skip_bad``) an annotation of an unknown image or
-                category, a ``bbox`` that is not 4 finite numbers, of zero or negative width
-                or height, or outside the image by more than a pixel.
+                ``classes``, an annotation of an image id not in ``images``, and (without
+                ``skip_bad``) an annotation of an unknown category, a ``bbox`` that is not 4
+                finite numbers, of zero or negative width or height, or outside the image by
+                more than a pixel.
         """
         path = Path(annotation_file)
         self.annotation_file = path
