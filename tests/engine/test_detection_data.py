@@ -20,7 +20,7 @@ from sppnet.data import (
 )
 from sppnet.engine import train_detector as td
 from sppnet.engine.convert import coco_to_voc, voc_to_coco
-from sppnet.engine.detection_data import parse_classes
+from sppnet.engine.detection_data import open_detection_dataset, parse_classes
 
 pytest.importorskip("pycocotools")
 
@@ -195,3 +195,44 @@ def test_custom_classes_and_coco_train_and_evaluate_alike(custom, tmp_path, caps
     test_ids = {i["id"] for i in json.loads((tmp_path / "test.json").read_text())["images"]}
     assert results and {r["image_id"] for r in results} <= test_ids
     assert set(results[0]) == {"image_id", "category_id", "bbox", "score"}
+
+
+def test_coco_image_without_objects_trains(custom, tmp_path):
+    """COCO keeps images without annotations; the pipeline takes one (negatives only)."""
+    voc_to_coco(custom, "train", tmp_path / "t.json", classes=tuple(SYNTHETIC_CLASSES))
+    data = json.loads((tmp_path / "t.json").read_text())
+    first = data["images"][0]["id"]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] != first]
+    (tmp_path / "t.json").write_text(json.dumps(data))
+    config = _config(
+        tmp_path / "t.json", tmp_path / "run", images=str(custom / "JPEGImages"),
+        finetune_iterations=5, max_images=3,
+    )  # fmt: skip
+    summary = td.train_detector(config)
+    assert summary["images"] == 3 and (tmp_path / "run" / "detector" / "detector.json").is_file()
+
+
+def test_more_cli_errors(custom, tmp_path, capsys):
+    cases = [
+        (["train-det", "--images", str(custom), "--out", str(tmp_path / "r")], "--images needs"),
+        (["convert", "voc2coco", "--data", str(custom), "--classes", "a", "--images", "x",
+          "--out", str(tmp_path / "a.json")], "--images is for coco2voc"),
+        (["convert", "voc2coco", "--data", str(custom), "--split", "train", "--classes",
+          ",".join(SYNTHETIC_CLASSES), "--out", str(tmp_path)], "is a folder"),
+    ]  # fmt: skip
+    for argv, needle in cases:
+        assert main(argv) == 2, argv
+        assert needle in _error_line(capsys), argv
+    with pytest.raises(ValueError, match="is a folder"):
+        open_detection_dataset(custom, "test", images=custom / "JPEGImages")
+
+
+def test_coco_metrics_without_pycocotools_say_how_to_install(monkeypatch):
+    import sys
+
+    from sppnet.evaluation import coco_detection_metrics
+
+    monkeypatch.setitem(sys.modules, "pycocotools", None)
+    monkeypatch.setitem(sys.modules, "pycocotools.coco", None)
+    with pytest.raises(ModuleNotFoundError, match=r"sppnet\[coco\]"):
+        coco_detection_metrics({"images": [], "annotations": [], "categories": []}, [])
