@@ -540,8 +540,9 @@ class VOCDetection(torch.utils.data.Dataset):
             f"{err.path}: class {err.name!r} is not a Pascal VOC class, and "
             f"{self.root} has no classes.txt naming the dataset's own classes. The annotations "
             f"of split {self.split!r} name {len(names)}: {', '.join(names)}. To use them, "
-            f"pass --classes {','.join(names)} (classes=[...] in Python), or write them one "
-            f"per line to {self.root / 'classes.txt'}; the order sets the labels"
+            f"write them one per line to {self.root / 'classes.txt'}, or pass --classes "
+            f"{','.join(names)} (train-det, convert; classes=[...] in Python); the order "
+            "sets the labels"
         )
 
     def __len__(self) -> int:
