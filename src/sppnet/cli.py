@@ -459,6 +459,8 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
     from sppnet.engine.train_detector import DetectorTrainConfig, train_detector
 
     data, split = args.data, args.split
+    if data is None and args.images is not None:
+        raise UserError("--images needs --data: the COCO annotation file of those images")
     if data is None:
         root = Path(args.out) / "data"
         print(f"built-in data in {root} (generated once)", file=sys.stderr)
@@ -481,6 +483,12 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
         overrides["box_regression"] = False
     if args.pretrained:
         overrides["pretrained"] = True
+    if args.images is not None:
+        overrides["images"] = args.images
+    if args.classes is not None:
+        from sppnet.engine.detection_data import parse_classes
+
+        overrides["classes"] = tuple(parse_classes(args.classes))
     config = dataclasses.replace(
         DetectorTrainConfig(data=data, out=args.out, split=split or "trainval"), **overrides
     )
@@ -514,14 +522,21 @@ def _cmd_eval_det(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sppnet._atomic import atomic_write_text
-    from sppnet.data.voc import VOCDetection
+    from sppnet.engine.detection_data import open_detection_dataset
     from sppnet.engine.evaluate_detector import evaluate_detector
     from sppnet.engine.train_detector import get_proposals
 
     detector, _ = _load_detector_for(args)
-    dataset = VOCDetection(args.data, args.split, classes=detector.class_names)
+    # the detector's own classes set the labels (it records them); a COCO file's categories
+    # are matched to them by name
+    dataset = open_detection_dataset(
+        args.data, args.split, images=args.images, classes=detector.class_names
+    )
+    if args.images is not None and len(dataset) == 0:
+        raise UserError(f"--data {args.data} lists no images")
     _require_images(dataset, args)
-    out = Path(args.out) if args.out else Path(args.detector) / f"eval_{args.split}"
+    name = args.split if args.images is None else Path(args.data).stem
+    out = Path(args.out) if args.out else Path(args.detector) / f"eval_{name}"
     cache_dir = Path(args.proposal_cache) if args.proposal_cache else out / "proposals"
     proposals = get_proposals(
         dataset,
@@ -545,6 +560,14 @@ def _cmd_eval_det(args: argparse.Namespace) -> int:
     m = result["map"]
     print(f"VOC07 mAP (11-point, IoU 0.5) on {result['images']} images: "
           f"{'n/a' if m is None else f'{100 * m:.2f}'}")  # fmt: skip
+    coco = result["coco"]
+    if coco is None:
+        print("COCO AP: not computed (pip install 'sppnet[coco]' for pycocotools)")
+    else:
+        print("COCO (pycocotools): " + ", ".join(
+            f"{k} {'n/a' if coco[k] is None else f'{100 * coco[k]:.2f}'}"
+            for k in ("AP", "AP50", "AP75")
+        ))  # fmt: skip
     _print_timing("time per image", result["timing"])
     if "rcnn" in result:
         r = result["rcnn"]
@@ -557,7 +580,7 @@ def _cmd_eval_det(args: argparse.Namespace) -> int:
         _print_timing("  SPP-net time per image", r["spp_timing"])
     summary = {k: v for k, v in result.items() if k != "detections"}
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2))
-    print(f"results: {out} (metrics.json, ap_table.md, pr_curves.png, results/)")
+    print(f"results: {out} (metrics.json, coco_results.json, ap_table.md, pr_curves.png, results/)")
     return 0
 
 
@@ -774,11 +797,26 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
         "      --max-proposals 300 --scales 480 --finetune-iterations 1500\n"
         "  # Pascal VOC 2007 trainval, selective search, 5 scales\n"
         "  sppnet train-det --data VOCdevkit/VOC2007 --split trainval --checkpoint runs/zf5 \\\n"
-        "      --out runs/voc07 --scales 480 576 688 864 1200",
+        "      --out runs/voc07 --scales 480 576 688 864 1200\n"
+        "  # your own classes on a VOC-layout root (or write them to ROOT/classes.txt)\n"
+        "  sppnet train-det --data my_voc --split train --classes widget,gadget \\\n"
+        "      --checkpoint runs/zf5 --out runs/mine\n"
+        "  # a COCO annotation file and its image folder\n"
+        "  sppnet train-det --data coco/annotations/instances_train.json \\\n"
+        "      --images coco/train --checkpoint runs/zf5 --out runs/coco",
         formatter_class=raw,
     )
-    train.add_argument("--data", metavar="DIR", help="VOC-layout root (default: built-in data)")
+    train.add_argument(
+        "--data", metavar="DIR|JSON",
+        help="VOC-layout root, or a COCO annotation file with --images (default: built-in data)",
+    )  # fmt: skip
+    train.add_argument("--images", metavar="DIR", help="COCO: the image folder of --data")
     train.add_argument("--split", help="training split (trainval; train for built-in data)")
+    train.add_argument(
+        "--classes", metavar="A,B,C|FILE",
+        help="class names in label order, or a file of one per line (default: the root's "
+        "classes.txt, else the 20 VOC classes; COCO: its categories by id)",
+    )  # fmt: skip
     train.add_argument(
         "--builtin-sizes", type=int, nargs=3, default=(300, 100, 200),
         metavar=("TRAIN", "VAL", "TEST"), help="images per split of the built-in data",
@@ -823,19 +861,27 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
 
     evaluate = sub.add_parser(
         "eval-det",
-        help="VOC07 detection mAP of a trained detector, per-stage time, R-CNN baseline",
-        description="Detect on a VOC-layout split and score VOC 2007 mAP (11-point AP, IoU "
-        "0.5, difficult objects ignored). Writes VOC result files, ap_table.md, "
+        help="VOC07 mAP and COCO AP of a trained detector, per-stage time, R-CNN baseline",
+        description="Detect on a VOC-layout split or a COCO file and score VOC 2007 mAP "
+        "(11-point AP, IoU 0.5, difficult objects ignored) and COCO AP, AP50, AP75 "
+        "(pycocotools; crowd regions and VOC's difficult objects ignored). The classes are "
+        "the detector's own. Writes VOC result files, coco_results.json, ap_table.md, "
         "pr_curves.png and metrics.json. --rcnn-images N also runs the R-CNN baseline (each "
         "window warped and passed through the whole network, Sec. 4.3) on N images with the "
         "same model, windows and SVMs, and prints both times (Tables 9-10).",
         epilog="examples:\n"
         "  sppnet eval-det --detector runs/det --data runs/det/data/voc --split test \\\n"
-        "      --proposals edge_boxes --max-proposals 500 --rcnn-images 5",
+        "      --proposals edge_boxes --max-proposals 500 --rcnn-images 5\n"
+        "  sppnet eval-det --detector runs/coco --data coco/annotations/instances_val.json \\\n"
+        "      --images coco/val --proposals edge_boxes",
         formatter_class=raw,
     )
     evaluate.add_argument("--detector", required=True, metavar="DIR", help="train-det output")
-    evaluate.add_argument("--data", required=True, metavar="DIR", help="VOC-layout root")
+    evaluate.add_argument(
+        "--data", required=True, metavar="DIR|JSON",
+        help="VOC-layout root, or a COCO annotation file with --images",
+    )  # fmt: skip
+    evaluate.add_argument("--images", metavar="DIR", help="COCO: the image folder of --data")
     evaluate.add_argument("--split", default="test", help="split to evaluate (test)")
     evaluate.add_argument("--out", metavar="DIR", help="results folder (DETECTOR/eval_SPLIT)")
     evaluate.add_argument(
@@ -1005,6 +1051,70 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=_cmd_demo)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    if args.direction == "voc2coco":
+        from sppnet.engine.convert import voc_to_coco
+
+        if args.images is not None:
+            raise UserError("--images is for coco2voc (voc2coco reads ROOT/JPEGImages)")
+        classes = None
+        if args.classes is not None:
+            from sppnet.engine.detection_data import parse_classes
+
+            classes = parse_classes(args.classes)
+        if os.path.isdir(args.out):
+            raise UserError(f"--out {args.out} is a folder; voc2coco writes a .json file")
+        done = voc_to_coco(args.data, args.split or "trainval", args.out, classes=classes)
+    else:
+        from sppnet.engine.convert import coco_to_voc
+
+        if args.images is None:
+            raise UserError("coco2voc needs --images DIR: the image folder of the COCO file")
+        if args.classes is not None:
+            raise UserError("--classes is for voc2coco (a COCO file names its categories)")
+        if os.path.isfile(args.out):
+            raise UserError(f"--out {args.out} is a file; coco2voc writes a VOC root folder")
+        done = coco_to_voc(args.data, args.images, args.out, split=args.split or "all")
+    print(
+        f"{args.direction}: {done['images']} images, {done['objects']} objects, "
+        f"{len(done['classes'])} classes -> {args.out}"
+    )
+    return 0
+
+
+def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
+    convert = sub.add_parser(
+        "convert",
+        help="convert detection data: VOC layout <-> COCO JSON",
+        description="voc2coco: one split of a VOC-layout root -> a COCO annotation file "
+        "(difficult -> iscrowd; file_name relative to ROOT/JPEGImages). coco2voc: a COCO "
+        "file -> a VOC-layout root (Annotations/*.xml, ImageSets/Main/SPLIT.txt, classes.txt, "
+        "JPEGImages as hard links or copies; iscrowd -> difficult; fractional boxes grow to "
+        "whole pixels).",
+        epilog="examples:\n"
+        "  sppnet convert voc2coco --data VOCdevkit/VOC2007 --split test --out voc07_test.json\n"
+        "  sppnet convert coco2voc --data coco/annotations/instances_val.json \\\n"
+        "      --images coco/val --split val --out coco_voc",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    convert.add_argument("direction", choices=("voc2coco", "coco2voc"))
+    convert.add_argument(
+        "--data", required=True, metavar="DIR|JSON",
+        help="voc2coco: the VOC root; coco2voc: the COCO annotation file",
+    )  # fmt: skip
+    convert.add_argument("--images", metavar="DIR", help="coco2voc: the COCO image folder")
+    convert.add_argument(
+        "--split", help="voc2coco: the split read (trainval); coco2voc: the split written (all)"
+    )
+    convert.add_argument(
+        "--classes", metavar="A,B,C|FILE", help="voc2coco: class names (default classes.txt)"
+    )
+    convert.add_argument(
+        "--out", required=True, metavar="JSON|DIR", help="the COCO file / the VOC root written"
+    )
+    convert.set_defaults(func=_cmd_convert)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1345,6 +1455,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_parser(sub)
     _add_predict_parser(sub)
     _add_demo_parser(sub)
+    _add_convert_parser(sub)
     return parser
 
 

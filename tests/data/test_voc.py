@@ -13,7 +13,9 @@ from sppnet.data.decode import ImageDecodeError
 from sppnet.data.voc import (
     VOC_CLASSES,
     VOCDetection,
+    collect_class_names,
     parse_voc_xml,
+    read_class_file,
     read_class_names,
     read_split_ids,
     write_voc_xml,
@@ -292,3 +294,36 @@ def test_voc_detection_bad_annotation_and_image(tmp_path):
 
     with pytest.raises(ValueError, match="unknown class"):
         VOCDetection(tmp_path, "train", classes=["cat"], skip_bad=False)
+
+
+def test_own_classes_without_a_class_list_say_how_to_fix_it(tmp_path):
+    """Issue 13: a VOC root whose annotations name their own classes and that has no
+    classes.txt is an error naming the file, the split's classes and both fixes."""
+    _make_voc(tmp_path)
+    write_voc_xml(
+        tmp_path / "Annotations" / "000002.xml", filename="000002.jpg", width=40, height=25,
+        objects=[{"name": "widget", "box": (1, 2, 11, 12)}, {"name": "dog", "box": (0, 0, 5, 5)}],
+    )  # fmt: skip
+    (tmp_path / "classes.txt").unlink()
+    with pytest.raises(ValueError) as info:
+        VOCDetection(tmp_path, "train", skip_bad=True)  # not skipped: every image would be
+    message = str(info.value)
+    assert "000002.xml" in message and "'widget' is not a Pascal VOC class" in message
+    assert "--classes dog,widget" in message and str(tmp_path / "classes.txt") in message
+    assert collect_class_names(tmp_path, "train") == ["dog", "widget"]
+    ds = VOCDetection(tmp_path, "train", classes=["widget", "dog"])
+    assert ds.annotations[1]["labels"].tolist() == [0, 1]
+    # given classes that miss one: the plain unknown-name error (the caller chose the list)
+    with pytest.raises(ValueError, match="unknown class name; known: dog"):
+        VOCDetection(tmp_path, "train", classes=["dog"])
+
+
+def test_read_class_file(tmp_path):
+    path = tmp_path / "names.txt"
+    path.write_text("b\n\na\n")
+    assert read_class_file(path) == ["b", "a"]
+    with pytest.raises(FileNotFoundError, match="no class file"):
+        read_class_file(tmp_path / "none.txt")
+    path.write_text("\n")
+    with pytest.raises(ValueError, match="distinct"):
+        read_class_file(path)

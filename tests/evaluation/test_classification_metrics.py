@@ -87,6 +87,6 @@ def test_validation():
     with pytest.raises(ValueError, match="k must be >= 1"):
         topk_error(scores, labels, 0)
     with pytest.raises(TypeError, match="scores"):
-        topk_error([[0.0, 1.0]], [0], 1)  # type: ignore[arg-type]
+        topk_error("0.0 1.0", [0], 1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="ks"):
         topk_errors(scores, labels, ks=())

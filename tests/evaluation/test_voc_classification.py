@@ -140,8 +140,8 @@ def test_classification_ap_validation():
         voc_classification_ap(np.full((3, 2), np.nan), t)
     with pytest.raises(TypeError, match="integers"):
         voc_classification_ap(s, t.astype(np.float64))
-    with pytest.raises(TypeError, match="Tensor or ndarray"):
-        voc_classification_ap(s.tolist(), t)
+    with pytest.raises(TypeError, match="Tensor, ndarray or list"):
+        voc_classification_ap({"scores": s}, t)
     with pytest.raises(ValueError, match="K=2 names"):
         voc_classification_ap(s, t, class_names=["a"])
     with pytest.raises(ValueError, match="at least one image"):

@@ -1,6 +1,7 @@
 """Datasets, the built-in data generator, image decoding, transforms, batching, test views."""
 
 from sppnet.data.batching import SizeGroupedBatchSampler, pad_collate, padding_fraction
+from sppnet.data.coco import CocoDetection, coco_ground_truth
 from sppnet.data.decode import ImageDecodeError, load_image
 from sppnet.data.image_folder import IMAGE_EXTENSIONS, ImageFolder, read_image_size
 from sppnet.data.splits import class_balanced_splits
@@ -31,7 +32,9 @@ from sppnet.data.views import feature_map_view_boxes, ten_view_boxes
 from sppnet.data.voc import (
     VOC_CLASSES,
     VOCDetection,
+    collect_class_names,
     parse_voc_xml,
+    read_class_file,
     read_class_names,
     read_split_ids,
     write_voc_xml,
@@ -44,6 +47,7 @@ __all__ = [
     "PCA_EIGENVECTORS",
     "SYNTHETIC_CLASSES",
     "VOC_CLASSES",
+    "CocoDetection",
     "EvalCropTransform",
     "FullImageTransform",
     "ImageDecodeError",
@@ -53,6 +57,8 @@ __all__ = [
     "VOCDetection",
     "check_mean",
     "class_balanced_splits",
+    "coco_ground_truth",
+    "collect_class_names",
     "feature_map_view_boxes",
     "five_crop_boxes",
     "generate_voc_dataset",
@@ -64,6 +70,7 @@ __all__ = [
     "padding_fraction",
     "parse_voc_xml",
     "pca_lighting",
+    "read_class_file",
     "read_class_names",
     "read_image_size",
     "read_split_ids",

@@ -35,7 +35,9 @@ from sppnet.data.decode import BOMB_ERRORS, ImageDecodeError, bomb_guard, load_i
 __all__ = [
     "VOC_CLASSES",
     "VOCDetection",
+    "collect_class_names",
     "parse_voc_xml",
+    "read_class_file",
     "read_class_names",
     "read_split_ids",
     "write_voc_xml",
@@ -75,6 +77,14 @@ _SNAP_EPS = 1e-4
 
 def _err(path: Path, what: str) -> ValueError:
     return ValueError(f"invalid VOC annotation {path}: {what}")
+
+
+class _UnknownClassError(ValueError):
+    """An object whose class name is not in the class list (see :class:`VOCDetection`)."""
+
+    def __init__(self, message: str, name: str, path: Path) -> None:
+        super().__init__(message)
+        self.name, self.path = name, path
 
 
 def _text(elem: ET.Element, tag: str, path: Path, where: str) -> str:
@@ -196,7 +206,9 @@ def parse_voc_xml(
         where = f"object {index} ({name!r})"
         if class_to_idx is not None and name not in class_to_idx:
             known = ", ".join(sorted(class_to_idx)[:25])
-            raise _err(path, f"{where} has an unknown class name; known: {known}")
+            raise _UnknownClassError(
+                str(_err(path, f"{where} has an unknown class name; known: {known}")), name, path
+            )
         bndbox = obj.find("bndbox")  # direct child only: <part> elements have their own
         if bndbox is None:
             raise _err(path, f"{where} has no <bndbox>")
@@ -374,6 +386,23 @@ def read_split_ids(root: str | Path, split: str) -> list[str]:
     return ids
 
 
+def read_class_file(path: str | Path) -> list[str]:
+    """Class names from a text file, one per line (blank lines skipped); line order = label.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is empty or names a class twice.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no class file {path}")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    names = [n for n in names if n]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"{path} must list distinct class names, one per line, got {names}")
+    return names
+
+
 def read_class_names(root: str | Path) -> list[str]:
     """Class names of a VOC-layout dataset: ``root/classes.txt`` if present, else VOC's 20.
 
@@ -383,11 +412,32 @@ def read_class_names(root: str | Path) -> list[str]:
     path = Path(root) / "classes.txt"
     if not path.is_file():
         return list(VOC_CLASSES)
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    names = [n for n in names if n]
-    if not names or len(set(names)) != len(names):
-        raise ValueError(f"{path} must list distinct class names, one per line, got {names}")
-    return names
+    return read_class_file(path)
+
+
+def collect_class_names(root: str | Path, split: str) -> list[str]:
+    """The distinct class names the annotations of a split use, sorted (unreadable files are
+    passed over: this only suggests a class list, :class:`VOCDetection` reports bad files).
+
+    Args:
+        root: the VOC root.
+        split: the split name.
+
+    Returns:
+        The names in sorted order.
+
+    Raises:
+        ValueError: the split file does not exist.
+    """
+    root = Path(root)
+    names: set[str] = set()
+    for image_id in read_split_ids(root, split):
+        try:
+            ann = parse_voc_xml(root / "Annotations" / f"{image_id}.xml", skip_degenerate=True)
+        except ValueError:
+            continue
+        names.update(ann["names"])
+    return sorted(names)
 
 
 class VOCDetection(torch.utils.data.Dataset):
@@ -433,16 +483,21 @@ class VOCDetection(torch.utils.data.Dataset):
             root: the folder holding ``JPEGImages``, ``Annotations`` and ``ImageSets``.
             split: the split name (``ImageSets/Main/{split}.txt``).
             classes: class names in label order; ``None`` reads ``root/classes.txt`` if
-                present, else uses :data:`VOC_CLASSES`.
+                present, else uses :data:`VOC_CLASSES`. Without either, an annotation that
+                names another class is an error that lists the split's class names and how to
+                pass them (not a guess: the labels of a detector must not depend on which
+                classes one split happens to hold, or on their order in the files).
             transform: applied to the PIL image only.
             skip_bad: the bad-file policy described in the class docstring.
 
         Raises:
-            ValueError: a missing split file, repeated class names, or (without
-                ``skip_bad``) a bad annotation file, naming it.
+            ValueError: a missing split file, repeated class names, a class name outside
+                :data:`VOC_CLASSES` when the classes were not given (even with ``skip_bad``),
+                or (without ``skip_bad``) a bad annotation file, naming it.
         """
         self.root = Path(root)
         self.split = split
+        guessed = classes is None and not (self.root / "classes.txt").is_file()
         self.class_names = list(classes) if classes is not None else read_class_names(root)
         if len(set(self.class_names)) != len(self.class_names) or not self.class_names:
             raise ValueError(f"classes must be distinct and non-empty, got {self.class_names}")
@@ -460,6 +515,14 @@ class VOCDetection(torch.utils.data.Dataset):
                     self.class_to_idx,
                     image_path=self.root / "JPEGImages" / f"{image_id}.jpg",
                 )
+            except _UnknownClassError as err:
+                if guessed:
+                    raise self._no_class_list(err) from None
+                if not skip_bad:
+                    raise
+                self.skipped += 1
+                self.skipped_ids.append(image_id)
+                continue
             except ValueError:
                 if not skip_bad:
                     raise
@@ -469,6 +532,18 @@ class VOCDetection(torch.utils.data.Dataset):
             self.ids.append(image_id)
             self.annotations.append(ann)
         self.sizes = [(a["height"], a["width"]) for a in self.annotations]
+
+    def _no_class_list(self, err: _UnknownClassError) -> ValueError:
+        """The error for a non-VOC class name when no class list was given: what to do."""
+        names = collect_class_names(self.root, self.split)
+        return ValueError(
+            f"{err.path}: class {err.name!r} is not a Pascal VOC class, and "
+            f"{self.root} has no classes.txt naming the dataset's own classes. The annotations "
+            f"of split {self.split!r} name {len(names)}: {', '.join(names)}. To use them, "
+            f"write them one per line to {self.root / 'classes.txt'}, or pass --classes "
+            f"{','.join(names)} (train-det, convert; classes=[...] in Python); the order "
+            "sets the labels"
+        )
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -1,6 +1,8 @@
-"""Detector evaluation on a VOC-layout split: VOC07 mAP, per-stage time, R-CNN baseline.
+"""Detector evaluation on a VOC-layout split or a COCO file: VOC07 mAP, COCO AP (AP, AP50,
+AP75 by pycocotools, when installed), per-stage time, R-CNN baseline.
 
-Run as ``sppnet eval-det --detector DIR --data VOC_ROOT --split test``. Per image the
+Run as ``sppnet eval-det --detector DIR --data VOC_ROOT --split test`` (or ``--data
+instances.json --images DIR``). Per image the
 detector runs its stages (conv, pooling, fc, SVM + box regression, NMS) and their times
 are summed; with ``rcnn_images > 0`` the first images are also run the R-CNN way (every
 window warped to the network's input and passed through the whole network, Sec. 4.3)
@@ -10,6 +12,7 @@ Tables 9-10 on exactly the same model and windows.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -20,10 +23,12 @@ import torch
 from torch import Tensor
 
 from sppnet._atomic import atomic_write_text
+from sppnet.data.coco import CocoDetection, coco_ground_truth
 from sppnet.data.transforms import subtract_mean, to_tensor
 from sppnet.data.voc import VOCDetection
 from sppnet.detection.detector import Detector
 from sppnet.engine.train_classifier import _bars
+from sppnet.evaluation.coco_detection import coco_detection_metrics, coco_results
 from sppnet.evaluation.voc_detection import (
     per_class_ap_table,
     plot_precision_recall,
@@ -51,9 +56,29 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _coco(
+    dataset: VOCDetection | CocoDetection,
+    detections: dict[str, dict[str, Tensor]],
+    n: int,
+) -> tuple[list[dict[str, Any]], dict[str, float | None] | None]:
+    """COCO result records of the first ``n`` images and their COCO AP (``None`` without
+    pycocotools). A VOC-layout split is numbered ``1..N`` in split order."""
+    gt = coco_ground_truth(dataset, range(n))
+    image_ids = {dataset.ids[i]: image["id"] for i, image in enumerate(gt["images"])}
+    category_ids = getattr(dataset, "category_ids", None) or list(
+        range(1, len(dataset.class_names) + 1)
+    )
+    results = coco_results(detections, image_ids, category_ids)
+    try:
+        metrics = coco_detection_metrics(gt, results, list(image_ids.values()))
+    except ModuleNotFoundError:
+        return results, None
+    return results, {k: _finite(v) for k, v in metrics.items()}
+
+
 def evaluate_detector(
     detector: Detector,
-    dataset: VOCDetection,
+    dataset: VOCDetection | CocoDetection,
     proposals: dict[str, Tensor],
     *,
     out: str | Path | None = None,
@@ -62,22 +87,24 @@ def evaluate_detector(
     max_images: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Detect on every image of ``dataset`` and score VOC07 mAP (11-point, IoU 0.5).
+    """Detect on every image of ``dataset``; score VOC07 mAP (11-point, IoU 0.5) and COCO AP.
 
     Args:
         detector: the trained detector (eval mode).
         dataset: the test split; its class names must be the detector's.
         proposals: ``{image_id: Tensor[R, 4]}`` for every image.
-        out: optional folder for VOC result files (``results/``), the AP table
-            (``ap_table.md``), the precision-recall plot (``pr_curves.png``).
+        out: optional folder for VOC result files (``results/``), COCO results
+            (``coco_results.json``), the AP table (``ap_table.md``), the precision-recall
+            plot (``pr_curves.png``).
         rcnn_images: run the R-CNN baseline on the first N images as well.
         rcnn_size: R-CNN's warped window size (the network's training input).
         max_images: evaluate only the first N images.
         progress: tqdm bars.
 
     Returns:
-        ``{"map", "ap" {class: AP or None}, "images", "timing" {stage: seconds per image},
-        "detections" {image_id: dict}}`` and, with R-CNN, ``"rcnn"`` holding ``"map"`` and
+        ``{"map", "ap" {class: AP or None}, "coco" {"AP", "AP50", "AP75", ...} (``None``
+        without pycocotools), "images", "timing" {stage: seconds per image}, "detections"
+        {image_id: dict}}`` and, with R-CNN, ``"rcnn"`` holding ``"map"`` and
         ``"spp_map"`` on the same subset, ``"timing"`` per image for both and ``"speedup"``.
 
     Raises:
@@ -114,6 +141,7 @@ def evaluate_detector(
         "timing": timing,
         "detections": detections,
     }
+    coco_records, summary["coco"] = _coco(dataset, detections, n)
     if rcnn_images > 0:
         summary["rcnn"] = _rcnn_baseline(
             detector, dataset, proposals, min(rcnn_images, n), rcnn_size, detections, progress
@@ -121,6 +149,7 @@ def evaluate_detector(
     if out is not None:
         out = Path(out)
         write_voc_results(detections, out / "results", dataset.class_names)
+        atomic_write_text(out / "coco_results.json", json.dumps(coco_records))
         atomic_write_text(out / "ap_table.md", per_class_ap_table(result) + "\n")
         plot_precision_recall(result, out / "pr_curves.png")
     return summary

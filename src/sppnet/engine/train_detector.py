@@ -59,6 +59,7 @@ from sppnet.detection.targets import (
 )
 from sppnet.detection.window_features import compute_conv_maps, pool_windows
 from sppnet.engine.detection_cache import PooledFeatureCache, model_fingerprint
+from sppnet.engine.detection_data import open_detection_dataset
 from sppnet.engine.detector_io import save_detector
 from sppnet.engine.safe_load import load_json_file, load_safetensors_file
 from sppnet.engine.train_classifier import NonFiniteLossError, _bars
@@ -85,7 +86,7 @@ _IN_MEMORY_BYTES = 2 * 2**30
 class DetectorTrainConfig:
     """Settings of :func:`train_detector`; defaults follow the paper where it has one."""
 
-    data: str  # VOC-layout root (JPEGImages, Annotations, ImageSets/Main)
+    data: str  # VOC-layout root (JPEGImages, Annotations, ImageSets/Main) or COCO .json
     out: str  # output directory (every stage's files, the detector)
     split: str = "trainval"  # training split (VOC 2007 trainval, Sec. 4.2)
     checkpoint: str | None = None  # pre-trained classifier run (sppnet train); None: see model
@@ -118,6 +119,8 @@ class DetectorTrainConfig:
     max_images: int | None = None  # use only the first N training images (quick runs)
     seed: int = 0
     device: str = "cpu"
+    images: str | None = None  # COCO: the image folder (data is then the annotation file)
+    classes: tuple[str, ...] | None = None  # label order; None: classes.txt / VOC / COCO's
 
     def __post_init__(self) -> None:
         """Check the starting network's settings before any stage writes a file.
@@ -168,6 +171,20 @@ _STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
 
 
 # --------------------------------------------------------------------------- utilities
+def _check_same_classes(out: Path, class_names: list[str]) -> None:
+    """The cache of ``out`` labels windows by class: a rerun with other classes must not
+    reuse it (the labels are stored per image, not recorded in the cache's settings)."""
+    summary = out / "train_summary.json"
+    if not (out / "cache").is_dir() or not summary.is_file():
+        return
+    before = load_json_file(summary).get("classes")
+    if before is not None and list(before) != list(class_names):
+        raise UserError(
+            f"{out} was trained with the classes {before}, this run has {class_names}; its "
+            f"cache holds the old labels: use another --out, or delete {out / 'cache'}"
+        )
+
+
 def _write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2))
 
@@ -728,9 +745,14 @@ def train_detector(
     say = log or (lambda _line: None)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    dataset = open_detection_dataset(
+        config.data, config.split, images=config.images, classes=config.classes
+    )
+    _check_same_classes(out, dataset.class_names)
     _write_json(out / "train_config.json", dataclasses.asdict(config))
     torch.manual_seed(config.seed)
-    dataset = VOCDetection(config.data, config.split)
+    if len(dataset) == 0 and config.images is not None:
+        raise UserError(f"{config.data} lists no images (its 'images' list is empty)")
     if len(dataset) == 0:
         raise UserError(
             f"split {config.split!r} of {config.data} lists no images (ImageSets/Main/"
@@ -748,7 +770,12 @@ def train_detector(
     timing: dict[str, float] = {}
     summary: dict[str, Any] = {"images": len(dataset), "classes": dataset.class_names}
     images = hashlib.sha256("\n".join(dataset.ids).encode()).hexdigest()
-    stages = _Stages(config, {"weights": model_fingerprint(model, False), "images": images}, say)
+    base = {"weights": model_fingerprint(model, False), "images": images}
+    if config.classes is not None or config.images is not None:
+        # the labels every stage learns; recorded only for runs that choose their classes or
+        # read COCO, so runs made before keep their finished stages
+        base["classes"] = list(dataset.class_names)
+    stages = _Stages(config, base, say)
 
     t = time.perf_counter()
     proposals = get_proposals(

@@ -2,6 +2,7 @@
 models or engine."""
 
 from sppnet.evaluation.classification import topk_error, topk_errors
+from sppnet.evaluation.coco_detection import coco_detection_metrics, coco_results
 from sppnet.evaluation.voc_ap import voc_ap
 from sppnet.evaluation.voc_classification import (
     mean_class_accuracy,
@@ -17,6 +18,8 @@ from sppnet.evaluation.voc_detection import (
 )
 
 __all__ = [
+    "coco_detection_metrics",
+    "coco_results",
     "mean_class_accuracy",
     "per_class_ap_table",
     "plot_precision_recall",

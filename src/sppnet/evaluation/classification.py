@@ -17,17 +17,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sppnet.evaluation._arrays import ArrayLike, as_array
+
 __all__ = ["topk_error", "topk_errors"]
 
 
-def _as_tensors(scores: Tensor | np.ndarray, labels: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
+def _as_tensors(scores: ArrayLike, labels: ArrayLike) -> tuple[Tensor, Tensor]:
     """Validate and return ``(scores float64 Tensor[N, K], labels LongTensor[N])`` on CPU."""
-    if not isinstance(scores, (Tensor, np.ndarray)):
-        raise TypeError(f"scores must be a Tensor or ndarray [N, K], got {type(scores).__name__}")
-    if not isinstance(labels, (Tensor, np.ndarray)):
-        raise TypeError(f"labels must be a Tensor or ndarray [N], got {type(labels).__name__}")
-    s = torch.as_tensor(scores).detach().cpu()
-    y = torch.as_tensor(labels).detach().cpu()
+    s = torch.from_numpy(np.array(as_array(scores, "scores", "[N, K]")))
+    y = torch.from_numpy(np.array(as_array(labels, "labels", "[N]")))
+    if y.numel() == 0:
+        y = y.long()  # an empty list is float to numpy
     if s.dim() != 2:
         raise ValueError(f"scores must be [N, K] (2 dims), got shape {tuple(s.shape)}")
     if y.dim() != 1 or y.shape[0] != s.shape[0]:
@@ -67,13 +67,14 @@ def _errors(s: Tensor, y: Tensor, k: int) -> float:
     return float((ahead >= min(k, s.shape[1])).double().mean())
 
 
-def topk_error(scores: Tensor | np.ndarray, labels: Tensor | np.ndarray, k: int) -> float:
+def topk_error(scores: ArrayLike, labels: ArrayLike, k: int) -> float:
     """Fraction of samples whose label is not among the ``k`` highest scores.
 
     Args:
-        scores: ``Tensor[N, K]`` or ndarray of per-class scores (logits, probabilities or
-            averaged softmax; any monotone score works). ``+-inf`` is allowed, NaN is not.
-        labels: ``LongTensor[N]`` or integer ndarray of true classes in ``0..K-1``.
+        scores: ``Tensor[N, K]``, ndarray or nested list of per-class scores (logits,
+            probabilities or averaged softmax; any monotone score works). ``+-inf`` is
+            allowed, NaN is not.
+        labels: ``LongTensor[N]``, integer ndarray or list of true classes in ``0..K-1``.
         k: how many top classes count as a hit. ``k > K`` is computed as ``k = K`` (every
             sample is then correct), so top-5 of a 3-class problem is reported as 0.
 
@@ -89,13 +90,13 @@ def topk_error(scores: Tensor | np.ndarray, labels: Tensor | np.ndarray, k: int)
 
 
 def topk_errors(
-    scores: Tensor | np.ndarray, labels: Tensor | np.ndarray, ks: Sequence[int] = (1, 5)
+    scores: ArrayLike, labels: ArrayLike, ks: Sequence[int] = (1, 5)
 ) -> dict[str, float]:
     """Top-k errors for several ``k`` at once (top-1 and top-5 by default, as in the paper).
 
     Args:
-        scores: ``Tensor[N, K]`` or ndarray (see :func:`topk_error`).
-        labels: ``LongTensor[N]`` or integer ndarray.
+        scores: ``Tensor[N, K]``, ndarray or nested list (see :func:`topk_error`).
+        labels: ``LongTensor[N]``, integer ndarray or list.
         ks: the values of ``k``; each ``k > K`` is computed as ``k = K`` but keeps its name.
 
     Returns:

@@ -29,6 +29,8 @@ def _as_curve(values: Tensor | np.ndarray | list[float], name: str) -> np.ndarra
         arr = values.detach().cpu().to(torch.float64).numpy()
     elif isinstance(values, (np.ndarray, list, tuple)):
         arr = np.asarray(values)
+        if arr.size == 0:
+            arr = arr.astype(np.float64)  # an empty list: no points
         if arr.dtype == bool or arr.dtype.kind not in "iuf":
             raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
         arr = arr.astype(np.float64)

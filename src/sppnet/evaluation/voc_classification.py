@@ -28,20 +28,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sppnet.evaluation._arrays import ArrayLike, as_array
 from sppnet.evaluation.voc_ap import voc_ap
 
 __all__ = ["mean_class_accuracy", "voc_classification_ap", "voc_image_labels"]
 
 
 def _to_numpy(x: object, name: str, shape_hint: str) -> np.ndarray:
-    if isinstance(x, Tensor):
-        x = x.detach().cpu()
-        if x.dtype in (torch.float16, torch.bfloat16):  # numpy has no bfloat16
-            x = x.float()
-        return x.numpy()
-    if isinstance(x, np.ndarray):
-        return x
-    raise TypeError(f"{name} must be a Tensor or ndarray {shape_hint}, got {type(x).__name__}")
+    arr = as_array(x, name, shape_hint)
+    return arr.astype(np.int64) if arr.size == 0 and arr.dtype.kind == "f" else arr
 
 
 def _check_integers(arr: np.ndarray, name: str) -> np.ndarray:
@@ -51,18 +46,18 @@ def _check_integers(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 def voc_classification_ap(
-    scores: Tensor | np.ndarray,
-    truth: Tensor | np.ndarray,
+    scores: ArrayLike,
+    truth: ArrayLike,
     use_07_metric: bool = True,
     class_names: Sequence[str] | None = None,
 ) -> dict[str, object]:
     """Per-class AP and mean AP of image classification scores, by the VOC devkit's rules.
 
     Args:
-        scores: ``Tensor[N, K]`` or ndarray of per-class scores (e.g. SVM decision values;
-            any monotone score works). ``+-inf`` is allowed, NaN is not.
-        truth: ``Tensor[N, K]`` or integer ndarray in ``{1, 0, -1}``: positive, ignored
-            (only difficult objects of the class), negative; see :func:`voc_image_labels`.
+        scores: ``Tensor[N, K]``, ndarray or nested list of per-class scores (e.g. SVM
+            decision values; any monotone score works). ``+-inf`` is allowed, NaN is not.
+        truth: ``Tensor[N, K]``, integer ndarray or nested list in ``{1, 0, -1}``: positive,
+            ignored (only difficult objects of the class), negative; see :func:`voc_image_labels`.
         use_07_metric: ``True`` for the VOC 2007 11-point AP (the paper's metric), ``False``
             for the VOC 2010+ area under the precision envelope.
         class_names: optional ``K`` names used as the keys of ``"ap"``; class indices
@@ -197,13 +192,13 @@ def voc_image_labels(annotations: Sequence[Mapping[str, object]], num_classes: i
 
 
 def mean_class_accuracy(
-    pred: Tensor | np.ndarray, labels: Tensor | np.ndarray, num_classes: int | None = None
+    pred: ArrayLike, labels: ArrayLike, num_classes: int | None = None
 ) -> float:
     """Mean over classes of the per-class accuracy (the Caltech101 protocol, Sec. 3.3).
 
     Args:
-        pred: ``LongTensor[N]`` or integer ndarray of predicted classes.
-        labels: ``LongTensor[N]`` or integer ndarray of true classes.
+        pred: ``LongTensor[N]``, integer ndarray or list of predicted classes.
+        labels: ``LongTensor[N]``, integer ndarray or list of true classes.
         num_classes: optional ``K``; when given, ``pred`` and ``labels`` must lie in
             ``0..K-1``.
 

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sppnet.evaluation._arrays import ArrayLike, as_array
 from sppnet.evaluation.voc_ap import voc_ap
 from sppnet.ops.boxes import check_boxes
 
@@ -59,15 +60,16 @@ _COORD_FORMAT = "{:.3f}"
 
 
 def _check_labels(labels: object, n: int, where: str) -> np.ndarray:
-    if not isinstance(labels, Tensor):
-        raise TypeError(f"{where}: labels must be a LongTensor[{n}], got {type(labels).__name__}")
-    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise TypeError(f"{where}: labels must be an integer tensor, got dtype {labels.dtype}")
-    if labels.shape != (n,):
+    out = as_array(labels, f"{where}: labels", f"[{n}]")
+    if out.size == 0 and out.dtype.kind == "f":
+        out = out.astype(np.int64)  # an empty list is float to numpy
+    if out.dtype == bool or out.dtype.kind not in "iu":
+        raise TypeError(f"{where}: labels must be an integer array, got dtype {out.dtype}")
+    if out.shape != (n,):
         raise ValueError(
-            f"{where}: labels must have shape [{n}] (one per box), got {list(labels.shape)}"
+            f"{where}: labels must have shape [{n}] (one per box), got {list(out.shape)}"
         )
-    out = labels.detach().cpu().to(torch.int64).numpy()
+    out = out.astype(np.int64)
     if out.size and out.min() < 0:
         raise ValueError(f"{where}: labels must be >= 0, got {int(out.min())}")
     return out
@@ -82,9 +84,14 @@ def _get(entry: object, key: str, where: str) -> object:
 
 
 def _boxes(entry: Mapping, where: str) -> np.ndarray:
-    boxes = _get(entry, "boxes", where)
-    check_boxes(boxes, f"{where}['boxes']")  # type: ignore[arg-type]
-    return boxes.detach().cpu().to(torch.float64).numpy()  # type: ignore[union-attr]
+    arr = as_array(_get(entry, "boxes", where), f"{where}['boxes']", "[N, 4]")
+    if arr.size == 0 and arr.ndim == 1:
+        arr = arr.reshape(0, 4)  # an empty list: no boxes
+    if arr.dtype == bool or arr.dtype.kind not in "iuf":
+        raise TypeError(f"{where}['boxes'] must hold real numbers, got dtype {arr.dtype}")
+    boxes = torch.from_numpy(arr.astype(np.float64))
+    check_boxes(boxes, f"{where}['boxes']")
+    return boxes.numpy()
 
 
 def _check_detections(detections: object) -> dict[object, tuple[np.ndarray, ...]]:
@@ -98,15 +105,15 @@ def _check_detections(detections: object) -> dict[object, tuple[np.ndarray, ...]
     for image_id, entry in detections.items():
         where = f"detections[{image_id!r}]"
         boxes = _boxes(entry, where)
-        scores = _get(entry, "scores", where)
-        if not isinstance(scores, Tensor) or not scores.dtype.is_floating_point:
-            raise TypeError(f"{where}: scores must be a float Tensor[{len(boxes)}], got {scores!r}")
+        scores = as_array(_get(entry, "scores", where), f"{where}: scores", f"[{len(boxes)}]")
+        if scores.dtype == bool or scores.dtype.kind not in "iuf":
+            raise TypeError(f"{where}: scores must be real numbers, got dtype {scores.dtype}")
         if scores.shape != (len(boxes),):
             raise ValueError(
                 f"{where}: scores must have shape [{len(boxes)}] (one per box), "
                 f"got {list(scores.shape)}"
             )
-        s = scores.detach().cpu().to(torch.float64).numpy()
+        s = scores.astype(np.float64)
         if np.isnan(s).any():
             raise ValueError(f"{where}: scores contain NaN (index {int(np.isnan(s).argmax())})")
         labels = _check_labels(_get(entry, "labels", where), len(boxes), where)
@@ -126,15 +133,20 @@ def _check_annotations(annotations: object) -> dict[object, tuple[np.ndarray, ..
         where = f"annotations[{image_id!r}]"
         boxes = _boxes(entry, where)
         labels = _check_labels(_get(entry, "labels", where), len(boxes), where)
-        difficult = _get(entry, "difficult", where)
-        if not isinstance(difficult, Tensor) or difficult.dtype != torch.bool:
-            raise TypeError(f"{where}: difficult must be a BoolTensor[{len(boxes)}]")
+        difficult = as_array(_get(entry, "difficult", where), f"{where}: difficult", "[G]")
+        if difficult.size == 0:
+            difficult = difficult.astype(bool)  # an empty list is float to numpy
+        if difficult.dtype != bool:
+            raise TypeError(
+                f"{where}: difficult must be a BoolTensor[{len(boxes)}] (or bool array / list), "
+                f"got dtype {difficult.dtype}"
+            )
         if difficult.shape != (len(boxes),):
             raise ValueError(
                 f"{where}: difficult must have shape [{len(boxes)}] (one per box), "
                 f"got {list(difficult.shape)}"
             )
-        out[image_id] = (boxes, labels, difficult.detach().cpu().numpy())
+        out[image_id] = (boxes, labels, difficult)
     return out
 
 
@@ -165,8 +177,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def voc_detection_map(
-    detections: Mapping[object, Mapping[str, Tensor]],
-    annotations: Mapping[object, Mapping[str, Tensor]],
+    detections: Mapping[object, Mapping[str, ArrayLike]],
+    annotations: Mapping[object, Mapping[str, ArrayLike]],
     iou_threshold: float = 0.5,
     use_07_metric: bool = True,
     class_names: Sequence[str] | None = None,
@@ -175,10 +187,12 @@ def voc_detection_map(
 
     Args:
         detections: image id -> ``{"boxes": Tensor[D, 4], "scores": Tensor[D],
-            "labels": LongTensor[D]}`` (what the detector returns per image). Images may be
-            missing (no detections) and ``D`` may be 0. Every id must be in ``annotations``.
+            "labels": LongTensor[D]}`` (what the detector returns per image; numpy arrays
+            and lists are taken alike). Images may be missing (no detections) and ``D`` may
+            be 0. Every id must be in ``annotations``.
         annotations: image id -> ``{"boxes": Tensor[G, 4], "labels": LongTensor[G],
-            "difficult": BoolTensor[G]}`` for every image of the test set, ``G`` may be 0.
+            "difficult": BoolTensor[G]}`` (or arrays / lists) for every image of the test
+            set, ``G`` may be 0.
             Its order breaks score ties (module docstring).
         iou_threshold: the least IoU of a match, in ``(0, 1]``; 0.5 in VOC. IoU exactly at
             the threshold is a match (the devkit's ``>=``).
