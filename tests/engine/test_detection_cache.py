@@ -183,7 +183,7 @@ def test_conv_map_cache_stores_maps_memory_mapped_and_resumes(tmp_path):
         direct = compute_conv_maps(model, _item(1)[0], (60, 100))
     for k, (stored, fmap) in enumerate(zip(maps, direct.maps, strict=True)):
         assert isinstance(stored, np.memmap) and stored.dtype == np.float16
-        assert stored.shape == tuple(fmap.shape[2:]) + (fmap.shape[1],)  # [h, w, C]
+        assert stored.shape == (*fmap.shape[2:], fmap.shape[1])  # [h, w, C]
         np.testing.assert_array_equal(stored, fmap[0].permute(1, 2, 0).numpy().astype(np.float16))
         assert cache.map_path("a1", k).is_file()
     again = ConvMapCache(tmp_path, model, scales=(60, 100))
@@ -221,7 +221,7 @@ def test_conv_map_cache_refusals_and_damaged_files(tmp_path):
         cache.maps("a2")
     cache.windows_path("a2").write_bytes(b"garbage")
     with pytest.raises(
-        DamagedFileError, match="corrupt conv-map cache record.*delete it to recompute"
+        DamagedFileError, match=r"corrupt conv-map cache record.*delete it to recompute"
     ):
         cache.windows("a2")
 
