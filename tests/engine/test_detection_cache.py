@@ -249,6 +249,8 @@ def test_size_estimates_match_the_bytes_written(tmp_path, scales):
     sizes = [tuple(item[0].shape[1:]) for item in items]
     estimate_w = windows.estimate_bytes(len(items), per_image)
     estimate_m = maps.estimate_bytes(sizes, per_image)
-    assert abs(estimate_w / _disk_bytes(tmp_path / "w") - 1) < 0.1
+    assert abs(estimate_w / _disk_bytes(tmp_path / "w") - 1) < 0.1, estimate_w / _disk_bytes(
+        tmp_path / "w"
+    )
     assert abs(estimate_m / _disk_bytes(tmp_path / "m") - 1) < 0.1
     assert estimate_m < estimate_w
