@@ -1,11 +1,17 @@
-"""On-disk cache of pooled window features for detector training (Sec. 4.2).
+"""On-disk caches for detector training (Sec. 4.2): conv maps, or pooled windows.
 
 The SVMs, the fc fine-tuning and the box regressors all train on the same pooled conv5
-features of every window (proposals plus ground truth) of every training image. They are
-computed once, with the conv maps of each whole image, and stored here (the paper's cache
-was about 20 GB for VOC 2007 trainval).
+features of every window (proposals plus ground truth) of every training image. Two
+layouts hold what they need, computed once with the conv maps of each whole image:
 
-Layout of ``root``:
+- :class:`ConvMapCache` (the default of ``sppnet train-det``): each image's conv map at
+  each scale plus each window's scale and cells; windows are pooled when a stage needs
+  them. ~1.3 MB per VOC image at one scale for ZF-5 (6.6 GB for VOC 2007 trainval).
+- :class:`PooledFeatureCache`: every window's ``[C * L]`` pyramid; ~51 MB per image for
+  ZF-5 and 2,000 windows (257 GB for VOC 2007 trainval), faster to train from when it
+  fits in memory.
+
+Layout of a :class:`PooledFeatureCache` ``root`` (:class:`ConvMapCache` documents its own):
 
 - ``meta.json``: what the features depend on (model fingerprint, scales, levels, dtype);
   a cache built with other settings is refused, never silently mixed.
