@@ -479,6 +479,8 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
     }  # fmt: skip
     if args.scales is not None:
         overrides["scales"] = tuple(args.scales)
+    if args.cache is not None:
+        overrides["cache"] = args.cache
     if args.no_box_regression:
         overrides["box_regression"] = False
     if args.pretrained:
@@ -845,6 +847,11 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     train.add_argument("--max-proposals", type=int, help="windows per image (2000)")
     train.add_argument("--scales", type=int, nargs="+", metavar="S", help="image scales (688)")
+    train.add_argument(
+        "--cache", choices=("maps", "windows"),
+        help="training cache: conv maps, windows pooled when needed (default; ~40x less disk) "
+        "or every pooled window (faster fc fine-tuning on small data, see README)",
+    )  # fmt: skip
     train.add_argument("--finetune-iterations", type=int, help="fc fine-tuning mini-batches")
     train.add_argument("--finetune-lr", type=float, help="fc fine-tuning learning rate (1e-3)")
     train.add_argument(

@@ -85,3 +85,16 @@ def test_fit_linear_svm_validation():
         fit_linear_svm(ok, -ok, c=0.0)
     with pytest.raises(ValueError, match="NaN or inf"):
         fit_linear_svm(ok * math.nan, -ok)
+
+
+def test_fit_linear_svm_does_not_depend_on_numpy_global_state():
+    # liblinear shuffles samples; a fixed random_state keeps the result run-independent
+    gen = torch.Generator().manual_seed(3)
+    pos = torch.randn(40, 12, generator=gen) + 0.3
+    neg = torch.randn(300, 12, generator=gen)
+    results = []
+    for seed in (0, 12345):
+        np.random.seed(seed)
+        results.append(fit_linear_svm(pos, neg, c=1.0, max_iter=50))
+    (w0, b0), (w1, b1) = results
+    assert torch.equal(w0, w1) and b0 == b1

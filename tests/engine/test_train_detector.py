@@ -48,12 +48,13 @@ def test_pipeline_writes_every_stage_and_resumes(voc, tmp_path, monkeypatch):
     lines = []
     summary = td.train_detector(_config(voc, tmp_path), log=lines.append)
     for rel in (
-        "proposals/edge_boxes/settings.json", "cache/meta.json", "finetune/fc.safetensors",
+        "proposals/edge_boxes/settings.json", "cache_maps/meta.json", "finetune/fc.safetensors",
         "svm/svm.safetensors", "detector/detector.json", "detector/detector.safetensors",
         "train_summary.json",
     ):  # fmt: skip
         assert (tmp_path / rel).is_file(), rel
-    assert len(list((tmp_path / "cache" / "features").glob("*.npy"))) == 8
+    assert len(list((tmp_path / "cache_maps" / "maps").glob("*.npy"))) == 8  # 1 scale
+    assert not (tmp_path / "cache").exists()  # no pooled-window cache by default
     assert any(line.startswith("feature cache") and "MiB" in line for line in lines)
     assert set(summary["timing"]) >= {"proposals", "finetune", "svm", "box_regression"}
     assert summary["finetune_loss"]["iterations"] == 40
@@ -68,7 +69,7 @@ def test_pipeline_writes_every_stage_and_resumes(voc, tmp_path, monkeypatch):
 
     monkeypatch.setattr(td, "finetune_fc", boom)
     monkeypatch.setattr(td, "train_svms", boom)
-    monkeypatch.setattr(td.PooledFeatureCache, "add", boom)
+    monkeypatch.setattr(td.ConvMapCache, "add", boom)
     again = td.train_detector(_config(voc, tmp_path))
     assert again["svm"] == summary["svm"]
     det2, _ = load_detector(tmp_path)
@@ -282,13 +283,53 @@ def test_end_to_end_finetuning_moves_the_conv_layers(voc, tmp_path):
     conv_a, conv_b = a.model.features.conv1.weight, b.model.features.conv1.weight
     assert not torch.equal(conv_a, conv_b)
     # the SVMs and regressors were trained on features of the new trunk: a fresh cache
-    assert (tmp_path / "e2e" / "cache_e2e" / "meta.json").is_file()
-    meta_old = json.loads((tmp_path / "e2e" / "cache" / "meta.json").read_text())
-    meta_new = json.loads((tmp_path / "e2e" / "cache_e2e" / "meta.json").read_text())
+    assert (tmp_path / "e2e" / "cache_maps_e2e" / "meta.json").is_file()
+    meta_old = json.loads((tmp_path / "e2e" / "cache_maps" / "meta.json").read_text())
+    meta_new = json.loads((tmp_path / "e2e" / "cache_maps_e2e" / "meta.json").read_text())
     assert meta_old["model"] != meta_new["model"]
     # another end-to-end schedule: that stage is redone and its cache rebuilt, not refused
     td.train_detector(
         _config(voc, tmp_path / "e2e", finetune_iterations=5, e2e_iterations=2, e2e_lr=0.01)
     )
-    meta_2 = json.loads((tmp_path / "e2e" / "cache_e2e" / "meta.json").read_text())
+    meta_2 = json.loads((tmp_path / "e2e" / "cache_maps_e2e" / "meta.json").read_text())
     assert meta_2["model"] not in (meta_old["model"], meta_new["model"])
+
+
+def test_map_cache_and_pooled_window_cache_train_the_same_detector(tmp_path):
+    """The stages pool from cached maps what the pooled-window cache stores, to the bit.
+
+    Max pooling commutes with rounding to float16 (rounding is monotone), so every window's
+    pooled features, hence fine-tuning, SVMs (with hard negatives) and box regression, are
+    the same floats either way: the tolerance is zero, for the weights and for the mAP.
+    """
+    from sppnet.engine.evaluate_detector import evaluate_detector
+
+    voc = generate_voc_dataset(tmp_path / "voc", sizes={"train": 6}, seed=7, max_side=200)
+    runs = {}
+    for layout in ("windows", "maps"):
+        config = _config(
+            voc, tmp_path / layout, cache=layout, max_proposals=80, scales=(96, 160),
+            finetune_iterations=30, svm_c=1.0,
+        )  # fmt: skip
+        # liblinear (sklearn's LinearSVC, random_state unset) shuffles with numpy's global
+        # generator: seed it so that both runs' SVMs see the same order.
+        np.random.seed(0)
+        runs[layout] = td.train_detector(config)
+    assert (tmp_path / "windows" / "cache" / "features").is_dir()
+    assert (tmp_path / "maps" / "cache_maps" / "maps").is_dir()
+    assert runs["maps"]["finetune_loss"] == runs["windows"]["finetune_loss"]
+    assert runs["maps"]["svm"] == runs["windows"]["svm"]  # hard negatives included
+    a, _ = load_detector(tmp_path / "windows")
+    b, _ = load_detector(tmp_path / "maps")
+    for name in ("svm_weight", "svm_bias", "box_weight", "box_bias"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    dataset = VOCDetection(voc, "train")
+    proposals = td.get_proposals(dataset, "edge_boxes", tmp_path / "maps" / "proposals", 80)
+    map_a = evaluate_detector(a, dataset, proposals)["map"]
+    map_b = evaluate_detector(b, dataset, proposals)["map"]
+    assert map_a == map_b and map_a > 0
+
+
+def test_cache_layout_is_checked(voc, tmp_path):
+    with pytest.raises(ValueError, match="cache must be one of"):
+        _config(voc, tmp_path, cache="pooled")

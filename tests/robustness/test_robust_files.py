@@ -142,16 +142,27 @@ def test_damaged_svm_stats_json(det_run, voc, capsys):
 
 
 def test_damaged_feature_cache_meta(det_run, voc, capsys):
-    (det_run / "cache" / "meta.json").write_bytes(b"\x00\x01")
+    (det_run / "cache_maps" / "meta.json").write_bytes(b"\x00\x01")
     assert main(train_det_args(voc, det_run)) == 2
     one_error(capsys, "meta.json", "delete it to recompute")
 
 
 def test_damaged_feature_cache_file(det_run, voc, capsys):
-    victim = sorted((det_run / "cache" / "features").glob("*.npy"))[0]
+    victim = sorted((det_run / "cache_maps" / "maps").glob("*.npy"))[0]
     _truncate(victim, 100)
     (det_run / "finetune" / "settings.json").unlink()  # the fc stage reads the cache again
     assert main(train_det_args(voc, det_run)) == 2
+    one_error(capsys, victim.name, "delete it to recompute")
+
+
+def test_damaged_pooled_window_cache_file(det_run, voc, capsys):
+    args = [*train_det_args(voc, det_run), "--cache", "windows"]
+    assert main(args) == 0
+    capsys.readouterr()
+    victim = sorted((det_run / "cache" / "features").glob("*.npy"))[0]
+    _truncate(victim, 100)
+    (det_run / "finetune" / "settings.json").unlink()  # the fc stage reads the cache again
+    assert main(args) == 2
     one_error(capsys, victim.name, "delete it to recompute")
 
 

@@ -33,6 +33,7 @@ from sppnet.detection.targets import (
 )
 from sppnet.detection.window_features import (
     ConvMaps,
+    assign_window_cells,
     compute_conv_maps,
     pool_windows,
     window_levels,
@@ -46,6 +47,7 @@ __all__ = [
     "Detector",
     "ProposalCache",
     "apply_box_regression",
+    "assign_window_cells",
     "choose_window_scales",
     "combine_scored_windows",
     "compute_conv_maps",

@@ -108,6 +108,10 @@ def fit_linear_svm(
         class_weight={1: positive_weight, -1: 1.0},
         intercept_scaling=bias_feature,
         max_iter=max_iter,
+        # liblinear's dual solver visits samples in a random order; a fixed seed makes the
+        # SVMs (and hard negatives mined with them) the same on every run, not numpy's
+        # global state of the moment
+        random_state=0,
     )
     with warnings.catch_warnings():
         # liblinear's iteration cap is a speed knob here, as in R-CNN; its warning is noise.

@@ -28,7 +28,13 @@ from sppnet.ops.pyramid_bins import check_levels
 from sppnet.ops.window_mapping import map_windows_to_features
 from sppnet.ops.window_pyramid_pool import window_pyramid_pool
 
-__all__ = ["ConvMaps", "compute_conv_maps", "pool_windows", "window_levels"]
+__all__ = [
+    "ConvMaps",
+    "assign_window_cells",
+    "compute_conv_maps",
+    "pool_windows",
+    "window_levels",
+]
 
 # The no-SPP baseline's fc6 takes pool5's 6x6 grid: pooling a window with one 6x6 level
 # gives exactly that layout (C, 6, 6).
@@ -115,6 +121,54 @@ def compute_conv_maps(
     return ConvMaps((height, width), factors, sizes, maps)
 
 
+def assign_window_cells(
+    model: torch.nn.Module,
+    image_size: tuple[int, int],
+    factors: Sequence[float],
+    sizes: Sequence[tuple[int, int]],
+    map_sizes: Sequence[tuple[int, int]],
+    boxes: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """The scale of each window and its conv-map cells there (Sec. 4.1, Appendix A).
+
+    Each window goes to the scale whose resized window area is closest to 224x224
+    (:func:`~sppnet.detection.choose_window_scales`), is scaled into that resized image
+    (per axis, by the rounded size) and mapped to conv cells with the model's stride and
+    offset (:func:`~sppnet.ops.map_windows_to_features`). This is the geometry of
+    :func:`pool_windows`; a cache of conv maps stores its result to pool windows later.
+
+    Args:
+        model: the network (``feature_stride``, ``feature_offset``).
+        image_size: ``(height, width)`` of the original image.
+        factors: nominal resize factor per scale (:class:`ConvMaps`).
+        sizes: ``(height, width)`` of the resized image per scale.
+        map_sizes: ``(h, w)`` of the conv map per scale.
+        boxes: ``Tensor[R, 4]`` windows ``(x1, y1, x2, y2)`` in original image pixels.
+
+    Returns:
+        ``(scale LongTensor[R], cells LongTensor[R, 4])``: the index into ``factors`` and
+        the end-exclusive cells ``(x0, y0, x1, y1)`` on that scale's map, on the device of
+        ``boxes``.
+
+    Raises:
+        TypeError, ValueError: bad boxes (see :func:`~sppnet.ops.check_boxes`).
+    """
+    check_boxes(boxes, "boxes")
+    height, width = image_size
+    b = boxes.detach().to(torch.float64)
+    which = choose_window_scales(b, list(factors))  # [R]
+    cells = torch.zeros((b.shape[0], 4), dtype=torch.long, device=b.device)
+    for s, ((h, w), map_size) in enumerate(zip(sizes, map_sizes, strict=True)):
+        rows = torch.nonzero(which == s).flatten()
+        if rows.numel() == 0:
+            continue
+        scale = torch.tensor([w / width, h / height] * 2, dtype=torch.float64, device=b.device)
+        cells[rows] = map_windows_to_features(
+            b[rows] * scale, model.feature_stride, tuple(map_size), model.feature_offset
+        )  # [R_s, 4]
+    return which, cells
+
+
 def pool_windows(
     model: torch.nn.Module,
     conv_maps: ConvMaps,
@@ -123,11 +177,8 @@ def pool_windows(
 ) -> Tensor:
     """Spatial pyramid of every window on its best scale's conv map (Sec. 4.1, App. A).
 
-    Each window goes to the scale whose resized window area is closest to 224x224
-    (:func:`~sppnet.detection.choose_window_scales`), is scaled into that resized image
-    (per axis, by the rounded size), mapped to conv cells with the model's stride and
-    offset (:func:`~sppnet.ops.map_windows_to_features`) and pooled
-    (:func:`~sppnet.ops.window_pyramid_pool`).
+    Each window goes to its scale and cells (:func:`assign_window_cells`) and is pooled
+    there (:func:`~sppnet.ops.window_pyramid_pool`).
 
     Args:
         model: the network the maps came from (``feature_stride``, ``feature_offset``).
@@ -145,24 +196,25 @@ def pool_windows(
     check_boxes(boxes, "boxes")
     levels = check_levels(window_levels(model) if levels is None else levels)
     mode = _pool_mode(model)
-    height, width = conv_maps.image_size
     first = conv_maps.maps[0]
     n_win = boxes.shape[0]
     channels = first.shape[1]
     if n_win == 0:
         return first.new_zeros((0, channels * sum(n * n for n in levels)))
-    b = boxes.detach().to(device=first.device, dtype=torch.float64)
-    which = choose_window_scales(b, conv_maps.factors)  # [R]
+    which, cells = assign_window_cells(
+        model,
+        conv_maps.image_size,
+        conv_maps.factors,
+        conv_maps.sizes,
+        [tuple(m.shape[-2:]) for m in conv_maps.maps],
+        boxes.detach().to(first.device),
+    )
     parts, order = [], []
-    for s, (fmap, (h, w)) in enumerate(zip(conv_maps.maps, conv_maps.sizes, strict=True)):
+    for s, fmap in enumerate(conv_maps.maps):
         rows = torch.nonzero(which == s).flatten()
         if rows.numel() == 0:
             continue
-        scale = torch.tensor([w / width, h / height] * 2, dtype=torch.float64, device=b.device)
-        cells = map_windows_to_features(
-            b[rows] * scale, model.feature_stride, tuple(fmap.shape[-2:]), model.feature_offset
-        )  # [R_s, 4]
-        parts.append(window_pyramid_pool(fmap, cells, None, levels, mode))  # [R_s, C*L]
+        parts.append(window_pyramid_pool(fmap, cells[rows], None, levels, mode))  # [R_s, C*L]
         order.append(rows)
     pooled = torch.cat(parts) if len(parts) > 1 else parts[0]
     rows = torch.cat(order) if len(order) > 1 else order[0]

@@ -6,14 +6,17 @@ Run from the command line as ``sppnet train-det --data VOC_ROOT --checkpoint RUN
 network, Sec. 4.2). Stages, each resumable (a finished stage is loaded, not recomputed):
 
 1. ``proposals``: selective search / EdgeBoxes per image (``DIR/proposals``), or files;
-2. ``cache``: pooled conv5 features of every proposal and ground-truth box of every image
+2. ``cache``: the conv5 maps of every image at every scale and the cells of every proposal
+   and ground-truth box (``DIR/cache_maps``,
+   :class:`~sppnet.engine.detection_cache.ConvMapCache`; the later stages pool the windows
+   they need from it), or with ``cache="windows"`` the pooled features of every window
    (``DIR/cache``, :class:`~sppnet.engine.detection_cache.PooledFeatureCache`);
 3. ``finetune``: fc6, fc7 and a new ``(K+1)``-way fc8 ~ N(0, 0.01) trained on cached
    features (positives IoU >= 0.5, negatives [0.1, 0.5), 25% positives per mini-batch,
    a step-down learning rate; ``DIR/finetune``);
 4. ``end_to_end`` (beyond the paper, off by default): back-propagation through
    :func:`~sppnet.ops.window_pyramid_pool` into the conv layers; the cache is then
-   rebuilt for the new trunk (``DIR/cache_e2e``);
+   rebuilt for the new trunk (``DIR/cache_maps_e2e`` or ``DIR/cache_e2e``);
 5. ``svm``: per-class linear SVMs on fc7 with one round of hard-negative mining;
 6. ``box_regression``: per-class ridge regression on pooled conv5 features;
 7. the detector is saved to ``DIR/detector`` (:func:`~sppnet.engine.detector_io.load_detector`).
@@ -58,7 +61,7 @@ from sppnet.detection.targets import (
     svm_negatives,
 )
 from sppnet.detection.window_features import compute_conv_maps, pool_windows
-from sppnet.engine.detection_cache import PooledFeatureCache, model_fingerprint
+from sppnet.engine.detection_cache import ConvMapCache, PooledFeatureCache, model_fingerprint
 from sppnet.engine.detection_data import open_detection_dataset
 from sppnet.engine.detector_io import save_detector
 from sppnet.engine.safe_load import load_json_file, load_safetensors_file
@@ -80,6 +83,9 @@ Log = Callable[[str], None]
 
 # Feature caches up to this size are read into memory for training (else memory-mapped).
 _IN_MEMORY_BYTES = 2 * 2**30
+# Detection cache layouts (engine/detection_cache.py) and the directory of each under DIR.
+_CACHE_LAYOUTS = ("maps", "windows")
+_CACHE_DIRS = {"maps": "cache_maps", "windows": "cache"}
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,8 @@ class DetectorTrainConfig:
     max_proposals: int = 2000  # ~2,000 windows per image (Sec. 4.1)
     scales: tuple[int, ...] = (688,)  # 1 scale, or (480, 576, 688, 864, 1200) (Sec. 4.1)
     max_long_side: float | None = None  # memory cap on resized images; the paper has none
-    cache_dtype: str = "float16"  # pooled-feature cache precision
+    cache_dtype: str = "float16"  # cache precision (maps or pooled features)
+    cache: str = "maps"  # "maps": conv maps, ~40x less disk; "windows": pooled features
     finetune_iterations: int = 2000  # paper: 250k + 50k at batch 128 on VOC; scaled down
     finetune_lr: float = 1e-3  # paper 1e-4 for pre-trained fc on VOC; small data moves more
     finetune_step: float = 0.833  # lr / 10 after this fraction (250k of 300k, Sec. 4.2)
@@ -131,6 +138,8 @@ class DetectorTrainConfig:
         """
         from sppnet.models import list_models, pretrained_models
 
+        if self.cache not in _CACHE_LAYOUTS:
+            raise ValueError(f"cache must be one of {_CACHE_LAYOUTS}, got {self.cache!r}")
         if self.spp_levels is not None:
             if isinstance(self.spp_levels, (str, bytes)) or not all(
                 isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in self.spp_levels
@@ -359,7 +368,7 @@ def get_proposals(
 
 # --------------------------------------------------------------------------- 2. cache
 def build_feature_cache(
-    cache: PooledFeatureCache,
+    cache: PooledFeatureCache | ConvMapCache,
     dataset: VOCDetection,
     proposals: dict[str, Tensor],
     progress: bool = False,
@@ -388,25 +397,45 @@ def build_feature_cache(
 
 
 class _WindowTable:
-    """Every cached window of every image as one global numbering (image, row)."""
+    """Every cached window of every image as one global numbering (image, row).
 
-    def __init__(self, cache: PooledFeatureCache, ids: list[str]) -> None:
+    :meth:`gather` returns pooled features whatever the cache holds: rows of a
+    :class:`PooledFeatureCache`, or windows pooled from a :class:`ConvMapCache`'s maps
+    (one pooling call per image and scale among the ids asked for).
+    """
+
+    def __init__(self, cache: PooledFeatureCache | ConvMapCache, ids: list[str]) -> None:
         self.cache, self.ids = cache, ids
         self.records = [cache.windows(i) for i in ids]
         self.counts = np.array([len(r["boxes"]) for r in self.records], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.counts)])
         self.max_iou = torch.from_numpy(np.concatenate([r["max_iou"] for r in self.records]))
         self.labels = torch.from_numpy(np.concatenate([r["labels"] for r in self.records])).long()
-        self._features: list[np.ndarray | None] = [None] * len(ids)
+        self._features: list[Any] = [None] * len(ids)
         itemsize = 2 if cache.dtype == "float16" else 4
-        self._in_memory = int(self.offsets[-1]) * cache.dim * itemsize <= _IN_MEMORY_BYTES
+        self._maps = isinstance(cache, ConvMapCache)
+        if self._maps:
+            stored = sum(
+                sum(m.size for m in cache.maps(i)) * itemsize for i in ids[: min(len(ids), 8)]
+            )
+            total = stored * len(ids) / max(1, min(len(ids), 8))  # from the first images
+        else:
+            total = int(self.offsets[-1]) * cache.dim * itemsize
+        self._in_memory = total <= _IN_MEMORY_BYTES
 
-    def features(self, image: int) -> np.ndarray:
+    def features(self, image: int) -> Any:
+        """Pooled ``[R, P]`` rows or ``[h, w, C]`` maps of one image, as the cache holds."""
         if self._features[image] is None:
-            arr = self.cache.features(self.ids[image])
-            # Small caches are read into memory once: random mini-batch rows from a
-            # memory map cost a page fault each.
-            self._features[image] = np.array(arr) if self._in_memory else arr
+            image_id = self.ids[image]
+            if self._maps:
+                arr: Any = self.cache.maps(image_id)
+                # Small caches are read into memory once: page faults on memory maps cost
+                # more than the pooling.
+                arr = [np.array(m) for m in arr] if self._in_memory else arr
+            else:
+                arr = self.cache.features(image_id)
+                arr = np.array(arr) if self._in_memory else arr
+            self._features[image] = arr
         return self._features[image]
 
     def gather(self, ids: Tensor) -> Tensor:
@@ -417,7 +446,15 @@ class _WindowTable:
         out = np.empty((len(ids_np), self.cache.dim), dtype=np.float32)
         for img in np.unique(image):
             sel = np.nonzero(image == img)[0]
-            out[sel] = self.features(int(img))[row[sel]]
+            if self._maps:
+                rec = self.records[int(img)]
+                r = row[sel]
+                pooled = self.cache.pool_cells(
+                    self.features(int(img)), rec["scale"][r], rec["cells"][r]
+                )
+                out[sel] = pooled.numpy()
+            else:
+                out[sel] = self.features(int(img))[row[sel]]
         return torch.from_numpy(out)
 
 
@@ -789,7 +826,8 @@ def train_detector(
     )
 
     def open_cache(root: Path) -> _WindowTable:
-        cache = PooledFeatureCache(
+        layout = PooledFeatureCache if config.cache == "windows" else ConvMapCache
+        cache = layout(
             root,
             model,
             scales=config.scales,
@@ -797,10 +835,15 @@ def train_detector(
             dtype=config.cache_dtype,
             max_long_side=config.max_long_side,
         )
-        size = cache.estimate_bytes(len(dataset), mean_windows + 3)
+        if isinstance(cache, ConvMapCache):
+            size = cache.estimate_bytes(dataset.sizes, mean_windows + 3)
+            what = f"conv maps at {len(config.scales)} scale(s), {cache.channels} channels"
+        else:
+            size = cache.estimate_bytes(len(dataset), mean_windows + 3)
+            what = f"{cache.dim}-d pooled windows"
         say(
             f"feature cache {root}: about {size / 2**20:.0f} MiB for {len(dataset)} images "
-            f"({cache.dim}-d {config.cache_dtype})"
+            f"({what}, {config.cache_dtype})"
         )
         t0 = time.perf_counter()
         computed = build_feature_cache(cache, dataset, proposals, progress)
@@ -811,7 +854,8 @@ def train_detector(
         )
         return _WindowTable(cache, list(dataset.ids))
 
-    table = open_cache(out / "cache")
+    cache_dir = out / _CACHE_DIRS[config.cache]
+    table = open_cache(cache_dir)
 
     # Fine-tuning of the fc layers (resumable as a finished stage).
     ft_dir = out / "finetune"
@@ -844,7 +888,7 @@ def train_detector(
             e2e_losses = load_json_file(e2e_dir / "loss.json")
         else:
             # Its feature cache belongs to the trunk this stage is about to replace.
-            shutil.rmtree(out / "cache_e2e", ignore_errors=True)
+            shutil.rmtree(out / f"{cache_dir.name}_e2e", ignore_errors=True)
             e2e_losses = finetune_end_to_end(model, dataset, proposals, config, mean, progress)
             _write_json(e2e_dir / "loss.json", e2e_losses)
             _save_tensors(e2e_dir / "model.safetensors", model.state_dict())
@@ -855,7 +899,7 @@ def train_detector(
             "last": float(np.mean(e2e_losses[-20:])) if e2e_losses else math.nan,
         }
         say(f"end-to-end: {len(e2e_losses)} iterations, {timing['end_to_end']:.1f} s")
-        table = open_cache(out / "cache_e2e")  # the trunk changed: new features
+        table = open_cache(out / f"{cache_dir.name}_e2e")  # the trunk changed: new features
 
     t = time.perf_counter()
     svm_path = out / "svm" / "svm.safetensors"
