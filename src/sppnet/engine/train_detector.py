@@ -184,13 +184,15 @@ def _check_same_classes(out: Path, class_names: list[str]) -> None:
     """The cache of ``out`` labels windows by class: a rerun with other classes must not
     reuse it (the labels are stored per image, not recorded in the cache's settings)."""
     summary = out / "train_summary.json"
-    if not (out / "cache").is_dir() or not summary.is_file():
+    caches = [d for d in sorted(out.glob("cache*")) if d.is_dir()]  # cache, cache_maps, *_e2e
+    if not caches or not summary.is_file():
         return
     before = load_json_file(summary).get("classes")
     if before is not None and list(before) != list(class_names):
         raise UserError(
             f"{out} was trained with the classes {before}, this run has {class_names}; its "
-            f"cache holds the old labels: use another --out, or delete {out / 'cache'}"
+            f"caches hold the old labels: use another --out, or delete "
+            f"{', '.join(str(d) for d in caches)}"
         )
 
 
