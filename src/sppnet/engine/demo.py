@@ -285,14 +285,14 @@ def demo_config(quick: bool = False, from_scratch: bool = False) -> DemoConfig:
         return base
     return dataclasses.replace(
         base,
-        train_scenes=150,
+        train_scenes=120,
         val_scenes=40,
-        test_scenes=60,
+        test_scenes=50,
         epochs=4 if from_scratch else 8,
         cache_views=min(base.cache_views, 2),
-        multiview_scales=(224, 256),
+        multiview_scales=(224,),
         max_proposals=150,
-        detection_train_images=60,
+        detection_train_images=40,
         detection_test_images=40,
         finetune_iterations=300,
         rcnn_images=3,
