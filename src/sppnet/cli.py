@@ -1040,7 +1040,7 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
         "in a PyPI wheel): errors by test view, SVMs on full / crop / warp features, VOC07 "
         "mAP, the R-CNN comparison and its speed-up, written to OUT/report.md, "
         "OUT/metrics.json and OUT/pictures/. About 15 minutes on 2 CPU cores (--quick: about "
-        "3). Interrupted? Run the same command again: finished stages are reused.",
+        "2.5). Interrupted? Run the same command again: finished stages are reused.",
         epilog="examples:\n"
         "  sppnet demo                      # writes runs/demo/report.md\n"
         "  sppnet demo --quick --out /tmp/demo\n"
