@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from engine_train_helpers import one_thread  # noqa: F401 (autouse)
 from safetensors.torch import load_file
 
 from sppnet.cli import main
@@ -32,14 +33,6 @@ def custom(tmp_path_factory):
     generate_voc_dataset(root, sizes={"train": 6, "test": 3}, seed=5, max_side=160)
     (root / "classes.txt").unlink()
     return root
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _error_line(capsys) -> str:

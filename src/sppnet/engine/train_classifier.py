@@ -782,16 +782,9 @@ def _validate(
     return wrong1 / max(count, 1), wrong5 / max(count, 1)
 
 
-def _check_replay_memory(
-    model: nn.Module, config: ClassifierTrainConfig, samples: int, crop: int
-) -> None:
+def _check_replay_memory(model: nn.Module, config: ClassifierTrainConfig, samples: int) -> None:
     """Refuse a ``cache_views`` whose vectors would not fit in half the machine's memory."""
-    with torch.no_grad():
-        probe = torch.zeros(1, 3, crop, crop, device=next(model.parameters()).device)
-        was_training = model.training
-        model.eval()
-        dim = model.forward_pool(model.forward_features(probe)).shape[1]
-        model.train(was_training)
+    dim = model.fc6.in_features  # the pooled vector's length, C * L
     need = config.cache_views * samples * dim * 4  # float32
     try:
         have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -1138,7 +1131,7 @@ def _run(
     val_cache: list[tuple[Tensor, Tensor]] | None = [] if trainee.freeze_trunk else None
     replay: dict[int, tuple[Tensor, Tensor]] = {}
     if config.cache_views:
-        _check_replay_memory(model, config, len(sampler), config.crop)
+        _check_replay_memory(model, config, len(sampler))
 
     for epoch in range(start_epoch, config.epochs):
         # Dropout's randomness: torch's default generator, re-seeded per (epoch, rank).
