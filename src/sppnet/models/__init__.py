@@ -8,6 +8,7 @@ from sppnet.models.efficientnet_lite import (
     lite_pretrained_path,
     set_bn_folding,
 )
+from sppnet.models.fused_conv import conv2d_activation, fused_conv_allowed
 from sppnet.models.lrn import LocalResponseNorm, local_response_norm
 from sppnet.models.registry import create_model, list_models, pretrained_models, register_model
 from sppnet.models.spp_net import (
@@ -39,7 +40,9 @@ __all__ = [
     "PoolSpec",
     "SPPNet",
     "compress_fc",
+    "conv2d_activation",
     "create_model",
+    "fused_conv_allowed",
     "list_models",
     "lite_pretrained_path",
     "local_response_norm",

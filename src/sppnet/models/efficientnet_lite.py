@@ -67,6 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sppnet.models.fused_conv import conv2d_activation, fused_conv_allowed
 from sppnet.models.spp_net import PoolSpec, SPPNet, _check_int
 from sppnet.ops import SpatialPyramidPool, check_levels
 
@@ -208,6 +209,7 @@ class _ConvBN(nn.Module):
         )
         self.bn = nn.BatchNorm2d(out_channels, eps=_BN_EPS, momentum=_BN_MOMENTUM)
         self.act = nn.ReLU6(inplace=True) if act else nn.Identity()
+        self.has_act = act
         self.fold_bn = True  # fold eval-mode batch norm into the conv (set_bn_folding)
 
     def pads(self, height: int, width: int) -> tuple[int, int, int, int]:
@@ -234,6 +236,9 @@ class _ConvBN(nn.Module):
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
         weight = conv.weight * scale.view(-1, 1, 1, 1)
         bias = bn.bias - bn.running_mean * scale
+        if fused_conv_allowed(x) and not (self.act._forward_hooks or conv._forward_hooks):
+            # the activation as a oneDNN post-op: the same values, one pass less per map
+            return conv2d_activation(x, conv, "relu6" if self.has_act else "none", weight, bias)
         return self.act(
             F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
         )
