@@ -30,7 +30,8 @@ bench: $(STAMP)
 	THP_MEM_ALLOC_ENABLE=1 $(BIN)/python benchmarks/spp_speed.py
 	THP_MEM_ALLOC_ENABLE=1 $(BIN)/python benchmarks/window_pool_speed.py
 	THP_MEM_ALLOC_ENABLE=1 $(BIN)/python benchmarks/trunk_speed.py
-	THP_MEM_ALLOC_ENABLE=1 $(BIN)/python benchmarks/detection_speed.py --threads 1
+	THP_MEM_ALLOC_ENABLE=1 $(BIN)/python benchmarks/detection_speed.py --threads 2
+	THP_MEM_ALLOC_ENABLE=1 $(BIN)/python benchmarks/detect_image_speed.py --threads 2
 	$(BIN)/python benchmarks/lite_feature_maps.py
 	$(BIN)/python benchmarks/lite_trunk_speed.py
 

@@ -10,9 +10,12 @@ windows (log-uniform sides from 16 px to the image side, seeded), then times wit
   * R-CNN: every window warped to 224 x 224 and run through the trunk, then the same fc;
   * SPP-net with fc6/fc7 compressed by truncated SVD (``--svd-ranks``, Fast R-CNN's trick).
 
-and checks three targets: conv speedup >= 0.95 x the conv work ratio (sharing the convs
-buys what the multiply-add count promises), total speedup >= 15x at 1 scale, and >= 40x
-with SVD fc at 1 scale. R-CNN's convs take ~10-20 s on 2 cores, so they run once
+and checks the targets of issue 15 (item 4): conv speedup >= 0.95 x the conv work ratio
+(sharing the convs buys what the multiply-add count promises); fc6 + fc7 of the R windows
+(exact) at >= 75% of the ceiling, a 256->256 3x3 channels_last oneDNN conv on a
+1 x 256 x 128 x 128 input timed in the same rounds (the same ceiling as
+``benchmarks/trunk_speed.py``); total speedup >= 40x at 1 scale; and >= 100x with SVD fc at 1
+scale (the paper's own GPU ratio, 102x). R-CNN's convs take ~10-20 s on 2 cores, so they run once
 (``--rcnn-repeats``), their batches spread over the SPP-net rounds (the machine's speed
 drifts); the SVD of fc6 (4096 x 12800, float64) takes ~half a minute, untimed.
 
@@ -32,10 +35,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from _timing import environment_line, random_boxes
+from torch import nn
 
 from sppnet.data.synthetic import render_synthetic_image
 from sppnet.data.transforms import to_tensor
@@ -43,13 +48,30 @@ from sppnet.engine.detection_timing import markdown_table, time_detection
 from sppnet.models import create_model
 
 CONV_EFFICIENCY_TARGET = 0.95  # conv speedup / conv work ratio
-TOTAL_SPEEDUP_TARGET = 15.0  # 1 scale, plain fc
-SVD_SPEEDUP_TARGET = 40.0  # 1 scale, SVD fc
+FC_CEILING_TARGET = 0.75  # exact fc6 + fc7 GFLOP/s / the oneDNN conv ceiling
+TOTAL_SPEEDUP_TARGET = 40.0  # 1 scale, exact fc
+SVD_SPEEDUP_TARGET = 100.0  # 1 scale, SVD fc (the paper's GPU ratio: 102x)
+
+
+def _ceiling_case() -> tuple[Callable[[], object], float]:
+    """One large oneDNN conv (256->256 3x3, channels_last 1x256x128x128) and its GFLOP."""
+    conv = nn.Conv2d(256, 256, 3, padding=1).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(1, 256, 128, 128).contiguous(memory_format=torch.channels_last)
+    return (lambda: conv(x)), 2 * 256 * 256 * 9 * 128 * 128 / 1e9
 
 
 def check_targets(result: dict[str, float]) -> list[tuple[str, bool]]:
     """``[(description, met)]`` for the three targets that apply to ``result``."""
     out = []
+    if "fc_ceiling_fraction" in result:
+        got = result["fc_ceiling_fraction"]
+        out.append(
+            (
+                f"exact fc6+fc7 {result['fc_gflops']:.0f} GFLOP/s = {100 * got:.0f}% of the "
+                f"ceiling {result['ceiling_gflops']:.0f} GFLOP/s >= {100 * FC_CEILING_TARGET:.0f}%",
+                got >= FC_CEILING_TARGET,
+            )
+        )
     if "spp1_conv_speedup" in result:
         for n in (1, 5):
             if f"spp{n}_conv_speedup" not in result:
@@ -130,6 +152,7 @@ def main() -> None:
     boxes = random_boxes(args.windows, height, width, torch.Generator().manual_seed(args.seed))
     svd = None if tuple(args.svd_ranks) == (0, 0) else tuple(r or None for r in args.svd_ranks)
 
+    ceiling_fn, ceiling_gflop = _ceiling_case()
     result = time_detection(
         model,
         image,
@@ -139,7 +162,12 @@ def main() -> None:
         repeats=args.repeats,
         rcnn_repeats=args.rcnn_repeats,
         threads=args.threads or None,
+        extra_cases={"ceiling": ceiling_fn},
     )
+    fc_gflop = 2 * args.windows * (model.fc6.in_features + model.fc7.in_features) * args.fc_dim
+    result["fc_gflops"] = fc_gflop / 1e9 / result["fc_s"]
+    result["ceiling_gflops"] = ceiling_gflop / result["ceiling_s"]
+    result["fc_ceiling_fraction"] = result["fc_gflops"] / result["ceiling_gflops"]
     print(
         f"Detection speed per image: ZF-5 (width {args.width}, fc {args.fc_dim}), "
         f"{height}x{width} image, {args.windows} windows; median of {args.repeats} "

@@ -92,6 +92,26 @@ def test_without_rcnn_or_svd(model):
     assert len(table.splitlines()) == 7
 
 
+def test_extra_cases_timed_in_the_same_rounds(model):
+    image, boxes = _inputs()
+    calls = []
+    result = time_detection(
+        model,
+        image,
+        boxes,
+        scales_list=((100,),),
+        rcnn=False,
+        repeats=2,
+        extra_cases={"ceiling": lambda: calls.append(1)},
+    )
+    assert len(calls) == 3  # one untimed, then one per round
+    assert result["ceiling_s"] >= 0
+    with pytest.raises(ValueError, match="clashes"):
+        time_detection(
+            model, image, boxes, scales_list=((100,),), rcnn=False, extra_cases={"fc": list}
+        )
+
+
 def test_conv_multiply_adds_toy_model():
     toy = SPPNet(
         name="toy",

@@ -28,7 +28,7 @@ import math
 import re
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -177,6 +177,7 @@ def time_detection(
     rcnn_repeats: int = 1,
     threads: int | None = None,
     rcnn_batch_size: int = 64,
+    extra_cases: Mapping[str, Callable[[], object]] | None = None,
 ) -> dict[str, float]:
     """Time SPP-net's and R-CNN's feature computation for one image (Table 10).
 
@@ -205,6 +206,8 @@ def time_detection(
         rcnn_repeats: timed passes of R-CNN over all windows, ``>= 1``.
         threads: torch intra-op threads for the run (None: leave as is).
         rcnn_batch_size: windows per trunk pass for R-CNN.
+        extra_cases: more ``{name: fn}`` to time in the same rounds (e.g. a reference
+            conv measuring the machine's ceiling); each gives ``{name}_s``.
 
     Returns:
         A flat ``dict[str, float]``, seconds unless named otherwise:
@@ -217,7 +220,7 @@ def time_detection(
         and ``spp{n}_mac_ratio`` (R-CNN conv MACs / SPP conv MACs). With ``svd_ranks``:
         ``svd_rank6``, ``svd_rank7`` (0 for a kept layer), ``svd_fc_s``,
         ``spp{n}_svd_total_s`` and, with ``rcnn``, ``spp{n}_svd_speedup`` (against the
-        uncompressed R-CNN).
+        uncompressed R-CNN). With ``extra_cases``: ``{name}_s`` for each.
 
     Raises:
         TypeError: ``image`` not a floating tensor, bad boxes or non-int settings.
@@ -302,6 +305,11 @@ def time_detection(
                     functools.partial(rcnn_batch, start)
                     for start in range(0, n_win, rcnn_batch_size)
                 ]
+            for name, fn in (extra_cases or {}).items():
+                if name in cases:
+                    raise ValueError(f"extra case {name!r} clashes with a timed case")
+                fn()
+                cases[name] = fn
             timed, rcnn_conv_s = _round_robin(cases, repeats, batches, rcnn_repeats)
     finally:
         model.train(was_training)
@@ -312,6 +320,8 @@ def time_detection(
         "threads": float(threads if threads is not None else old_threads),
         "fc_s": timed["fc"],
     }
+    for name in extra_cases or {}:
+        out[f"{name}_s"] = timed[name]
     if rcnn:
         rcnn_macs = n_win * conv_multiply_adds(model, rcnn_size, rcnn_size)
         out |= {

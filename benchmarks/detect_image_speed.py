@@ -1,0 +1,141 @@
+"""Whole-image detection time, stage by stage: what `sppnet detect` spends on one image.
+
+Builds an SPP-net detector on the full-width ZF-5 (random weights: speed does not depend on
+them; fc 4096, 20 classes with random SVMs and box regression, as a VOC detector has) at 1
+scale (688), renders one built-in 500 x 375 scene and runs the stages `sppnet detect` runs,
+with the same library calls (``edge_boxes`` / ``selective_search``, then
+``Detector.score_windows`` and ``Detector.postprocess``):
+
+  proposals (EdgeBoxes, 2,000 windows; or selective search "fast"), conv (the trunk on the
+  image resized to 688 x 917), pooling (the pyramid of every window), fc (fc6 + fc7, exact
+  or with truncated-SVD ranks ``--svd-ranks``), SVM (scores of 20 classes, box regression),
+  NMS (per class, IoU 0.3).
+
+Each configuration runs ``--repeats`` times round-robin with the others (the shared vCPUs
+drift in speed); the table gives the median of each stage and of the total, and checks the
+target of issue 15: at most 1.0 s per image with EdgeBoxes and SVD fc on 2 threads.
+
+Run:
+    THP_MEM_ALLOC_ENABLE=1 python benchmarks/detect_image_speed.py --threads 2
+    python benchmarks/detect_image_speed.py --width 0.25 --fc-dim 512 --repeats 2  # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from _timing import environment_line, markdown_table
+
+from sppnet.data.synthetic import render_synthetic_image
+from sppnet.data.transforms import to_tensor
+from sppnet.detection import Detector
+from sppnet.detection.proposals import edge_boxes, selective_search
+from sppnet.models import compress_fc, create_model
+
+TOTAL_TARGET_S = 1.0  # issue 15, item 3: EdgeBoxes + SVD fc, 2 cores
+STAGES = ("proposals", "conv", "pooling", "fc", "svm", "nms")
+
+
+def _detector(args: argparse.Namespace, svd: bool) -> Detector:
+    torch.manual_seed(args.seed)
+    k = 20  # VOC's classes
+    model = create_model("zf5", num_classes=k + 1, width=args.width, fc_dim=args.fc_dim).eval()
+    if svd:
+        model = compress_fc(model, *args.svd_ranks)
+    p = model.fc6.in_features
+    return Detector(
+        model=model,
+        class_names=[f"class{i}" for i in range(k)],
+        scales=(688,),
+        svm_weight=torch.randn(k, args.fc_dim) * 0.01,
+        svm_bias=torch.zeros(k),
+        box_weight=torch.randn(k, p, 4) * 1e-4,
+        box_bias=torch.zeros(k, 4),
+    ).eval()
+
+
+def _detect_once(detector: Detector, pil: object, method: str, windows: int) -> dict[str, float]:
+    """One image through `sppnet detect`'s stages; seconds per stage and in total."""
+    t0 = time.perf_counter()
+    if method == "edge_boxes":
+        boxes, _ = edge_boxes(pil, max_boxes=windows)
+    else:
+        boxes = selective_search(pil, max_proposals=windows)
+    t1 = time.perf_counter()
+    x = to_tensor(pil)
+    scored = detector.score_windows(x, boxes)
+    t2 = time.perf_counter()
+    detector.postprocess(scored, (int(x.shape[1]), int(x.shape[2])))
+    timing = {"proposals": t1 - t0, **scored["timing"], "nms": time.perf_counter() - t2}
+    timing["total"] = time.perf_counter() - t0
+    timing["windows"] = float(boxes.shape[0])
+    return timing
+
+
+def main() -> None:
+    """Parse the options, time every configuration round-robin, print the table."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="example: THP_MEM_ALLOC_ENABLE=1 python benchmarks/detect_image_speed.py "
+        "--threads 2",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--windows", type=int, default=2000, help="proposals per image")
+    parser.add_argument("--width", type=float, default=1.0, help="ZF-5 channel multiplier")
+    parser.add_argument("--fc-dim", type=int, default=4096, help="fc6/fc7 width")
+    parser.add_argument("--svd-ranks", type=int, nargs=2, default=(1024, 256), metavar=("R6", "R7"))
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each configuration")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    pil, _ = render_synthetic_image(args.seed, min_side=375, max_side=500)
+    pil = pil.resize((500, 375))
+    exact, svd = _detector(args, svd=False), _detector(args, svd=True)
+    configs = {
+        "EdgeBoxes + SVD fc": (svd, "edge_boxes"),
+        "EdgeBoxes, exact fc": (exact, "edge_boxes"),
+        "selective search + SVD fc": (svd, "selective_search"),
+        "selective search, exact fc": (exact, "selective_search"),
+    }
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
+    for detector, method in configs.values():  # warm-up
+        _detect_once(detector, pil, method, args.windows)
+    for _ in range(args.repeats):
+        for name, (detector, method) in configs.items():
+            runs[name].append(_detect_once(detector, pil, method, args.windows))
+
+    print(
+        f"Whole-image detection, one {pil.size[0]} x {pil.size[1]} image: ZF-5 (width "
+        f"{args.width}, fc {args.fc_dim}), 1 scale (688), up to {args.windows} windows, "
+        f"SVD ranks {args.svd_ranks[0]}/{args.svd_ranks[1]}; median of {args.repeats}, "
+        "round-robin"
+    )
+    print(environment_line())
+    header = ["seconds per image", *configs]
+    rows = []
+    for stage in (*STAGES, "total"):
+        rows.append(
+            [
+                stage if stage != "total" else "**total**",
+                *(f"{statistics.median(r[stage] for r in runs[n]):.3f}" for n in configs),
+            ]
+        )
+    rows.append(
+        ["windows", *(f"{statistics.median(r['windows'] for r in runs[n]):.0f}" for n in configs)]
+    )
+    print(markdown_table(header, rows))
+    total = statistics.median(r["total"] for r in runs["EdgeBoxes + SVD fc"])
+    met = total <= TOTAL_TARGET_S
+    print(
+        f"{'MET    ' if met else 'NOT met'}  whole image (EdgeBoxes + SVD fc) {total:.3f} s "
+        f"<= {TOTAL_TARGET_S:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
