@@ -2,10 +2,14 @@
 
 Compares, side by side in one run (median of several runs):
   * naive  - a Python loop over windows, one ``adaptive_max_pool2d`` per level per window;
-  * sppnet - ``window_pyramid_pool`` (sparse-table range max + exact bin unions), forward
-             only and forward + backward;
+  * sppnet - ``window_pyramid_pool``: the compiled kernels (numba) on CPU, forward only and
+             forward + backward, max and avg;
+  * torch  - the same function's pure-PyTorch path (sparse tables / integral image, what
+             CUDA, half precision and installs without numba run), same cases;
   * floor  - writing the ``R x C*L`` output once into a buffer that is already mapped
              (what any implementation must at least do), and into a fresh buffer.
+Backward gets a gradient made once, outside the timed region. Targets (issue 15): forward
+<= 8 ms, forward + backward <= 30 ms on 2 threads.
 
 Windows: image boxes with log-uniform sides from 16 px to the whole image, mapped with
 ``map_windows_to_features`` (stride 16) onto a 256 x 42 x 56 map (an s=688 image).
@@ -17,6 +21,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +30,9 @@ from _timing import environment_line, interleaved_ms, markdown_table, random_box
 from sppnet.ops import map_windows_to_features, window_pyramid_pool
 
 LEVELS = (6, 3, 2, 1)
+TARGET_MS = {"forward": 8.0, "forward+backward": 30.0}
+# the module (sppnet.ops re-exports a function of the same name)
+torch_path = sys.modules["sppnet.ops.window_pyramid_pool"]._torch_window_pool
 
 
 def naive(features: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
@@ -55,44 +63,71 @@ def main() -> None:
     area = ((windows[:, 2] - windows[:, 0]) * (windows[:, 3] - windows[:, 1])).float()
 
     with torch.no_grad():
-        ours = window_pyramid_pool(features, windows, levels=LEVELS)
-        assert torch.equal(ours, naive(features, windows)), "sppnet differs from the naive loop"
-    out_shape = ours.shape
+        ours_out = window_pyramid_pool(features, windows, levels=LEVELS)
+        assert torch.equal(ours_out, naive(features, windows)), "sppnet differs from naive"
+        for mode in ("max", "avg"):
+            assert torch.equal(
+                window_pyramid_pool(features, windows, levels=LEVELS, mode=mode),
+                torch_path(features, windows, torch.zeros_like(windows[:, 0]), LEVELS, mode, 1024),
+            ), f"{mode}: the compiled kernels differ from the torch path"
+    out_shape = ours_out.shape
     reused = torch.empty(out_shape)
     reused.zero_()
 
     feats_grad = features.detach().clone().requires_grad_()
+    grad_out = torch.ones(out_shape)
+    bidx = torch.zeros(len(windows), dtype=torch.long)
 
-    def ours_fwd():
-        with torch.no_grad():
-            window_pyramid_pool(features, windows, levels=LEVELS)
+    def fwd(fn, mode):
+        def step():
+            with torch.no_grad():
+                fn(features, mode)
 
-    def ours_fwd_bwd():
-        feats_grad.grad = None
-        y = window_pyramid_pool(feats_grad, windows, levels=LEVELS)
-        y.backward(torch.ones_like(y))
+        return step
+
+    def fwd_bwd(fn, mode):
+        def step():
+            feats_grad.grad = None
+            fn(feats_grad, mode).backward(grad_out)
+
+        return step
+
+    def ours(t, mode):
+        return window_pyramid_pool(t, windows, levels=LEVELS, mode=mode)
+
+    def old(t, mode):
+        return torch_path(t, windows, bidx, LEVELS, mode, 1024)
 
     def naive_fwd():
         with torch.no_grad():
             naive(features, windows)
 
-    cases = [
-        ("naive: loop over windows", naive_fwd),
-        ("sppnet window_pyramid_pool, forward", ours_fwd),
-        ("sppnet window_pyramid_pool, forward+backward", ours_fwd_bwd),
+    cases = [("naive: loop over windows (max, forward)", naive_fwd)]
+    for mode in ("max", "avg"):
+        for what, wrap in (("forward", fwd), ("forward+backward", fwd_bwd)):
+            cases.append((f"sppnet {mode}, {what}", wrap(ours, mode)))
+            cases.append((f"torch path {mode}, {what}", wrap(old, mode)))
+    cases += [
         ("floor: write the output (buffer reused)", lambda: reused.fill_(1.0)),
         ("floor: write the output (fresh buffer)", lambda: torch.empty(out_shape).fill_(1.0)),
     ]
     timed = interleaved_ms(dict(cases), args.repeats, warmup=1)
-    base = timed[cases[1][0]][0]
-    rows = [[name, f"{ms:.1f}", f"{ms / base:.2f}x"] for name, (ms, _) in timed.items()]
+    rows = []
+    for name, (ms, _) in timed.items():
+        target = ratio = ""
+        if name.startswith("sppnet"):
+            mode, what = name[len("sppnet ") :].split(", ")
+            target = f"{TARGET_MS[what]:.0f}"
+            ratio = f"{timed[f'torch path {mode}, {what}'][0] / ms:.2f}x"
+        rows.append([name, f"{ms:.1f}", target, ratio])
     print(
         f"Window pooling: {args.windows} windows on a {args.channels}x{height}x{width} map, "
-        f"levels {LEVELS}, output {list(out_shape)} ({ours.numel() * 4 / 2**20:.0f} MiB); "
+        f"levels {LEVELS}, output {list(out_shape)} ({ours_out.numel() * 4 / 2**20:.0f} MiB); "
         f"mean window {area.mean():.0f} cells"
     )
     print(environment_line())
-    print(markdown_table(["implementation", "ms (median)", "time / sppnet forward"], rows))
+    header = ["implementation", "ms (median)", "target ms", "speed-up over the torch path"]
+    print(markdown_table(header, rows))
 
 
 if __name__ == "__main__":

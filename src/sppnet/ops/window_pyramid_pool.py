@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sppnet.ops.compiled_pyramid_pool import compiled_pool_available, compiled_window_pool
 from sppnet.ops.pyramid_bins import bin_edges, check_levels, num_pyramid_bins
 from sppnet.ops.spatial_pyramid_pool import _check_feature_map, _check_mode, _divisor_plan
 
@@ -231,10 +232,8 @@ def _max_pool_argmax(
     n_out = channels * num_pyramid_bins(levels)
     out = fmap.new_empty((n_win, n_out))
     arg = torch.empty((n_win, n_out), dtype=itable.dtype, device=fmap.device)
-    offsets, off = {}, 0
-    for n in levels:
-        offsets[n] = off
-        off += channels * n * n
+    # column offset of each level in output order (a level may appear twice)
+    offsets = [channels * num_pyramid_bins(levels[:k]) if k else 0 for k in range(len(levels))]
     step = max(1, chunk_bins // sum(n * n for n in direct))
     for start in range(0, n_win, step):
         stop = min(start + step, n_win)
@@ -257,8 +256,8 @@ def _max_pool_argmax(
                 pooled[n], pos = F.max_pool2d(pooled[m], m // n, return_indices=True)
                 finer = where[m].reshape(r, channels, m * m)
                 where[n] = finer.gather(2, pos.reshape(r, channels, n * n)).view(r, channels, n, n)
-        for n in levels:
-            cols = slice(offsets[n], offsets[n] + channels * n * n)
+        for n, off in zip(levels, offsets, strict=True):
+            cols = slice(off, off + channels * n * n)
             out[start:stop, cols].view(r, channels, n, n).copy_(pooled[n])
             arg[start:stop, cols].view(r, channels, n, n).copy_(where[n])
     return out, arg
@@ -357,7 +356,22 @@ def window_pyramid_pool(
     n_win = windows.shape[0]
     if n_win == 0 or channels == 0:
         return features.new_zeros((n_win, channels * num_pyramid_bins(levels)))
+    if compiled_pool_available(features, mode):
+        return compiled_window_pool(features, windows, bidx, levels, mode)
+    return _torch_window_pool(features, windows, bidx, levels, mode, chunk_bins)
 
+
+def _torch_window_pool(
+    features: Tensor,
+    windows: Tensor,
+    bidx: Tensor,
+    levels: tuple[int, ...],
+    mode: str,
+    chunk_bins: int,
+) -> Tensor:
+    """The pure-PyTorch path of :func:`window_pyramid_pool` (any device and dtype)."""
+    n_img, channels, height, width = features.shape
+    n_win = windows.shape[0]
     dev = features.device
     wins = windows.to(device=dev, dtype=torch.long)
     track = torch.is_grad_enabled() and features.requires_grad
@@ -402,10 +416,8 @@ def window_pyramid_pool(
     flat = table.reshape(-1, channels)
     out = None if track else features.new_empty((n_win, channels * num_pyramid_bins(levels)))
     parts: list[Tensor] = []
-    offsets, off = {}, 0
-    for n in levels:
-        offsets[n] = off
-        off += channels * n * n
+    # column offset of each level in output order (a level may appear twice)
+    offsets = [channels * num_pyramid_bins(levels[:k]) if k else 0 for k in range(len(levels))]
     # With autograd, one chunk: every chunk's look-up would otherwise add a zero gradient
     # the size of the whole table in backward. Temporaries are then ~16 * R * L * C bytes.
     step = n_win if track else max(1, chunk_bins // sum(n * n for n in direct))
@@ -433,7 +445,7 @@ def window_pyramid_pool(
         if track:
             parts.append(torch.cat([pooled[n].reshape(r, -1) for n in levels], dim=1))
         else:
-            for n in levels:
-                dst = out[start:stop, offsets[n] : offsets[n] + channels * n * n]
+            for n, off in zip(levels, offsets, strict=True):
+                dst = out[start:stop, off : off + channels * n * n]
                 dst.view(r, channels, n, n).copy_(pooled[n])  # to the output's (C, n, n) order
     return torch.cat(parts, dim=0) if track else out
