@@ -1719,6 +1719,8 @@ def _report(err: BaseException, code: int | None = None) -> int:
         text = f"{err.filename}: {err.strerror or text}"
     if isinstance(err, ImportError) and not text:
         text = f"missing package {err.name}"
+    if _rank() > 0:  # under torchrun every process reports its own error: say which
+        text = f"[rank {_rank()}] {text}"
     print("error: " + " ".join(text.split()), file=sys.stderr)
     return code if code is not None else int(getattr(err, "exit_code", 2))
 

@@ -100,7 +100,7 @@ def test_train_det_on_two_processes_equals_one(voc, one_process_run, tmp_path):
     # every per-image file (proposals, conv maps, window records, cache meta) is identical
     for stage in ("proposals", "cache_maps"):
         ones, twos = _files(one / stage), _files(two / stage)
-        assert len(ones) == 1 + 5 * (1 if stage == "proposals" else 3)
+        assert len(ones) == 1 + 5 * (1 if stage == "proposals" else 2)  # + meta or settings
         assert ones.keys() == twos.keys() and ones == twos, stage
     for name in ("finetune/loss.json", "svm/stats.json", "finetune/fc.safetensors"):
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
@@ -112,8 +112,10 @@ def test_train_det_on_two_processes_equals_one(voc, one_process_run, tmp_path):
         assert torch.equal(getattr(a, key), getattr(b, key)), key
     summary = json.loads((two / "train_summary.json").read_text())
     reference = json.loads((one / "train_summary.json").read_text())
+    assert summary.pop("detector") == str(two / "detector")
+    reference.pop("detector")
     assert _without_timing(summary) == _without_timing(reference)
-    assert summary["images"] == 5
+    assert summary["images"] == 5 and summary["svm"]["positives"] == reference["svm"]["positives"]
 
 
 def test_eval_det_on_two_processes_equals_one(voc, one_process_run, tmp_path):
@@ -169,7 +171,7 @@ def test_features_on_two_processes_equal_one(tmp_path):
     features = np.load(tmp_path / "two" / "features.npy")
     assert features.shape == (7, 32) and np.all(np.linalg.norm(features, axis=1) > 0.99)
     meta = json.loads(one["meta.json"])
-    assert meta["skipped"][0]["index"] == 5 and meta["complete"]
+    assert meta["skipped"][0]["file"].endswith("img_5.png") and meta["complete"]
 
 
 def test_sharded_features_resume_from_written_batches(tmp_path, monkeypatch):
@@ -214,6 +216,28 @@ def test_sharded_features_resume_from_written_batches(tmp_path, monkeypatch):
     ef.extract_features(model, data, out, **kw, info=rank0)  # batch 2 again, then assembles
     assert len(calls) == 4
     assert _files(tmp_path / "one") == _files(out)
+
+
+def test_each_rank_computes_its_share_of_proposals_and_cache(voc, tmp_path, monkeypatch):
+    td = importlib.import_module("sppnet.engine.train_detector")
+    from sppnet.engine.detection_cache import ConvMapCache
+    from sppnet.engine.distributed import DistInfo
+
+    data = VOCDetection(voc, "train")
+    monkeypatch.setattr(td, "barrier", lambda info: None)  # rank 1 played alone
+    monkeypatch.setattr(td, "all_reduce_sum", lambda values, info: values)
+    rank1 = DistInfo(rank=1, world_size=2)
+    computed = []
+    real = td._proposal_work
+    monkeypatch.setattr(td, "_proposal_work", lambda job, i: computed.append(i) or real(job, i))
+    proposals = td.get_proposals(data, "edge_boxes", tmp_path / "p", 40, info=rank1)
+    assert computed == [1, 3]  # images 1 and 3 of 5 (the rest come from the cache's loader)
+    assert len(proposals) == 5
+    model = create_model("zf5", num_classes=9, width=0.125, fc_dim=32)
+    cache = ConvMapCache(tmp_path / "c", model, scales=(100,))
+    assert td.build_feature_cache(cache, data, proposals, info=rank1) == 2
+    done = sorted(p.stem for p in (tmp_path / "c" / "windows").iterdir())
+    assert done == [data.ids[1], data.ids[3]]
 
 
 def _square(offset: int, x: int) -> int:
