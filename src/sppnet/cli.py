@@ -12,9 +12,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sppnet import __version__
 from sppnet.errors import EXPECTED_ERRORS, UserError
+
+if TYPE_CHECKING:  # the CLI imports torch only in the commands that need it
+    from sppnet.engine.distributed import DistInfo
 
 __all__ = ["build_parser", "main"]
 
@@ -393,7 +397,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
         return _features(args, str(info.device) if info.distributed else device, info)
 
 
-def _features(args: argparse.Namespace, device: str, info: object) -> int:
+def _features(args: argparse.Namespace, device: str, info: DistInfo) -> int:
     import torch
 
     from sppnet.engine.extract_features import estimate_feature_bytes, extract_features
@@ -413,7 +417,7 @@ def _features(args: argparse.Namespace, device: str, info: object) -> int:
     sizes = {"size": args.size, "crop": args.crop}
     n_bytes = estimate_feature_bytes(model, args.layer, args.view, len(dataset), **sizes)
     dim = n_bytes // (4 * len(dataset)) if len(dataset) else 0
-    main_rank = info.is_main  # type: ignore[attr-defined]
+    main_rank = info.is_main
     if main_rank:
         print(
             f"{len(dataset)} images x {dim} values ({args.layer}, view {args.view}) = "
@@ -554,7 +558,7 @@ def _cmd_eval_det(args: argparse.Namespace) -> int:
         return _eval_det(args, detector, info)
 
 
-def _eval_det(args: argparse.Namespace, detector: object, info: object) -> int:
+def _eval_det(args: argparse.Namespace, detector: object, info: DistInfo) -> int:
     import json
     from pathlib import Path
 
@@ -563,7 +567,7 @@ def _eval_det(args: argparse.Namespace, detector: object, info: object) -> int:
     from sppnet.engine.evaluate_detector import evaluate_detector
     from sppnet.engine.train_detector import get_proposals
 
-    shown = not args.no_progress and info.is_main  # type: ignore[attr-defined]
+    shown = not args.no_progress and info.is_main
     # the detector's own classes set the labels (it records them); a COCO file's categories
     # are matched to them by name
     dataset = open_detection_dataset(

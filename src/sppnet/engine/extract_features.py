@@ -46,7 +46,9 @@ Appendix A), as in training.
     meta.json      layer, view, size, crop, mean, normalize, model, N, D, rows_done, ...
 
 and is resumable: ``meta.json`` (replaced atomically after each batch) records how many
-images are done; a second call continues there and recomputes nothing.
+images are done; a second call continues there and recomputes nothing. Under ``torchrun``
+(``info``) the batches are dealt out to the processes and rank 0 assembles the same folder,
+bit for bit (:func:`_extract_shard`).
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ network, Sec. 4.2). Stages, each resumable (a finished stage is loaded, not reco
 6. ``box_regression``: per-class ridge regression on pooled conv5 features;
 7. the detector is saved to ``DIR/detector`` (:func:`~sppnet.engine.detector_io.load_detector`).
 
+Under ``torchrun`` the processes share out the images of stages 1 and 2 (each writes its
+own files into ``DIR``) and rank 0 runs the rest: the same files and detector as one process.
+
 A stage also records the settings its result depends on (``DIR/<stage>/settings.json``:
 the starting weights, the training images and the settings of it and every earlier stage);
 when they differ from the current run's, the stage and every later one are redone, so
