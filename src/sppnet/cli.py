@@ -12,9 +12,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sppnet import __version__
 from sppnet.errors import EXPECTED_ERRORS, UserError
+
+if TYPE_CHECKING:  # the CLI imports torch only in the commands that need it
+    from sppnet.engine.distributed import DistInfo
 
 __all__ = ["build_parser", "main"]
 
@@ -171,19 +175,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
-    import os
-    import time
     from pathlib import Path
 
     from sppnet.engine.checkpoint import find_checkpoint
     from sppnet.engine.train_classifier import (
         ClassifierTrainConfig,
         load_train_config,
-        prepare_builtin_data,
         train_classifier,
     )
 
-    rank = int(os.environ.get("RANK", "0") or 0)
+    rank = _rank()
     overrides = {
         name: getattr(args, name)
         for name in (
@@ -208,18 +209,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.builtin = True  # no data given: the built-in dataset
     if args.builtin:
         root = Path(args.out) / "data"
-        if rank == 0:
-            train_n, val_n, test_n = args.builtin_sizes
-            sizes = {"train": train_n, "val": val_n, "test": test_n}
-            print(f"built-in data in {root} (generated once)", file=sys.stderr)
-            data = str(prepare_builtin_data(root, sizes=sizes))
-        else:  # under torchrun: rank 0 writes the data, the others wait for it
-            deadline = time.monotonic() + 1800
-            while not (root / ".complete").is_file():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"rank 0 did not finish writing {root}")
-                time.sleep(0.5)
-            data = str(root / "classification")
+        _builtin_data(root, args.builtin_sizes, rank)
+        data = str(root / "classification")
         config = dataclasses.replace(config, data=data)
     elif args.data is not None:
         config = dataclasses.replace(config, data=args.data)
@@ -241,6 +232,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"checkpoint: {result.checkpoint}")
         print(f"logs: {Path(args.out) / 'log.csv'}, {Path(args.out) / 'curves.png'}")
     return 0
+
+
+def _builtin_data(root: object, sizes: Sequence[int], rank: int) -> None:
+    """The built-in data in ``root``: rank 0 (or one process) writes them once, the other
+    ``torchrun`` ranks wait for them."""
+    import time
+    from pathlib import Path
+
+    from sppnet.engine.train_classifier import prepare_builtin_data
+
+    root = Path(root)  # type: ignore[arg-type]
+    if rank == 0:
+        train_n, val_n, test_n = sizes
+        print(f"built-in data in {root} (generated once)", file=sys.stderr)
+        prepare_builtin_data(root, sizes={"train": train_n, "val": val_n, "test": test_n})
+        return
+    deadline = time.monotonic() + 1800
+    while not (root / ".complete").is_file():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"rank 0 did not finish writing {root}")
+        time.sleep(0.5)
+
+
+def _rank() -> int:
+    """This process's ``torchrun`` rank (0 alone)."""
+    return int(os.environ.get("RANK", "0") or 0)
 
 
 def _cmd_svm(args: argparse.Namespace) -> int:
@@ -372,9 +389,19 @@ def _features_model(args: argparse.Namespace, device: str) -> tuple[object, obje
 def _cmd_features(args: argparse.Namespace) -> int:
     import torch
 
-    from sppnet.engine.extract_features import estimate_feature_bytes, extract_features
+    from sppnet.engine.distributed import process_group
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    backend = "cuda" if device.startswith("cuda") else "cpu"  # nccl or gloo under torchrun
+    with process_group(backend) as info:  # under torchrun: the batches dealt out to the ranks
+        return _features(args, str(info.device) if info.distributed else device, info)
+
+
+def _features(args: argparse.Namespace, device: str, info: DistInfo) -> int:
+    import torch
+
+    from sppnet.engine.extract_features import estimate_feature_bytes, extract_features
+
     model, mean = _features_model(args, device)
     if args.format == "voc":
         from sppnet.data.voc import VOCDetection
@@ -390,11 +417,13 @@ def _cmd_features(args: argparse.Namespace) -> int:
     sizes = {"size": args.size, "crop": args.crop}
     n_bytes = estimate_feature_bytes(model, args.layer, args.view, len(dataset), **sizes)
     dim = n_bytes // (4 * len(dataset)) if len(dataset) else 0
-    print(
-        f"{len(dataset)} images x {dim} values ({args.layer}, view {args.view}) = "
-        f"{n_bytes / 2**20:.1f} MiB of float32 in {args.out}/features.npy",
-        flush=True,
-    )
+    main_rank = info.is_main
+    if main_rank:
+        print(
+            f"{len(dataset)} images x {dim} values ({args.layer}, view {args.view}) = "
+            f"{n_bytes / 2**20:.1f} MiB of float32 in {args.out}/features.npy",
+            flush=True,
+        )
     out = extract_features(
         model,
         dataset,
@@ -404,11 +433,14 @@ def _cmd_features(args: argparse.Namespace) -> int:
         mean=mean,
         batch_size=args.batch_size,
         normalize=not args.no_normalize,
-        progress=not args.no_progress,
+        progress=not args.no_progress and main_rank,
         skip_bad=args.skip_bad,
         num_workers=args.workers,
+        info=info,
         **sizes,
     )
+    if not main_rank:
+        return 0  # rank 0 assembles the folder and reports
     import json
 
     with open(out / "meta.json", encoding="utf-8") as f:
@@ -455,7 +487,6 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
-    from sppnet.engine.train_classifier import prepare_builtin_data
     from sppnet.engine.train_detector import DetectorTrainConfig, train_detector
 
     data, split = args.data, args.split
@@ -463,9 +494,7 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
         raise UserError("--images needs --data: the COCO annotation file of those images")
     if data is None:
         root = Path(args.out) / "data"
-        print(f"built-in data in {root} (generated once)", file=sys.stderr)
-        train_n, val_n, test_n = args.builtin_sizes
-        prepare_builtin_data(root, sizes={"train": train_n, "val": val_n, "test": test_n})
+        _builtin_data(root, args.builtin_sizes, _rank())
         data = str(root / "voc")
         split = split or "train"
     overrides = {
@@ -473,7 +502,7 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
         for name in (
             "checkpoint", "which", "model", "width", "fc_dim", "spp_levels", "proposals",
             "max_proposals", "finetune_iterations", "finetune_lr", "e2e_iterations", "e2e_lr",
-            "svm_c", "max_images", "seed", "device",
+            "svm_c", "max_images", "seed", "device", "proposal_workers",
         )
         if getattr(args, name) is not None
     }  # fmt: skip
@@ -495,6 +524,8 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
         DetectorTrainConfig(data=data, out=args.out, split=split or "trainval"), **overrides
     )
     summary = train_detector(config, progress=not args.no_progress, log=print)
+    if summary["detector"] is None:
+        return 0  # a torchrun rank other than 0: its share of the cache is written
     _print_timing("time per stage (s, whole training set)", summary["timing"])
     print(f"detector: {summary['detector']}")
     return 0
@@ -520,6 +551,14 @@ def _load_detector_for(args: argparse.Namespace):
 
 
 def _cmd_eval_det(args: argparse.Namespace) -> int:
+    from sppnet.engine.distributed import process_group
+
+    detector, _ = _load_detector_for(args)
+    with process_group("cpu") as info:  # under torchrun: the images dealt out to the ranks
+        return _eval_det(args, detector, info)
+
+
+def _eval_det(args: argparse.Namespace, detector: object, info: DistInfo) -> int:
     import json
     from pathlib import Path
 
@@ -528,7 +567,7 @@ def _cmd_eval_det(args: argparse.Namespace) -> int:
     from sppnet.engine.evaluate_detector import evaluate_detector
     from sppnet.engine.train_detector import get_proposals
 
-    detector, _ = _load_detector_for(args)
+    shown = not args.no_progress and info.is_main
     # the detector's own classes set the labels (it records them); a COCO file's categories
     # are matched to them by name
     dataset = open_detection_dataset(
@@ -545,8 +584,10 @@ def _cmd_eval_det(args: argparse.Namespace) -> int:
         args.proposals,
         cache_dir,
         args.max_proposals,
-        not args.no_progress,
+        shown,
         max_images=args.max_images,  # the images evaluated, not the whole split
+        workers=args.proposal_workers,
+        info=info,
     )
     result = evaluate_detector(
         detector,
@@ -555,8 +596,11 @@ def _cmd_eval_det(args: argparse.Namespace) -> int:
         out=out,
         rcnn_images=args.rcnn_images,
         max_images=args.max_images,
-        progress=not args.no_progress,
+        progress=shown,
+        info=info,
     )
+    if result is None:
+        return 0  # a torchrun rank other than 0: rank 0 scores and reports
     for name, ap in result["ap"].items():
         print(f"  {name:>16s}  AP {'n/a' if ap is None else f'{100 * ap:.1f}'}")
     m = result["map"]
@@ -592,7 +636,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
     from sppnet.data.decode import ImageDecodeError, load_image
     from sppnet.data.transforms import to_tensor
-    from sppnet.detection.proposals import edge_boxes, load_proposals, selective_search
+    from sppnet.detection.proposals import load_proposals
     from sppnet.engine.visualize import detections_to_json, draw_detections, save_json
 
     if args.onnx is not None:
@@ -608,18 +652,31 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         detector, _ = _load_detector_for(args)
     out = Path(args.out)
     failed = 0
-    for path, name in zip(args.images, _output_names(args.images), strict=True):
+    computed = args.proposals in ("edge_boxes", "selective_search")
+    pooled: list[object] = [None] * len(args.images)
+    if computed and args.proposal_workers > 1 and len(args.images) > 1:
+        from sppnet.engine.proposal_workers import map_in_processes
+
+        # every image's proposals first, in parallel processes (the same boxes as one by one)
+        setting = (args.proposals, args.max_proposals, max(detector.scales))
+        pooled = map_in_processes(
+            _detect_proposals, setting, list(args.images), args.proposal_workers
+        )
+    for path, name, ready in zip(args.images, _output_names(args.images), pooled, strict=True):
         path = Path(path)
         try:
+            if isinstance(ready, str):  # the worker could not read the image
+                raise ValueError(ready)
             original = load_image(path)
             # An image larger than the detector's largest scale works on a copy of that size
             # (the conv maps see no more detail); boxes go back to the original's pixels.
             image, factor = _detection_copy(original, max(detector.scales))  # factor [4]
             t0 = time.perf_counter()
-            if args.proposals == "edge_boxes":
-                boxes, _ = edge_boxes(image, max_boxes=args.max_proposals)
-            elif args.proposals == "selective_search":
-                boxes = selective_search(image, max_proposals=args.max_proposals)
+            if ready is not None:
+                boxes, seconds = ready
+                t0 = time.perf_counter() - seconds  # the worker's time for this image
+            elif computed:
+                boxes = _image_proposals(image, args.proposals, args.max_proposals)
             else:
                 boxes = load_proposals(
                     Path(args.proposals) / f"{path.stem}.npy", image_size=original.size[::-1]
@@ -656,6 +713,33 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         print(f"{path}: {len(dets['scores'])} detections -> {picture}, {targets[1]}")
         _print_timing("  time", timing)
     return 1 if failed else 0
+
+
+def _image_proposals(image: object, method: str, max_proposals: int) -> object:
+    """``Tensor[R, 4]``: EdgeBoxes or selective-search proposals of one PIL image."""
+    from sppnet.detection.proposals import edge_boxes, selective_search
+
+    if method == "edge_boxes":
+        boxes, _ = edge_boxes(image, max_boxes=max_proposals)
+        return boxes
+    return selective_search(image, max_proposals=max_proposals)
+
+
+def _detect_proposals(setting: tuple[str, int, float], path: str) -> tuple[object, float] | str:
+    """Proposals of one image of ``sppnet detect`` on its detection copy (run in a worker
+    process): ``(boxes, seconds)``, or the message of an image that cannot be read."""
+    import time
+
+    from sppnet.data.decode import ImageDecodeError, load_image
+
+    method, max_proposals, scale = setting
+    try:
+        image, _ = _detection_copy(load_image(path), scale)
+        t0 = time.perf_counter()
+        boxes = _image_proposals(image, method, max_proposals)
+        return boxes, time.perf_counter() - t0
+    except (ImageDecodeError, ValueError, FileNotFoundError) as err:
+        return str(err)
 
 
 def _detection_copy(image: object, scale: float) -> tuple[object, object]:
@@ -805,7 +889,13 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
         "      --checkpoint runs/zf5 --out runs/mine\n"
         "  # a COCO annotation file and its image folder\n"
         "  sppnet train-det --data coco/annotations/instances_train.json \\\n"
-        "      --images coco/train --checkpoint runs/zf5 --out runs/coco",
+        "      --images coco/train --checkpoint runs/zf5 --out runs/coco\n"
+        "  # proposals in 4 processes; or 2 processes sharing out the proposals and the cache\n"
+        "  # (rank 0 then trains; the same files and detector as one process). Several\n"
+        "  # machines: torchrun --nnodes M --node_rank I --master_addr HOST ... with --out\n"
+        "  # on a shared file system (README: several processes and machines)\n"
+        "  sppnet train-det --checkpoint runs/cls --out runs/det --proposal-workers 4\n"
+        "  torchrun --nproc_per_node 2 -m sppnet train-det --checkpoint runs/cls --out runs/det",
         formatter_class=raw,
     )
     train.add_argument(
@@ -846,6 +936,10 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
         help="selective_search (default), edge_boxes, or a directory of <id>.npy/.json",
     )  # fmt: skip
     train.add_argument("--max-proposals", type=int, help="windows per image (2000)")
+    train.add_argument(
+        "--proposal-workers", type=int, metavar="N",
+        help="processes computing proposals in parallel (the same boxes; default 0: this one)",
+    )  # fmt: skip
     train.add_argument("--scales", type=int, nargs="+", metavar="S", help="image scales (688)")
     train.add_argument(
         "--cache", choices=("maps", "windows"),
@@ -880,7 +974,10 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
         "  sppnet eval-det --detector runs/det --data runs/det/data/voc --split test \\\n"
         "      --proposals edge_boxes --max-proposals 500 --rcnn-images 5\n"
         "  sppnet eval-det --detector runs/coco --data coco/annotations/instances_val.json \\\n"
-        "      --images coco/val --proposals edge_boxes",
+        "      --images coco/val --proposals edge_boxes\n"
+        "  # the images shared out to 2 processes (rank 0 scores: the same numbers and files)\n"
+        "  torchrun --nproc_per_node 2 -m sppnet eval-det --detector runs/det \\\n"
+        "      --data runs/det/data/voc --split test --proposal-workers 2",
         formatter_class=raw,
     )
     evaluate.add_argument("--detector", required=True, metavar="DIR", help="train-det output")
@@ -897,6 +994,10 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     evaluate.add_argument("--proposal-cache", metavar="DIR", help="where computed ones go")
     evaluate.add_argument("--max-proposals", type=int, default=2000, help="windows (2000)")
+    evaluate.add_argument(
+        "--proposal-workers", type=int, default=0, metavar="N",
+        help="processes computing proposals in parallel (the same boxes; default 0: this one)",
+    )  # fmt: skip
     evaluate.add_argument("--rcnn-images", type=int, default=0, help="R-CNN baseline images")
     evaluate.add_argument("--max-images", type=int, help="evaluate the first N images")
     detector_settings(evaluate)
@@ -919,7 +1020,9 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
         "      --out detections --max-proposals 500\n"
         "  # the same with the exported graphs in ONNX Runtime (sppnet export --detector ...)\n"
         "  sppnet detect runs/det/data/voc/JPEGImages/000601.jpg --onnx runs/det_onnx \\\n"
-        "      --out detections --max-proposals 500",
+        "      --out detections --max-proposals 500\n"
+        "  # many images: their proposals first, in 4 processes\n"
+        "  sppnet detect photos/*.jpg --detector runs/det --out detections --proposal-workers 4",
         formatter_class=raw,
     )
     detect.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
@@ -935,6 +1038,11 @@ def _add_detection_parsers(sub: argparse._SubParsersAction) -> None:
         help="edge_boxes (default), selective_search, or a directory of <name>.npy",
     )  # fmt: skip
     detect.add_argument("--max-proposals", type=int, default=2000, help="windows (2000)")
+    detect.add_argument(
+        "--proposal-workers", type=int, default=0, metavar="N",
+        help="with several images: processes computing their proposals in parallel first "
+        "(the same boxes; default 0: one image after the other)",
+    )  # fmt: skip
     detect.add_argument("--draw-threshold", type=float, default=0.0, help="least score drawn (0.0)")
     detector_settings(detect)
     detect.set_defaults(func=_cmd_detect)
@@ -1388,7 +1496,11 @@ def build_parser() -> argparse.ArgumentParser:
         "  # an ImageNet EfficientNet-Lite0 trunk, no training, then the Caltech101 protocol\n"
         "  sppnet features --pretrained --model efficientnet_lite0 --data data/caltech101 \\\n"
         "      --split all --layer spp --view full --out feats/caltech101_lite0\n"
-        "  sppnet svm --features feats/caltech101_lite0 --protocol caltech",
+        "  sppnet svm --features feats/caltech101_lite0 --protocol caltech\n"
+        "  # the batches shared out to 2 processes (--nnodes for several machines, --out on\n"
+        "  # a shared file system); rank 0 assembles the same features.npy as one process\n"
+        "  torchrun --nproc_per_node 2 -m sppnet features --checkpoint runs/zf5 \\\n"
+        "      --data data/caltech101 --split all --layer spp --view full --out feats/c101",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     features.add_argument(
@@ -1509,7 +1621,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
                      "max_detections", "top", "splits", "n_train", "n_test", "spp_levels",
                      "svd_ranks", "finetune_iterations"), (1, None, True)),
     **dict.fromkeys(("rcnn_images", "e2e_iterations", "workers", "plateau_patience",
-                     "builtin_sizes", "seed", "cache_views"), (0, None, True)),
+                     "builtin_sizes", "seed", "cache_views", "proposal_workers"), (0, None, True)),
     **dict.fromkeys(("lr", "finetune_lr", "e2e_lr", "C", "svm_c"), (0, None, False)),
     **dict.fromkeys(("trunk_lr_scale", "lighting"), (0, None, True)),
     "width": (0, 16, False),
@@ -1611,6 +1723,8 @@ def _report(err: BaseException, code: int | None = None) -> int:
         text = f"{err.filename}: {err.strerror or text}"
     if isinstance(err, ImportError) and not text:
         text = f"missing package {err.name}"
+    if _rank() > 0:  # under torchrun every process reports its own error: say which
+        text = f"[rank {_rank()}] {text}"
     print("error: " + " ".join(text.split()), file=sys.stderr)
     return code if code is not None else int(getattr(err, "exit_code", 2))
 

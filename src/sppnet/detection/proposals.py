@@ -558,6 +558,15 @@ class ProposalCache:
             atomic_write_bytes(path, json.dumps(expected, indent=2, sort_keys=True).encode())
             self._settings_checked = True
 
+    def write_settings(self) -> None:
+        """Write ``settings.json`` now (else it comes with the first computed image), so
+        that the processes which then fill the cache in parallel find it and write nothing.
+
+        Raises:
+            ValueError: the stored settings differ from this cache's.
+        """
+        self._check_settings(create=True)
+
     def path(self, image_id: str) -> Path:
         """The cache file of ``image_id``.
 

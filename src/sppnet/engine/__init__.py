@@ -11,10 +11,12 @@ from sppnet.engine.checkpoint import (
 )
 from sppnet.engine.distributed import (
     DistInfo,
+    all_gather_objects,
     all_reduce_sum,
     barrier,
     cleanup_distributed,
     init_distributed,
+    process_group,
     shard_indices,
 )
 from sppnet.engine.evaluate_classifier import (
@@ -73,6 +75,7 @@ __all__ = [
     "OnnxDetector",
     "Prediction",
     "TrainResult",
+    "all_gather_objects",
     "all_reduce_sum",
     "barrier",
     "caltech_protocol",
@@ -95,6 +98,7 @@ __all__ = [
     "load_train_config",
     "predict_images",
     "prepare_builtin_data",
+    "process_group",
     "representation_input",
     "save_checkpoint",
     "shard_indices",

@@ -186,14 +186,19 @@ class _WindowCache:
             "gt_difficult": difficult,
         }
 
+    def write_meta(self) -> None:
+        """Write ``meta.json`` now if it is missing (else it comes with the first finished
+        image), so that processes which then fill the cache in parallel write none."""
+        meta_path = self.root / "meta.json"
+        if not meta_path.is_file():
+            atomic_write_text(meta_path, json.dumps(self.meta, indent=2))
+
     def _finish(self, image_id: str, records: dict[str, Any]) -> None:
         """Write the window records (the finished-image marker), then meta.json."""
         buf = io.BytesIO()
         np.savez(buf, **{k: v.numpy() if isinstance(v, Tensor) else v for k, v in records.items()})
         atomic_write_bytes(self.windows_path(image_id), buf.getvalue())
-        meta_path = self.root / "meta.json"
-        if not meta_path.is_file():
-            atomic_write_text(meta_path, json.dumps(self.meta, indent=2))
+        self.write_meta()
 
     def build(
         self,

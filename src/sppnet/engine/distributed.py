@@ -1,16 +1,25 @@
-"""Multi-process training helpers (beyond the paper): ``torchrun`` setup and metric reduction.
+"""Multi-process helpers (beyond the paper): ``torchrun`` setup, reduction, sharded work.
 
 ``torchrun --nproc_per_node=P -m sppnet train ...`` starts P processes with ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` in their environment;
 :func:`init_distributed` reads them and joins the process group (gloo on CPU, nccl on CUDA).
 Without those variables everything here degrades to one process, so the same training code
 runs alone or under ``torchrun``.
+
+The classifier trains with DDP. ``features``, ``train-det`` and ``eval-det`` instead split
+their per-image work: :func:`shard_indices` deals the images out, each rank writes its own
+files into the shared output folder, :func:`barrier` waits for all of them, and the stages
+that need every image run on rank 0 (:func:`all_gather_objects` brings small per-image
+results there).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -18,10 +27,12 @@ from torch import Tensor
 
 __all__ = [
     "DistInfo",
+    "all_gather_objects",
     "all_reduce_sum",
     "barrier",
     "cleanup_distributed",
     "init_distributed",
+    "process_group",
     "shard_indices",
 ]
 
@@ -120,6 +131,23 @@ def cleanup_distributed(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def process_group(device: str = "cpu") -> Iterator[DistInfo]:
+    """:func:`init_distributed` on entry, :func:`cleanup_distributed` on exit.
+
+    Args:
+        device: as for :func:`init_distributed`.
+
+    Yields:
+        The :class:`DistInfo` of this process (``world_size == 1`` outside ``torchrun``).
+    """
+    info = init_distributed(device)
+    try:
+        yield info
+    finally:
+        cleanup_distributed(info)
+
+
 def barrier(info: DistInfo) -> None:
     """Wait for all processes (no-op when alone)."""
     if info.distributed:
@@ -139,6 +167,23 @@ def all_reduce_sum(values: Tensor, info: DistInfo) -> Tensor:
     if info.distributed:
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
+
+
+def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
+    """Every process's ``obj`` (picklable, small: per-image results), in rank order.
+
+    Args:
+        obj: this process's contribution (tensors in it should be on the CPU).
+        info: the process group description.
+
+    Returns:
+        ``[obj of rank 0, obj of rank 1, ...]``; ``[obj]`` when alone.
+    """
+    if not info.distributed:
+        return [obj]
+    gathered: list[Any] = [None] * info.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
 
 
 def shard_indices(n: int, rank: int, world_size: int) -> list[int]:

@@ -27,6 +27,7 @@ from sppnet.data.coco import CocoDetection, coco_ground_truth
 from sppnet.data.transforms import subtract_mean, to_tensor
 from sppnet.data.voc import VOCDetection
 from sppnet.detection.detector import Detector
+from sppnet.engine.distributed import DistInfo, all_gather_objects, shard_indices
 from sppnet.engine.train_classifier import _bars
 from sppnet.evaluation.coco_detection import coco_detection_metrics, coco_results
 from sppnet.evaluation.voc_detection import (
@@ -86,8 +87,13 @@ def evaluate_detector(
     rcnn_size: int = 224,
     max_images: int | None = None,
     progress: bool = False,
-) -> dict[str, Any]:
+    info: DistInfo | None = None,
+) -> dict[str, Any] | None:
     """Detect on every image of ``dataset``; score VOC07 mAP (11-point, IoU 0.5) and COCO AP.
+
+    Under ``torchrun`` (``info``) rank r detects on images r, r + P, ...; rank 0 gathers
+    the detections (each image's depend on that image alone), scores them, runs the R-CNN
+    baseline and writes the files: the same numbers and files as one process.
 
     Args:
         detector: the trained detector (eval mode).
@@ -100,12 +106,14 @@ def evaluate_detector(
         rcnn_size: R-CNN's warped window size (the network's training input).
         max_images: evaluate only the first N images.
         progress: tqdm bars.
+        info: the ``torchrun`` process group; ``None``: alone.
 
     Returns:
-        ``{"map", "ap" {class: AP or None}, "coco" {"AP", "AP50", "AP75", ...} (``None``
-        without pycocotools), "images", "timing" {stage: seconds per image}, "detections"
-        {image_id: dict}}`` and, with R-CNN, ``"rcnn"`` holding ``"map"`` and
+        On rank 0 (or alone): ``{"map", "ap" {class: AP or None}, "coco" {"AP", "AP50",
+        "AP75", ...} (``None`` without pycocotools), "images", "timing" {stage: seconds per
+        image}, "detections" {image_id: dict}}`` and, with R-CNN, ``"rcnn"`` holding ``"map"`` and
         ``"spp_map"`` on the same subset, ``"timing"`` per image for both and ``"speedup"``.
+        ``None`` on the other ranks.
 
     Raises:
         ValueError: class names differ from the detector's, or an image lacks proposals.
@@ -115,21 +123,35 @@ def evaluate_detector(
             f"dataset classes {dataset.class_names} differ from the detector's "
             f"{detector.class_names}"
         )
+    info = info or DistInfo()
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
-    detections: dict[str, dict[str, Tensor]] = {}
-    totals: dict[str, float] = {}
     ids = list(dataset.ids[:n])
-    for i in _bars(range(n), progress, desc="detect", unit="img"):
+    missing = [image_id for image_id in ids if image_id not in proposals]
+    if missing:  # on every rank, before any work
+        raise ValueError(f"no proposals for image {missing[0]!r}")
+    mine: dict[str, dict[str, Tensor]] = {}
+    totals: dict[str, float] = {}
+    shown = progress and info.is_main
+    for i in _bars(shard_indices(n, info.rank, info.world_size), shown, desc="detect", unit="img"):
         image_id = dataset.ids[i]
-        if image_id not in proposals:
-            raise ValueError(f"no proposals for image {image_id!r}")
         image, _ = dataset[i]
         x = to_tensor(image)
         scored = detector.score_windows(x, proposals[image_id])
         t = time.perf_counter()
-        detections[image_id] = detector.postprocess(scored, (x.shape[1], x.shape[2]))
+        dets = detector.postprocess(scored, (x.shape[1], x.shape[2]))
+        mine[image_id] = {k: v.cpu() if isinstance(v, Tensor) else v for k, v in dets.items()}
         for stage, seconds in {**scored["timing"], "nms": time.perf_counter() - t}.items():
             totals[stage] = totals.get(stage, 0.0) + seconds
+    if info.distributed:
+        gathered = all_gather_objects((mine, totals), info)
+        if not info.is_main:
+            return None
+        for part, _ in gathered[1:]:
+            mine.update(part)
+        for _, part_totals in gathered[1:]:
+            for stage, seconds in part_totals.items():
+                totals[stage] = totals.get(stage, 0.0) + seconds
+    detections = {image_id: mine[image_id] for image_id in ids}  # in dataset order
     annotations = _annotations(dataset, ids)
     result = voc_detection_map(detections, annotations, class_names=dataset.class_names)
     timing = {stage: seconds / max(n, 1) for stage, seconds in totals.items()}

@@ -46,16 +46,20 @@ Appendix A), as in training.
     meta.json      layer, view, size, crop, mean, normalize, model, N, D, rows_done, ...
 
 and is resumable: ``meta.json`` (replaced atomically after each batch) records how many
-images are done; a second call continues there and recomputes nothing.
+images are done; a second call continues there and recomputes nothing. Under ``torchrun``
+(``info``) the batches are dealt out to the processes and rank 0 assembles the same folder,
+bit for bit (:func:`_extract_shard`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,7 +71,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from sppnet._atomic import fsync_file
+from sppnet._atomic import atomic_write_bytes, fsync_file
 from sppnet.data.decode import ImageDecodeError
 from sppnet.data.transforms import (
     check_mean,
@@ -76,6 +80,7 @@ from sppnet.data.transforms import (
     subtract_mean,
     to_tensor,
 )
+from sppnet.engine.distributed import DistInfo, barrier, shard_indices
 from sppnet.ops import spatial_pyramid_pool
 
 __all__ = [
@@ -102,6 +107,7 @@ _POOL5_LEVEL = 6  # "the pool5/7 layer uses the 6x6 pyramid level" (Table 6 capt
 _CONV_LAYERS = ("conv4", "conv5")
 _TRUNK_LAYERS = _CONV_LAYERS + MAP_LAYERS  # taken from the trunk alone, before any pooling
 _FC_LAYERS = ("fc6", "fc7")
+_SHARDS = "shards"  # under torchrun: each rank's finished batches, until rank 0 merges them
 
 
 # ------------------------------------------------------------------------ validation
@@ -390,7 +396,7 @@ class _Inputs(Dataset):
     file and reason travel as strings.)
     """
 
-    def __init__(self, dataset: Any, indices: range, view: str, size: int, crop: int, mean):
+    def __init__(self, dataset: Any, indices: Sequence[int], view: str, size: int, crop: int, mean):
         self.dataset, self.indices = dataset, indices
         self.view, self.size, self.crop, self.mean = view, size, crop, mean
 
@@ -529,6 +535,7 @@ def extract_features(
     progress: bool = True,
     skip_bad: bool = False,
     num_workers: int = 0,
+    info: DistInfo | None = None,
 ) -> Path:
     """Write the representation of every image of a dataset to ``out_dir`` (resumable).
 
@@ -560,6 +567,10 @@ def extract_features(
         skip_bad: leave out images that cannot be decoded (their ids and the reason go to
             ``meta.json``'s ``skipped``) instead of raising.
         num_workers: DataLoader processes decoding and resizing images (0: in this process).
+        info: the ``torchrun`` process group (:func:`~sppnet.engine.distributed.
+            init_distributed`): the batches are dealt out to the ranks and rank 0 assembles
+            the folder, bit-equal to one process's (:func:`_extract_shard`); every rank
+            must see ``out_dir``. ``None``: alone.
 
     Returns:
         ``out_dir`` as a ``Path``: ``features.npy`` (float32 ``[N', D]``), ``labels.npy``
@@ -573,6 +584,7 @@ def extract_features(
             ``out_dir`` holding an extraction with other settings.
         ImageDecodeError: an image cannot be decoded (``skip_bad=False``); names the file.
     """
+    info = info or DistInfo()
     model = _check_model(model)
     _check_request(model, layer, view, size, crop)
     mean = check_mean(mean)
@@ -606,22 +618,12 @@ def extract_features(
         "dim": feature_dim(model, layer, view, size=size, crop=crop),
     }
     meta_path, feat_path = out / "meta.json", out / "features.npy"
-    meta: dict[str, Any] | None = None
-    if meta_path.is_file():
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-        differ = [k for k in _RUN_KEYS if meta.get(k) != run[k]]
-        if differ:
-            detail = ", ".join(f"{k}: {meta.get(k)!r} there, {run[k]!r} now" for k in differ)
-            raise ValueError(
-                f"{out} holds features extracted with other settings ({detail}); "
-                "choose another output folder or delete it"
-            )
-        if meta.get("complete"):
-            return out
-        if not feat_path.is_file():
-            meta = None  # features file lost: start over
-    if meta is None:
+    meta = _read_meta(meta_path, run, out)  # every rank checks the settings, before any work
+    if meta is not None and meta.get("complete"):
+        return out
+    if meta is not None and not feat_path.is_file():
+        meta = None  # features file lost: start over
+    if meta is None and info.is_main:
         meta = {**run, "dtype": "float32", "rows_done": 0, "skipped": [], "complete": False}
         meta["labels_shape"] = None if label_arr is None else list(label_arr.shape)
         ids = _dataset_ids(dataset)
@@ -630,7 +632,17 @@ def extract_features(
             _save_npy(out / "labels.npy", label_arr)
         np.lib.format.open_memmap(feat_path, mode="w+", dtype=np.float32, shape=(n, run["dim"]))
         _write_json(meta_path, meta)
+    if info.distributed:
+        barrier(info)  # rank 0 has set the folder up
+        meta = _read_meta(meta_path, run, out)
+        assert meta is not None
+        _extract_shard(
+            model, dataset, out, meta, view, size, crop, mean, layer, normalize, skip_bad,
+            batch_size, num_workers, progress, info,
+        )  # fmt: skip
+        return out
 
+    assert meta is not None
     features = np.load(feat_path, mmap_mode="r+")  # [N, D]
     start = int(meta["rows_done"])
     inputs = _Inputs(dataset, range(start, n), view, size, crop, mean)
@@ -644,20 +656,11 @@ def extract_features(
     try:
         with _eval_mode(model), torch.inference_mode():
             for batch in loader:
-                groups: dict[tuple[int, ...], list[dict[str, Any]]] = {}
-                for item in batch:
-                    if item["x"] is None:
-                        path, reason = item["bad"]
-                        if not skip_bad:
-                            raise ImageDecodeError(path, reason)
-                        meta["skipped"].append({"index": item["index"], "file": path})
-                        features[item["index"]] = 0.0
-                        continue
-                    groups.setdefault(tuple(item["x"].shape), []).append(item)
-                for items in groups.values():
-                    x = torch.stack([it["x"] for it in items]).to(device)  # [B, 3, H, W]
-                    rows = _represent(model, x, layer, normalize).cpu().numpy()  # [B, D]
-                    features[[it["index"] for it in items]] = rows
+                rows, skipped = _batch_rows(
+                    model, batch, layer, normalize, skip_bad, device, int(meta["dim"])
+                )
+                features[batch[0]["index"] : batch[-1]["index"] + 1] = rows  # a range
+                meta["skipped"].extend(skipped)
                 features.flush()  # rows on disk before meta says they are done
                 meta["rows_done"] = batch[-1]["index"] + 1
                 _write_json(meta_path, meta)
@@ -667,8 +670,148 @@ def extract_features(
         if bar is not None:
             bar.close()
     del features
+    shutil.rmtree(out / _SHARDS, ignore_errors=True)  # left by an interrupted torchrun
     _finish(out, meta)
     return out
+
+
+def _read_meta(meta_path: Path, run: dict[str, Any], out: Path) -> dict[str, Any] | None:
+    """The folder's ``meta.json`` (None if absent); raise if it holds other settings."""
+    if not meta_path.is_file():
+        return None
+    with open(meta_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    differ = [k for k in _RUN_KEYS if meta.get(k) != run[k]]
+    if differ:
+        detail = ", ".join(f"{k}: {meta.get(k)!r} there, {run[k]!r} now" for k in differ)
+        raise ValueError(
+            f"{out} holds features extracted with other settings ({detail}); "
+            "choose another output folder or delete it"
+        )
+    return meta
+
+
+def _batch_rows(
+    model: nn.Module,
+    batch: list[dict[str, Any]],
+    layer: str,
+    normalize: bool,
+    skip_bad: bool,
+    device: torch.device,
+    dim: int,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """``(rows float32 [len(batch), D], skipped)``: one batch's representations, zeros for
+    undecodable images (listed in ``skipped``), images of equal input size run together."""
+    groups: dict[tuple[int, ...], list[tuple[int, dict[str, Any]]]] = {}
+    skipped = []
+    for pos, item in enumerate(batch):
+        if item["x"] is None:
+            path, reason = item["bad"]
+            if not skip_bad:
+                raise ImageDecodeError(path, reason)
+            skipped.append({"index": item["index"], "file": path})
+            continue
+        groups.setdefault(tuple(item["x"].shape), []).append((pos, item))
+    rows = np.zeros((len(batch), dim), dtype=np.float32)
+    for members in groups.values():
+        x = torch.stack([it["x"] for _, it in members]).to(device)  # [B, 3, H, W]
+        rows[[pos for pos, _ in members]] = _represent(model, x, layer, normalize).cpu().numpy()
+    return rows, skipped
+
+
+def _extract_shard(
+    model: nn.Module,
+    dataset: Any,
+    out: Path,
+    meta: dict[str, Any],
+    view: str,
+    size: int,
+    crop: int,
+    mean: float | Tensor,
+    layer: str,
+    normalize: bool,
+    skip_bad: bool,
+    batch_size: int,
+    num_workers: int,
+    progress: bool,
+    info: DistInfo,
+) -> None:
+    """This rank's share of an extraction under ``torchrun``; rank 0 then assembles it.
+
+    The batches are those of one process (``batch_size`` images from ``rows_done`` on), so
+    every image runs through the network with the same neighbours and its row is the same
+    to the bit; batch k goes to rank ``k % P``, which writes ``shards/batch_<k>.npz`` (rows,
+    skipped images) atomically. After a barrier rank 0 copies them into ``features.npy``
+    in order, then finishes the folder as one process would; the other ranks return. A
+    killed run resumes with the batches that have no file yet (with any number of ranks).
+    """
+    n, start = int(meta["num_images"]), int(meta["rows_done"])
+    shards = out / _SHARDS
+    settings = {"rows_done": start, "batch_size": batch_size}
+    if info.is_main:
+        stored = None
+        if (shards / "settings.json").is_file():
+            with open(shards / "settings.json", encoding="utf-8") as f:
+                stored = json.load(f)
+        if stored != settings:  # batches of another run: not ours
+            shutil.rmtree(shards, ignore_errors=True)
+            shards.mkdir(parents=True)
+            _write_json(shards / "settings.json", settings)
+    barrier(info)
+    batches = [list(range(lo, min(lo + batch_size, n))) for lo in range(start, n, batch_size)]
+    todo = [
+        k
+        for k in shard_indices(len(batches), info.rank, info.world_size)
+        if not (shards / f"batch_{k:06d}.npz").is_file()
+    ]
+    positions, sampler, at = [], [], 0
+    for k in todo:
+        positions += batches[k]
+        sampler.append(list(range(at, at + len(batches[k]))))
+        at += len(batches[k])
+    inputs = _Inputs(dataset, positions, view, size, crop, mean)
+    loader = DataLoader(inputs, batch_sampler=sampler, num_workers=num_workers, collate_fn=_as_list)
+    bar = None
+    if progress and info.is_main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(positions), desc=f"features {layer}/{view} (rank 0)", unit="img")
+    device = _device(model)
+    try:
+        with _eval_mode(model), torch.inference_mode():
+            for k, batch in zip(todo, loader, strict=True):
+                rows, skipped = _batch_rows(
+                    model, batch, layer, normalize, skip_bad, device, int(meta["dim"])
+                )
+                buf = io.BytesIO()
+                np.savez(
+                    buf,
+                    rows=rows,
+                    bad_index=np.array([s["index"] for s in skipped], dtype=np.int64),
+                    bad_file=np.array([s["file"] for s in skipped], dtype=np.str_),
+                )
+                atomic_write_bytes(shards / f"batch_{k:06d}.npz", buf.getvalue())
+                if bar is not None:
+                    bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+    barrier(info)  # every batch is on disk
+    if not info.is_main:
+        return
+    features = np.load(out / "features.npy", mmap_mode="r+")  # [N, D]
+    for k, rows_of in enumerate(batches):
+        with np.load(shards / f"batch_{k:06d}.npz", allow_pickle=False) as part:
+            features[rows_of[0] : rows_of[-1] + 1] = part["rows"]
+            files = part["bad_file"].tolist()
+            for index, file in zip(part["bad_index"].tolist(), files, strict=True):
+                meta["skipped"].append({"index": int(index), "file": file})
+    features.flush()  # rows on disk before meta says they are done
+    del features
+    meta["rows_done"] = n
+    _write_json(out / "meta.json", meta)
+    shutil.rmtree(shards, ignore_errors=True)
+    _finish(out, meta)
 
 
 def _finish(out: Path, meta: dict[str, Any]) -> None:

@@ -21,6 +21,9 @@ network, Sec. 4.2). Stages, each resumable (a finished stage is loaded, not reco
 6. ``box_regression``: per-class ridge regression on pooled conv5 features;
 7. the detector is saved to ``DIR/detector`` (:func:`~sppnet.engine.detector_io.load_detector`).
 
+Under ``torchrun`` the processes share out the images of stages 1 and 2 (each writes its
+own files into ``DIR``) and rank 0 runs the rest: the same files and detector as one process.
+
 A stage also records the settings its result depends on (``DIR/<stage>/settings.json``:
 the starting weights, the training images and the settings of it and every earlier stage);
 when they differ from the current run's, the stage and every later one are redone, so
@@ -64,6 +67,15 @@ from sppnet.detection.window_features import compute_conv_maps, pool_windows
 from sppnet.engine.detection_cache import ConvMapCache, PooledFeatureCache, model_fingerprint
 from sppnet.engine.detection_data import open_detection_dataset
 from sppnet.engine.detector_io import save_detector
+from sppnet.engine.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    cleanup_distributed,
+    init_distributed,
+    shard_indices,
+)
+from sppnet.engine.proposal_workers import map_in_processes
 from sppnet.engine.safe_load import load_json_file, load_safetensors_file
 from sppnet.engine.train_classifier import NonFiniteLossError, _bars
 from sppnet.errors import UserError
@@ -126,6 +138,7 @@ class DetectorTrainConfig:
     max_images: int | None = None  # use only the first N training images (quick runs)
     seed: int = 0
     device: str = "cpu"
+    proposal_workers: int = 0  # processes computing proposals (0: this one); same boxes
     images: str | None = None  # COCO: the image folder (data is then the annotation file)
     classes: tuple[str, ...] | None = None  # label order; None: classes.txt / VOC / COCO's
 
@@ -316,6 +329,12 @@ def _new_fc8(model: nn.Module, num_outputs: int, generator: torch.Generator) -> 
 
 
 # ------------------------------------------------------------------------ 1. proposals
+def _proposal_work(job: tuple[Any, ProposalCache], i: int) -> None:
+    """Compute and store the proposals of image ``i`` (in a worker process or here)."""
+    dataset, cache = job
+    cache.get(dataset.ids[i], lambda: dataset[i][0])
+
+
 def get_proposals(
     dataset: VOCDetection,
     source: str,
@@ -323,8 +342,16 @@ def get_proposals(
     max_proposals: int = 2000,
     progress: bool = False,
     max_images: int | None = None,
+    *,
+    workers: int = 0,
+    info: DistInfo | None = None,
 ) -> dict[str, Tensor]:
     """Proposals of every image: computed and cached, or loaded from ``source/<id>.npy|json``.
+
+    Computed proposals come in two passes: the missing ones are computed and written
+    (``workers`` processes, and under ``torchrun`` each rank its share of the images), then
+    every image's are read back from the cache. Each image's boxes depend on that image
+    alone, so the result is the same however the work was split.
 
     Args:
         dataset: the images.
@@ -333,19 +360,31 @@ def get_proposals(
         max_proposals: cap per image.
         progress: tqdm bar.
         max_images: only the first N images (an evaluation on part of a split).
+        workers: processes computing proposals (:func:`~sppnet.engine.proposal_workers.
+            map_in_processes`); 0 or 1: this process.
+        info: the ``torchrun`` process group (:func:`~sppnet.engine.distributed.
+            init_distributed`): rank r computes images r, r + P, ...; ``None``: alone.
 
     Returns:
-        ``{image_id: Tensor[R, 4]}``.
+        ``{image_id: Tensor[R, 4]}`` for every image (on every rank).
 
     Raises:
         FileNotFoundError: a precomputed file is missing (named).
     """
+    info = info or DistInfo()
     result: dict[str, Tensor] = {}
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
     if source in ("selective_search", "edge_boxes"):
         key = "max_proposals" if source == "selective_search" else "max_boxes"
         cache = ProposalCache(out, source, **{key: max_proposals})
-        for i in _bars(range(n), progress, desc="proposals", unit="img"):
+        if info.is_main:
+            cache.write_settings()  # once, before any process fills the cache
+        barrier(info)
+        mine = shard_indices(n, info.rank, info.world_size)
+        missing = [i for i in mine if dataset.ids[i] not in cache]
+        map_in_processes(_proposal_work, (dataset, cache), missing, workers, progress=progress)
+        barrier(info)  # every rank's files are written
+        for i in range(n):
             image_id = dataset.ids[i]
             result[image_id] = cache.get(image_id, lambda i=i: dataset[i][0])
         return result
@@ -374,11 +413,25 @@ def build_feature_cache(
     dataset: VOCDetection,
     proposals: dict[str, Tensor],
     progress: bool = False,
+    *,
+    info: DistInfo | None = None,
 ) -> int:
-    """Fill ``cache`` for every image of ``dataset``; returns how many were computed now."""
+    """Fill ``cache`` for every image of ``dataset``; returns how many were computed now.
+
+    Under ``torchrun`` (``info``) rank r fills images r, r + P, ... (each image's files
+    depend on that image alone), rank 0 writes ``meta.json`` first, and every rank returns
+    once all are done, with the count over all ranks.
+    """
+    info = info or DistInfo()
+    if info.distributed:
+        if info.is_main:
+            cache.write_meta()
+        barrier(info)
+    mine = shard_indices(len(dataset), info.rank, info.world_size)
 
     def items() -> Iterable[tuple[str, Callable[[], tuple]]]:
-        for i, image_id in enumerate(dataset.ids):
+        for i in mine:
+            image_id = dataset.ids[i]
 
             def load(i: int = i, image_id: str = image_id) -> tuple:
                 image, target = dataset[i]
@@ -392,10 +445,15 @@ def build_feature_cache(
 
             yield image_id, load
 
-    return cache.build(
+    computed = cache.build(
         items(),
-        lambda it: _bars(it, progress, total=len(dataset), desc="feature cache", unit="img"),
+        lambda it: _bars(it, progress, total=len(mine), desc="feature cache", unit="img"),
     )
+    if not info.distributed:
+        return computed
+    counts = torch.tensor([computed], dtype=torch.float64, device=info.device)
+    counts = all_reduce_sum(counts, info)  # also a barrier: every rank's images are done
+    return int(counts.item())
 
 
 class _WindowTable:
@@ -768,19 +826,43 @@ def train_detector(
 ) -> dict[str, Any]:
     """Train an SPP-net detector stage by stage (module docstring); resumable.
 
+    Runs alone or under ``torchrun``: then the per-image stages (proposals, the feature
+    cache) are split over the processes (rank r takes images r, r + P, ...; each writes its
+    own files into ``config.out``, which every process must see: one machine, or a shared
+    folder), and the stages that need every image (fine-tuning, SVMs, box regression, the
+    detector) run on rank 0 alone while the other ranks return. The files and weights equal
+    those of one process.
+
     Args:
         config: the settings.
-        progress: tqdm bars.
-        log: called with one line per finished stage (its timing); ``None`` is quiet.
+        progress: tqdm bars (rank 0 only).
+        log: called with one line per finished stage (its timing); ``None`` is quiet
+            (rank 0 only).
 
     Returns:
         A summary: ``"detector"`` (its directory), ``"timing"`` (seconds per stage),
         ``"finetune_loss"`` (first and last 50-iteration means), SVM and regression stats.
+        Ranks other than 0 return ``{"rank": r, "detector": None, "timing": ...}`` after
+        their share of the cache.
 
     Raises:
         ValueError: bad data or settings, a stale cache; FileNotFoundError: missing files;
         NonFiniteLossError: a diverged fine-tuning.
     """
+    info = init_distributed("cuda" if config.device.startswith("cuda") else "cpu")
+    try:
+        if info.distributed and config.device.startswith("cuda"):
+            config = dataclasses.replace(config, device=str(info.device))  # cuda:LOCAL_RANK
+        return _train_detector(
+            config, info, progress=progress and info.is_main, log=log if info.is_main else None
+        )
+    finally:
+        cleanup_distributed(info)
+
+
+def _train_detector(
+    config: DetectorTrainConfig, info: DistInfo, *, progress: bool, log: Log | None
+) -> dict[str, Any]:
     say = log or (lambda _line: None)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -788,7 +870,8 @@ def train_detector(
         config.data, config.split, images=config.images, classes=config.classes
     )
     _check_same_classes(out, dataset.class_names)
-    _write_json(out / "train_config.json", dataclasses.asdict(config))
+    if info.is_main:
+        _write_json(out / "train_config.json", dataclasses.asdict(config))
     torch.manual_seed(config.seed)
     if len(dataset) == 0 and config.images is not None:
         raise UserError(f"{config.data} lists no images (its 'images' list is empty)")
@@ -818,7 +901,13 @@ def train_detector(
 
     t = time.perf_counter()
     proposals = get_proposals(
-        dataset, config.proposals, out / "proposals", config.max_proposals, progress
+        dataset,
+        config.proposals,
+        out / "proposals",
+        config.max_proposals,
+        progress,
+        workers=config.proposal_workers,
+        info=info,
     )
     timing["proposals"] = time.perf_counter() - t
     mean_windows = float(np.mean([p.shape[0] for p in proposals.values()])) if proposals else 0.0
@@ -827,7 +916,7 @@ def train_detector(
         f"{timing['proposals']:.1f} s"
     )
 
-    def open_cache(root: Path) -> _WindowTable:
+    def open_cache(root: Path, first: bool = True) -> _WindowTable | None:
         layout = PooledFeatureCache if config.cache == "windows" else ConvMapCache
         cache = layout(
             root,
@@ -848,16 +937,24 @@ def train_detector(
             f"({what}, {config.cache_dtype})"
         )
         t0 = time.perf_counter()
-        computed = build_feature_cache(cache, dataset, proposals, progress)
+        # the first cache is shared out under torchrun; the end-to-end one (a new trunk,
+        # after rank 0's fine-tuning) is built by rank 0
+        computed = build_feature_cache(
+            cache, dataset, proposals, progress, info=info if first else None
+        )
         timing[f"cache:{root.name}"] = time.perf_counter() - t0
         say(
             f"feature cache: {computed} images computed, {len(dataset) - computed} reused, "
             f"{time.perf_counter() - t0:.1f} s"
         )
+        if not info.is_main:
+            return None
         return _WindowTable(cache, list(dataset.ids))
 
     cache_dir = out / _CACHE_DIRS[config.cache]
     table = open_cache(cache_dir)
+    if table is None:  # a rank other than 0: its share is done; rank 0 trains on it all
+        return {"rank": info.rank, "detector": None, "timing": timing}
 
     # Fine-tuning of the fc layers (resumable as a finished stage).
     ft_dir = out / "finetune"
@@ -901,7 +998,8 @@ def train_detector(
             "last": float(np.mean(e2e_losses[-20:])) if e2e_losses else math.nan,
         }
         say(f"end-to-end: {len(e2e_losses)} iterations, {timing['end_to_end']:.1f} s")
-        table = open_cache(out / f"{cache_dir.name}_e2e")  # the trunk changed: new features
+        table = open_cache(out / f"{cache_dir.name}_e2e", first=False)  # a new trunk
+        assert table is not None  # rank 0
 
     t = time.perf_counter()
     svm_path = out / "svm" / "svm.safetensors"
