@@ -39,6 +39,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from sppnet._validate import check_int
 from sppnet.data.decode import ImageDecodeError
 from sppnet.data.transforms import check_mean, hflip, resize_shorter, subtract_mean, to_tensor
 from sppnet.data.views import feature_map_view_boxes, ten_view_boxes
@@ -69,14 +70,6 @@ def _check_views(views: Sequence[str]) -> tuple[str, ...]:
             f"unknown view(s) {', '.join(map(repr, unknown))}; valid views: {', '.join(EVAL_VIEWS)}"
         )
     return out
-
-
-def _check_pos_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _check_model(model: nn.Module) -> None:
@@ -272,14 +265,14 @@ def evaluate_classifier(
     """
     _check_model(model)
     views = _check_views(views)
-    crop = _check_pos_int("crop", crop)
-    shorter = _check_pos_int("shorter", shorter)
-    batch_size = _check_pos_int("batch_size", batch_size)
-    num_workers = _check_pos_int("num_workers", num_workers, 0)
+    crop = check_int("crop", crop, min=1)
+    shorter = check_int("shorter", shorter, min=1)
+    batch_size = check_int("batch_size", batch_size, min=1)
+    num_workers = check_int("num_workers", num_workers, min=0)
     mean = check_mean(mean)
     if isinstance(scales, int):
         scales = (scales,)
-    scales = tuple(dict.fromkeys(_check_pos_int("scale", s) for s in scales))
+    scales = tuple(dict.fromkeys(check_int("scale", s, min=1) for s in scales))
     if crop < model.min_input_size:
         raise ValueError(
             f"crop must be >= {model.min_input_size} ({model.name}'s minimum input), got {crop}"

@@ -68,6 +68,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from sppnet._atomic import fsync_file
+from sppnet._validate import check_int
 from sppnet.data.decode import ImageDecodeError
 from sppnet.data.transforms import (
     check_mean,
@@ -105,14 +106,6 @@ _FC_LAYERS = ("fc6", "fc7")
 
 
 # ------------------------------------------------------------------------ validation
-def _check_pos_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
 def _check_model(model: object) -> nn.Module:
     needed = ("forward_features", "forward_intermediates", "forward_pooled", "fc6", "pool")
     if not isinstance(model, nn.Module) or not all(hasattr(model, a) for a in needed):
@@ -165,8 +158,8 @@ def _check_request(model: nn.Module, layer: str, view: str, size: int, crop: int
         )
     if view not in FEATURE_VIEWS:
         raise ValueError(f"view must be one of {', '.join(FEATURE_VIEWS)}, got {view!r}")
-    _check_pos_int("size", size)
-    _check_pos_int("crop", crop)
+    check_int("size", size, min=1)
+    check_int("crop", crop, min=1)
     if layer in _CONV_LAYERS and view == "full":
         raise ValueError(
             f"{layer} features have a length that depends on the image size; {layer} needs "
@@ -244,8 +237,8 @@ def representation_input(
         raise TypeError(f"image must be a PIL.Image.Image, got {type(image).__name__}")
     if view not in FEATURE_VIEWS:
         raise ValueError(f"view must be one of {', '.join(FEATURE_VIEWS)}, got {view!r}")
-    _check_pos_int("size", size)
-    _check_pos_int("crop", crop)
+    check_int("size", size, min=1)
+    check_int("crop", crop, min=1)
     mean = check_mean(mean)
     if view == "crop" and size < crop:
         raise ValueError(f"view 'crop' needs size >= crop, got {size} < {crop}")
@@ -576,7 +569,7 @@ def extract_features(
     model = _check_model(model)
     _check_request(model, layer, view, size, crop)
     mean = check_mean(mean)
-    _check_pos_int("batch_size", batch_size)
+    check_int("batch_size", batch_size, min=1)
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
     n = len(dataset)

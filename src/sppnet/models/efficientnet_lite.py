@@ -67,7 +67,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sppnet.models.spp_net import PoolSpec, SPPNet, _check_int
+from sppnet._validate import check_int
+from sppnet.models.spp_net import PoolSpec, SPPNet
 from sppnet.ops import SpatialPyramidPool, check_levels
 
 __all__ = [
@@ -476,8 +477,8 @@ class EfficientNetLite(SPPNet):
     ) -> None:
         nn.Module.__init__(self)  # SPPNet.__init__ builds a Table 1 trunk; we build ours
         spec = _check_variant(variant)
-        _check_int("num_classes", num_classes, 1)
-        _check_int("fc_dim", fc_dim, 1)
+        check_int("num_classes", num_classes, min=1)
+        check_int("fc_dim", fc_dim, min=1)
         if feature_layer not in FEATURE_LAYERS:
             raise ValueError(
                 f"feature_layer must be one of {FEATURE_LAYERS}, got {feature_layer!r}"
@@ -537,7 +538,7 @@ class EfficientNetLite(SPPNet):
         """
         out = []
         for size in (height, width):
-            size = _check_int("size", size, 1)
+            size = check_int("size", size, min=1)
             offset, stride = 0.5, 1
             for m in self._spatial:
                 before = m.pads(size, size)[0]

@@ -27,6 +27,7 @@ from typing import overload
 import torch
 from torch import Tensor, nn
 
+from sppnet._validate import check_int
 from sppnet.models.lrn import LocalResponseNorm
 from sppnet.ops import SpatialPyramidPool, check_extents, check_levels
 
@@ -149,14 +150,6 @@ def _out_size(size, kernel: int, stride: int, padding: int):
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
 def _valid_mask(x: Tensor, extents: Tensor) -> Tensor:
     """``BoolTensor[N, 1, H, W]``: True inside each sample's top-left ``extents`` region."""
     height, width = x.shape[-2:]
@@ -203,8 +196,8 @@ class SPPNet(nn.Module):
         fc_dim: int = 4096,
     ) -> None:
         super().__init__()
-        _check_int("num_classes", num_classes, 1)
-        _check_int("fc_dim", fc_dim, 1)
+        check_int("num_classes", num_classes, min=1)
+        check_int("fc_dim", fc_dim, min=1)
         if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
             raise ValueError(f"width must be a number > 0, got {width!r}")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
@@ -357,8 +350,8 @@ class SPPNet(nn.Module):
             if width is not None:
                 raise TypeError("pass either (height, width) ints or one LongTensor[N, 2]")
             return self.feature_extents(height)
-        height = _check_int("height", height, 0)
-        width = _check_int("width", width, 0)
+        height = check_int("height", height, min=0)
+        width = check_int("width", width, min=0)
         self._check_min_size(height, width)
         return self._map_side(height), self._map_side(width)
 
