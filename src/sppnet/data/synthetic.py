@@ -28,6 +28,7 @@ import io
 import json
 import math
 import os
+import shutil
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from sppnet._atomic import atomic_write_bytes
+from sppnet._atomic import atomic_path, atomic_write_bytes
 from sppnet.data.voc import (
     parse_voc_xml,
     read_class_names,
@@ -664,14 +665,12 @@ def generate_voc_dataset(
 # --------------------------------------------------------------------------- classification
 def _link_or_copy(src: Path, dst: Path) -> None:
     """Hard-link ``src`` to ``dst`` (replacing it atomically), copying when links fail."""
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:  # another file system, or links not supported
-        atomic_write_bytes(dst, src.read_bytes())
-        return
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:  # another file system, or links not supported
+            shutil.copyfile(src, tmp)
 
 
 def make_classification_view(

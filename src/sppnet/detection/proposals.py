@@ -23,7 +23,6 @@ import inspect
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Union
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sppnet._atomic import atomic_write_bytes
+from sppnet._atomic import atomic_save_npy, atomic_write_bytes
 from sppnet._validate import check_int, check_real
 from sppnet.errors import DamagedFileError
 from sppnet.ops.boxes import check_boxes, clip_boxes
@@ -581,18 +580,5 @@ class ProposalCache:
         image = image_or_loader() if callable(image_or_loader) else image_or_loader
         boxes = _compute(self.method, image, self.settings)
         self._check_settings(create=True)
-        _atomic_write_npy(path, boxes.numpy())
+        atomic_save_npy(path, np.ascontiguousarray(boxes.numpy(), dtype=np.float32))
         return boxes
-
-
-def _atomic_write_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())  # data on disk before the rename makes it visible
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -12,7 +12,6 @@ Tables 9-10 on exactly the same model and windows.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sppnet._atomic import atomic_write_text
+from sppnet._atomic import atomic_write_json, atomic_write_text
 from sppnet.data.coco import CocoDetection, coco_ground_truth
 from sppnet.data.transforms import subtract_mean, to_tensor
 from sppnet.data.voc import VOCDetection
@@ -149,7 +148,7 @@ def evaluate_detector(
     if out is not None:
         out = Path(out)
         write_voc_results(detections, out / "results", dataset.class_names)
-        atomic_write_text(out / "coco_results.json", json.dumps(coco_records))
+        atomic_write_json(out / "coco_results.json", coco_records, indent=None)
         atomic_write_text(out / "ap_table.md", per_class_ap_table(result) + "\n")
         plot_precision_recall(result, out / "pr_curves.png")
     return summary

@@ -22,7 +22,6 @@ Shape shorthand:
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -34,7 +33,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from sppnet._atomic import atomic_write_bytes, atomic_write_text
+from sppnet._atomic import atomic_save_figure, atomic_write_text
 from sppnet._validate import check_int, check_real
 from sppnet.ops.pyramid_bins import bin_edges, check_levels, num_pyramid_bins
 
@@ -186,14 +185,6 @@ def _show_image(ax: Any, image: Image.Image) -> None:
     ax.set_ylim(image.height, 0)
 
 
-def _save_png(fig: Any, path: str | os.PathLike[str]) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_DPI)
-    out = Path(path)
-    atomic_write_bytes(out, buffer.getvalue())
-    return out
-
-
 def draw_detections(
     image: Image.Image,
     detections: Mapping[str, Tensor | np.ndarray],
@@ -289,7 +280,7 @@ def draw_detections(
             bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "linewidth": 0},
             **text,
         )
-    return _save_png(fig, path)
+    return atomic_save_figure(path, fig, dpi=_DPI)
 
 
 def bin_pixel_edges(map_size: int, n: int, stride: float, offset: float) -> np.ndarray:
@@ -438,7 +429,7 @@ def draw_pyramid_bins(
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0.06, 1, 0.95))
-    return _save_png(fig, path)
+    return atomic_save_figure(path, fig, dpi=_DPI)
 
 
 # --------------------------------------------------------------------------------- JSON
