@@ -182,7 +182,7 @@ def rcnn_pooled_features(
         raise ValueError(f"size must be >= the network's minimum input {minimum}, got size={size}")
     n_win = boxes.shape[0]
     if n_win == 0:
-        return image.new_zeros((0, model.fc6.in_features))
+        return image.new_zeros((0, model.pooled_dim))
     parts = []
     for start in range(0, n_win, batch_size):
         crops = warp_windows(image, boxes[start : start + batch_size], size, context_pad)

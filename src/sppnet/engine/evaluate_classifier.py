@@ -73,7 +73,7 @@ def _check_views(views: Sequence[str]) -> tuple[str, ...]:
 
 
 def _check_model(model: nn.Module) -> None:
-    needed = ("forward_features", "feature_stride", "feature_offset", "spp_levels", "_head")
+    needed = ("forward_features", "feature_stride", "feature_offset", "spp_levels", "spp_mode")
     missing = [a for a in needed if not hasattr(model, a)]
     if missing:
         raise TypeError(
@@ -200,7 +200,7 @@ def feature_map_view_logits(model: nn.Module, pair: Tensor, boxes: Tensor) -> Te
         windows.to(features.device),
         batch_index.to(features.device),
         levels=model.spp_levels,
-        mode=getattr(model.pool, "mode", "max"),
+        mode=model.spp_mode,
     )  # [2V, C * L]
     return model.forward_pooled(pooled)  # [2V, K]
 

@@ -67,7 +67,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from sppnet._atomic import fsync_file
+from sppnet._atomic import atomic_path, atomic_save_npy, atomic_write_json
 from sppnet._validate import check_int
 from sppnet.data.decode import ImageDecodeError
 from sppnet.data.transforms import (
@@ -137,7 +137,7 @@ def feature_layers(model: nn.Module) -> tuple[str, ...]:
 
 def _no_spp_side(model: nn.Module) -> int:
     """Side of the no-SPP baseline's pool5 grid (6 for the paper's trunks), from fc6's input."""
-    return math.isqrt(model.fc6.in_features // model.feature_channels)
+    return math.isqrt(model.pooled_dim // model.feature_channels)
 
 
 def _check_request(model: nn.Module, layer: str, view: str, size: int, crop: int) -> None:
@@ -267,27 +267,22 @@ def _represent(model: nn.Module, x: Tensor, layer: str, normalize: bool) -> Tens
         if layer == "conv5":
             out = conv5.flatten(1)  # (C, h, w) order whatever the memory format
         elif model.spp_levels is None:
-            pooled = model.pool(conv5).flatten(1)  # the baseline's pool5, [B, C*36]
-            if pooled.shape[1] != model.fc6.in_features:
+            try:
+                pooled = model.forward_pool(conv5)  # the baseline's pool5, [B, C*36]
+            except ValueError:
                 n = _no_spp_side(model)
                 raise ValueError(
                     f"the no-SPP {model.name} needs a conv map that pools to {n}x{n} (a 224 "
                     f"input); got a {x.shape[2]}x{x.shape[3]} input"
-                )
-            out = pooled if layer == "pool5" else _fc(model, pooled, layer)
+                ) from None
+            out = pooled if layer == "pool5" else model.forward_pooled(pooled, stop_at=layer)
         elif layer == "pool5":
-            out = spatial_pyramid_pool(conv5, (_POOL5_LEVEL,), model.pool.mode)  # [B, C*36]
+            out = spatial_pyramid_pool(conv5, (_POOL5_LEVEL,), model.spp_mode)  # [B, C*36]
         else:
-            pooled = model.pool(conv5)  # [B, C*L]
-            out = pooled if layer == "spp" else _fc(model, pooled, layer)
+            pooled = model.forward_pool(conv5)  # [B, C*L]
+            out = pooled if layer == "spp" else model.forward_pooled(pooled, stop_at=layer)
     out = out.float()
     return F.normalize(out, dim=1) if normalize else out
-
-
-def _fc(model: nn.Module, pooled: Tensor, layer: str) -> Tensor:
-    if layer == "fc6":
-        return F.relu(model.fc6(pooled))  # [B, D]; the model's own ReLU is in place
-    return model.forward_pooled(pooled, pre_logits=True)  # fc7 after ReLU, [B, D]
 
 
 def image_representation(
@@ -355,11 +350,11 @@ def feature_dim(
             return int(_represent(model, x, layer, normalize=False).shape[1])
     if layer == "pool5":
         if model.spp_levels is None:
-            return int(model.fc6.in_features)
+            return model.pooled_dim
         return model.feature_channels * _POOL5_LEVEL * _POOL5_LEVEL
     if layer == "spp":
-        return int(model.fc6.in_features)
-    return int(model.fc6.out_features if layer == "fc6" else model.fc7.out_features)
+        return model.pooled_dim
+    return model.fc_dim
 
 
 def estimate_feature_bytes(
@@ -485,20 +480,11 @@ def _model_info(model: nn.Module, layer: str) -> dict[str, Any]:
 
 def _write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically: a crash leaves the old file or the new one, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, indent=1)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(path.stem + ".tmp.npy")
-    np.save(tmp, arr)
-    fsync_file(tmp)
-    os.replace(tmp, path)
+    atomic_save_npy(path, arr)
 
 
 # the settings two runs must share for the second to continue the first
@@ -677,15 +663,13 @@ def _finish(out: Path, meta: dict[str, Any]) -> None:
         keep = np.setdiff1d(np.arange(n), bad)
         src = np.load(out / "features.npy", mmap_mode="r")
         if src.shape[0] == n:
-            tmp = out / "features.tmp.npy"
             shape = (n_rows, src.shape[1])
-            dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-            for lo in range(0, n_rows, 4096):  # in chunks: the file may not fit in memory
-                dst[lo : lo + 4096] = src[keep[lo : lo + 4096]]
-            dst.flush()
-            del dst
-            fsync_file(tmp)
-            os.replace(tmp, out / "features.npy")
+            with atomic_path(out / "features.npy", suffix=".npy") as tmp:
+                dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+                for lo in range(0, n_rows, 4096):  # in chunks: the file may not fit in memory
+                    dst[lo : lo + 4096] = src[keep[lo : lo + 4096]]
+                dst.flush()
+                del dst
         del src
         if (out / "labels.npy").is_file():
             label_arr = np.load(out / "labels.npy")

@@ -462,6 +462,9 @@ class EfficientNetLite(SPPNet):
         TypeError / ValueError: bad arguments; ImportError: ``pretrained`` without the wheel.
     """
 
+    # the map the head pools and the padding fix the architecture too
+    CONFIG_KEYS = (*SPPNet.CONFIG_KEYS, "feature_layer", "padding")
+
     def __init__(
         self,
         *,
@@ -491,6 +494,7 @@ class EfficientNetLite(SPPNet):
         self.width = 1.0
         self.fc_dim = fc_dim
         self.spp_levels = None if spp_levels is None else check_levels(spp_levels)
+        self.spp_mode = spp_mode
         self.padding = padding
         self.feature_layer = feature_layer
         self.features = _build_trunk(spec, padding, feature_layer)
