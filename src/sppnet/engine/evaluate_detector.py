@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from sppnet._atomic import atomic_write_json, atomic_write_text
 from sppnet.data.coco import CocoDetection, coco_ground_truth
 from sppnet.data.transforms import subtract_mean, to_tensor
 from sppnet.data.voc import VOCDetection
 from sppnet.detection.detector import Detector
-from sppnet.engine.train_classifier import _bars
 from sppnet.evaluation.coco_detection import coco_detection_metrics, coco_results
 from sppnet.evaluation.voc_detection import (
     per_class_ap_table,
@@ -118,7 +118,7 @@ def evaluate_detector(
     detections: dict[str, dict[str, Tensor]] = {}
     totals: dict[str, float] = {}
     ids = list(dataset.ids[:n])
-    for i in _bars(range(n), progress, desc="detect", unit="img"):
+    for i in tqdm(range(n), disable=not progress, desc="detect", unit="img"):
         image_id = dataset.ids[i]
         if image_id not in proposals:
             raise ValueError(f"no proposals for image {image_id!r}")
@@ -171,7 +171,7 @@ def _rcnn_baseline(
     dets: dict[str, dict[str, Tensor]] = {}
     rcnn_t = {"conv": 0.0, "fc": 0.0, "svm": 0.0, "nms": 0.0}
     spp_t = {"conv": 0.0, "pooling": 0.0, "fc": 0.0, "svm": 0.0, "nms": 0.0}
-    for i in _bars(range(n), progress, desc="R-CNN baseline", unit="img"):
+    for i in tqdm(range(n), disable=not progress, desc="R-CNN baseline", unit="img"):
         image_id = dataset.ids[i]
         image, _ = dataset[i]
         x = to_tensor(image)
