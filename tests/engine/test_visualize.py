@@ -28,8 +28,8 @@ def image():
 
 
 @pytest.fixture(scope="module")
-def model():
-    return create_model("zf5", num_classes=3, width=0.125, fc_dim=16)
+def model(tiny_zf5):
+    return tiny_zf5(3)
 
 
 def _detections(kind="torch"):
