@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sppnet._atomic import (
+    atomic_link_or_copy,
     atomic_path,
     atomic_save_figure,
     atomic_save_npy,
@@ -57,3 +58,16 @@ def test_atomic_save_figure_writes_png(tmp_path):
     out = atomic_save_figure(tmp_path / "f.png", fig, dpi=20)
     assert out == tmp_path / "f.png"
     assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_atomic_link_or_copy_replaces_the_destination(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"abc")
+    dst = tmp_path / "out" / "dst.bin"
+    atomic_link_or_copy(src, dst)
+    assert dst.read_bytes() == b"abc"
+    src2 = tmp_path / "src2.bin"
+    src2.write_bytes(b"xyz")
+    atomic_link_or_copy(src2, dst)
+    assert dst.read_bytes() == b"xyz"
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["dst.bin"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "atomic_link_or_copy",
     "atomic_path",
     "atomic_save_figure",
     "atomic_save_npy",
@@ -73,6 +74,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically, creating the parent folder if needed."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def atomic_link_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Hard-link ``src`` to ``dst`` (replacing it atomically), copying when links fail
+    (another file system, or links not supported)."""
+    import shutil
+
+    with atomic_path(dst) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

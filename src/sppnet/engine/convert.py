@@ -17,13 +17,11 @@ back the same annotations (boxes, names, difficult, sizes, split, classes).
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sppnet._atomic import atomic_path, atomic_write_json, atomic_write_text
+from sppnet._atomic import atomic_link_or_copy, atomic_write_json, atomic_write_text
 from sppnet.data.coco import CocoDetection, coco_ground_truth
 from sppnet.data.voc import VOCDetection, write_voc_xml
 from sppnet.errors import UserError
@@ -69,12 +67,7 @@ def voc_to_coco(
 def _place_image(src: Path, dst: Path) -> None:
     if dst.exists() and src.resolve() == dst.resolve():
         return
-    with atomic_path(dst) as tmp:
-        tmp.unlink()
-        try:
-            os.link(src, tmp)
-        except OSError:  # another file system, or links not allowed
-            shutil.copyfile(src, tmp)
+    atomic_link_or_copy(src, dst)
 
 
 def coco_to_voc(
