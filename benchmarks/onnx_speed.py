@@ -70,7 +70,7 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     k = args.classes
     det_model = create_model(args.model, num_classes=k + 1, **kwargs).eval()
-    fc_dim, p = det_model.fc7.out_features, det_model.fc6.in_features
+    fc_dim, p = det_model.fc_dim, det_model.pooled_dim
     detector = Detector(
         model=det_model,
         class_names=[f"c{i}" for i in range(k)],

@@ -18,6 +18,9 @@ def test_readme_python_example_runs():
     assert scope["conv5"].shape[:2] == (1, 256)
     assert scope["pooled"].shape == (1, 12800)
     assert torch.isfinite(scope["fc7"]).all()
+    assert scope["fc6"].shape == (1, 4096)
+    assert scope["model"].num_classes == 4
+    assert scope["again"].config() == scope["model"].config()
 
 
 def test_readme_pretrained_example_runs():

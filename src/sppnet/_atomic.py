@@ -1,18 +1,36 @@
-"""Atomic file writes shared by the modules that write files (data, detection, engine).
+"""Atomic file writes shared by every module that writes files (data, detection, engine, cli).
 
 A temporary file in the destination's folder, flushed to disk (``fsync``), then
 ``os.replace``: a reader, or a run killed at any moment, sees the old file or the new one,
 never half of one; and after a power cut the renamed file holds its data, not zeros (without
 the ``fsync`` a file system may commit the rename before the data).
+
+:func:`atomic_path` is the one place that does it; the writers of bytes, text, JSON, ``.npy``
+arrays and matplotlib figures are built on it, and a writer that needs a file name (a
+memory-mapped array, ``onnx.save_model``, a hard link) uses it directly.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "fsync_file"]
+__all__ = [
+    "atomic_link_or_copy",
+    "atomic_path",
+    "atomic_save_figure",
+    "atomic_save_npy",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "fsync_file",
+]
 
 
 def fsync_file(path: str | os.PathLike[str]) -> None:
@@ -24,22 +42,92 @@ def fsync_file(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, creating the parent folder if needed."""
+@contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync it and rename it onto ``path``.
+
+    The parent folder is created if needed. The temporary file exists (empty) when the
+    block starts; a block that raises leaves ``path`` untouched and the temporary removed.
+
+    Args:
+        path: the destination.
+        suffix: ending of the temporary name (``".npy"`` for writers that append it).
+
+    Yields:
+        The temporary path to write.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, creating the parent folder if needed."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_link_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Hard-link ``src`` to ``dst`` (replacing it atomically), copying when links fail
+    (another file system, or links not supported)."""
+    import shutil
+
+    with atomic_path(dst) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(
+    path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2, allow_nan: bool = True
+) -> None:
+    """Write ``obj`` as JSON (UTF-8, a final newline) to ``path`` atomically.
+
+    Raises:
+        TypeError: ``obj`` is not JSON-serialisable (nothing is written).
+        ValueError: a NaN or infinity with ``allow_nan=False`` (nothing is written).
+    """
+    atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=allow_nan) + "\n")
+
+
+def atomic_save_npy(path: str | os.PathLike[str], array: Any) -> None:
+    """Save ``array`` in ``.npy`` format to ``path`` atomically (never pickled)."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.asanyarray(array), allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_save_figure(path: str | os.PathLike[str], fig: Any, **savefig_kwargs: Any) -> Path:
+    """Save a matplotlib figure as PNG to ``path`` atomically.
+
+    Args:
+        path: the destination.
+        fig: a ``matplotlib.figure.Figure``.
+        **savefig_kwargs: passed to ``fig.savefig`` (``dpi``, ...).
+
+    Returns:
+        ``Path(path)``.
+    """
+    buffer = io.BytesIO()
+    fig.savefig(buffer, **{"format": "png", **savefig_kwargs})
+    out = Path(path)
+    atomic_write_bytes(out, buffer.getvalue())
+    return out

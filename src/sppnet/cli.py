@@ -79,10 +79,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    import json
-
     import torch
 
+    from sppnet._atomic import atomic_write_json
     from sppnet.data.image_folder import ImageFolder
     from sppnet.engine.checkpoint import load_classifier
     from sppnet.engine.evaluate_classifier import MULTIVIEW_SCALES, evaluate_classifier
@@ -166,9 +165,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             "scales": list(scales),
             "results": results,
         }
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
+        atomic_write_json(args.json, report)
         print(f"wrote {args.json}")
     return 0
 
@@ -261,9 +258,9 @@ def _rank() -> int:
 
 
 def _cmd_svm(args: argparse.Namespace) -> int:
-    import json
     import math
 
+    from sppnet._atomic import atomic_write_json
     from sppnet.engine.svm import caltech_protocol, load_feature_dir, voc_classification_protocol
 
     features, labels, meta = load_feature_dir(args.features)
@@ -334,9 +331,7 @@ def _cmd_svm(args: argparse.Namespace) -> int:
                 return [_plain(v) for v in value]
             return None if isinstance(value, float) and math.isnan(value) else value
 
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(_plain(report), f, indent=2)
-            f.write("\n")
+        atomic_write_json(args.json, _plain(report))
         print(f"wrote {args.json}")
     return 0
 
@@ -559,10 +554,9 @@ def _cmd_eval_det(args: argparse.Namespace) -> int:
 
 
 def _eval_det(args: argparse.Namespace, detector: object, info: DistInfo) -> int:
-    import json
     from pathlib import Path
 
-    from sppnet._atomic import atomic_write_text
+    from sppnet._atomic import atomic_write_json
     from sppnet.engine.detection_data import open_detection_dataset
     from sppnet.engine.evaluate_detector import evaluate_detector
     from sppnet.engine.train_detector import get_proposals
@@ -625,7 +619,7 @@ def _eval_det(args: argparse.Namespace, detector: object, info: DistInfo) -> int
         _print_timing("  R-CNN time per image", r["timing"])
         _print_timing("  SPP-net time per image", r["spp_timing"])
     summary = {k: v for k, v in result.items() if k != "detections"}
-    atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2))
+    atomic_write_json(out / "metrics.json", summary)
     print(f"results: {out} (metrics.json, coco_results.json, ap_table.md, pr_curves.png, results/)")
     return 0
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 from PIL import Image
 
 CLASSES = ("blue", "green", "red")  # sorted: ImageFolder labels them 0, 1, 2
@@ -48,15 +46,3 @@ TINY = {
     "batch_size": 8,
     "plot": False,
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread per test (import it into a test module: it is autouse there).
-
-    Tiny tensors: one thread avoids oversubscribing a loaded 2-core runner.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

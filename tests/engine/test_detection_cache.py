@@ -14,12 +14,6 @@ import torch
 from sppnet.detection import compute_conv_maps, label_windows, pool_windows
 from sppnet.engine.detection_cache import ConvMapCache, PooledFeatureCache, model_fingerprint
 from sppnet.errors import DamagedFileError
-from sppnet.models import create_model
-
-
-def _model(seed=0):
-    torch.manual_seed(seed)
-    return create_model("zf5", num_classes=4, width=0.125, fc_dim=16).eval()
 
 
 def _item(seed):
@@ -33,8 +27,8 @@ def _item(seed):
     return image, proposals, gt, labels, difficult
 
 
-def test_cache_holds_pooled_features_and_labels(tmp_path):
-    model = _model()
+def test_cache_holds_pooled_features_and_labels(tmp_path, tiny_zf5):
+    model = tiny_zf5(4)
     cache = PooledFeatureCache(tmp_path, model, scales=(100,), dtype="float32")
     image, proposals, gt, labels, difficult = _item(0)
     cache.add("img1", image, proposals, gt, labels, difficult)
@@ -57,8 +51,8 @@ def test_cache_holds_pooled_features_and_labels(tmp_path):
     assert 10 * 100 * 1600 * 4 < cache.estimate_bytes(10, 100.0) < 10 * (100 * 1600 * 4 + 6000)
 
 
-def test_cache_float16_build_resume_and_refusals(tmp_path):
-    model = _model()
+def test_cache_float16_build_resume_and_refusals(tmp_path, tiny_zf5):
+    model = tiny_zf5(4)
     cache = PooledFeatureCache(tmp_path, model, scales=(100,))
     calls = []
 
@@ -78,7 +72,7 @@ def test_cache_float16_build_resume_and_refusals(tmp_path):
     assert again.build(items(["a1", "a2", "a3"])) == 1 and calls == ["a1", "a2", "a3"]
     # a different trunk or settings are refused, naming what differs
     with pytest.raises(ValueError, match=r"\['model'\]"):
-        PooledFeatureCache(tmp_path, _model(seed=1), scales=(100,))
+        PooledFeatureCache(tmp_path, tiny_zf5(4, seed=1), scales=(100,))
     with pytest.raises(ValueError, match=r"\['scales'\]"):
         PooledFeatureCache(tmp_path, model, scales=(120,))
     with pytest.raises(ValueError, match="dtype"):
@@ -93,8 +87,8 @@ def test_cache_float16_build_resume_and_refusals(tmp_path):
         cache.features("a3")
 
 
-def test_model_fingerprint_follows_the_trunk_or_the_whole_model():
-    a, b = _model(), _model()
+def test_model_fingerprint_follows_the_trunk_or_the_whole_model(tiny_zf5):
+    a, b = tiny_zf5(4), tiny_zf5(4)
     assert model_fingerprint(a) == model_fingerprint(b)
     with torch.no_grad():
         b.fc8.weight.add_(1.0)
@@ -126,13 +120,15 @@ def _spread_item(seed, height=150, width=210, n=120):
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
 @pytest.mark.parametrize("scales", [(100,), (200, 400, 800)])
-def test_windows_pooled_from_cached_maps_equal_the_pooled_window_cache(tmp_path, scales, mode):
+def test_windows_pooled_from_cached_maps_equal_the_pooled_window_cache(
+    tmp_path, scales, mode, tiny_zf5
+):
     """Max pooling: equal to the bit (rounding to float16 is monotone, so it commutes with
     max). Average pooling: within float16 rounding (relative 2**-11 per value, so the mean
     of rounded values is within 2**-11 of the rounded mean's magnitude, plus its own
     rounding: 2 * 2**-11 relative)."""
     torch.manual_seed(0)
-    model = create_model("zf5", num_classes=4, width=0.125, fc_dim=16, spp_mode=mode).eval()
+    model = tiny_zf5(4, spp_mode=mode)
     windows = PooledFeatureCache(tmp_path / "w", model, scales=scales)
     maps = ConvMapCache(tmp_path / "m", model, scales=scales)
     item = _spread_item(1)
@@ -166,8 +162,8 @@ def test_windows_pooled_from_cached_maps_equal_the_pooled_window_cache(tmp_path,
     torch.testing.assert_close(exact.pool("x"), direct, rtol=1e-5, atol=1e-5)
 
 
-def test_conv_map_cache_stores_maps_memory_mapped_and_resumes(tmp_path):
-    model = _model()
+def test_conv_map_cache_stores_maps_memory_mapped_and_resumes(tmp_path, tiny_zf5):
+    model = tiny_zf5(4)
     cache = ConvMapCache(tmp_path, model, scales=(60, 100))
     calls = []
 
@@ -196,13 +192,13 @@ def test_conv_map_cache_stores_maps_memory_mapped_and_resumes(tmp_path):
     assert "a2" not in again and again.build(items(["a1", "a2", "a3"])) == 1
 
 
-def test_conv_map_cache_refusals_and_damaged_files(tmp_path):
-    model = _model()
+def test_conv_map_cache_refusals_and_damaged_files(tmp_path, tiny_zf5):
+    model = tiny_zf5(4)
     cache = ConvMapCache(tmp_path, model, scales=(100,))
     cache.add("a1", *_item(1))
     cache.add("a2", *_item(2))
     with pytest.raises(ValueError, match=r"conv-map cache made with other settings \(\['model'\]"):
-        ConvMapCache(tmp_path, _model(seed=1), scales=(100,))
+        ConvMapCache(tmp_path, tiny_zf5(4, seed=1), scales=(100,))
     with pytest.raises(ValueError, match=r"\['scales'\]"):
         ConvMapCache(tmp_path, model, scales=(120,))
     with pytest.raises(ValueError, match=r"\['dtype'\]"):
@@ -236,9 +232,9 @@ def _disk_bytes(root):
 
 
 @pytest.mark.parametrize("scales", [(120,), (80, 120, 200)])
-def test_size_estimates_match_the_bytes_written(tmp_path, scales):
+def test_size_estimates_match_the_bytes_written(tmp_path, scales, tiny_zf5):
     """The estimate printed before a build is within 10% of the files' sizes."""
-    model = _model()
+    model = tiny_zf5(4)
     items = [_spread_item(i, height=100 + 17 * i, width=190 - 9 * i, n=150) for i in range(4)]
     windows = PooledFeatureCache(tmp_path / "w", model, scales=scales)
     maps = ConvMapCache(tmp_path / "m", model, scales=scales)

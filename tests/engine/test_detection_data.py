@@ -8,7 +8,6 @@ import json
 
 import pytest
 import torch
-from engine_train_helpers import one_thread  # noqa: F401 (autouse)
 from safetensors.torch import load_file
 
 from sppnet.cli import main
@@ -22,6 +21,8 @@ from sppnet.data import (
 from sppnet.engine import train_detector as td
 from sppnet.engine.convert import coco_to_voc, voc_to_coco
 from sppnet.engine.detection_data import open_detection_dataset, parse_classes
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 pytest.importorskip("pycocotools")
 

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from engine_train_helpers import make_colour_folder, one_thread  # noqa: F401 (autouse)
+from engine_train_helpers import make_colour_folder
 from PIL import Image
 
 from sppnet.data.image_folder import ImageFolder
@@ -26,6 +26,8 @@ from sppnet.engine.extract_features import (
     image_representation,
 )
 from sppnet.models import EfficientNetLite, create_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 LITE = "efficientnet_lite0"
 SIZE, CROP = 80, 64  # 80 -> a 3 x h head map (stride 32), 64 -> 2 x 2

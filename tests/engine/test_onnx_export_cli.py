@@ -36,10 +36,9 @@ def run_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def detector_dir(tmp_path_factory):
+def detector_dir(tmp_path_factory, tiny_zf5):
     root = tmp_path_factory.mktemp("det")
-    torch.manual_seed(0)
-    model = create_model("zf5", num_classes=3, width=0.125, fc_dim=16).eval()
+    model = tiny_zf5(3)
     gen = torch.Generator().manual_seed(1)
     det = Detector(
         model=model,

@@ -19,19 +19,12 @@ from sppnet.engine import train_detector as td
 from sppnet.engine.detector_io import load_detector
 from sppnet.ops import box_iou
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
-def voc(tmp_path_factory):
-    root = tmp_path_factory.mktemp("voc")
-    return generate_voc_dataset(root, sizes={"train": 8, "test": 3}, seed=5, max_side=200)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def voc(tiny_voc):
+    return tiny_voc(train=8, test=3)
 
 
 def _config(voc, out, **kw):

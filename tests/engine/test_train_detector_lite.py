@@ -11,10 +11,8 @@ import json
 
 import pytest
 import torch
-from engine_train_helpers import one_thread  # noqa: F401 (autouse)
 
 from sppnet.cli import main
-from sppnet.data.synthetic import generate_voc_dataset
 from sppnet.data.transforms import to_tensor
 from sppnet.data.voc import VOCDetection
 from sppnet.detection.detector import Detector
@@ -22,6 +20,8 @@ from sppnet.engine import train_detector as td
 from sppnet.engine.detector_io import load_detector, save_detector
 from sppnet.models import EfficientNetLite, create_model
 from sppnet.models.efficientnet_lite import FEATURE_LAYERS
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 _WINDOWS = 40
 _SCALE = 160
@@ -33,9 +33,8 @@ def _lite_defaults() -> EfficientNetLite:
 
 
 @pytest.fixture(scope="module")
-def voc(tmp_path_factory):
-    root = tmp_path_factory.mktemp("voc_lite")
-    return generate_voc_dataset(root, sizes={"train": 4, "test": 2}, seed=5, max_side=200)
+def voc(tiny_voc):
+    return tiny_voc(train=4, test=2)
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +213,7 @@ def test_end_to_end_stage_keeps_batch_norm_statistics(voc, tmp_path):
     )  # fmt: skip
     dataset = VOCDetection(voc, "train")
     model, _, mean = td._open_model(config, len(dataset.class_names))
-    td._new_fc8(model, len(dataset.class_names) + 1, torch.Generator().manual_seed(0))
+    model.reset_classifier(len(dataset.class_names) + 1, generator=torch.Generator().manual_seed(0))
     proposals = td.get_proposals(dataset, "edge_boxes", tmp_path / "p", _WINDOWS)
     # the trunk's last conv and batch norm (whichever map the model pools)
     last_conv = [m for m in model.features.modules() if isinstance(m, torch.nn.Conv2d)][-1]

@@ -9,7 +9,7 @@ import importlib
 
 import pytest
 import torch
-from engine_train_helpers import make_colour_folder, one_thread  # noqa: F401 (autouse)
+from engine_train_helpers import make_colour_folder
 
 from sppnet.engine.checkpoint import load_checkpoint, load_classifier
 from sppnet.engine.evaluate_classifier import evaluate_classifier
@@ -22,6 +22,8 @@ from sppnet.engine.train_classifier import (
     train_classifier,
 )
 from sppnet.models import create_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # the module (sppnet.engine re-exports a function of the same name)
 tc = importlib.import_module("sppnet.engine.train_classifier")

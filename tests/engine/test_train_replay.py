@@ -11,13 +11,15 @@ import importlib
 
 import pytest
 import torch
-from engine_train_helpers import TINY, make_colour_folder, one_thread  # noqa: F401 (autouse)
+from engine_train_helpers import TINY, make_colour_folder
 
 from sppnet.cli import main
 from sppnet.data import ImageFolder
 from sppnet.data.transforms import EvalCropTransform, TrainTransform, resize_tensor
 from sppnet.engine.distributed import DistInfo
 from sppnet.engine.train_classifier import ClassifierTrainConfig, train_classifier
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 tc = importlib.import_module("sppnet.engine.train_classifier")
 

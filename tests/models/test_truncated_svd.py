@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-from sppnet.models import create_model
 from sppnet.models.truncated_svd import LowRankLinear, compress_fc, truncated_svd_linear
 
 
@@ -81,9 +80,8 @@ def test_linear_validation():
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return create_model("zf5", num_classes=4, width=0.125, fc_dim=48).eval()
+def model(tiny_zf5):
+    return tiny_zf5(4, fc_dim=48)
 
 
 def test_compress_fc_equals_forward_through_the_product(model):

@@ -32,11 +32,8 @@ def one_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every robustness test runs on one torch thread (the shared ``one_thread``)."""
 
 
 @pytest.fixture(autouse=True)

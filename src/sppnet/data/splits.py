@@ -22,15 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sppnet._validate import check_int
+
 __all__ = ["class_balanced_splits"]
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= 1, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 def _split_seed(seed: int, index: int) -> int:
@@ -80,9 +74,9 @@ def class_balanced_splits(
         raise ValueError(f"labels must be a non-empty 1-D [N] array, got shape {y.shape}")
     if y.dtype == bool or y.dtype.kind not in "iu":
         raise TypeError(f"labels must hold integers, got dtype {y.dtype}")
-    n_train = _positive_int(n_train, "n_train")
-    n_test = _positive_int(n_test, "n_test")
-    n_splits = _positive_int(n_splits, "n_splits")
+    n_train = check_int("n_train", n_train, min=1)
+    n_test = check_int("n_test", n_test, min=1)
+    n_splits = check_int("n_splits", n_splits, min=1)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be a non-negative int, got {seed!r}")
     if seed < 0:

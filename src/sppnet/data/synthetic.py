@@ -27,7 +27,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from sppnet._atomic import atomic_write_bytes
+from sppnet._atomic import atomic_link_or_copy, atomic_write_bytes
 from sppnet.data.voc import (
     parse_voc_xml,
     read_class_names,
@@ -662,18 +661,6 @@ def generate_voc_dataset(
 
 
 # --------------------------------------------------------------------------- classification
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link ``src`` to ``dst`` (replacing it atomically), copying when links fail."""
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:  # another file system, or links not supported
-        atomic_write_bytes(dst, src.read_bytes())
-        return
-    os.replace(tmp, dst)
-
-
 def make_classification_view(
     voc_root: str | Path,
     out_root: str | Path,
@@ -763,7 +750,7 @@ def make_classification_view(
                 ]
                 best = max(areas, key=lambda ja: ja[1])[0]  # max keeps the first on ties
                 rel = f"{names[best]}/{image_id}{image_path.suffix}"
-                _link_or_copy(image_path, out_root / rel)
+                atomic_link_or_copy(image_path, out_root / rel)
                 lines.append(rel)
                 counts[split][names[best]] += 1
                 continue

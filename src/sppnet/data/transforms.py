@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from sppnet._validate import check_int
+
 __all__ = [
     "PCA_EIGENVALUES",
     "PCA_EIGENVECTORS",
@@ -57,14 +59,6 @@ PCA_EIGENVECTORS = (
     (-0.5808, -0.0045, -0.8140),
     (-0.5836, -0.6948, 0.4203),
 )
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
 
 
 def _check_pil(img: object) -> Image.Image:
@@ -134,7 +128,7 @@ def resize_shorter(img: Image.Image, size: int) -> Image.Image:
         ValueError: ``size < 1``.
     """
     _check_pil(img)
-    _check_positive_int(size, "size")
+    check_int("size", size, min=1)
     new = _shorter_side_size(img.width, img.height, size)
     if new == img.size:
         return img
@@ -160,9 +154,9 @@ def five_crop_boxes(width: int, height: int, crop: int = 224) -> Tensor:
         TypeError: a size is not an int.
         ValueError: a size is < 1 or the crop does not fit in the image.
     """
-    _check_positive_int(width, "width")
-    _check_positive_int(height, "height")
-    _check_positive_int(crop, "crop")
+    check_int("width", width, min=1)
+    check_int("height", height, min=1)
+    check_int("crop", crop, min=1)
     if crop > width or crop > height:
         raise ValueError(
             f"a {crop}x{crop} crop does not fit in a {width}x{height} (w x h) image; "
@@ -239,9 +233,9 @@ def resize_tensor(t: Tensor, size: int | tuple[int, int]) -> Tensor:
     if not t.is_floating_point():
         raise TypeError(f"t must be a floating-point tensor, got dtype {t.dtype}")
     if isinstance(size, int) and not isinstance(size, bool):
-        out_hw = (_check_positive_int(size, "size"),) * 2
+        out_hw = (check_int("size", size, min=1),) * 2
     elif isinstance(size, (tuple, list)) and len(size) == 2:
-        out_hw = (_check_positive_int(size[0], "size[0]"), _check_positive_int(size[1], "size[1]"))
+        out_hw = (check_int("size[0]", size[0], min=1), check_int("size[1]", size[1], min=1))
     else:
         raise TypeError(f"size must be an int or a (height, width) pair, got {size!r}")
     if tuple(t.shape[-2:]) == out_hw:
@@ -343,8 +337,8 @@ class TrainTransform:
         lighting: float = 0.1,
         mean: float | Tensor = 128.0,
     ) -> None:
-        self.crop = _check_positive_int(crop, "crop")
-        self.shorter = _check_positive_int(shorter, "shorter")
+        self.crop = check_int("crop", crop, min=1)
+        self.shorter = check_int("shorter", shorter, min=1)
         if shorter < crop:
             raise ValueError(f"shorter must be >= crop ({crop}) so every crop fits, got {shorter}")
         self.flip = bool(flip)
@@ -407,10 +401,10 @@ class FullImageTransform:
         mean: float | Tensor = 128.0,
         max_long_side: int | None = None,
     ) -> None:
-        self.shorter = None if shorter is None else _check_positive_int(shorter, "shorter")
+        self.shorter = None if shorter is None else check_int("shorter", shorter, min=1)
         self.mean = check_mean(mean)
         self.max_long_side = (
-            None if max_long_side is None else _check_positive_int(max_long_side, "max_long_side")
+            None if max_long_side is None else check_int("max_long_side", max_long_side, min=1)
         )
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
@@ -428,8 +422,8 @@ class FullImageTransform:
         Raises:
             TypeError / ValueError: a size is not a positive int.
         """
-        _check_positive_int(height, "height")
-        _check_positive_int(width, "width")
+        check_int("height", height, min=1)
+        check_int("width", width, min=1)
         w, h = width, height
         if self.shorter is not None:
             w, h = _shorter_side_size(w, h, self.shorter)
@@ -481,8 +475,8 @@ class EvalCropTransform:
     """
 
     def __init__(self, crop: int = 224, shorter: int = 256, mean: float | Tensor = 128.0) -> None:
-        self.crop = _check_positive_int(crop, "crop")
-        self.shorter = _check_positive_int(shorter, "shorter")
+        self.crop = check_int("crop", crop, min=1)
+        self.shorter = check_int("shorter", shorter, min=1)
         if shorter < crop:
             raise ValueError(f"shorter must be >= crop ({crop}) so the crop fits, got {shorter}")
         self.mean = check_mean(mean)

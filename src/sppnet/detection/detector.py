@@ -169,12 +169,12 @@ class Detector(nn.Module):
         if not self.scales:
             raise ValueError("scales must hold at least one scale")
         self.max_long_side = max_long_side
-        fc_dim = getattr(model.fc7, "out_features", None)  # Linear and LowRankLinear have it
+        fc_dim = getattr(model, "fc_dim", None)
         if svm_weight is None:
-            if model.fc8.out_features != k + 1:
+            if model.num_classes != k + 1:
                 raise ValueError(
                     f"without SVMs the model's fc8 must be {k + 1}-way (K classes + "
-                    f"background), got {model.fc8.out_features}"
+                    f"background), got {model.num_classes}"
                 )
         elif svm_weight.dim() != 2 or svm_weight.shape[0] != k or svm_bias is None:
             raise ValueError(
@@ -186,7 +186,7 @@ class Detector(nn.Module):
                 f"svm_weight must be Tensor[{k}, {fc_dim}], got {tuple(svm_weight.shape)}"
             )
         if box_weight is not None:
-            p = getattr(model.fc6, "in_features", None)
+            p = getattr(model, "pooled_dim", None)
             if box_weight.dim() != 3 or box_weight.shape[0] != k or box_bias is None:
                 raise ValueError(
                     f"box_weight must be Tensor[{k}, P, 4] with a box_bias, got "

@@ -23,7 +23,6 @@ import inspect
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Union
@@ -32,7 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sppnet._atomic import atomic_write_bytes
+from sppnet._atomic import atomic_save_npy, atomic_write_bytes
+from sppnet._validate import check_int, check_real
 from sppnet.errors import DamagedFileError
 from sppnet.ops.boxes import check_boxes, clip_boxes
 
@@ -128,21 +128,6 @@ def _scale_back(boxes: Tensor, rgb: np.ndarray, height: int, width: int) -> Tens
     return boxes * factor
 
 
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_min_size(min_size: object) -> float:
-    if isinstance(min_size, bool) or not isinstance(min_size, (int, float, np.number)):
-        raise TypeError(f"min_size must be a real number, got {type(min_size).__name__}")
-    value = float(min_size)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"min_size must be a finite number >= 0, got {min_size!r}")
-    return value
-
-
 def _xywh_to_boxes(rects: np.ndarray) -> Tensor:
     """OpenCV ``[R, 4]`` ``(x, y, w, h)`` pixel rects -> ``Tensor[R, 4]`` in our convention.
 
@@ -216,8 +201,8 @@ def selective_search(
     """
     if mode not in ("fast", "quality"):
         raise ValueError(f"mode must be 'fast' or 'quality', got {mode!r}")
-    max_proposals = _check_positive_int(max_proposals, "max_proposals")
-    min_size = _check_min_size(min_size)
+    max_proposals = check_int("max_proposals", max_proposals, min=1)
+    min_size = check_real("min_size", min_size, min=0)
     rgb, height, width = _bounded_rgb(image)
     cv2 = _import_cv2()
 
@@ -318,7 +303,7 @@ def edge_boxes(
             positive integer, ``alpha`` or ``beta`` outside ``(0, 1]``, or a negative or
             non-finite ``min_score``.
     """
-    max_boxes = _check_positive_int(max_boxes, "max_boxes")
+    max_boxes = check_int("max_boxes", max_boxes, min=1)
     for name, value in (("alpha", alpha), ("beta", beta)):
         if not (isinstance(value, (int, float)) and 0 < float(value) <= 1):
             raise ValueError(f"{name} must be in (0, 1], got {value!r}")
@@ -604,18 +589,5 @@ class ProposalCache:
         image = image_or_loader() if callable(image_or_loader) else image_or_loader
         boxes = _compute(self.method, image, self.settings)
         self._check_settings(create=True)
-        _atomic_write_npy(path, boxes.numpy())
+        atomic_save_npy(path, np.ascontiguousarray(boxes.numpy(), dtype=np.float32))
         return boxes
-
-
-def _atomic_write_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())  # data on disk before the rename makes it visible
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -34,17 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sppnet._validate import check_int
 from sppnet.ops.boxes import check_boxes
 
 __all__ = ["rcnn_pooled_features", "rcnn_window_features", "warp_windows"]
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _check_image(image: object) -> Tensor:
@@ -57,8 +50,8 @@ def _check_image(image: object) -> Tensor:
 
 
 def _check_warp_args(size: object, context_pad: object) -> tuple[int, int]:
-    size = _check_int("size", size, 1)
-    context_pad = _check_int("context_pad", context_pad, 0)
+    size = check_int("size", size, min=1)
+    context_pad = check_int("context_pad", context_pad, min=0)
     if 2 * context_pad >= size:
         raise ValueError(
             f"context_pad must leave room for the box: 2 * context_pad < size, got "
@@ -118,7 +111,7 @@ def warp_windows(
     image = _check_image(image)
     check_boxes(boxes, "boxes")
     size, context_pad = _check_warp_args(size, context_pad)
-    chunk = _check_int("chunk", chunk, 1)
+    chunk = check_int("chunk", chunk, min=1)
     height, width = int(image.shape[1]), int(image.shape[2])
     n_win = boxes.shape[0]
     out = image.new_empty((n_win, 3, size, size))
@@ -183,13 +176,13 @@ def rcnn_pooled_features(
     image = _check_image(image)
     check_boxes(boxes, "boxes")
     size, context_pad = _check_warp_args(size, context_pad)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    batch_size = check_int("batch_size", batch_size, min=1)
     minimum = int(getattr(model, "min_input_size", 1))
     if size < minimum:
         raise ValueError(f"size must be >= the network's minimum input {minimum}, got size={size}")
     n_win = boxes.shape[0]
     if n_win == 0:
-        return image.new_zeros((0, model.fc6.in_features))
+        return image.new_zeros((0, model.pooled_dim))
     parts = []
     for start in range(0, n_win, batch_size):
         crops = warp_windows(image, boxes[start : start + batch_size], size, context_pad)

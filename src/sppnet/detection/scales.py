@@ -14,13 +14,12 @@ Shape shorthand:
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from sppnet._validate import check_real
 from sppnet.ops.boxes import check_boxes
 
 __all__ = [
@@ -38,15 +37,6 @@ DETECTION_SCALES_5: tuple[int, ...] = (480, 576, 688, 864, 1200)
 # Sec. 4.1: the pre-training input size; a window pooled near this size resembles the
 # 224x224 crops the network was trained on.
 _TARGET_AREA = 224 * 224
-
-
-def _positive_real(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    out = float(value)
-    if not math.isfinite(out) or out <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {out}")
-    return out
 
 
 def image_scale_factors(
@@ -78,14 +68,16 @@ def image_scale_factors(
         ValueError: if a size, scale or the cap is not positive and finite, or ``scales``
             is empty.
     """
-    h = _positive_real(height, "height")
-    w = _positive_real(width, "width")
+    h = check_real("height", height, positive=True)
+    w = check_real("width", width, positive=True)
     if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence):
         raise TypeError(f"scales must be a sequence of numbers, got {type(scales).__name__}")
     if len(scales) == 0:
         raise ValueError("scales must hold at least one scale, got an empty sequence")
-    values = [_positive_real(s, "every scale") for s in scales]
-    cap = None if max_long_side is None else _positive_real(max_long_side, "max_long_side")
+    values = [check_real("every scale", s, positive=True) for s in scales]
+    cap = (
+        None if max_long_side is None else check_real("max_long_side", max_long_side, positive=True)
+    )
     short, long = min(h, w), max(h, w)
     factors = []
     for s in values:
@@ -128,8 +120,8 @@ def choose_window_scales(
         raise TypeError(f"factors must be a sequence of numbers, got {type(factors).__name__}")
     if len(factors) == 0:
         raise ValueError("factors must hold at least one factor, got an empty sequence")
-    fs = [_positive_real(f, "every factor") for f in factors]
-    target = _positive_real(target_area, "target_area")
+    fs = [check_real("every factor", f, positive=True) for f in factors]
+    target = check_real("target_area", target_area, positive=True)
     # float64: areas near 1e6 px times factors squared lose ties in float32.
     b = boxes.detach().to(torch.float64)
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # [R]

@@ -23,12 +23,11 @@ Shape shorthand:
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch import Tensor
 
-from sppnet.ops.boxes import _check_real, box_iou, check_boxes, encode_boxes, nms
+from sppnet._validate import check_int, check_real
+from sppnet.ops.boxes import box_iou, check_boxes, encode_boxes, nms
 
 __all__ = [
     "hard_negative_round",
@@ -46,18 +45,10 @@ __all__ = [
 
 
 def _unit(value: object, name: str) -> float:
-    out = _check_real(value, name)
+    out = check_real(name, value)
     if not 0.0 <= out <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {out}")
     return out
-
-
-def _count(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {int(value)}")
-    return int(value)
 
 
 def _float_vector(x: object, name: str, n: int | None = None) -> Tensor:
@@ -209,7 +200,7 @@ def sample_finetune_batch(
     """
     iou = _float_vector(max_iou, "max_iou")
     lab = _int_vector(labels, "labels", iou.shape[0])
-    size = _count(batch_size, "batch_size", 1)
+    size = check_int("batch_size", batch_size, min=1)
     frac = _unit(positive_fraction, "positive_fraction")
     fg = _unit(fg_threshold, "fg_threshold")
     if not isinstance(bg_range, (tuple, list)) or len(bg_range) != 2:
@@ -270,7 +261,7 @@ def svm_positives(
         TypeError, ValueError: as :func:`label_windows`; also for ``cls`` not an int ``>= 1``.
     """
     difficult = _check_gt(gt_boxes, gt_labels, gt_difficult)
-    c = _count(cls, "cls", 1)
+    c = check_int("cls", cls, min=1)
     keep = gt_labels.detach() == c
     if not include_difficult:
         keep &= ~difficult.to(keep.device)
@@ -350,10 +341,10 @@ def select_hard_negatives(
             ``max_count``.
     """
     s = _float_vector(scores, "scores")
-    thr = _check_real(threshold, "threshold")
+    thr = check_real("threshold", threshold)
     hard = torch.nonzero(s > thr).flatten()
     if max_count is not None:
-        cap = _count(max_count, "max_count", 0)
+        cap = check_int("max_count", max_count, min=0)
         if hard.numel() > cap:
             order = torch.sort(s[hard], descending=True, stable=True).indices[:cap]
             hard = torch.sort(hard[order]).values
@@ -396,8 +387,8 @@ def hard_negative_round(
     ids_scores = _float_vector(cache_scores, "cache_scores", ids.shape[0])
     new = _int_vector(candidates, "candidates")
     new_scores = _float_vector(candidate_scores, "candidate_scores", new.shape[0])
-    hard = _check_real(hard_threshold, "hard_threshold")
-    evict = _check_real(evict_threshold, "evict_threshold")
+    hard = check_real("hard_threshold", hard_threshold)
+    evict = check_real("evict_threshold", evict_threshold)
     if evict > hard:
         raise ValueError(f"evict_threshold must be <= hard_threshold, got {evict} > {hard}")
     kept = ids[ids_scores >= evict]

@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from sppnet._atomic import fsync_file
+from sppnet._atomic import atomic_write_text, fsync_file
 from sppnet.errors import DamagedFileError
 
 __all__ = [
@@ -49,7 +49,6 @@ _MODEL_FILE = "model.safetensors"
 _OPTIMIZER_FILE = "optimizer.pt"
 _STATE_FILE = "state.json"
 _EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
-_MODEL_KEYS = ("name", "num_classes", "spp_levels", "width", "fc_dim", "spp_mode", "dropout")
 
 
 def _epoch_name(epoch: int) -> str:
@@ -58,10 +57,7 @@ def _epoch_name(epoch: int) -> str:
 
 def _write_pointer(directory: Path, name: str, target: str) -> None:
     """Atomically point ``directory/name`` at ``target`` (a sibling directory's name)."""
-    tmp = directory / f".{name}.tmp-{os.getpid()}"
-    tmp.write_text(target + "\n", encoding="utf-8")
-    fsync_file(tmp)
-    os.replace(tmp, directory / name)
+    atomic_write_text(directory / name, target + "\n")
 
 
 def _read_pointer(directory: Path, name: str) -> Path | None:
@@ -270,13 +266,13 @@ def load_classifier(
         sppnet.errors.DamagedFileError: a damaged checkpoint file (named); the optimizer
             state is never read.
     """
-    from sppnet.models import create_model
+    from sppnet.models import SPPNet, create_model
 
     model_state, _, state = load_checkpoint(
         checkpoint_dir, which, map_location=map_location, optimizer=False
     )
     kwargs = dict(state.get("model") or {})
-    missing = [k for k in _MODEL_KEYS if k not in kwargs]
+    missing = [k for k in ("name", *SPPNet.CONFIG_KEYS) if k not in kwargs]
     if missing:
         raise ValueError(f"{state['path']}/state.json: model description lacks {missing}")
     name = kwargs.pop("name")

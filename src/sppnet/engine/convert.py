@@ -17,14 +17,11 @@ back the same annotations (boxes, names, difficult, sizes, split, classes).
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sppnet._atomic import atomic_write_text
+from sppnet._atomic import atomic_link_or_copy, atomic_write_json, atomic_write_text
 from sppnet.data.coco import CocoDetection, coco_ground_truth
 from sppnet.data.voc import VOCDetection, write_voc_xml
 from sppnet.errors import UserError
@@ -59,7 +56,7 @@ def voc_to_coco(
         "info": {"description": f"{Path(root).name} {split}, converted by sppnet from VOC XML"},
         **coco,
     }
-    atomic_write_text(Path(out_file), json.dumps(coco, indent=1))
+    atomic_write_json(out_file, coco, indent=1)
     return {
         "images": len(coco["images"]),
         "objects": len(coco["annotations"]),
@@ -70,14 +67,7 @@ def voc_to_coco(
 def _place_image(src: Path, dst: Path) -> None:
     if dst.exists() and src.resolve() == dst.resolve():
         return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:  # another file system, or links not allowed
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    atomic_link_or_copy(src, dst)
 
 
 def coco_to_voc(

@@ -74,7 +74,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from sppnet._atomic import atomic_write_bytes, atomic_write_text
+from sppnet._atomic import (
+    atomic_save_figure,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
 
 __all__ = ["DEMO_STAGES", "DemoConfig", "demo_config", "run_demo"]
 
@@ -302,7 +307,7 @@ def demo_config(quick: bool = False, from_scratch: bool = False) -> DemoConfig:
 
 # ------------------------------------------------------------------------------ helpers
 def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, allow_nan=False) + "\n")
+    atomic_write_json(path, obj, indent=1, allow_nan=False)
 
 
 def _read_json(path: Path) -> Any:
@@ -723,7 +728,6 @@ def _plot_training_curves(
     path: Path,
 ) -> None:
     """Val top-1 error and train loss per epoch of each classifier, and fc fine-tuning loss."""
-    import io
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -754,9 +758,7 @@ def _plot_training_curves(
     ax_ft.set(xlabel="iteration", ylabel="loss", title="detection: fc fine-tuning loss")
     ax_ft.grid(alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_save_figure(path, fig)
 
 
 def _pictures_stage(

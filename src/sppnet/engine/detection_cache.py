@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sppnet._atomic import atomic_write_bytes, atomic_write_text
+from sppnet._atomic import atomic_save_npy, atomic_write_bytes, atomic_write_json
 from sppnet.detection.scales import image_scale_factors
 from sppnet.detection.targets import label_windows
 from sppnet.detection.window_features import (
@@ -102,9 +101,7 @@ def model_fingerprint(model: nn.Module, trunk_only: bool = True) -> str:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_npy(path, array)
 
 
 class _WindowCache:
@@ -191,7 +188,7 @@ class _WindowCache:
         image), so that processes which then fill the cache in parallel write none."""
         meta_path = self.root / "meta.json"
         if not meta_path.is_file():
-            atomic_write_text(meta_path, json.dumps(self.meta, indent=2))
+            atomic_write_json(meta_path, self.meta)
 
     def _finish(self, image_id: str, records: dict[str, Any]) -> None:
         """Write the window records (the finished-image marker), then meta.json."""

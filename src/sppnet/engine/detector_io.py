@@ -14,7 +14,6 @@ still loads after those defaults change.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -22,41 +21,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sppnet._atomic import atomic_write_bytes, atomic_write_text
+from sppnet._atomic import atomic_write_bytes, atomic_write_json
 from sppnet.detection.detector import Detector
 
 __all__ = ["load_detector", "save_detector"]
 
 _TENSORS = ("svm_weight", "svm_bias", "box_weight", "box_bias")
 _FORMAT = 1
-# Model attributes that fix the architecture beyond create_model's arguments (Lite trunks).
-_ARCHITECTURE = ("feature_layer", "padding")
-
-
-def _architecture(model: torch.nn.Module) -> dict[str, Any]:
-    """The :data:`_ARCHITECTURE` settings ``model`` has (none for the paper's networks)."""
-    return {k: getattr(model, k) for k in _ARCHITECTURE if isinstance(getattr(model, k, None), str)}
 
 
 def _build_model(name: str, kwargs: dict[str, Any]) -> torch.nn.Module:
-    """Rebuild a network from recorded arguments (random weights, no pretrained ones).
+    """Rebuild a network from recorded arguments (random weights, never pretrained ones)."""
+    from sppnet.models import create_model
 
-    Raises:
-        ValueError: architecture settings for a model that takes none, or bad arguments.
-    """
-    import inspect
-
-    from sppnet.models import LITE_VARIANTS, EfficientNetLite, create_model
-
-    kwargs = {k: v for k, v in kwargs.items() if k != "pretrained"}
-    extra = {k: kwargs.pop(k) for k in _ARCHITECTURE if k in kwargs}
-    if not extra or set(extra) <= set(inspect.signature(create_model).parameters):
-        return create_model(name, **kwargs, **extra)
-    if name not in LITE_VARIANTS:
-        raise ValueError(f"{name} takes no architecture settings, got {sorted(extra)}")
-    if kwargs.pop("width", 1.0) != 1.0:
-        raise ValueError(f"{name} has fixed channel widths; width must be 1.0")
-    return EfficientNetLite(variant=name, **kwargs, **extra)
+    return create_model(name, **{k: v for k, v in kwargs.items() if k != "pretrained"})
 
 
 def save_detector(
@@ -72,7 +50,8 @@ def save_detector(
         detector: the detector to save.
         model_kwargs: :func:`~sppnet.models.create_model` arguments of its network, with
             ``"name"``; ``pretrained`` is ignored on load (the weights are all saved here).
-            The network's ``feature_layer`` / ``padding`` (EfficientNet-Lite) are added.
+            The rest of the network's ``config()`` (an EfficientNet-Lite's ``feature_layer``
+            and ``padding``) is added.
         extra: more JSON-serialisable facts to keep (training settings, metrics).
 
     Returns:
@@ -91,7 +70,7 @@ def save_detector(
     mean = detector.mean
     meta = {
         "format": _FORMAT,
-        "model": {**_architecture(detector.model), **model_kwargs},
+        "model": {**detector.model.config(), **model_kwargs},
         "classes": detector.class_names,
         "mean": mean.tolist() if isinstance(mean, Tensor) else float(mean),
         "scales": list(detector.scales),
@@ -104,7 +83,7 @@ def save_detector(
         "extra": extra or {},
     }
     atomic_write_bytes(directory / "detector.safetensors", save(tensors))
-    atomic_write_text(directory / "detector.json", json.dumps(meta, indent=2))
+    atomic_write_json(directory / "detector.json", meta)
     return directory
 
 

@@ -39,6 +39,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from sppnet._validate import check_int
 from sppnet.data.decode import ImageDecodeError
 from sppnet.data.transforms import check_mean, hflip, resize_shorter, subtract_mean, to_tensor
 from sppnet.data.views import feature_map_view_boxes, ten_view_boxes
@@ -71,16 +72,8 @@ def _check_views(views: Sequence[str]) -> tuple[str, ...]:
     return out
 
 
-def _check_pos_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
 def _check_model(model: nn.Module) -> None:
-    needed = ("forward_features", "feature_stride", "feature_offset", "spp_levels", "_head")
+    needed = ("forward_features", "feature_stride", "feature_offset", "spp_levels", "spp_mode")
     missing = [a for a in needed if not hasattr(model, a)]
     if missing:
         raise TypeError(
@@ -207,7 +200,7 @@ def feature_map_view_logits(model: nn.Module, pair: Tensor, boxes: Tensor) -> Te
         windows.to(features.device),
         batch_index.to(features.device),
         levels=model.spp_levels,
-        mode=getattr(model.pool, "mode", "max"),
+        mode=model.spp_mode,
     )  # [2V, C * L]
     return model.forward_pooled(pooled)  # [2V, K]
 
@@ -272,14 +265,14 @@ def evaluate_classifier(
     """
     _check_model(model)
     views = _check_views(views)
-    crop = _check_pos_int("crop", crop)
-    shorter = _check_pos_int("shorter", shorter)
-    batch_size = _check_pos_int("batch_size", batch_size)
-    num_workers = _check_pos_int("num_workers", num_workers, 0)
+    crop = check_int("crop", crop, min=1)
+    shorter = check_int("shorter", shorter, min=1)
+    batch_size = check_int("batch_size", batch_size, min=1)
+    num_workers = check_int("num_workers", num_workers, min=0)
     mean = check_mean(mean)
     if isinstance(scales, int):
         scales = (scales,)
-    scales = tuple(dict.fromkeys(_check_pos_int("scale", s) for s in scales))
+    scales = tuple(dict.fromkeys(check_int("scale", s, min=1) for s in scales))
     if crop < model.min_input_size:
         raise ValueError(
             f"crop must be >= {model.min_input_size} ({model.name}'s minimum input), got {crop}"

@@ -12,7 +12,6 @@ Tables 9-10 on exactly the same model and windows.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -21,14 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
-from sppnet._atomic import atomic_write_text
+from sppnet._atomic import atomic_write_json, atomic_write_text
 from sppnet.data.coco import CocoDetection, coco_ground_truth
 from sppnet.data.transforms import subtract_mean, to_tensor
 from sppnet.data.voc import VOCDetection
 from sppnet.detection.detector import Detector
 from sppnet.engine.distributed import DistInfo, all_gather_objects, shard_indices
-from sppnet.engine.train_classifier import _bars
 from sppnet.evaluation.coco_detection import coco_detection_metrics, coco_results
 from sppnet.evaluation.voc_detection import (
     per_class_ap_table,
@@ -132,7 +131,9 @@ def evaluate_detector(
     mine: dict[str, dict[str, Tensor]] = {}
     totals: dict[str, float] = {}
     shown = progress and info.is_main
-    for i in _bars(shard_indices(n, info.rank, info.world_size), shown, desc="detect", unit="img"):
+    for i in tqdm(
+        shard_indices(n, info.rank, info.world_size), disable=not shown, desc="detect", unit="img"
+    ):
         image_id = dataset.ids[i]
         image, _ = dataset[i]
         x = to_tensor(image)
@@ -171,7 +172,7 @@ def evaluate_detector(
     if out is not None:
         out = Path(out)
         write_voc_results(detections, out / "results", dataset.class_names)
-        atomic_write_text(out / "coco_results.json", json.dumps(coco_records))
+        atomic_write_json(out / "coco_results.json", coco_records, indent=None)
         atomic_write_text(out / "ap_table.md", per_class_ap_table(result) + "\n")
         plot_precision_recall(result, out / "pr_curves.png")
     return summary
@@ -194,7 +195,7 @@ def _rcnn_baseline(
     dets: dict[str, dict[str, Tensor]] = {}
     rcnn_t = {"conv": 0.0, "fc": 0.0, "svm": 0.0, "nms": 0.0}
     spp_t = {"conv": 0.0, "pooling": 0.0, "fc": 0.0, "svm": 0.0, "nms": 0.0}
-    for i in _bars(range(n), progress, desc="R-CNN baseline", unit="img"):
+    for i in tqdm(range(n), disable=not progress, desc="R-CNN baseline", unit="img"):
         image_id = dataset.ids[i]
         image, _ = dataset[i]
         x = to_tensor(image)

@@ -71,7 +71,13 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from sppnet._atomic import atomic_write_bytes, fsync_file
+from sppnet._atomic import (
+    atomic_path,
+    atomic_save_npy,
+    atomic_write_bytes,
+    atomic_write_json,
+)
+from sppnet._validate import check_int
 from sppnet.data.decode import ImageDecodeError
 from sppnet.data.transforms import (
     check_mean,
@@ -111,14 +117,6 @@ _SHARDS = "shards"  # under torchrun: each rank's finished batches, until rank 0
 
 
 # ------------------------------------------------------------------------ validation
-def _check_pos_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
 def _check_model(model: object) -> nn.Module:
     needed = ("forward_features", "forward_intermediates", "forward_pooled", "fc6", "pool")
     if not isinstance(model, nn.Module) or not all(hasattr(model, a) for a in needed):
@@ -150,7 +148,7 @@ def feature_layers(model: nn.Module) -> tuple[str, ...]:
 
 def _no_spp_side(model: nn.Module) -> int:
     """Side of the no-SPP baseline's pool5 grid (6 for the paper's trunks), from fc6's input."""
-    return math.isqrt(model.fc6.in_features // model.feature_channels)
+    return math.isqrt(model.pooled_dim // model.feature_channels)
 
 
 def _check_request(model: nn.Module, layer: str, view: str, size: int, crop: int) -> None:
@@ -171,8 +169,8 @@ def _check_request(model: nn.Module, layer: str, view: str, size: int, crop: int
         )
     if view not in FEATURE_VIEWS:
         raise ValueError(f"view must be one of {', '.join(FEATURE_VIEWS)}, got {view!r}")
-    _check_pos_int("size", size)
-    _check_pos_int("crop", crop)
+    check_int("size", size, min=1)
+    check_int("crop", crop, min=1)
     if layer in _CONV_LAYERS and view == "full":
         raise ValueError(
             f"{layer} features have a length that depends on the image size; {layer} needs "
@@ -250,8 +248,8 @@ def representation_input(
         raise TypeError(f"image must be a PIL.Image.Image, got {type(image).__name__}")
     if view not in FEATURE_VIEWS:
         raise ValueError(f"view must be one of {', '.join(FEATURE_VIEWS)}, got {view!r}")
-    _check_pos_int("size", size)
-    _check_pos_int("crop", crop)
+    check_int("size", size, min=1)
+    check_int("crop", crop, min=1)
     mean = check_mean(mean)
     if view == "crop" and size < crop:
         raise ValueError(f"view 'crop' needs size >= crop, got {size} < {crop}")
@@ -280,27 +278,22 @@ def _represent(model: nn.Module, x: Tensor, layer: str, normalize: bool) -> Tens
         if layer == "conv5":
             out = conv5.flatten(1)  # (C, h, w) order whatever the memory format
         elif model.spp_levels is None:
-            pooled = model.pool(conv5).flatten(1)  # the baseline's pool5, [B, C*36]
-            if pooled.shape[1] != model.fc6.in_features:
+            try:
+                pooled = model.forward_pool(conv5)  # the baseline's pool5, [B, C*36]
+            except ValueError:
                 n = _no_spp_side(model)
                 raise ValueError(
                     f"the no-SPP {model.name} needs a conv map that pools to {n}x{n} (a 224 "
                     f"input); got a {x.shape[2]}x{x.shape[3]} input"
-                )
-            out = pooled if layer == "pool5" else _fc(model, pooled, layer)
+                ) from None
+            out = pooled if layer == "pool5" else model.forward_pooled(pooled, stop_at=layer)
         elif layer == "pool5":
-            out = spatial_pyramid_pool(conv5, (_POOL5_LEVEL,), model.pool.mode)  # [B, C*36]
+            out = spatial_pyramid_pool(conv5, (_POOL5_LEVEL,), model.spp_mode)  # [B, C*36]
         else:
-            pooled = model.pool(conv5)  # [B, C*L]
-            out = pooled if layer == "spp" else _fc(model, pooled, layer)
+            pooled = model.forward_pool(conv5)  # [B, C*L]
+            out = pooled if layer == "spp" else model.forward_pooled(pooled, stop_at=layer)
     out = out.float()
     return F.normalize(out, dim=1) if normalize else out
-
-
-def _fc(model: nn.Module, pooled: Tensor, layer: str) -> Tensor:
-    if layer == "fc6":
-        return F.relu(model.fc6(pooled))  # [B, D]; the model's own ReLU is in place
-    return model.forward_pooled(pooled, pre_logits=True)  # fc7 after ReLU, [B, D]
 
 
 def image_representation(
@@ -368,11 +361,11 @@ def feature_dim(
             return int(_represent(model, x, layer, normalize=False).shape[1])
     if layer == "pool5":
         if model.spp_levels is None:
-            return int(model.fc6.in_features)
+            return model.pooled_dim
         return model.feature_channels * _POOL5_LEVEL * _POOL5_LEVEL
     if layer == "spp":
-        return int(model.fc6.in_features)
-    return int(model.fc6.out_features if layer == "fc6" else model.fc7.out_features)
+        return model.pooled_dim
+    return model.fc_dim
 
 
 def estimate_feature_bytes(
@@ -498,20 +491,11 @@ def _model_info(model: nn.Module, layer: str) -> dict[str, Any]:
 
 def _write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically: a crash leaves the old file or the new one, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, indent=1)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(path.stem + ".tmp.npy")
-    np.save(tmp, arr)
-    fsync_file(tmp)
-    os.replace(tmp, path)
+    atomic_save_npy(path, arr)
 
 
 # the settings two runs must share for the second to continue the first
@@ -588,7 +572,7 @@ def extract_features(
     model = _check_model(model)
     _check_request(model, layer, view, size, crop)
     mean = check_mean(mean)
-    _check_pos_int("batch_size", batch_size)
+    check_int("batch_size", batch_size, min=1)
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
     n = len(dataset)
@@ -827,15 +811,13 @@ def _finish(out: Path, meta: dict[str, Any]) -> None:
         keep = np.setdiff1d(np.arange(n), bad)
         src = np.load(out / "features.npy", mmap_mode="r")
         if src.shape[0] == n:
-            tmp = out / "features.tmp.npy"
             shape = (n_rows, src.shape[1])
-            dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-            for lo in range(0, n_rows, 4096):  # in chunks: the file may not fit in memory
-                dst[lo : lo + 4096] = src[keep[lo : lo + 4096]]
-            dst.flush()
-            del dst
-            fsync_file(tmp)
-            os.replace(tmp, out / "features.npy")
+            with atomic_path(out / "features.npy", suffix=".npy") as tmp:
+                dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+                for lo in range(0, n_rows, 4096):  # in chunks: the file may not fit in memory
+                    dst[lo : lo + 4096] = src[keep[lo : lo + 4096]]
+                dst.flush()
+                del dst
         del src
         if (out / "labels.npy").is_file():
             label_arr = np.load(out / "labels.npy")

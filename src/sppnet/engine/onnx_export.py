@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sppnet._atomic import atomic_write_text
+from sppnet._atomic import atomic_path, atomic_write_json
 from sppnet.detection.detector import Detector
 from sppnet.detection.window_features import window_levels
 from sppnet.models.efficientnet_lite import EfficientNetLite
@@ -115,7 +115,7 @@ def _trunk(model: SPPNet, x: Tensor) -> Tensor:
 
 
 def _pool_mode(model: SPPNet) -> str:
-    return getattr(model.pool, "mode", "max")
+    return model.spp_mode
 
 
 class _ClassifierGraph(nn.Module):
@@ -219,9 +219,8 @@ def _export(
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    tmp = path.with_name(path.name + ".tmp")
-    onnx.save_model(proto, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        onnx.save_model(proto, str(tmp))
 
 
 def _check_model(model: object) -> SPPNet:
@@ -420,5 +419,5 @@ def export_detector(
         "opset": opset,
         "torch": torch.__version__,
     }
-    atomic_write_text(directory / "onnx_detector.json", json.dumps(meta, indent=2))
+    atomic_write_json(directory / "onnx_detector.json", meta)
     return directory

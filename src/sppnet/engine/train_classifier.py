@@ -53,8 +53,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from tqdm.auto import tqdm
 
-from sppnet._atomic import atomic_write_text
+from sppnet._atomic import atomic_save_figure, atomic_write_json, atomic_write_text
 from sppnet.engine.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from sppnet.engine.distributed import (
     DistInfo,
@@ -65,6 +66,7 @@ from sppnet.engine.distributed import (
     shard_indices,
 )
 from sppnet.engine.safe_load import load_json_file
+from sppnet.engine.sgd_step import NonFiniteLossError, sgd_step
 
 __all__ = [
     "MODEL_DEFAULT",
@@ -99,30 +101,6 @@ _LOG_FIELDS = (
     "images_per_s",
     "seconds",
 )
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the run stopped before updating weights.
-
-    Attributes:
-        epoch: 1-based epoch where it happened.
-        step: 0-based step within that epoch.
-        lr: the learning rate in use.
-        checkpoint: the last good checkpoint directory (None if none was written yet).
-    """
-
-    def __init__(self, epoch: int, step: int, lr: float, checkpoint: Path | None) -> None:
-        self.epoch, self.step, self.lr, self.checkpoint = epoch, step, lr, checkpoint
-        kept = (
-            f"the last good checkpoint is kept at {checkpoint}"
-            if checkpoint is not None
-            else "no checkpoint had been written yet"
-        )
-        super().__init__(
-            f"non-finite training loss at epoch {epoch}, step {step} (lr {lr:g}); the run "
-            f"stopped before this step's update and {kept}. Try a lower learning rate "
-            "(--lr) and resume (--resume)."
-        )
 
 
 @dataclass(frozen=True)
@@ -443,16 +421,7 @@ def _build_model(
         dropout=config.dropout,
         pretrained=config.pretrained,
     )
-    kwargs = {
-        "name": config.model,
-        "num_classes": num_classes,
-        "spp_levels": None if model.spp_levels is None else list(model.spp_levels),
-        "width": config.width,
-        "fc_dim": model.fc_dim,
-        "spp_mode": config.spp_mode,
-        "dropout": config.dropout,
-    }
-    return model, kwargs
+    return model, model.config()
 
 
 class _TrainingModel(nn.Module):
@@ -562,9 +531,7 @@ def _write_logs(
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(out / "log.csv", buffer.getvalue())
-    atomic_write_text(
-        out / "log.json", json.dumps({"config": config.to_dict(), "history": history}, indent=2)
-    )
+    atomic_write_json(out / "log.json", {"config": config.to_dict(), "history": history})
     if plot and config.plot:
         _plot_curves(out / "curves.png", history)
 
@@ -597,17 +564,7 @@ def _plot_curves(path: Path, history: list[dict[str, Any]]) -> None:
     ax_lr.set_xlabel("epoch")
     ax_lr.set_title("learning rate")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=80)
-    os.replace(tmp, path)
-
-
-def _bars(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, **kwargs)
+    atomic_save_figure(path, fig, dpi=80)
 
 
 @contextlib.contextmanager
@@ -638,7 +595,7 @@ def _train_epoch(
     totals = torch.zeros(3, dtype=torch.float64, device=info.device)  # loss*n, wrong, n
     lr = optimizer.param_groups[-1]["lr"]  # the head's: the run's lr (the trunk's is scaled)
     start = time.perf_counter()
-    bar = _bars(loader, progress, desc=desc, leave=False, unit="batch")
+    bar = tqdm(loader, disable=not progress, desc=desc, leave=False, unit="batch")
     for step, batch in enumerate(bar):
         if input_size is None:  # variable mode: padded images + their extents
             images, extents, labels = batch
@@ -655,8 +612,7 @@ def _train_epoch(
         loss = _sgd_step(
             logits, labels, optimizer, totals, info, (epoch, step, lr, last_checkpoint)
         )
-        if bar is not loader:
-            bar.set_postfix(loss=f"{loss:.3f}")
+        bar.set_postfix(loss=f"{loss:.3f}")
     all_reduce_sum(totals, info)
     seconds = time.perf_counter() - start
     loss_sum, wrong_sum, count = totals.tolist()
@@ -677,15 +633,10 @@ def _sgd_step(
     checkpoint)`` for the error message. Returns the batch loss.
     """
     loss = F.cross_entropy(logits, labels)
-    finite = torch.isfinite(loss.detach()).to(torch.float64).reshape(1)
-    if info.distributed:  # every process must stop together
-        all_reduce_sum(finite, info)
-    if float(finite) < info.world_size:
-        epoch, step, lr, last_checkpoint = where
-        raise NonFiniteLossError(epoch + 1, step, lr, last_checkpoint)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    epoch, step, lr, last_checkpoint = where
+    sgd_step(
+        loss, optimizer, epoch=epoch + 1, step=step, lr=lr, checkpoint=last_checkpoint, info=info
+    )
     n = labels.shape[0]
     wrong = (logits.detach().argmax(1) != labels).sum()
     totals += torch.stack([loss.detach().double() * n, wrong.double(), totals.new_tensor(n)])
@@ -709,7 +660,9 @@ def _record_epoch(
 
     trainee.train()  # the frozen trunk stays in eval mode
     vectors, labels = [], []
-    for images, batch_labels in _bars(loader, progress, desc=desc, leave=False, unit="batch"):
+    for images, batch_labels in tqdm(
+        loader, disable=not progress, desc=desc, leave=False, unit="batch"
+    ):
         images = images.to(info.device, non_blocking=True)
         if images.shape[-1] != input_size:
             images = resize_tensor(images, input_size)  # multi-size, as _train_epoch does
@@ -784,7 +737,7 @@ def _validate(
 
 def _check_replay_memory(model: nn.Module, config: ClassifierTrainConfig, samples: int) -> None:
     """Refuse a ``cache_views`` whose vectors would not fit in half the machine's memory."""
-    dim = model.fc6.in_features  # the pooled vector's length, C * L
+    dim = model.pooled_dim  # the pooled vector's length, C * L
     need = config.cache_views * samples * dim * 4  # float32
     try:
         have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -48,8 +48,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-from sppnet._atomic import atomic_write_bytes, atomic_write_text
+from sppnet._atomic import atomic_write_bytes, atomic_write_json
 from sppnet.data.transforms import to_tensor
 from sppnet.data.voc import VOCDetection
 from sppnet.detection.box_regression import fit_ridge
@@ -77,7 +78,7 @@ from sppnet.engine.distributed import (
 )
 from sppnet.engine.proposal_workers import map_in_processes
 from sppnet.engine.safe_load import load_json_file, load_safetensors_file
-from sppnet.engine.train_classifier import NonFiniteLossError, _bars
+from sppnet.engine.sgd_step import sgd_step
 from sppnet.errors import UserError
 
 __all__ = [
@@ -210,7 +211,7 @@ def _check_same_classes(out: Path, class_names: list[str]) -> None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2))
+    atomic_write_json(path, obj)
 
 
 def _save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
@@ -302,30 +303,11 @@ def _open_model(
             pretrained=config.pretrained,
             **chosen,
         ).to(config.device)
-        levels = model.spp_levels
-        kwargs = {
-            "name": config.model,
-            "num_classes": num_classes + 1,
-            "spp_levels": None if levels is None else list(levels),
-            "width": config.width,
-            "fc_dim": int(model.fc6.out_features),
-            "spp_mode": "max",
-            "dropout": 0.5,
-        }
+        kwargs = model.config()
         mean = 128.0  # every sppnet model's input convention (Appendix A), Lite included
     if isinstance(mean, list):
         mean = torch.tensor(mean, dtype=torch.float32)
     return model, kwargs, mean
-
-
-def _new_fc8(model: nn.Module, num_outputs: int, generator: torch.Generator) -> None:
-    """Replace fc8 by a ``num_outputs``-way layer ~ N(0, 0.01), bias 0 (Sec. 4.2)."""
-    fc8 = nn.Linear(model.fc8.in_features, num_outputs)
-    with torch.no_grad():
-        fc8.weight.copy_(torch.randn(fc8.weight.shape, generator=generator) * 0.01)
-        fc8.bias.zero_()
-    model.fc8 = fc8.to(next(model.parameters()).device)
-    model.num_classes = num_outputs
 
 
 # ------------------------------------------------------------------------ 1. proposals
@@ -447,7 +429,9 @@ def build_feature_cache(
 
     computed = cache.build(
         items(),
-        lambda it: _bars(it, progress, total=len(mine), desc="feature cache", unit="img"),
+        lambda it: tqdm(
+            it, disable=not progress, total=len(mine), desc="feature cache", unit="img"
+        ),
     )
     if not info.distributed:
         return computed
@@ -543,7 +527,7 @@ def finetune_fc(
         ValueError: no positive window in the cache.
     """
     gen = torch.Generator().manual_seed(config.seed)
-    _new_fc8(model, num_classes + 1, gen)
+    model.reset_classifier(num_classes + 1, generator=gen)
     if not bool((table.max_iou >= 0.5).any()):
         raise ValueError("no window overlaps a ground truth by IoU >= 0.5: nothing to fine-tune on")
     device = next(model.parameters()).device
@@ -554,7 +538,9 @@ def finetune_fc(
     step_at = round(config.finetune_iterations * config.finetune_step)
     losses: list[float] = []
     model.train()
-    for it in _bars(range(config.finetune_iterations), progress, desc="fine-tune fc", unit="it"):
+    for it in tqdm(
+        range(config.finetune_iterations), disable=not progress, desc="fine-tune fc", unit="it"
+    ):
         if it == step_at:
             for group in opt.param_groups:
                 group["lr"] = config.finetune_lr / 10
@@ -568,11 +554,7 @@ def finetune_fc(
         x = table.gather(idx).to(device)  # [B, P]
         y = table.labels[idx].to(device)  # [B] in 0..K
         loss = F.cross_entropy(model.forward_pooled(x), y)
-        if not bool(torch.isfinite(loss)):
-            raise NonFiniteLossError(1, it, opt.param_groups[0]["lr"], None)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        sgd_step(loss, opt, epoch=1, step=it, lr=opt.param_groups[0]["lr"])
         losses.append(float(loss.detach()))
     model.eval()
     return losses
@@ -626,7 +608,9 @@ def finetune_end_to_end(
     )
     losses: list[float] = []
     _train_with_frozen_batch_norm(model)
-    for it in _bars(range(config.e2e_iterations), progress, desc="end-to-end", unit="it"):
+    for it in tqdm(
+        range(config.e2e_iterations), disable=not progress, desc="end-to-end", unit="it"
+    ):
         i = rng.randrange(len(dataset))
         image, target = dataset[i]
         gt = target["boxes"]
@@ -643,11 +627,7 @@ def finetune_end_to_end(
         )
         pooled = pool_windows(model, maps, windows[idx].to(device))  # [B, P], differentiable
         loss = F.cross_entropy(model.forward_pooled(pooled), labels[idx].to(device))
-        if not bool(torch.isfinite(loss)):
-            raise NonFiniteLossError(1, it, config.e2e_lr, None)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        sgd_step(loss, opt, epoch=1, step=it, lr=config.e2e_lr)
         losses.append(float(loss.detach()))
     model.eval()
     return losses
@@ -661,7 +641,7 @@ def _fc7(model: nn.Module, pooled: Tensor, batch: int = 4096) -> Tensor:
         model.forward_pooled(pooled[i : i + batch].to(device), pre_logits=True).cpu()
         for i in range(0, pooled.shape[0], batch)
     ]
-    return torch.cat(parts) if parts else pooled.new_zeros((0, model.fc7.out_features))
+    return torch.cat(parts) if parts else pooled.new_zeros((0, model.fc_dim))
 
 
 def _svm_candidates(
@@ -727,11 +707,11 @@ def train_svms(
             config.svm_positive_weight,
         )
 
-    dim = model.fc7.out_features
+    dim = model.fc_dim
     weight, bias = torch.zeros(num_classes, dim), torch.zeros(num_classes)
     caches: list[np.ndarray] = []
     trained = [False] * num_classes
-    for c in _bars(range(num_classes), progress, desc="SVMs (initial)", unit="class"):
+    for c in tqdm(range(num_classes), disable=not progress, desc="SVMs (initial)", unit="class"):
         initial = [
             n
             if len(n) <= config.svm_initial_negatives
@@ -746,7 +726,7 @@ def train_svms(
     added = [0] * num_classes
     for _ in range(config.hard_negative_rounds):
         hard: list[list[np.ndarray]] = [[] for _ in range(num_classes)]
-        for img in _bars(range(n_img), progress, desc="hard negatives", unit="img"):
+        for img in tqdm(range(n_img), disable=not progress, desc="hard negatives", unit="img"):
             rows = torch.arange(int(table.offsets[img]), int(table.offsets[img + 1]))
             scores = _fc7(model, table.gather(rows)) * scale @ weight.T + bias  # [R, K]
             for c in range(num_classes):
@@ -960,7 +940,9 @@ def _train_detector(
     ft_dir = out / "finetune"
     t = time.perf_counter()
     if stages.reuse("finetune", ft_dir, "fc.safetensors"):
-        _new_fc8(model, num_classes + 1, torch.Generator().manual_seed(config.seed))
+        model.reset_classifier(
+            num_classes + 1, generator=torch.Generator().manual_seed(config.seed)
+        )
         model.load_state_dict({**model.state_dict(), **_load_tensors(ft_dir / "fc.safetensors")})
         losses = load_json_file(ft_dir / "loss.json")
         say("fine-tune fc: loaded from a previous run")

@@ -22,9 +22,7 @@ Shape shorthand:
 
 from __future__ import annotations
 
-import io
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,7 +33,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from sppnet._atomic import atomic_write_bytes, atomic_write_text
+from sppnet._atomic import atomic_save_figure, atomic_write_text
+from sppnet._validate import check_int, check_real
 from sppnet.ops.pyramid_bins import bin_edges, check_levels, num_pyramid_bins
 
 if TYPE_CHECKING:
@@ -159,20 +158,6 @@ def _check_detections(
     return boxes, score, labels
 
 
-def _check_real(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
 # ------------------------------------------------------------------------------ figures
 def _class_colour(label: int) -> tuple[float, float, float, float]:
     from matplotlib import colormaps
@@ -198,14 +183,6 @@ def _show_image(ax: Any, image: Image.Image) -> None:
     ax.imshow(np.asarray(image), extent=(0, image.width, image.height, 0), interpolation="none")
     ax.set_xlim(0, image.width)
     ax.set_ylim(image.height, 0)
-
-
-def _save_png(fig: Any, path: str | os.PathLike[str]) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_DPI)
-    out = Path(path)
-    atomic_write_bytes(out, buffer.getvalue())
-    return out
 
 
 def draw_detections(
@@ -250,8 +227,8 @@ def draw_detections(
     names = _check_class_names(class_names)
     boxes, scores, labels = _check_detections(detections, len(names))
     assert scores is not None and labels is not None
-    threshold = _check_real(score_threshold, "score_threshold")
-    limit = _check_int(max_boxes, "max_boxes", 0)
+    threshold = check_real("score_threshold", score_threshold)
+    limit = check_int("max_boxes", max_boxes, min=0)
     gt = (
         None
         if ground_truth is None
@@ -303,7 +280,7 @@ def draw_detections(
             bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "linewidth": 0},
             **text,
         )
-    return _save_png(fig, path)
+    return atomic_save_figure(path, fig, dpi=_DPI)
 
 
 def bin_pixel_edges(map_size: int, n: int, stride: float, offset: float) -> np.ndarray:
@@ -330,10 +307,10 @@ def bin_pixel_edges(map_size: int, n: int, stride: float, offset: float) -> np.n
         TypeError: non-integer ``map_size``/``n`` or non-numeric ``stride``/``offset``.
         ValueError: ``map_size < 1``, ``n < 1`` or ``stride <= 0``.
     """
-    size = _check_int(map_size, "map_size", 1)
-    n = _check_int(n, "n", 1)
-    s = _check_real(stride, "stride")
-    o = _check_real(offset, "offset")
+    size = check_int("map_size", map_size, min=1)
+    n = check_int("n", n, min=1)
+    s = check_real("stride", stride)
+    o = check_real("offset", offset)
     if s <= 0:
         raise ValueError(f"stride must be > 0 pixels, got {s}")
     start, end = bin_edges(torch.tensor(size), n)  # [n] each, cells, end exclusive
@@ -382,7 +359,7 @@ def draw_pyramid_bins(
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or not sizes:
         raise ValueError(f"sizes must be a non-empty sequence of ints, got {sizes!r}")
     minimum = int(getattr(model, "min_input_size", 1))
-    sizes = [_check_int(s, "every size", 1) for s in sizes]
+    sizes = [check_int("every size", s, min=1) for s in sizes]
     small = [s for s in sizes if s < minimum]
     if small:
         raise ValueError(
@@ -452,7 +429,7 @@ def draw_pyramid_bins(
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0.06, 1, 0.95))
-    return _save_png(fig, path)
+    return atomic_save_figure(path, fig, dpi=_DPI)
 
 
 # --------------------------------------------------------------------------------- JSON
@@ -489,7 +466,7 @@ def detections_to_json(
     if image_size is not None:
         if not isinstance(image_size, (tuple, list)) or len(image_size) != 2:
             raise ValueError(f"image_size must be (height, width), got {image_size!r}")
-        size = [_check_int(v, "image_size entries", 1) for v in image_size]
+        size = [check_int("image_size entries", v, min=1) for v in image_size]
     rows = [
         {
             "box": [round(float(v), 2) for v in box],

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sppnet._atomic import atomic_save_figure, atomic_write_text
 from sppnet.evaluation._arrays import ArrayLike, as_array
 from sppnet.evaluation.voc_ap import voc_ap
 from sppnet.ops.boxes import check_boxes
@@ -384,7 +385,7 @@ def write_voc_results(
     paths = []
     for name, class_lines in zip(names, lines, strict=True):
         path = folder / f"{prefix}{name}.txt"
-        path.write_text("".join(class_lines))
+        atomic_write_text(path, "".join(class_lines))
         paths.append(path)
     return paths
 
@@ -544,6 +545,4 @@ def plot_precision_recall(
     if pairs:
         ax.legend(fontsize="small", loc="lower left", ncol=2)
     ax.grid(True, alpha=0.3)
-    out = Path(path)
-    fig.savefig(out, format="png", dpi=100)
-    return out
+    return atomic_save_figure(path, fig, dpi=100)

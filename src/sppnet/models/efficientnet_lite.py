@@ -67,8 +67,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sppnet._validate import check_int
 from sppnet.models.fused_conv import conv2d_activation, fused_conv_allowed
-from sppnet.models.spp_net import PoolSpec, SPPNet, _check_int
+from sppnet.models.spp_net import PoolSpec, SPPNet
 from sppnet.ops import SpatialPyramidPool, check_levels
 
 __all__ = [
@@ -466,6 +467,9 @@ class EfficientNetLite(SPPNet):
         TypeError / ValueError: bad arguments; ImportError: ``pretrained`` without the wheel.
     """
 
+    # the map the head pools and the padding fix the architecture too
+    CONFIG_KEYS = (*SPPNet.CONFIG_KEYS, "feature_layer", "padding")
+
     def __init__(
         self,
         *,
@@ -481,8 +485,8 @@ class EfficientNetLite(SPPNet):
     ) -> None:
         nn.Module.__init__(self)  # SPPNet.__init__ builds a Table 1 trunk; we build ours
         spec = _check_variant(variant)
-        _check_int("num_classes", num_classes, 1)
-        _check_int("fc_dim", fc_dim, 1)
+        check_int("num_classes", num_classes, min=1)
+        check_int("fc_dim", fc_dim, min=1)
         if feature_layer not in FEATURE_LAYERS:
             raise ValueError(
                 f"feature_layer must be one of {FEATURE_LAYERS}, got {feature_layer!r}"
@@ -495,6 +499,7 @@ class EfficientNetLite(SPPNet):
         self.width = 1.0
         self.fc_dim = fc_dim
         self.spp_levels = None if spp_levels is None else check_levels(spp_levels)
+        self.spp_mode = spp_mode
         self.padding = padding
         self.feature_layer = feature_layer
         self.features = _build_trunk(spec, padding, feature_layer)
@@ -542,7 +547,7 @@ class EfficientNetLite(SPPNet):
         """
         out = []
         for size in (height, width):
-            size = _check_int("size", size, 1)
+            size = check_int("size", size, min=1)
             offset, stride = 0.5, 1
             for m in self._spatial:
                 before = m.pads(size, size)[0]

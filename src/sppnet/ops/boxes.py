@@ -13,11 +13,12 @@ Shape shorthand:
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from sppnet._validate import check_real
 
 __all__ = [
     "batched_nms",
@@ -82,18 +83,8 @@ def check_boxes(boxes: Tensor, name: str = "boxes") -> None:
         )
 
 
-def _check_real(value: object, name: str) -> float:
-    """Return ``value`` as a float after checking it is a finite real number."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    out = float(value)
-    if not math.isfinite(out):
-        raise ValueError(f"{name} must be finite, got {out}")
-    return out
-
-
 def _check_iou_threshold(iou_threshold: object) -> float:
-    thr = _check_real(iou_threshold, "iou_threshold")
+    thr = check_real("iou_threshold", iou_threshold)
     if not 0.0 <= thr <= 1.0:
         raise ValueError(f"iou_threshold must be in [0, 1], got {thr}")
     return thr
@@ -326,7 +317,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: fl
 def _check_weights(weights: tuple[float, float, float, float]) -> tuple[float, ...]:
     if not isinstance(weights, (tuple, list)) or len(weights) != 4:
         raise ValueError(f"weights must be 4 numbers (wx, wy, ww, wh), got {weights!r}")
-    out = tuple(_check_real(w, "every box coding weight") for w in weights)
+    out = tuple(check_real("every box coding weight", w) for w in weights)
     if any(w <= 0 for w in out):
         raise ValueError(f"box coding weights must be > 0, got {out}")
     return out
@@ -466,8 +457,8 @@ def clip_boxes(boxes: Tensor, height: float, width: float) -> Tensor:
             is not a positive finite number.
     """
     check_boxes(boxes)
-    h = _check_real(height, "height")
-    w = _check_real(width, "width")
+    h = check_real("height", height)
+    w = check_real("width", width)
     if h <= 0 or w <= 0:
         raise ValueError(f"height and width must be > 0, got height={h}, width={w}")
     x = boxes[:, 0::2].clamp(min=0.0, max=w)  # [N, 2] x1, x2
@@ -490,7 +481,7 @@ def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
             not a finite number ``>= 0``.
     """
     check_boxes(boxes)
-    s = _check_real(min_size, "min_size")
+    s = check_real("min_size", min_size)
     if s < 0:
         raise ValueError(f"min_size must be >= 0, got {s}")
     w = boxes[:, 2] - boxes[:, 0]
