@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from engine_train_helpers import one_thread  # noqa: F401 - autouse fixture
 from PIL import Image
 
 from sppnet.cli import main
@@ -32,6 +31,8 @@ _TRAIN = [
     "--max-proposals", "40", "--scales", "100", "--finetune-iterations", "15", "--no-progress",
 ]  # fmt: skip
 _EVAL = ["--split", "test", "--proposals", "edge_boxes", "--max-proposals", "40", "--no-progress"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)
