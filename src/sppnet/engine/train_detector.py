@@ -66,19 +66,19 @@ from sppnet.detection.targets import (
 )
 from sppnet.detection.window_features import compute_conv_maps, pool_windows
 from sppnet.engine.detection_cache import ConvMapCache, PooledFeatureCache, model_fingerprint
-from sppnet.engine.detection_data import open_detection_dataset
+from sppnet.engine.detection_data import keep_first_images, open_detection_dataset
 from sppnet.engine.detector_io import save_detector
 from sppnet.engine.distributed import (
     DistInfo,
     all_reduce_sum,
     barrier,
-    cleanup_distributed,
-    init_distributed,
+    process_group,
     shard_indices,
 )
 from sppnet.engine.proposal_workers import map_in_processes
 from sppnet.engine.safe_load import load_json_file, load_safetensors_file
 from sppnet.engine.sgd_step import sgd_step
+from sppnet.engine.stages import StageRunner
 from sppnet.errors import UserError
 
 __all__ = [
@@ -224,44 +224,23 @@ def _load_tensors(path: Path) -> dict[str, Tensor]:
     return load_safetensors_file(path)  # damaged: named, "delete it to recompute"
 
 
-class _Stages:
-    """Which finished stages can be reused: same recorded settings, nothing redone before.
+class _StageStamps:
+    """What each stage's result depends on: ``base`` and the settings of it and every
+    stage before it (:data:`_STAGE_SETTINGS`), the stamp of its ``settings.json`` record.
 
     Args:
         config: the run's settings.
         base: what every stage depends on beyond ``config`` (starting weights, images).
-        say: the run's log.
     """
 
-    def __init__(self, config: DetectorTrainConfig, base: dict[str, Any], say: Log) -> None:
+    def __init__(self, config: DetectorTrainConfig, base: dict[str, Any]) -> None:
         self.settings = dict(base)
         self.config = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples -> lists
-        self.redone = False
-        self.say = say
 
-    def reuse(self, stage: str, directory: Path, result: str) -> bool:
-        """``True`` if ``directory/result`` was made with the current settings."""
+    def of(self, stage: str) -> dict[str, Any]:
+        """The stamp of ``stage``; call once per stage, in the order of the stages."""
         self.settings.update({k: self.config[k] for k in _STAGE_SETTINGS[stage]})
-        if not (directory / result).is_file() or self.redone:
-            self.redone = True
-            return False
-        path = directory / "settings.json"
-        stored = load_json_file(path) if path.is_file() else {}
-        if stored == self.settings:
-            return True
-        keys = sorted(set(stored) | set(self.settings))
-        detail = ", ".join(
-            f"{k} {stored.get(k, 'unset')!s:.16} -> {self.settings.get(k, 'unset')!s:.16}"
-            for k in keys
-            if stored.get(k) != self.settings.get(k)
-        )
-        self.say(f"{stage}: settings changed ({detail}); redoing it and the later stages")
-        self.redone = True
-        return False
-
-    def done(self, directory: Path) -> None:
-        """Record the settings of a stage just finished in ``directory``."""
-        _write_json(directory / "settings.json", self.settings)
+        return dict(self.settings)
 
 
 def _fc_state(model: nn.Module) -> dict[str, Tensor]:
@@ -689,76 +668,128 @@ def train_svms(
     """
     model.eval()
     gen = np.random.default_rng(config.seed)
-    n_img = len(table.ids)
     # Feature scale: mean fc7 norm 20 over a sample of windows.
     sample = torch.from_numpy(
         gen.choice(int(table.offsets[-1]), size=min(2000, int(table.offsets[-1])), replace=False)
     )
     scale = feature_norm_scale(_fc7(model, table.gather(sample)))
-
     pos_ids, negatives = _svm_candidates(table, num_classes)
-
-    def train(c: int, neg: np.ndarray) -> tuple[Tensor, float]:
-        pos = torch.tensor(pos_ids[c], dtype=torch.long)
-        return fit_linear_svm(
-            _fc7(model, table.gather(pos)) * scale,
-            _fc7(model, table.gather(torch.from_numpy(neg))) * scale,
-            config.svm_c,
-            config.svm_positive_weight,
-        )
-
-    dim = model.fc_dim
-    weight, bias = torch.zeros(num_classes, dim), torch.zeros(num_classes)
-    caches: list[np.ndarray] = []
-    trained = [False] * num_classes
-    for c in tqdm(range(num_classes), disable=not progress, desc="SVMs (initial)", unit="class"):
-        initial = [
-            n
-            if len(n) <= config.svm_initial_negatives
-            else gen.choice(n, config.svm_initial_negatives, replace=False)
-            for n in negatives[c]
-        ]
-        cache = np.unique(np.concatenate(initial)) if initial else np.zeros(0, np.int64)
-        caches.append(cache.astype(np.int64))
-        if pos_ids[c] and cache.size:
-            weight[c], bias[c] = train(c, cache)
-            trained[c] = True
+    svms = _SvmTrainer(model, table, config, scale, pos_ids)
+    caches = svms.train_initial(negatives, gen, progress)
     added = [0] * num_classes
     for _ in range(config.hard_negative_rounds):
-        hard: list[list[np.ndarray]] = [[] for _ in range(num_classes)]
-        for img in tqdm(range(n_img), disable=not progress, desc="hard negatives", unit="img"):
-            rows = torch.arange(int(table.offsets[img]), int(table.offsets[img + 1]))
-            scores = _fc7(model, table.gather(rows)) * scale @ weight.T + bias  # [R, K]
-            for c in range(num_classes):
-                ids = negatives[c][img]
-                s = scores[torch.from_numpy(ids - table.offsets[img]), c]
-                hard[c].append(ids[(s > -1.0).numpy()])
+        hard = svms.hard_negatives(negatives, progress)
         for c in range(num_classes):
-            if not trained[c]:
-                continue
-            cands = np.concatenate(hard[c]) if hard[c] else np.zeros(0, np.int64)
-            cache = caches[c]
-            cache_scores = (
-                _fc7(model, table.gather(torch.from_numpy(cache))) * scale @ weight[c] + bias[c]
-            )
-            cand_scores = (
-                _fc7(model, table.gather(torch.from_numpy(cands))) * scale @ weight[c] + bias[c]
-            )
-            new = hard_negative_round(
-                torch.from_numpy(cache), cache_scores, torch.from_numpy(cands), cand_scores
-            ).numpy()
-            added[c] += int(np.setdiff1d(new, cache).size)
-            caches[c] = new
-            if new.size:
-                weight[c], bias[c] = train(c, new)
+            if svms.trained[c]:
+                caches[c], new = svms.mine(c, caches[c], hard[c])
+                added[c] += new
     stats = {
         "feature_scale": scale,
         "positives": [len(p) for p in pos_ids],
         "negatives": [int(c.size) for c in caches],
         "hard_negatives_added": added,
-        "untrained_classes": [c for c in range(num_classes) if not trained[c]],
+        "untrained_classes": [c for c in range(num_classes) if not svms.trained[c]],
     }
-    return weight, bias, scale, stats
+    return svms.weight, svms.bias, scale, stats
+
+
+class _SvmTrainer:
+    """The per-class SVMs of :func:`train_svms` as they train: weights, and which trained.
+
+    Args:
+        model: the network whose fc7 features the SVMs score.
+        table: the cached windows.
+        config: the SVM settings.
+        scale: the feature scale (mean fc7 norm 20).
+        pos_ids: each class's positives (global window ids).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        table: _WindowTable,
+        config: DetectorTrainConfig,
+        scale: float,
+        pos_ids: list[list[int]],
+    ) -> None:
+        self.model, self.table, self.config, self.scale = model, table, config, scale
+        self.pos_ids = pos_ids
+        self.weight: Tensor = torch.zeros(0)
+        self.bias: Tensor = torch.zeros(0)
+        self.trained: list[bool] = []
+
+    def features(self, ids: np.ndarray | Tensor) -> Tensor:
+        """Scaled fc7 features ``Tensor[len(ids), D]`` of global window ids."""
+        ids = torch.from_numpy(ids) if isinstance(ids, np.ndarray) else ids
+        return _fc7(self.model, self.table.gather(ids)) * self.scale
+
+    def train(self, c: int, negatives: np.ndarray) -> None:
+        """(Re)train class ``c``'s SVM on its positives and ``negatives``."""
+        pos = torch.tensor(self.pos_ids[c], dtype=torch.long)
+        self.weight[c], self.bias[c] = fit_linear_svm(
+            self.features(pos),
+            self.features(negatives),
+            self.config.svm_c,
+            self.config.svm_positive_weight,
+        )
+
+    def train_initial(
+        self, negatives: list[list[np.ndarray]], gen: np.random.Generator, progress: bool
+    ) -> list[np.ndarray]:
+        """Train each class on ``svm_initial_negatives`` random negatives per image.
+
+        Returns:
+            Each class's negative cache (global window ids).
+        """
+        num_classes, limit = len(self.pos_ids), self.config.svm_initial_negatives
+        self.weight = torch.zeros(num_classes, self.model.fc_dim)
+        self.bias = torch.zeros(num_classes)
+        self.trained = [False] * num_classes
+        caches: list[np.ndarray] = []
+        for c in tqdm(
+            range(num_classes), disable=not progress, desc="SVMs (initial)", unit="class"
+        ):
+            initial = [
+                n if len(n) <= limit else gen.choice(n, limit, replace=False) for n in negatives[c]
+            ]
+            cache = np.unique(np.concatenate(initial)) if initial else np.zeros(0, np.int64)
+            caches.append(cache.astype(np.int64))
+            if self.pos_ids[c] and cache.size:
+                self.train(c, cache)
+                self.trained[c] = True
+        return caches
+
+    def hard_negatives(
+        self, negatives: list[list[np.ndarray]], progress: bool
+    ) -> list[list[np.ndarray]]:
+        """Per class and image, the negatives the current SVMs score above -1."""
+        table, num_classes = self.table, len(self.pos_ids)
+        hard: list[list[np.ndarray]] = [[] for _ in range(num_classes)]
+        n_img = len(table.ids)
+        for img in tqdm(range(n_img), disable=not progress, desc="hard negatives", unit="img"):
+            rows = torch.arange(int(table.offsets[img]), int(table.offsets[img + 1]))
+            scores = self.features(rows) @ self.weight.T + self.bias  # [R, K]
+            for c in range(num_classes):
+                ids = negatives[c][img]
+                s = scores[torch.from_numpy(ids - table.offsets[img]), c]
+                hard[c].append(ids[(s > -1.0).numpy()])
+        return hard
+
+    def mine(self, c: int, cache: np.ndarray, hard: list[np.ndarray]) -> tuple[np.ndarray, int]:
+        """One round of hard-negative mining for class ``c``; retrains its SVM.
+
+        Returns:
+            The new negative cache, and how many negatives in it are new.
+        """
+        cands = np.concatenate(hard) if hard else np.zeros(0, np.int64)
+        cache_scores = self.features(cache) @ self.weight[c] + self.bias[c]
+        cand_scores = self.features(cands) @ self.weight[c] + self.bias[c]
+        new = hard_negative_round(
+            torch.from_numpy(cache), cache_scores, torch.from_numpy(cands), cand_scores
+        ).numpy()
+        if new.size:
+            self.train(c, new)
+        return new, int(np.setdiff1d(new, cache).size)
 
 
 # -------------------------------------------------------------------- 5. box regression
@@ -829,23 +860,61 @@ def train_detector(
         ValueError: bad data or settings, a stale cache; FileNotFoundError: missing files;
         NonFiniteLossError: a diverged fine-tuning.
     """
-    info = init_distributed("cuda" if config.device.startswith("cuda") else "cpu")
-    try:
+    with process_group("cuda" if config.device.startswith("cuda") else "cpu") as info:
         if info.distributed and config.device.startswith("cuda"):
             config = dataclasses.replace(config, device=str(info.device))  # cuda:LOCAL_RANK
         return _train_detector(
             config, info, progress=progress and info.is_main, log=log if info.is_main else None
         )
-    finally:
-        cleanup_distributed(info)
+
+
+@dataclass
+class _Run:
+    """What the steps of :func:`_train_detector` share: the settings, data and network."""
+
+    config: DetectorTrainConfig
+    info: DistInfo
+    progress: bool
+    say: Log
+    out: Path
+    dataset: VOCDetection
+    model: nn.Module
+    model_kwargs: dict[str, Any]
+    mean: Any
+    stages: StageRunner
+    stamps: _StageStamps
+    timing: dict[str, float] = dataclasses.field(default_factory=dict)
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+    proposals: dict[str, Tensor] = dataclasses.field(default_factory=dict)
+    mean_windows: float = 0.0
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.dataset.class_names)
 
 
 def _train_detector(
     config: DetectorTrainConfig, info: DistInfo, *, progress: bool, log: Log | None
 ) -> dict[str, Any]:
-    say = log or (lambda _line: None)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    """The stages of :func:`train_detector` in this process (module docstring)."""
+    run = _start_run(config, info, progress, log or (lambda _line: None))
+    _proposals_step(run)
+    cache_dir = run.out / _CACHE_DIRS[config.cache]
+    table = _open_cache(run, cache_dir)
+    if table is None:  # a rank other than 0: its share is done; rank 0 trains on it all
+        return {"rank": info.rank, "detector": None, "timing": run.timing}
+    _finetune_step(run, table)
+    if config.e2e_iterations > 0:
+        _end_to_end_step(run, cache_dir)
+        table = _open_cache(run, run.out / f"{cache_dir.name}_e2e", first=False)  # a new trunk
+        assert table is not None  # rank 0
+    svm = _svm_step(run, table)
+    box = _box_regression_step(run, table)
+    return _save_detector_step(run, svm, box)
+
+
+def _open_training_set(config: DetectorTrainConfig, out: Path, info: DistInfo) -> VOCDetection:
+    """The training images (the first ``max_images``), checked against ``out``'s caches."""
     dataset = open_detection_dataset(
         config.data, config.split, images=config.images, classes=config.classes
     )
@@ -861,170 +930,255 @@ def _train_detector(
             f"{config.split}.txt), --split: name a split with images"
         )
     if config.max_images is not None:
-        keep = min(config.max_images, len(dataset))
-        dataset.ids, dataset.annotations, dataset.sizes = (
-            dataset.ids[:keep],
-            dataset.annotations[:keep],
-            dataset.sizes[:keep],
-        )
-    num_classes = len(dataset.class_names)
-    model, model_kwargs, mean = _open_model(config, num_classes)
-    timing: dict[str, float] = {}
-    summary: dict[str, Any] = {"images": len(dataset), "classes": dataset.class_names}
+        keep_first_images(dataset, config.max_images)
+    return dataset
+
+
+def _start_run(config: DetectorTrainConfig, info: DistInfo, progress: bool, say: Log) -> _Run:
+    """Open the data and the starting network; what every stage's stamp starts from."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = _open_training_set(config, out, info)
+    model, model_kwargs, mean = _open_model(config, len(dataset.class_names))
     images = hashlib.sha256("\n".join(dataset.ids).encode()).hexdigest()
     base = {"weights": model_fingerprint(model, False), "images": images}
     if config.classes is not None or config.images is not None:
         # the labels every stage learns; recorded only for runs that choose their classes or
         # read COCO, so runs made before keep their finished stages
         base["classes"] = list(dataset.class_names)
-    stages = _Stages(config, base, say)
-
-    t = time.perf_counter()
-    proposals = get_proposals(
-        dataset,
-        config.proposals,
-        out / "proposals",
-        config.max_proposals,
-        progress,
-        workers=config.proposal_workers,
+    return _Run(
+        config=config,
         info=info,
+        progress=progress,
+        say=say,
+        out=out,
+        dataset=dataset,
+        model=model,
+        model_kwargs=model_kwargs,
+        mean=mean,
+        stages=StageRunner(say, cascade=True),
+        stamps=_StageStamps(config, base),
+        summary={"images": len(dataset), "classes": dataset.class_names},
     )
-    timing["proposals"] = time.perf_counter() - t
-    mean_windows = float(np.mean([p.shape[0] for p in proposals.values()])) if proposals else 0.0
-    say(
-        f"proposals: {len(proposals)} images, {mean_windows:.0f} windows/image, "
-        f"{timing['proposals']:.1f} s"
+
+
+def _proposals_step(run: _Run) -> None:
+    """Stage 1: every training image's proposals (computed once, cached on disk)."""
+    config, t = run.config, time.perf_counter()
+    run.proposals = get_proposals(
+        run.dataset,
+        config.proposals,
+        run.out / "proposals",
+        config.max_proposals,
+        run.progress,
+        workers=config.proposal_workers,
+        info=run.info,
+    )
+    run.timing["proposals"] = time.perf_counter() - t
+    counts = [p.shape[0] for p in run.proposals.values()]
+    run.mean_windows = float(np.mean(counts)) if counts else 0.0
+    run.say(
+        f"proposals: {len(run.proposals)} images, {run.mean_windows:.0f} windows/image, "
+        f"{run.timing['proposals']:.1f} s"
     )
 
-    def open_cache(root: Path, first: bool = True) -> _WindowTable | None:
-        layout = PooledFeatureCache if config.cache == "windows" else ConvMapCache
-        cache = layout(
-            root,
-            model,
-            scales=config.scales,
-            mean=mean,
-            dtype=config.cache_dtype,
-            max_long_side=config.max_long_side,
-        )
-        if isinstance(cache, ConvMapCache):
-            size = cache.estimate_bytes(dataset.sizes, mean_windows + 3)
-            what = f"conv maps at {len(config.scales)} scale(s), {cache.channels} channels"
-        else:
-            size = cache.estimate_bytes(len(dataset), mean_windows + 3)
-            what = f"{cache.dim}-d pooled windows"
-        say(
-            f"feature cache {root}: about {size / 2**20:.0f} MiB for {len(dataset)} images "
-            f"({what}, {config.cache_dtype})"
-        )
-        t0 = time.perf_counter()
-        # the first cache is shared out under torchrun; the end-to-end one (a new trunk,
-        # after rank 0's fine-tuning) is built by rank 0
-        computed = build_feature_cache(
-            cache, dataset, proposals, progress, info=info if first else None
-        )
-        timing[f"cache:{root.name}"] = time.perf_counter() - t0
-        say(
-            f"feature cache: {computed} images computed, {len(dataset) - computed} reused, "
-            f"{time.perf_counter() - t0:.1f} s"
-        )
-        if not info.is_main:
-            return None
-        return _WindowTable(cache, list(dataset.ids))
 
-    cache_dir = out / _CACHE_DIRS[config.cache]
-    table = open_cache(cache_dir)
-    if table is None:  # a rank other than 0: its share is done; rank 0 trains on it all
-        return {"rank": info.rank, "detector": None, "timing": timing}
+def _open_cache(run: _Run, root: Path, first: bool = True) -> _WindowTable | None:
+    """Stage 2: fill the feature cache under ``root``; rank 0 gets its windows, others None.
 
-    # Fine-tuning of the fc layers (resumable as a finished stage).
-    ft_dir = out / "finetune"
+    The first cache is shared out under ``torchrun``; the end-to-end one (a new trunk,
+    after rank 0's fine-tuning) is built by rank 0 alone.
+    """
+    config, dataset = run.config, run.dataset
+    layout = PooledFeatureCache if config.cache == "windows" else ConvMapCache
+    cache = layout(
+        root,
+        run.model,
+        scales=config.scales,
+        mean=run.mean,
+        dtype=config.cache_dtype,
+        max_long_side=config.max_long_side,
+    )
+    if isinstance(cache, ConvMapCache):
+        size = cache.estimate_bytes(dataset.sizes, run.mean_windows + 3)
+        what = f"conv maps at {len(config.scales)} scale(s), {cache.channels} channels"
+    else:
+        size = cache.estimate_bytes(len(dataset), run.mean_windows + 3)
+        what = f"{cache.dim}-d pooled windows"
+    run.say(
+        f"feature cache {root}: about {size / 2**20:.0f} MiB for {len(dataset)} images "
+        f"({what}, {config.cache_dtype})"
+    )
+    t0 = time.perf_counter()
+    computed = build_feature_cache(
+        cache, dataset, run.proposals, run.progress, info=run.info if first else None
+    )
+    run.timing[f"cache:{root.name}"] = time.perf_counter() - t0
+    run.say(
+        f"feature cache: {computed} images computed, {len(dataset) - computed} reused, "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
+    if not run.info.is_main:
+        return None
+    return _WindowTable(cache, list(dataset.ids))
+
+
+def _loss_ends(losses: list[float], n: int) -> tuple[float, float]:
+    """Means of the first and of the last ``n`` losses (NaN when there are none)."""
+    if not losses:
+        return math.nan, math.nan
+    return float(np.mean(losses[:n])), float(np.mean(losses[-n:]))
+
+
+def _finetune_step(run: _Run, table: _WindowTable) -> None:
+    """Stage 3: fine-tune fc6-fc8 on the cached windows, or load a finished fine-tuning."""
+    config, model, num_classes = run.config, run.model, run.num_classes
+    ft_dir = run.out / "finetune"
     t = time.perf_counter()
-    if stages.reuse("finetune", ft_dir, "fc.safetensors"):
+
+    def compute() -> list[float]:
+        losses = finetune_fc(model, table, num_classes, config, run.progress)
+        _write_json(ft_dir / "loss.json", losses)
+        _save_tensors(ft_dir / "fc.safetensors", _fc_state(model))
+        return losses
+
+    def load() -> list[float]:
         model.reset_classifier(
             num_classes + 1, generator=torch.Generator().manual_seed(config.seed)
         )
         model.load_state_dict({**model.state_dict(), **_load_tensors(ft_dir / "fc.safetensors")})
         losses = load_json_file(ft_dir / "loss.json")
-        say("fine-tune fc: loaded from a previous run")
-    else:
-        losses = finetune_fc(model, table, num_classes, config, progress)
-        _write_json(ft_dir / "loss.json", losses)
-        _save_tensors(ft_dir / "fc.safetensors", _fc_state(model))
-        stages.done(ft_dir)
-    model_kwargs = {**model_kwargs, "num_classes": num_classes + 1}
-    timing["finetune"] = time.perf_counter() - t
-    head = float(np.mean(losses[:50])) if losses else math.nan
-    tail = float(np.mean(losses[-50:])) if losses else math.nan
-    summary["finetune_loss"] = {"first": head, "last": tail, "iterations": len(losses)}
-    say(
+        run.say("fine-tune fc: loaded from a previous run")
+        return losses
+
+    losses = run.stages.run(
+        "finetune",
+        compute,
+        record=ft_dir / "settings.json",
+        stamp=run.stamps.of("finetune"),
+        load=load,
+        outputs=[ft_dir / "fc.safetensors"],
+    )
+    run.model_kwargs = {**run.model_kwargs, "num_classes": num_classes + 1}
+    run.timing["finetune"] = time.perf_counter() - t
+    head, tail = _loss_ends(losses, 50)
+    run.summary["finetune_loss"] = {"first": head, "last": tail, "iterations": len(losses)}
+    run.say(
         f"fine-tune fc: {len(losses)} iterations, loss {head:.3f} -> {tail:.3f}, "
-        f"{timing['finetune']:.1f} s"
+        f"{run.timing['finetune']:.1f} s"
     )
 
-    if config.e2e_iterations > 0:
-        e2e_dir = out / "end_to_end"
-        t = time.perf_counter()
-        if stages.reuse("end_to_end", e2e_dir, "model.safetensors"):
-            model.load_state_dict(_load_tensors(e2e_dir / "model.safetensors"))
-            e2e_losses = load_json_file(e2e_dir / "loss.json")
-        else:
-            # Its feature cache belongs to the trunk this stage is about to replace.
-            shutil.rmtree(out / f"{cache_dir.name}_e2e", ignore_errors=True)
-            e2e_losses = finetune_end_to_end(model, dataset, proposals, config, mean, progress)
-            _write_json(e2e_dir / "loss.json", e2e_losses)
-            _save_tensors(e2e_dir / "model.safetensors", model.state_dict())
-            stages.done(e2e_dir)
-        timing["end_to_end"] = time.perf_counter() - t
-        summary["e2e_loss"] = {
-            "first": float(np.mean(e2e_losses[:20])) if e2e_losses else math.nan,
-            "last": float(np.mean(e2e_losses[-20:])) if e2e_losses else math.nan,
-        }
-        say(f"end-to-end: {len(e2e_losses)} iterations, {timing['end_to_end']:.1f} s")
-        table = open_cache(out / f"{cache_dir.name}_e2e", first=False)  # a new trunk
-        assert table is not None  # rank 0
 
+def _end_to_end_step(run: _Run, cache_dir: Path) -> None:
+    """Stage 4 (optional): fine-tune every layer through the pyramid, or load it."""
+    config, model = run.config, run.model
+    e2e_dir = run.out / "end_to_end"
     t = time.perf_counter()
-    svm_path = out / "svm" / "svm.safetensors"
-    if stages.reuse("svm", svm_path.parent, svm_path.name):
-        stored = _load_tensors(svm_path)
-        svm_w, svm_b, svm_scale = stored["weight"], stored["bias"], float(stored["scale"])
-        summary["svm"] = load_json_file(out / "svm" / "stats.json")
-    else:
-        svm_w, svm_b, svm_scale, stats = train_svms(model, table, num_classes, config, progress)
-        _write_json(out / "svm" / "stats.json", stats)
-        _save_tensors(svm_path, {"weight": svm_w, "bias": svm_b, "scale": torch.tensor(svm_scale)})
-        stages.done(svm_path.parent)
-        summary["svm"] = stats
-    timing["svm"] = time.perf_counter() - t
-    say(f"SVMs: {num_classes} classes, {timing['svm']:.1f} s")
 
-    box_w = box_b = None
-    box_scale = 1.0
-    if config.box_regression:
-        t = time.perf_counter()
-        box_w, box_b, box_scale, counts = train_box_regressors(
-            table, num_classes, config.box_lambda, config.seed
+    def compute() -> list[float]:
+        # Its feature cache belongs to the trunk this stage is about to replace.
+        shutil.rmtree(run.out / f"{cache_dir.name}_e2e", ignore_errors=True)
+        losses = finetune_end_to_end(
+            model, run.dataset, run.proposals, config, run.mean, run.progress
         )
-        timing["box_regression"] = time.perf_counter() - t
-        summary["box_regression_samples"] = counts
-        say(f"box regression: {sum(counts)} windows, {timing['box_regression']:.1f} s")
+        _write_json(e2e_dir / "loss.json", losses)
+        _save_tensors(e2e_dir / "model.safetensors", model.state_dict())
+        return losses
 
+    def load() -> list[float]:
+        model.load_state_dict(_load_tensors(e2e_dir / "model.safetensors"))
+        return load_json_file(e2e_dir / "loss.json")
+
+    losses = run.stages.run(
+        "end_to_end",
+        compute,
+        record=e2e_dir / "settings.json",
+        stamp=run.stamps.of("end_to_end"),
+        load=load,
+        outputs=[e2e_dir / "model.safetensors"],
+    )
+    run.timing["end_to_end"] = time.perf_counter() - t
+    head, tail = _loss_ends(losses, 20)
+    run.summary["e2e_loss"] = {"first": head, "last": tail}
+    run.say(f"end-to-end: {len(losses)} iterations, {run.timing['end_to_end']:.1f} s")
+
+
+def _svm_step(run: _Run, table: _WindowTable) -> tuple[Tensor, Tensor, float]:
+    """Stage 5: the per-class SVMs, trained or loaded; returns ``(weight, bias, scale)``."""
+    svm_dir = run.out / "svm"
+    svm_path = svm_dir / "svm.safetensors"
+    t = time.perf_counter()
+
+    def compute() -> tuple[Tensor, Tensor, float, dict[str, Any]]:
+        weight, bias, scale, stats = train_svms(
+            run.model, table, run.num_classes, run.config, run.progress
+        )
+        _write_json(svm_dir / "stats.json", stats)
+        _save_tensors(svm_path, {"weight": weight, "bias": bias, "scale": torch.tensor(scale)})
+        return weight, bias, scale, stats
+
+    def load() -> tuple[Tensor, Tensor, float, dict[str, Any]]:
+        stored = _load_tensors(svm_path)
+        stats = load_json_file(svm_dir / "stats.json")
+        return stored["weight"], stored["bias"], float(stored["scale"]), stats
+
+    weight, bias, scale, stats = run.stages.run(
+        "svm",
+        compute,
+        record=svm_dir / "settings.json",
+        stamp=run.stamps.of("svm"),
+        load=load,
+        outputs=[svm_path],
+    )
+    run.summary["svm"] = stats
+    run.timing["svm"] = time.perf_counter() - t
+    run.say(f"SVMs: {run.num_classes} classes, {run.timing['svm']:.1f} s")
+    return weight, bias, scale
+
+
+def _box_regression_step(
+    run: _Run, table: _WindowTable
+) -> tuple[Tensor | None, Tensor | None, float]:
+    """Stage 6: the box regressors (``(None, None, 1.0)`` when switched off)."""
+    config = run.config
+    if not config.box_regression:
+        return None, None, 1.0
+    t = time.perf_counter()
+    weight, bias, scale, counts = train_box_regressors(
+        table, run.num_classes, config.box_lambda, config.seed
+    )
+    run.timing["box_regression"] = time.perf_counter() - t
+    run.summary["box_regression_samples"] = counts
+    run.say(f"box regression: {sum(counts)} windows, {run.timing['box_regression']:.1f} s")
+    return weight, bias, scale
+
+
+def _save_detector_step(
+    run: _Run,
+    svm: tuple[Tensor, Tensor, float],
+    box: tuple[Tensor | None, Tensor | None, float],
+) -> dict[str, Any]:
+    """Stage 7: the detector and the summary, saved under ``DIR``; returns the summary."""
+    svm_weight, svm_bias, svm_scale = svm
+    box_weight, box_bias, box_scale = box
+    config, out = run.config, run.out
     detector = Detector(
-        model=model,
-        class_names=dataset.class_names,
-        mean=mean,
+        model=run.model,
+        class_names=run.dataset.class_names,
+        mean=run.mean,
         scales=config.scales,
         max_long_side=config.max_long_side,
-        svm_weight=svm_w,
-        svm_bias=svm_b,
+        svm_weight=svm_weight,
+        svm_bias=svm_bias,
         svm_scale=svm_scale,
-        box_weight=box_w,
-        box_bias=box_b,
+        box_weight=box_weight,
+        box_bias=box_bias,
         box_scale=box_scale,
     )
-    summary["timing"] = timing
-    save_detector(out / "detector", detector, model_kwargs, extra={"train": summary})
+    summary = run.summary
+    summary["timing"] = run.timing
+    save_detector(out / "detector", detector, run.model_kwargs, extra={"train": summary})
     summary["detector"] = str(out / "detector")
     _write_json(out / "train_summary.json", summary)
-    say(f"detector saved to {out / 'detector'}")
+    run.say(f"detector saved to {out / 'detector'}")
     return summary
