@@ -14,8 +14,8 @@ import pytest
 from demo_helpers import json_numbers
 from PIL import Image
 
-from sppnet.engine import demo as demo_module
 from sppnet.engine.demo import DEMO_STAGES, DemoConfig, demo_config, run_demo
+from sppnet.engine.demo import pipeline as demo_pipeline
 
 # The from-scratch ZF-5 path (the pretrained trunk's is the CLI smoke test, test_demo_cli.py)
 TINY = DemoConfig(
@@ -54,7 +54,7 @@ def tiny(tmp_path_factory):
         raise _Interrupt
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(demo_module, "_eval_detection_stage", interrupted)
+        mp.setattr(demo_pipeline, "_eval_detection_stage", interrupted)
         with pytest.raises(_Interrupt):
             run_demo(out, config=TINY, progress=False, log=lines.append)
     first = list(lines)
