@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -93,6 +93,7 @@ __all__ = [
 ]
 
 Log = Callable[[str], None]
+T = TypeVar("T")
 
 # Feature caches up to this size are read into memory for training (else memory-mapped).
 _IN_MEMORY_BYTES = 2 * 2**30
@@ -1030,6 +1031,29 @@ def _loss_ends(losses: list[float], n: int) -> tuple[float, float]:
     return float(np.mean(losses[:n])), float(np.mean(losses[-n:]))
 
 
+def _recorded_stage(
+    run: _Run,
+    stage: str,
+    directory: Path,
+    output: str,
+    compute: Callable[[], T],
+    load: Callable[[], T],
+) -> T:
+    """Run ``compute`` (which writes ``directory/output``), or ``load`` a finished stage.
+
+    The stage is finished when ``directory/output`` exists and ``directory/settings.json``
+    holds the settings of it and every earlier stage (module docstring).
+    """
+    return run.stages.run(
+        stage,
+        compute,
+        record=directory / "settings.json",
+        stamp=run.stamps.of(stage),
+        load=load,
+        outputs=[directory / output],
+    )
+
+
 def _finetune_step(run: _Run, table: _WindowTable) -> None:
     """Stage 3: fine-tune fc6-fc8 on the cached windows, or load a finished fine-tuning."""
     config, model, num_classes = run.config, run.model, run.num_classes
@@ -1051,14 +1075,7 @@ def _finetune_step(run: _Run, table: _WindowTable) -> None:
         run.say("fine-tune fc: loaded from a previous run")
         return losses
 
-    losses = run.stages.run(
-        "finetune",
-        compute,
-        record=ft_dir / "settings.json",
-        stamp=run.stamps.of("finetune"),
-        load=load,
-        outputs=[ft_dir / "fc.safetensors"],
-    )
+    losses = _recorded_stage(run, "finetune", ft_dir, "fc.safetensors", compute, load)
     run.model_kwargs = {**run.model_kwargs, "num_classes": num_classes + 1}
     run.timing["finetune"] = time.perf_counter() - t
     head, tail = _loss_ends(losses, 50)
@@ -1089,14 +1106,7 @@ def _end_to_end_step(run: _Run, cache_dir: Path) -> None:
         model.load_state_dict(_load_tensors(e2e_dir / "model.safetensors"))
         return load_json_file(e2e_dir / "loss.json")
 
-    losses = run.stages.run(
-        "end_to_end",
-        compute,
-        record=e2e_dir / "settings.json",
-        stamp=run.stamps.of("end_to_end"),
-        load=load,
-        outputs=[e2e_dir / "model.safetensors"],
-    )
+    losses = _recorded_stage(run, "end_to_end", e2e_dir, "model.safetensors", compute, load)
     run.timing["end_to_end"] = time.perf_counter() - t
     head, tail = _loss_ends(losses, 20)
     run.summary["e2e_loss"] = {"first": head, "last": tail}
@@ -1122,14 +1132,7 @@ def _svm_step(run: _Run, table: _WindowTable) -> tuple[Tensor, Tensor, float]:
         stats = load_json_file(svm_dir / "stats.json")
         return stored["weight"], stored["bias"], float(stored["scale"]), stats
 
-    weight, bias, scale, stats = run.stages.run(
-        "svm",
-        compute,
-        record=svm_dir / "settings.json",
-        stamp=run.stamps.of("svm"),
-        load=load,
-        outputs=[svm_path],
-    )
+    weight, bias, scale, stats = _recorded_stage(run, "svm", svm_dir, svm_path.name, compute, load)
     run.summary["svm"] = stats
     run.timing["svm"] = time.perf_counter() - t
     run.say(f"SVMs: {run.num_classes} classes, {run.timing['svm']:.1f} s")

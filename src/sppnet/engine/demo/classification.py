@@ -19,21 +19,10 @@ from sppnet.engine.demo.config import _TRANSFER_VIEWS, DemoConfig
 
 # Settings the classifier runs take from DemoConfig unchanged (the same names).
 _CLASSIFIER_SETTINGS = (
-    "model",
-    "pretrained",
-    "trunk_lr_scale",
-    "cache_views",
-    "width",
-    "fc_dim",
-    "crop",
-    "small_crop",
-    "shorter",
-    "epochs",
-    "batch_size",
-    "lr",
-    "dropout",
-    "plateau_patience",
-)
+    "model", "pretrained", "trunk_lr_scale", "cache_views", "width", "fc_dim",  # network
+    "crop", "small_crop", "shorter",  # input sizes
+    "epochs", "batch_size", "lr", "dropout", "plateau_patience",  # schedule
+)  # fmt: skip
 
 
 def _data_stage(root: Path, config: DemoConfig, seed: int, progress: bool) -> dict[str, Any]:

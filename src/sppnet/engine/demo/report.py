@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sppnet.engine.demo._common import _pct
@@ -64,6 +64,19 @@ def _detector_start(cfg: Mapping[str, Any]) -> str:
             f"{cfg['detection_fc_dim']})"
         )
     return "the SPP classifier's trunk and fc layers"
+
+
+def _table(
+    header: tuple[str, str], rows: Sequence[tuple[str, str]], total: tuple[str, str]
+) -> list[str]:
+    """A two-column markdown table (numbers right-aligned) closed by a bold total row."""
+    return [
+        f"| {header[0]} | {header[1]} |",
+        "|---|---:|",
+        *(f"| {name} | {value} |" for name, value in rows),
+        f"| **{total[0]}** | **{total[1]}** |",
+        "",
+    ]
 
 
 def _report(metrics: Mapping[str, Any]) -> str:
@@ -194,13 +207,9 @@ def _detection_lines(cfg: Mapping[str, Any], det: Mapping[str, Any]) -> list[str
         f"Trained on {det['train_images']} trainval scenes, tested on {det['images']} test "
         f"scenes. VOC07 11-point AP (%), IoU 0.5:",
         "",
-        "| class | AP (%) |",
-        "|---|---:|",
     ]
-    for name, ap in det["ap"].items():
-        lines.append(f"| {name} | {_fmt(_pct(ap))} |")
-    lines += [f"| **mAP** | **{_fmt(_pct(det['map']))}** |", ""]
-    return lines
+    rows = [(name, _fmt(_pct(ap))) for name, ap in det["ap"].items()]
+    return lines + _table(("class", "AP (%)"), rows, ("mAP", _fmt(_pct(det["map"]))))
 
 
 def _rcnn_lines(rcnn: Mapping[str, Any]) -> list[str]:
@@ -252,13 +261,6 @@ def _closing_lines(metrics: Mapping[str, Any]) -> list[str]:
     ]
     for name in pics["detections"]:
         lines += [f"![detections](pictures/{name})", ""]
-    lines += [
-        "## Time per stage",
-        "",
-        "| stage | seconds |",
-        "|---|---:|",
-    ]
-    for stage, seconds in metrics["stage_seconds"].items():
-        lines.append(f"| {stage} | {seconds:.1f} |")
-    lines += [f"| **total** | **{metrics['total_seconds']:.1f}** |", ""]
-    return lines
+    lines += ["## Time per stage", ""]
+    rows = [(stage, f"{seconds:.1f}") for stage, seconds in metrics["stage_seconds"].items()]
+    return lines + _table(("stage", "seconds"), rows, ("total", f"{metrics['total_seconds']:.1f}"))
