@@ -57,6 +57,7 @@ from sppnet.engine.train_classifier import (
     prepare_builtin_data,
     train_classifier,
 )
+from sppnet.engine.voc_results import read_voc_results, write_voc_results
 
 __all__ = [
     "CHECKPOINT_SUBDIR",
@@ -99,10 +100,12 @@ __all__ = [
     "predict_images",
     "prepare_builtin_data",
     "process_group",
+    "read_voc_results",
     "representation_input",
     "save_checkpoint",
     "shard_indices",
     "train_classifier",
     "train_linear_svms",
     "voc_classification_protocol",
+    "write_voc_results",
 ]

@@ -28,13 +28,10 @@ from sppnet.data.transforms import subtract_mean, to_tensor
 from sppnet.data.voc import VOCDetection
 from sppnet.detection.detector import Detector
 from sppnet.engine.distributed import DistInfo, all_gather_objects, shard_indices
+from sppnet.engine.visualize import plot_precision_recall
+from sppnet.engine.voc_results import write_voc_results
 from sppnet.evaluation.coco_detection import coco_detection_metrics, coco_results
-from sppnet.evaluation.voc_detection import (
-    per_class_ap_table,
-    plot_precision_recall,
-    voc_detection_map,
-    write_voc_results,
-)
+from sppnet.evaluation.voc_detection import per_class_ap_table, voc_detection_map
 
 __all__ = ["evaluate_detector"]
 

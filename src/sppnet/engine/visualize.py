@@ -6,9 +6,9 @@
   several input sizes, with the conv5 cells that each pyramid bin pools drawn back in
   image pixels. The conv map grows with the input but the number of bins does not, so
   the pooled vector has the same ``C * L`` values at every size.
+* :func:`plot_precision_recall` draws the per-class precision-recall curves of a
+  :func:`sppnet.evaluation.voc_detection_map` result.
 * :func:`detections_to_json` / :func:`save_json` write detections as plain JSON.
-
-Precision-recall curves are :func:`sppnet.evaluation.plot_precision_recall`.
 
 Figures use matplotlib's Agg canvas directly (no pyplot, no global backend change) and are
 written atomically: a reader sees the old file or the new one, never half of one.
@@ -23,6 +23,7 @@ Shape shorthand:
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ from torch import Tensor
 
 from sppnet._atomic import atomic_save_figure, atomic_write_text
 from sppnet._validate import check_int, check_real
+from sppnet.evaluation.voc_detection import per_class_ap_rows
 from sppnet.ops.pyramid_bins import bin_edges, check_levels, num_pyramid_bins
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ __all__ = [
     "detections_to_json",
     "draw_detections",
     "draw_pyramid_bins",
+    "plot_precision_recall",
     "save_json",
 ]
 
@@ -430,6 +433,55 @@ def draw_pyramid_bins(
     )
     fig.tight_layout(rect=(0, 0.06, 1, 0.95))
     return atomic_save_figure(path, fig, dpi=_DPI)
+
+
+def plot_precision_recall(
+    result: Mapping[str, object],
+    path: str | os.PathLike[str],
+    class_names: Sequence[str] | None = None,
+) -> Path:
+    """Save the precision-recall curve of every class with an AP as a PNG.
+
+    Args:
+        result: the dict returned by :func:`sppnet.evaluation.voc_detection_map` (with
+            ``"recall"`` and ``"precision"``).
+        path: the PNG file to write; its folder must exist.
+        class_names: optional legend names, as in :func:`sppnet.evaluation.per_class_ap_table`.
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        TypeError: ``result`` without ``"ap"``, ``"recall"`` and ``"precision"``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = per_class_ap_rows(result, class_names)
+    if not isinstance(result.get("recall"), Mapping) or not isinstance(
+        result.get("precision"), Mapping
+    ):
+        raise TypeError("result must hold 'recall' and 'precision' curves (voc_detection_map)")
+    rec, prec = result["recall"], result["precision"]
+    fig = Figure(figsize=(7, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for key, name, value in rows:
+        if math.isnan(value):
+            continue
+        r = np.concatenate([[0.0], np.asarray(rec[key])])  # type: ignore[index]
+        p = np.asarray(prec[key])  # type: ignore[index]
+        p = np.concatenate([[p[0] if p.size else 0.0], p])
+        ax.plot(r, p, label=f"{name} ({100 * value:.1f})", linewidth=1)
+    m = float(result.get("map", math.nan))  # type: ignore[arg-type]
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
+    ax.set_title(
+        f"precision-recall, mAP {100 * m:.1f}" if not math.isnan(m) else "precision-recall"
+    )
+    if rows:
+        ax.legend(fontsize="small", loc="lower left", ncol=2)
+    ax.grid(True, alpha=0.3)
+    return atomic_save_figure(path, fig, dpi=100)
 
 
 # --------------------------------------------------------------------------------- JSON

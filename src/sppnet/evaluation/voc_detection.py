@@ -24,7 +24,8 @@ IoU: the devkit adds 1 to widths and heights because its boxes are 1-based and i
 (pixels 1..10 span 10 pixels). Our boxes are continuous (STYLE rule 4: pixels 0..9 are
 ``(0, 0, 10, 10)``), so plain ``x2 - x1`` is the same width, and plain areas give the
 devkit's IoU exactly. The conversion back to VOC coordinates happens only in
-:func:`write_voc_results`.
+:func:`format_voc_results` (the text of VOC result files; :mod:`sppnet.engine.voc_results`
+writes and reads the files).
 
 Shape shorthand: D detections of one image, G ground-truth objects of one image, K classes.
 """
@@ -33,28 +34,25 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from sppnet._atomic import atomic_save_figure, atomic_write_text
 from sppnet.evaluation._arrays import ArrayLike, as_array
 from sppnet.evaluation.voc_ap import voc_ap
 from sppnet.ops.boxes import check_boxes
 
 __all__ = [
+    "format_voc_results",
+    "parse_voc_results",
+    "per_class_ap_rows",
     "per_class_ap_table",
-    "plot_precision_recall",
-    "read_voc_results",
     "voc_detection_map",
-    "write_voc_results",
 ]
 
-# Result files: scores with 6 significant digits, coordinates with 3 decimals (1/1000 px),
+# Result file texts: scores with 6 significant digits, coordinates with 3 decimals (1/1000 px),
 # so a write/read round trip changes a score by < 5e-6 relative and a box by <= 5e-4 px.
 _SCORE_FORMAT = "{:.6g}"
 _COORD_FORMAT = "{:.3f}"
@@ -334,29 +332,25 @@ def voc_detection_map(
     return out
 
 
-def write_voc_results(
-    detections: Mapping[object, Mapping[str, Tensor]],
-    out_dir: str | os.PathLike[str],
-    class_names: Sequence[str],
-    prefix: str = "comp4_det_test_",
-) -> list[Path]:
-    """Write detections as VOC result files, one ``{prefix}{class}.txt`` per class.
+def format_voc_results(
+    detections: Mapping[object, Mapping[str, ArrayLike]], class_names: Sequence[str]
+) -> list[str]:
+    """The text of the VOC result file of each class (written by
+    :func:`sppnet.engine.voc_results.write_voc_results`).
 
     Each line is ``image_id score x1 y1 x2 y2`` in VOC's 1-based inclusive pixel coordinates,
     scores with 6 significant digits and coordinates with 3 decimals. Lines follow the order
-    of ``detections``, then the order within each image. Every class gets a file, empty if it
-    has no detections (the devkit expects one per class).
+    of ``detections``, then the order within each image. Every class gets a text, empty if it
+    has no detections (the devkit expects a file per class).
 
     Args:
         detections: image id -> ``{"boxes": Tensor[D, 4], "scores": Tensor[D],
             "labels": LongTensor[D]}`` with labels in ``0..K-1``. Ids are written with
             ``str()`` and must not contain whitespace.
-        out_dir: the folder; created if missing.
-        class_names: the ``K`` class names, used in the file names.
-        prefix: the file name prefix (VOC: ``comp4_det_test_`` for competition 4, own data).
+        class_names: the ``K`` class names.
 
     Returns:
-        The ``K`` paths written, in class order.
+        ``K`` texts, in class order.
 
     Raises:
         TypeError, ValueError: as :func:`voc_detection_map` for the detections; labels
@@ -380,49 +374,38 @@ def write_voc_results(
             voc_box = (box[0] + 1.0, box[1] + 1.0, box[2], box[3])
             coords = " ".join(_COORD_FORMAT.format(v) for v in voc_box)
             lines[int(label)].append(f"{text_id} {_SCORE_FORMAT.format(score)} {coords}\n")
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, class_lines in zip(names, lines, strict=True):
-        path = folder / f"{prefix}{name}.txt"
-        atomic_write_text(path, "".join(class_lines))
-        paths.append(path)
-    return paths
+    return ["".join(class_lines) for class_lines in lines]
 
 
-def read_voc_results(
-    out_dir: str | os.PathLike[str],
-    class_names: Sequence[str],
-    prefix: str = "comp4_det_test_",
+def parse_voc_results(
+    texts: Iterable[tuple[str, str]], class_names: Sequence[str], where: str = "VOC results"
 ) -> dict[str, dict[str, Tensor]]:
-    """Read VOC result files back into a detections dict (inverse of :func:`write_voc_results`).
+    """Detections from the texts of VOC result files (inverse of :func:`format_voc_results`).
 
     Args:
-        out_dir: the folder holding ``{prefix}{class}.txt`` for each class.
+        texts: ``(source, text)`` per class, in the order of ``class_names``; ``source``
+            names the file in error messages. It may be lazy (a generator that reads files):
+            it is consumed only after ``class_names`` are checked, one class at a time.
         class_names: the ``K`` class names; the label of a detection is its class's index.
-        prefix: the file name prefix.
+        where: names the results in the message of an invalid box.
 
     Returns:
         image id (``str``) -> ``{"boxes": Tensor[D, 4] float32, "scores": Tensor[D] float32,
         "labels": LongTensor[D]}``, boxes converted back to our 0-based continuous
-        convention. Images in order of first appearance (class files in class order), each
-        image's detections by class, then in file order. A round trip gives the written
-        values up to the file precision (6 significant digits of score, 1/1000 pixel).
+        convention. Images in order of first appearance (classes in class order), each
+        image's detections by class, then in text order. A round trip gives the formatted
+        values up to their precision (6 significant digits of score, 1/1000 pixel).
 
     Raises:
         TypeError: non-string class names.
-        FileNotFoundError: a class file is missing (the message names it).
-        ValueError: a line that is not ``image_id score x1 y1 x2 y2`` with numbers (file and
-            line number named), or a box with ``x2 < x1`` or ``y2 < y1``.
+        ValueError: a line that is not ``image_id score x1 y1 x2 y2`` with numbers (source and
+            line number named), a box with ``x2 < x1`` or ``y2 < y1``, or a number of texts
+            other than ``K``.
     """
     names = _check_class_names(class_names)
-    folder = Path(out_dir)
     rows: dict[str, list[tuple[float, float, float, float, float, int]]] = {}
-    for label, name in enumerate(names):
-        path = folder / f"{prefix}{name}.txt"
-        if not path.is_file():
-            raise FileNotFoundError(f"VOC result file for class {name!r} not found: {path}")
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for label, (_, (source, text)) in enumerate(zip(names, texts, strict=True)):
+        for number, line in enumerate(text.splitlines(), start=1):
             fields = line.split()
             if not fields:
                 continue
@@ -432,7 +415,7 @@ def read_voc_results(
                 score, x1, y1, x2, y2 = (float(v) for v in fields[1:])
             except ValueError:
                 raise ValueError(
-                    f"{path}:{number}: expected 'image_id score x1 y1 x2 y2', got {line!r}"
+                    f"{source}:{number}: expected 'image_id score x1 y1 x2 y2', got {line!r}"
                 ) from None
             # VOC 1-based inclusive pixels x1..x2 are our continuous (x1 - 1, ..., x2).
             rows.setdefault(fields[0], []).append((x1 - 1.0, y1 - 1.0, x2, y2, score, label))
@@ -440,7 +423,7 @@ def read_voc_results(
     for image_id, image_rows in rows.items():
         table = torch.tensor(image_rows, dtype=torch.float64).reshape(-1, 6)  # [D, 6]
         boxes = table[:, :4].to(torch.float32)
-        check_boxes(boxes, f"boxes of image {image_id!r} in {folder}")
+        check_boxes(boxes, f"boxes of image {image_id!r} in {where}")
         out[image_id] = {
             "boxes": boxes,
             "scores": table[:, 4].to(torch.float32),
@@ -449,24 +432,41 @@ def read_voc_results(
     return out
 
 
-def _keys_and_names(
-    result: Mapping[str, object], class_names: Sequence[str] | None
-) -> list[tuple[object, str]]:
+def per_class_ap_rows(
+    result: Mapping[str, object], class_names: Sequence[str] | None = None
+) -> list[tuple[object, str, float]]:
+    """The per-class rows of a :func:`voc_detection_map` result: ``(key, name, AP)``.
+
+    Args:
+        result: the dict returned by :func:`voc_detection_map`.
+        class_names: optional display names; either the keys of ``result["ap"]`` (any
+            subset order) or one name per class in its order. ``str(key)`` otherwise.
+
+    Returns:
+        ``(key into result's dicts, display name, AP as a float, NaN without one)`` per row.
+
+    Raises:
+        TypeError: ``result`` without ``"ap"``; non-string names.
+        ValueError: ``class_names`` that fit neither the keys nor the number of classes.
+    """
     if not isinstance(result, Mapping) or not isinstance(result.get("ap"), Mapping):
         raise TypeError("result must be the dict returned by voc_detection_map (with 'ap')")
     ap = result["ap"]
     keys = list(ap)  # type: ignore[arg-type]
     if class_names is None:
-        return [(k, str(k)) for k in keys]
-    names = _check_class_names(class_names)
-    if all(n in ap for n in names):  # type: ignore[operator]
-        return [(n, n) for n in names]
-    if len(names) == len(keys):
-        return list(zip(keys, names, strict=True))
-    raise ValueError(
-        f"class_names ({len(names)}) match neither the keys nor the number of classes "
-        f"({len(keys)}) of result['ap']"
-    )
+        pairs = [(k, str(k)) for k in keys]
+    else:
+        names = _check_class_names(class_names)
+        if all(n in ap for n in names):  # type: ignore[operator]
+            pairs = [(n, n) for n in names]
+        elif len(names) == len(keys):
+            pairs = list(zip(keys, names, strict=True))
+        else:
+            raise ValueError(
+                f"class_names ({len(names)}) match neither the keys nor the number of classes "
+                f"({len(keys)}) of result['ap']"
+            )
+    return [(key, name, float(ap[key])) for key, name in pairs]  # type: ignore[index]
 
 
 def per_class_ap_table(
@@ -476,8 +476,7 @@ def per_class_ap_table(
 
     Args:
         result: the dict returned by :func:`voc_detection_map`.
-        class_names: optional names for the rows; either the keys of ``result["ap"]`` (any
-            subset order) or one display name per class in its order. The keys otherwise.
+        class_names: optional names for the rows, as in :func:`per_class_ap_rows`.
 
     Returns:
         ``| class | AP (%) |`` rows with one decimal (``n/a`` for NaN), then a bold mAP row.
@@ -487,62 +486,8 @@ def per_class_ap_table(
         ValueError: ``class_names`` that fit neither the keys nor the number of classes.
     """
     rows = ["| class | AP (%) |", "| --- | ---: |"]
-    ap = result["ap"] if isinstance(result, Mapping) else None
-    for key, name in _keys_and_names(result, class_names):
-        value = float(ap[key])  # type: ignore[index]
+    for _, name, value in per_class_ap_rows(result, class_names):
         rows.append(f"| {name} | {'n/a' if math.isnan(value) else f'{100 * value:.1f}'} |")
     m = float(result.get("map", math.nan))  # type: ignore[union-attr, arg-type]
     rows.append(f"| **mAP** | **{'n/a' if math.isnan(m) else f'{100 * m:.1f}'}** |")
     return "\n".join(rows) + "\n"
-
-
-def plot_precision_recall(
-    result: Mapping[str, object],
-    path: str | os.PathLike[str],
-    class_names: Sequence[str] | None = None,
-) -> Path:
-    """Save the precision-recall curve of every class with an AP as a PNG.
-
-    Uses matplotlib's Agg canvas directly (no pyplot, no global backend change).
-
-    Args:
-        result: the dict returned by :func:`voc_detection_map` (with ``"recall"`` and
-            ``"precision"``).
-        path: the PNG file to write; its folder must exist.
-        class_names: optional legend names, as in :func:`per_class_ap_table`.
-
-    Returns:
-        ``Path(path)``.
-
-    Raises:
-        TypeError: ``result`` without ``"ap"``, ``"recall"`` and ``"precision"``.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    pairs = _keys_and_names(result, class_names)
-    if not isinstance(result.get("recall"), Mapping) or not isinstance(
-        result.get("precision"), Mapping
-    ):
-        raise TypeError("result must hold 'recall' and 'precision' curves (voc_detection_map)")
-    ap, rec, prec = result["ap"], result["recall"], result["precision"]
-    fig = Figure(figsize=(7, 5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    for key, name in pairs:
-        value = float(ap[key])  # type: ignore[index]
-        if math.isnan(value):
-            continue
-        r = np.concatenate([[0.0], np.asarray(rec[key])])  # type: ignore[index]
-        p = np.asarray(prec[key])  # type: ignore[index]
-        p = np.concatenate([[p[0] if p.size else 0.0], p])
-        ax.plot(r, p, label=f"{name} ({100 * value:.1f})", linewidth=1)
-    m = float(result.get("map", math.nan))  # type: ignore[arg-type]
-    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
-    ax.set_title(
-        f"precision-recall, mAP {100 * m:.1f}" if not math.isnan(m) else "precision-recall"
-    )
-    if pairs:
-        ax.legend(fontsize="small", loc="lower left", ncol=2)
-    ax.grid(True, alpha=0.3)
-    return atomic_save_figure(path, fig, dpi=100)
