@@ -36,6 +36,7 @@ from sppnet.engine.extract_features import (
     image_representation,
     representation_input,
 )
+from sppnet.engine.feature_store import load_feature_dir
 from sppnet.engine.onnx_detector import OnnxDetector, load_onnx_detector
 from sppnet.engine.onnx_export import export_classifier, export_detector
 from sppnet.engine.predict import Prediction, predict_images
@@ -43,7 +44,6 @@ from sppnet.engine.svm import (
     C_GRID,
     LinearSVMs,
     caltech_protocol,
-    load_feature_dir,
     train_linear_svms,
     voc_classification_protocol,
 )
