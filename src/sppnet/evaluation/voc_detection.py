@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -82,7 +82,7 @@ def _get(entry: object, key: str, where: str) -> object:
     return entry[key]
 
 
-def _boxes(entry: Mapping, where: str) -> np.ndarray:
+def _boxes(entry: object, where: str) -> np.ndarray:
     arr = as_array(_get(entry, "boxes", where), f"{where}['boxes']", "[N, 4]")
     if arr.size == 0 and arr.ndim == 1:
         arr = arr.reshape(0, 4)  # an empty list: no boxes
@@ -93,60 +93,65 @@ def _boxes(entry: Mapping, where: str) -> np.ndarray:
     return boxes.numpy()
 
 
+def _per_image(
+    mapping: object, name: str, keys: str, check: Callable[[object, str], tuple[np.ndarray, ...]]
+) -> dict[object, tuple[np.ndarray, ...]]:
+    """``{id: check(entry)}`` of a mapping image id -> entry, each entry checked in turn."""
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"{name} must map image id -> {{{keys}}}, got {type(mapping).__name__}")
+    return {image_id: check(entry, f"{name}[{image_id!r}]") for image_id, entry in mapping.items()}
+
+
+def _scores(entry: object, n: int, where: str) -> np.ndarray:
+    scores = as_array(_get(entry, "scores", where), f"{where}: scores", f"[{n}]")
+    if scores.dtype == bool or scores.dtype.kind not in "iuf":
+        raise TypeError(f"{where}: scores must be real numbers, got dtype {scores.dtype}")
+    if scores.shape != (n,):
+        raise ValueError(
+            f"{where}: scores must have shape [{n}] (one per box), got {list(scores.shape)}"
+        )
+    s = scores.astype(np.float64)
+    if np.isnan(s).any():
+        raise ValueError(f"{where}: scores contain NaN (index {int(np.isnan(s).argmax())})")
+    return s
+
+
+def _difficult(entry: object, n: int, where: str) -> np.ndarray:
+    difficult = as_array(_get(entry, "difficult", where), f"{where}: difficult", "[G]")
+    if difficult.size == 0:
+        difficult = difficult.astype(bool)  # an empty list is float to numpy
+    if difficult.dtype != bool:
+        raise TypeError(
+            f"{where}: difficult must be a BoolTensor[{n}] (or bool array / list), "
+            f"got dtype {difficult.dtype}"
+        )
+    if difficult.shape != (n,):
+        raise ValueError(
+            f"{where}: difficult must have shape [{n}] (one per box), got {list(difficult.shape)}"
+        )
+    return difficult
+
+
+def _detection(entry: object, where: str) -> tuple[np.ndarray, ...]:
+    boxes = _boxes(entry, where)
+    scores = _scores(entry, len(boxes), where)
+    return boxes, scores, _check_labels(_get(entry, "labels", where), len(boxes), where)
+
+
+def _annotation(entry: object, where: str) -> tuple[np.ndarray, ...]:
+    boxes = _boxes(entry, where)
+    labels = _check_labels(_get(entry, "labels", where), len(boxes), where)
+    return boxes, labels, _difficult(entry, len(boxes), where)
+
+
 def _check_detections(detections: object) -> dict[object, tuple[np.ndarray, ...]]:
     """Validate ``detections``; return ``{id: (boxes [D, 4], scores [D], labels [D])}``."""
-    if not isinstance(detections, Mapping):
-        raise TypeError(
-            f"detections must map image id -> {{'boxes', 'scores', 'labels'}}, "
-            f"got {type(detections).__name__}"
-        )
-    out: dict[object, tuple[np.ndarray, ...]] = {}
-    for image_id, entry in detections.items():
-        where = f"detections[{image_id!r}]"
-        boxes = _boxes(entry, where)
-        scores = as_array(_get(entry, "scores", where), f"{where}: scores", f"[{len(boxes)}]")
-        if scores.dtype == bool or scores.dtype.kind not in "iuf":
-            raise TypeError(f"{where}: scores must be real numbers, got dtype {scores.dtype}")
-        if scores.shape != (len(boxes),):
-            raise ValueError(
-                f"{where}: scores must have shape [{len(boxes)}] (one per box), "
-                f"got {list(scores.shape)}"
-            )
-        s = scores.astype(np.float64)
-        if np.isnan(s).any():
-            raise ValueError(f"{where}: scores contain NaN (index {int(np.isnan(s).argmax())})")
-        labels = _check_labels(_get(entry, "labels", where), len(boxes), where)
-        out[image_id] = (boxes, s, labels)
-    return out
+    return _per_image(detections, "detections", "'boxes', 'scores', 'labels'", _detection)
 
 
 def _check_annotations(annotations: object) -> dict[object, tuple[np.ndarray, ...]]:
     """Validate ``annotations``; return ``{id: (boxes [G, 4], labels [G], difficult [G])}``."""
-    if not isinstance(annotations, Mapping):
-        raise TypeError(
-            f"annotations must map image id -> {{'boxes', 'labels', 'difficult'}}, "
-            f"got {type(annotations).__name__}"
-        )
-    out: dict[object, tuple[np.ndarray, ...]] = {}
-    for image_id, entry in annotations.items():
-        where = f"annotations[{image_id!r}]"
-        boxes = _boxes(entry, where)
-        labels = _check_labels(_get(entry, "labels", where), len(boxes), where)
-        difficult = as_array(_get(entry, "difficult", where), f"{where}: difficult", "[G]")
-        if difficult.size == 0:
-            difficult = difficult.astype(bool)  # an empty list is float to numpy
-        if difficult.dtype != bool:
-            raise TypeError(
-                f"{where}: difficult must be a BoolTensor[{len(boxes)}] (or bool array / list), "
-                f"got dtype {difficult.dtype}"
-            )
-        if difficult.shape != (len(boxes),):
-            raise ValueError(
-                f"{where}: difficult must have shape [{len(boxes)}] (one per box), "
-                f"got {list(difficult.shape)}"
-            )
-        out[image_id] = (boxes, labels, difficult)
-    return out
+    return _per_image(annotations, "annotations", "'boxes', 'labels', 'difficult'", _annotation)
 
 
 def _check_class_names(class_names: object) -> list[str]:
@@ -219,11 +224,54 @@ def voc_detection_map(
     """
     dets = _check_detections(detections)
     anns = _check_annotations(annotations)
+    thr = _check_threshold(iou_threshold)
+    classes, keys = _classes(dets, anns, class_names)
+    columns, positives = _best_matches(dets, anns)
+    result: dict[str, dict[object, object]] = {
+        k: {} for k in ("ap", "recall", "precision", "num_positives")
+    }
+    for c, key in zip(classes, keys, strict=True):
+        n_pos = int((positives == c).sum())
+        result["num_positives"][key] = n_pos
+        if n_pos == 0:
+            result["ap"][key] = math.nan
+            result["recall"][key] = np.zeros(0)
+            result["precision"][key] = np.zeros(0)
+            continue
+        outcome = _ranked_outcomes([col[columns[0] == c] for col in columns[1:]], thr)  # [M]
+        tp = np.cumsum(outcome == 1)
+        fp = np.cumsum(outcome == 0)
+        recall = tp / n_pos
+        precision = tp / np.maximum(tp + fp, 1)  # tp + fp >= 1 at every kept point
+        result["ap"][key] = voc_ap(recall, precision, use_07_metric=use_07_metric)
+        result["recall"][key] = recall
+        result["precision"][key] = precision
+    valid = [v for v in result["ap"].values() if not math.isnan(v)]  # type: ignore[arg-type]
+    return {
+        "ap": result["ap"],
+        "map": float(sum(valid) / len(valid)) if valid else math.nan,
+        "recall": result["recall"],
+        "precision": result["precision"],
+        "num_positives": result["num_positives"],
+    }
+
+
+def _check_threshold(iou_threshold: object) -> float:
     if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, numbers.Real):
         raise TypeError(f"iou_threshold must be a real number, got {iou_threshold!r}")
     if not 0.0 < float(iou_threshold) <= 1.0:
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
-    thr = float(iou_threshold)
+    return float(iou_threshold)
+
+
+def _classes(
+    dets: dict[object, tuple[np.ndarray, ...]],
+    anns: dict[object, tuple[np.ndarray, ...]],
+    class_names: Sequence[str] | None,
+) -> tuple[list[int], list[object]]:
+    """``(labels, keys)`` of the classes: all of ``class_names`` (keyed by name), else the
+    labels that occur (keyed by label), in increasing order; after checking that every image
+    with detections is annotated."""
     unknown = [i for i in dets if i not in anns]
     if unknown:
         raise ValueError(
@@ -232,28 +280,30 @@ def voc_detection_map(
         )
     all_labels = {int(v) for _, lab, _ in anns.values() for v in lab}
     all_labels |= {int(v) for _, _, lab in dets.values() for v in lab}
-    if class_names is not None:
-        names = _check_class_names(class_names)
-        outside = [v for v in sorted(all_labels) if v >= len(names)]
-        if outside:
-            raise ValueError(
-                f"label {outside[0]} is outside 0..{len(names) - 1} (class_names has "
-                f"{len(names)} names)"
-            )
-        classes = list(range(len(names)))
-        keys: list[object] = list(names)
-    else:
+    if class_names is None:
         classes = sorted(all_labels)
-        keys = list(classes)
+        return classes, list(classes)
+    names = _check_class_names(class_names)
+    outside = [v for v in sorted(all_labels) if v >= len(names)]
+    if outside:
+        raise ValueError(
+            f"label {outside[0]} is outside 0..{len(names) - 1} (class_names has "
+            f"{len(names)} names)"
+        )
+    return list(range(len(names))), list(names)
 
-    # Per image: the best-IoU object of its class for each detection (independent of the
-    # ranking); then per class, the greedy pass in ranking order decides tp / fp / ignored.
-    result: dict[str, dict[object, object]] = {
-        "ap": {},
-        "recall": {},
-        "precision": {},
-        "num_positives": {},
-    }
+
+def _best_matches(
+    dets: dict[object, tuple[np.ndarray, ...]], anns: dict[object, tuple[np.ndarray, ...]]
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per detection, the best-IoU object of its class in its image (independent of the
+    ranking; the greedy pass per class then decides tp / fp / ignored).
+
+    Returns:
+        ``(columns, positives)``: the columns over all detections (label, score, image rank
+        in ``anns``, index in the image, best object or -1 for none, its IoU, whether it is
+        difficult) and the labels of all non-difficult objects.
+    """
     parts: list[tuple[np.ndarray, ...]] = []
     positive_labels = []
     for rank, (image_id, (gt_boxes, gt_labels, difficult)) in enumerate(anns.items()):
@@ -279,57 +329,38 @@ def voc_detection_map(
         columns = [np.concatenate(p) for p in zip(*parts, strict=True)]
     else:
         columns = [np.zeros(0, dtype=np.int64)] * 5 + [np.zeros(0), np.zeros(0, dtype=bool)]
-    all_det_labels = columns[0]
     pos = np.concatenate(positive_labels) if positive_labels else np.zeros(0, dtype=np.int64)
-    npos = {c: int((pos == c).sum()) for c in classes}
+    return columns, pos
 
-    for c, key in zip(classes, keys, strict=True):
-        n_pos = npos[c]
-        result["num_positives"][key] = n_pos
-        mask = all_det_labels == c
-        score, img, idx, best, best_iou, diff = (col[mask] for col in columns[1:])
-        # Decreasing score; ties by image rank, then index in image (np.lexsort: last key first).
-        order = np.lexsort((idx, img, -score.astype(np.float64)))
-        outcome = np.zeros(order.size, dtype=np.int8)  # 1 tp, 0 fp, -1 ignored
-        taken: set[tuple[int, int]] = set()  # (image rank, gt index) already detected
-        ranked = zip(
-            img[order].tolist(),
-            best[order].tolist(),
-            (best_iou[order] >= thr).tolist(),
-            diff[order].tolist(),
-            strict=True,
-        )
-        for k, (im, gt, overlaps, is_difficult) in enumerate(ranked):
-            if gt < 0 or not overlaps:
-                continue  # no object overlaps enough: false positive
-            if is_difficult:
-                outcome[k] = -1  # matched a difficult object: neither tp nor fp
-            elif (im, gt) not in taken:
-                outcome[k] = 1
-                taken.add((im, gt))
-            # else: its best object is already detected (a duplicate): false positive
-        outcome = outcome[outcome >= 0]  # [M]
-        tp = np.cumsum(outcome == 1)
-        fp = np.cumsum(outcome == 0)
-        if n_pos == 0:
-            result["ap"][key] = math.nan
-            result["recall"][key] = np.zeros(0)
-            result["precision"][key] = np.zeros(0)
-            continue
-        recall = tp / n_pos
-        precision = tp / np.maximum(tp + fp, 1)  # tp + fp >= 1 at every kept point
-        result["ap"][key] = voc_ap(recall, precision, use_07_metric=use_07_metric)
-        result["recall"][key] = recall
-        result["precision"][key] = precision
-    valid = [v for v in result["ap"].values() if not math.isnan(v)]  # type: ignore[arg-type]
-    out: dict[str, object] = {
-        "ap": result["ap"],
-        "map": float(sum(valid) / len(valid)) if valid else math.nan,
-        "recall": result["recall"],
-        "precision": result["precision"],
-        "num_positives": result["num_positives"],
-    }
-    return out
+
+def _ranked_outcomes(columns: list[np.ndarray], thr: float) -> np.ndarray:
+    """The greedy pass over one class's detections in ranking order: ``int8[M]``, 1 for a true
+    positive, 0 for a false one (detections matched to difficult objects left out).
+
+    ``columns``: score, image rank, index in the image, best object, its IoU, difficult.
+    """
+    score, img, idx, best, best_iou, diff = columns
+    # Decreasing score; ties by image rank, then index in image (np.lexsort: last key first).
+    order = np.lexsort((idx, img, -score.astype(np.float64)))
+    outcome = np.zeros(order.size, dtype=np.int8)  # 1 tp, 0 fp, -1 ignored
+    taken: set[tuple[int, int]] = set()  # (image rank, gt index) already detected
+    ranked = zip(
+        img[order].tolist(),
+        best[order].tolist(),
+        (best_iou[order] >= thr).tolist(),
+        diff[order].tolist(),
+        strict=True,
+    )
+    for k, (im, gt, overlaps, is_difficult) in enumerate(ranked):
+        if gt < 0 or not overlaps:
+            continue  # no object overlaps enough: false positive
+        if is_difficult:
+            outcome[k] = -1  # matched a difficult object: neither tp nor fp
+        elif (im, gt) not in taken:
+            outcome[k] = 1
+            taken.add((im, gt))
+        # else: its best object is already detected (a duplicate): false positive
+    return outcome[outcome >= 0]
 
 
 def format_voc_results(
