@@ -329,12 +329,12 @@ def voc_classification_protocol(
     test_features: np.ndarray | torch.Tensor,
     test_truth: np.ndarray | torch.Tensor,
     *,
+    class_names: Sequence[str] | None = None,
+    use_07_metric: bool = True,
     C: float | None = None,  # noqa: N803 (the SVM literature's and sklearn's name)
     c_grid: Sequence[float] = C_GRID,
     val_fraction: float = 0.2,
     seed: int = 0,
-    use_07_metric: bool = True,
-    class_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Pascal VOC classification (Sec. 3.2): one SVM per class, per-class AP and mAP.
 
@@ -344,10 +344,10 @@ def voc_classification_protocol(
     Args:
         train_features, test_features: ``[N, D]`` and ``[M, D]`` float.
         train_truth, test_truth: ``[N, K]`` and ``[M, K]`` in ``{1, 0, -1}``.
+        class_names: K names keying ``"ap"`` (default the class indices).
+        use_07_metric: 11-point interpolated AP (VOC 2007) or the area under the curve.
         C, c_grid, val_fraction, seed: see :func:`train_linear_svms` (C chosen by mAP on a
             held-out part of the training images).
-        use_07_metric: 11-point interpolated AP (VOC 2007) or the area under the curve.
-        class_names: K names keying ``"ap"`` (default the class indices).
 
     Returns:
         ``{"ap": {name: AP}, "map": mAP, "C": C used, "val_scores": {C: val mAP}}``; a
