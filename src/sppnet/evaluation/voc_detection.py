@@ -58,16 +58,23 @@ _SCORE_FORMAT = "{:.6g}"
 _COORD_FORMAT = "{:.3f}"
 
 
+def _one_per_box(arr: np.ndarray, n: int, where: str, name: str, ok: bool, kind: str) -> None:
+    """Raise unless ``arr`` has an accepted dtype (``ok``, described by ``kind``) and
+    shape ``[n]``."""
+    if not ok:
+        raise TypeError(f"{where}: {name} must be {kind}, got dtype {arr.dtype}")
+    if arr.shape != (n,):
+        raise ValueError(
+            f"{where}: {name} must have shape [{n}] (one per box), got {list(arr.shape)}"
+        )
+
+
 def _check_labels(labels: object, n: int, where: str) -> np.ndarray:
     out = as_array(labels, f"{where}: labels", f"[{n}]")
     if out.size == 0 and out.dtype.kind == "f":
         out = out.astype(np.int64)  # an empty list is float to numpy
-    if out.dtype == bool or out.dtype.kind not in "iu":
-        raise TypeError(f"{where}: labels must be an integer array, got dtype {out.dtype}")
-    if out.shape != (n,):
-        raise ValueError(
-            f"{where}: labels must have shape [{n}] (one per box), got {list(out.shape)}"
-        )
+    integer = out.dtype != bool and out.dtype.kind in "iu"
+    _one_per_box(out, n, where, "labels", integer, "an integer array")
     out = out.astype(np.int64)
     if out.size and out.min() < 0:
         raise ValueError(f"{where}: labels must be >= 0, got {int(out.min())}")
@@ -104,12 +111,8 @@ def _per_image(
 
 def _scores(entry: object, n: int, where: str) -> np.ndarray:
     scores = as_array(_get(entry, "scores", where), f"{where}: scores", f"[{n}]")
-    if scores.dtype == bool or scores.dtype.kind not in "iuf":
-        raise TypeError(f"{where}: scores must be real numbers, got dtype {scores.dtype}")
-    if scores.shape != (n,):
-        raise ValueError(
-            f"{where}: scores must have shape [{n}] (one per box), got {list(scores.shape)}"
-        )
+    real = scores.dtype != bool and scores.dtype.kind in "iuf"
+    _one_per_box(scores, n, where, "scores", real, "real numbers")
     s = scores.astype(np.float64)
     if np.isnan(s).any():
         raise ValueError(f"{where}: scores contain NaN (index {int(np.isnan(s).argmax())})")
@@ -120,15 +123,8 @@ def _difficult(entry: object, n: int, where: str) -> np.ndarray:
     difficult = as_array(_get(entry, "difficult", where), f"{where}: difficult", "[G]")
     if difficult.size == 0:
         difficult = difficult.astype(bool)  # an empty list is float to numpy
-    if difficult.dtype != bool:
-        raise TypeError(
-            f"{where}: difficult must be a BoolTensor[{n}] (or bool array / list), "
-            f"got dtype {difficult.dtype}"
-        )
-    if difficult.shape != (n,):
-        raise ValueError(
-            f"{where}: difficult must have shape [{n}] (one per box), got {list(difficult.shape)}"
-        )
+    kind = f"a BoolTensor[{n}] (or bool array / list)"
+    _one_per_box(difficult, n, where, "difficult", difficult.dtype == bool, kind)
     return difficult
 
 
