@@ -14,8 +14,10 @@ from sppnet.engine.visualize import (
     detections_to_json,
     draw_detections,
     draw_pyramid_bins,
+    plot_precision_recall,
     save_json,
 )
+from sppnet.evaluation import voc_detection_map
 from sppnet.models import create_model
 
 NAMES = ["cat", "dog", "car"]
@@ -240,3 +242,22 @@ def test_detections_to_json_validation(tmp_path):
     with pytest.raises(ValueError, match="Out of range float"):
         save_json({"x": float("nan")}, tmp_path / "bad.json")
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_plot_precision_recall(tmp_path):
+    box = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    anns = {
+        "im": {
+            "boxes": box,
+            "labels": torch.tensor([0, 1]),
+            "difficult": torch.tensor([False, True]),
+        }
+    }
+    dets = {"im": {"boxes": box[:1], "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}}
+    result = voc_detection_map(dets, anns, class_names=["cat", "dog"])
+    png = plot_precision_recall(result, tmp_path / "pr.png")
+    assert png == tmp_path / "pr.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(TypeError, match="'recall' and 'precision'"):
+        plot_precision_recall({"ap": result["ap"]}, tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from sppnet.evaluation.voc_detection import (
+    format_voc_results,
+    parse_voc_results,
+    per_class_ap_rows,
     per_class_ap_table,
-    plot_precision_recall,
-    read_voc_results,
     voc_detection_map,
-    write_voc_results,
 )
 
 A = (0.0, 0.0, 10.0, 10.0)
@@ -302,10 +302,10 @@ def test_random_cases_are_not_trivial() -> None:
     assert sum(0.0 < ap < 1.0 for ap in aps) >= len(aps) // 3
 
 
-# --- result files, table, plot ----------------------------------------------------------------
+# --- result file texts, table (the files: tests/engine/test_voc_results.py) ------------------
 
 
-def test_result_files_round_trip(tmp_path) -> None:
+def test_result_texts_round_trip() -> None:
     rng = random.Random(0)
     names = ["aeroplane", "bicycle", "bird"]
     anns, dets = {}, {}
@@ -320,15 +320,15 @@ def test_result_files_round_trip(tmp_path) -> None:
             "scores": torch.rand(n),
             "labels": torch.randint(0, 3, (n,)),
         }
-    paths = write_voc_results(dets, tmp_path / "res", names)
-    assert [p.name for p in paths] == [f"comp4_det_test_{c}.txt" for c in names]
-    back = read_voc_results(tmp_path / "res", names)
+    texts = format_voc_results(dets, names)
+    assert len(texts) == 3
+    back = parse_voc_results(zip(names, texts, strict=True), names)
     for image_id, d in dets.items():
         if len(d["boxes"]) == 0:
             assert image_id not in back
             continue
         got = back[image_id]
-        # read_voc_results groups an image's detections by class, keeping the order within one.
+        # parse_voc_results groups an image's detections by class, keeping the order within one.
         order = torch.argsort(d["labels"], stable=True)
         torch.testing.assert_close(got["labels"], d["labels"][order])
         torch.testing.assert_close(got["boxes"], d["boxes"][order], atol=6e-4, rtol=0)
@@ -338,16 +338,18 @@ def test_result_files_round_trip(tmp_path) -> None:
     assert r1["ap"] == pytest.approx(r2["ap"], nan_ok=True)
 
 
-def test_result_file_uses_voc_one_based_inclusive_boxes(tmp_path) -> None:
+def test_result_text_uses_voc_one_based_inclusive_boxes() -> None:
     dets = {"000005": _det([(0.0, 0.0, 10.0, 10.0), B], [0.5, 0.123456789], labels=[1, 0])}
-    write_voc_results(dets, tmp_path, ["cat", "dog"], prefix="p_")
-    assert (tmp_path / "p_dog.txt").read_text() == "000005 0.5 1.000 1.000 10.000 10.000\n"
-    assert (tmp_path / "p_cat.txt").read_text() == "000005 0.123457 21.000 21.000 30.000 30.000\n"
-    back = read_voc_results(tmp_path, ["cat", "dog"], prefix="p_")
+    texts = format_voc_results(dets, ["cat", "dog"])
+    assert texts == [
+        "000005 0.123457 21.000 21.000 30.000 30.000\n",
+        "000005 0.5 1.000 1.000 10.000 10.000\n",
+    ]
+    back = parse_voc_results([("cat.txt", texts[0]), ("dog.txt", texts[1])], ["cat", "dog"])
     assert back["000005"]["boxes"].tolist() == [list(B), [0.0, 0.0, 10.0, 10.0]]
 
 
-def test_ap_table_and_plot(tmp_path) -> None:
+def test_ap_table() -> None:
     anns = {"im": _ann([A, B], labels=[0, 1], difficult=[False, True])}
     r = voc_detection_map({"im": _det([A], [0.9])}, anns, class_names=["cat", "dog"])
     table = per_class_ap_table(r, ["cat", "dog"])
@@ -359,8 +361,13 @@ def test_ap_table_and_plot(tmp_path) -> None:
         "| **mAP** | **100.0** |",
     ]
     assert per_class_ap_table(voc_detection_map({}, anns), ["Cat", "Dog"]).count("| Cat | 0.0 |")
-    png = plot_precision_recall(r, tmp_path / "pr.png")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = per_class_ap_rows(r)
+    assert [row[:2] for row in rows] == [("cat", "cat"), ("dog", "dog")]
+    assert rows[0][2] == 1.0 and math.isnan(rows[1][2])
+    with pytest.raises(ValueError, match="match neither"):
+        per_class_ap_rows(r, ["a", "b", "c"])
+    with pytest.raises(TypeError, match="with 'ap'"):
+        per_class_ap_rows({})
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -399,13 +406,15 @@ def test_bad_inputs_raise() -> None:
         voc_detection_map([_det([A], [0.9])], anns)
 
 
-def test_bad_result_files_raise(tmp_path) -> None:
+def test_bad_result_texts_raise() -> None:
     with pytest.raises(ValueError, match="whitespace"):
-        write_voc_results({"a b": _det([A], [0.9])}, tmp_path, ["cat"])
+        format_voc_results({"a b": _det([A], [0.9])}, ["cat"])
     with pytest.raises(ValueError, match=r"outside 0\.\.0"):
-        write_voc_results({"im": _det([A], [0.9], labels=[1])}, tmp_path, ["cat"])
-    with pytest.raises(FileNotFoundError, match="'dog'"):
-        read_voc_results(tmp_path, ["dog"])
-    (tmp_path / "comp4_det_test_cat.txt").write_text("im 0.9 1 1 10 10\nim 0.8 1 1 10\n")
-    with pytest.raises(ValueError, match=r"comp4_det_test_cat.txt:2: expected"):
-        read_voc_results(tmp_path, ["cat"])
+        format_voc_results({"im": _det([A], [0.9], labels=[1])}, ["cat"])
+    bad = [("cat.txt", "im 0.9 1 1 10 10\nim 0.8 1 1 10\n")]
+    with pytest.raises(ValueError, match=r"cat.txt:2: expected"):
+        parse_voc_results(bad, ["cat"])
+    with pytest.raises(ValueError, match="x2 >= x1"):
+        parse_voc_results([("cat.txt", "im 0.9 5 1 1 10\n")], ["cat"])
+    with pytest.raises(TypeError, match="strings"):
+        parse_voc_results([], [1])

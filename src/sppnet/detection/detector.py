@@ -34,7 +34,7 @@ from sppnet.detection.scales import DETECTION_SCALES_1
 from sppnet.detection.window_features import compute_conv_maps, pool_windows
 from sppnet.ops.boxes import batched_nms, check_boxes, clip_boxes
 
-__all__ = ["Detector", "combine_scored_windows", "postprocess_detections"]
+__all__ = ["Detector", "PostprocessStage", "combine_scored_windows", "postprocess_detections"]
 
 
 def postprocess_detections(
@@ -116,7 +116,38 @@ def combine_scored_windows(scored: Sequence[Mapping[str, Tensor]]) -> dict[str, 
     }
 
 
-class Detector(nn.Module):
+class PostprocessStage:
+    """Stage 5 of a detector that holds its settings: ``nms_threshold``,
+    ``score_threshold`` and ``max_detections`` (:class:`Detector`, and the ONNX Runtime
+    detector of :mod:`sppnet.engine.onnx_detector`)."""
+
+    nms_threshold: float
+    score_threshold: float | None
+    max_detections: int
+
+    def postprocess(
+        self, scored: Mapping[str, Tensor], image_size: tuple[int, int]
+    ) -> dict[str, Tensor]:
+        """Stage 5 with this detector's settings (see :func:`postprocess_detections`).
+
+        Args:
+            scored: ``{"scores": Tensor[R, K], "boxes": Tensor[R, K, 4]}`` of the windows.
+            image_size: ``(height, width)`` of the image.
+
+        Returns:
+            ``{"boxes": Tensor[M, 4], "scores": Tensor[M], "labels": LongTensor[M]}``.
+        """
+        return postprocess_detections(
+            scored["scores"],
+            scored["boxes"],
+            image_size,
+            self.nms_threshold,
+            self.score_threshold,
+            self.max_detections,
+        )
+
+
+class Detector(PostprocessStage, nn.Module):
     """SPP-net detector (Sec. 4); see the module docstring for the stages.
 
     Args:
@@ -283,19 +314,6 @@ class Detector(nn.Module):
             self.model.train(was_training)
         out["timing"] = {**timing, **out["timing"]}
         return out
-
-    def postprocess(
-        self, scored: Mapping[str, Tensor], image_size: tuple[int, int]
-    ) -> dict[str, Tensor]:
-        """Stage 5 with this detector's settings (see :func:`postprocess_detections`)."""
-        return postprocess_detections(
-            scored["scores"],
-            scored["boxes"],
-            image_size,
-            self.nms_threshold,
-            self.score_threshold,
-            self.max_detections,
-        )
 
     def forward(self, image: Tensor, proposals: Tensor) -> dict[str, Tensor]:
         """Detect objects in one image.

@@ -36,6 +36,7 @@ from sppnet.engine.extract_features import (
     image_representation,
     representation_input,
 )
+from sppnet.engine.feature_store import load_feature_dir
 from sppnet.engine.onnx_detector import OnnxDetector, load_onnx_detector
 from sppnet.engine.onnx_export import export_classifier, export_detector
 from sppnet.engine.predict import Prediction, predict_images
@@ -43,7 +44,6 @@ from sppnet.engine.svm import (
     C_GRID,
     LinearSVMs,
     caltech_protocol,
-    load_feature_dir,
     train_linear_svms,
     voc_classification_protocol,
 )
@@ -57,6 +57,7 @@ from sppnet.engine.train_classifier import (
     prepare_builtin_data,
     train_classifier,
 )
+from sppnet.engine.voc_results import read_voc_results, write_voc_results
 
 __all__ = [
     "CHECKPOINT_SUBDIR",
@@ -99,10 +100,12 @@ __all__ = [
     "predict_images",
     "prepare_builtin_data",
     "process_group",
+    "read_voc_results",
     "representation_input",
     "save_checkpoint",
     "shard_indices",
     "train_classifier",
     "train_linear_svms",
     "voc_classification_protocol",
+    "write_voc_results",
 ]

@@ -28,11 +28,12 @@ Shape shorthand: R windows of one image, P = C * L pooled values per window.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,15 +110,17 @@ class _WindowCache:
 
     layout = ""  # "windows" or "maps": recorded in meta.json (a pooled cache may omit it)
     _kind = "feature cache"
+    _repr_keys: tuple[str, ...] = ("dim", "dtype")  # shown by repr() after the root
 
-    def _init_common(
+    def __init__(
         self,
         root: str | os.PathLike[str],
         model: nn.Module,
+        *,
         scales: Iterable[float],
-        mean: float | Tensor,
-        dtype: str,
-        max_long_side: float | None,
+        mean: float | Tensor = 128.0,
+        dtype: str = "float16",
+        max_long_side: float | None = None,
     ) -> None:
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
@@ -153,6 +156,14 @@ class _WindowCache:
                     f"{self.root} holds a {self._kind} made with other settings ({diff} "
                     "differ); pass another cache directory or delete that one"
                 )
+        self._init_layout()
+
+    def _init_layout(self) -> None:
+        """What one layout adds to the common settings (nothing by default)."""
+
+    def __repr__(self) -> str:
+        settings = "".join(f", {k}={getattr(self, k)!r}" for k in self._repr_keys)
+        return f"{type(self).__name__}(root={str(self.root)!r}{settings})"
 
     def windows_path(self, image_id: str) -> Path:
         """``windows/<image_id>.npz``, the finished-image marker."""
@@ -182,6 +193,55 @@ class _WindowCache:
             "gt_labels": gt_labels.long().cpu(),
             "gt_difficult": difficult,
         }
+
+    def add(
+        self,
+        image_id: str,
+        image: Tensor,
+        proposals: Tensor,
+        gt_boxes: Tensor,
+        gt_labels: Tensor,
+        gt_difficult: Tensor | None = None,
+    ) -> None:
+        """Compute and store one image: its windows' pooled features
+        (:class:`PooledFeatureCache`), or its conv maps and its windows' scales and cells
+        (:class:`ConvMapCache`).
+
+        The windows are the proposals followed by the non-difficult ground-truth boxes
+        (R-CNN trains on both); each gets its best IoU and label (:func:`label_windows`).
+
+        Args:
+            image_id: file-name-safe id.
+            image: ``Tensor[3, H, W]`` float pixels 0..255.
+            proposals: ``Tensor[R, 4]`` in image pixels.
+            gt_boxes: ``Tensor[G, 4]``; ``gt_labels``: ``LongTensor[G]`` in ``1..K``;
+                ``gt_difficult``: ``BoolTensor[G]`` or ``None``.
+        """
+        records = self._label(proposals, gt_boxes, gt_labels, gt_difficult)
+        self._store(image_id, image, records)
+        self._finish(image_id, records)
+
+    def _store(self, image_id: str, image: Tensor, records: dict[str, Tensor]) -> None:
+        """Write the layout's files of one image (records may gain entries)."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[torch.device]:
+        """The model in eval mode under ``inference_mode`` (its mode restored afterwards);
+        yields its device."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                yield next(self.model.parameters()).device
+        finally:
+            self.model.train(was_training)
+
+    def _conv_maps(self, image: Tensor, device: torch.device) -> Any:
+        """The trunk's maps of the image at every scale (:func:`compute_conv_maps`)."""
+        return compute_conv_maps(
+            self.model, image.to(device), self.scales, self.mean, self.max_long_side
+        )
 
     def write_meta(self) -> None:
         """Write ``meta.json`` now if it is missing (else it comes with the first finished
@@ -261,23 +321,6 @@ class PooledFeatureCache(_WindowCache):
 
     layout = "windows"
 
-    def __init__(
-        self,
-        root: str | os.PathLike[str],
-        model: nn.Module,
-        *,
-        scales: Iterable[float],
-        mean: float | Tensor = 128.0,
-        dtype: str = "float16",
-        max_long_side: float | None = None,
-    ) -> None:
-        self._init_common(root, model, scales, mean, dtype, max_long_side)
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(root={str(self.root)!r}, dim={self.dim}, dtype={self.dtype!r})"
-        )
-
     def feature_path(self, image_id: str) -> Path:
         """``features/<image_id>.npy``."""
         return self.root / "features" / f"{image_id}.npy"
@@ -291,41 +334,12 @@ class PooledFeatureCache(_WindowCache):
         per_image = _NPY_HEADER + windows_per_image * self.dim * itemsize
         return int(num_images * (per_image + _records_bytes(windows_per_image)))
 
-    def add(
-        self,
-        image_id: str,
-        image: Tensor,
-        proposals: Tensor,
-        gt_boxes: Tensor,
-        gt_labels: Tensor,
-        gt_difficult: Tensor | None = None,
-    ) -> None:
-        """Compute and store the pooled features of one image's windows.
-
-        The windows are the proposals followed by the non-difficult ground-truth boxes
-        (R-CNN trains on both); each gets its best IoU and label (:func:`label_windows`).
-
-        Args:
-            image_id: file-name-safe id.
-            image: ``Tensor[3, H, W]`` float pixels 0..255.
-            proposals: ``Tensor[R, 4]`` in image pixels.
-            gt_boxes: ``Tensor[G, 4]``; ``gt_labels``: ``LongTensor[G]`` in ``1..K``;
-                ``gt_difficult``: ``BoolTensor[G]`` or ``None``.
-        """
-        rec = self._label(proposals, gt_boxes, gt_labels, gt_difficult)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                device = next(self.model.parameters()).device
-                maps = compute_conv_maps(
-                    self.model, image.to(device), self.scales, self.mean, self.max_long_side
-                )
-                pooled = pool_windows(self.model, maps, rec["boxes"].to(device))  # [R + G', P]
-        finally:
-            self.model.train(was_training)
+    def _store(self, image_id: str, image: Tensor, records: dict[str, Tensor]) -> None:
+        """``features/<image_id>.npy``: the pooled features of the image's windows."""
+        with self._inference() as device:
+            maps = self._conv_maps(image, device)
+            pooled = pool_windows(self.model, maps, records["boxes"].to(device))  # [R + G', P]
         _save_npy(self.feature_path(image_id), pooled.cpu().numpy().astype(_DTYPES[self.dtype]))
-        self._finish(image_id, rec)
 
     def features(self, image_id: str) -> np.ndarray:
         """``[R, P]`` pooled features of one image, memory-mapped (read-only).
@@ -366,42 +380,17 @@ class ConvMapCache(_WindowCache):
     window's scale) and ``cells [R, 4]`` (int32, end-exclusive ``(x0, y0, x1, y1)`` on that
     map), written last (the finished-image marker).
 
-    Args:
-        root: the cache directory.
-        model: the network whose trunk computes the conv maps.
-        scales: detection scales (Sec. 4.1).
-        mean: pixel mean subtracted before the trunk.
-        dtype: ``"float16"`` (default: half the disk; values feed max pooling and fc6) or
-            ``"float32"``.
-        max_long_side: optional cap on a resized image's longer side.
-
-    Raises:
-        ValueError: ``root`` holds a cache made with another model or settings (the message
-            names the differing keys), or a bad dtype.
+    The arguments, and the errors, are those of :class:`PooledFeatureCache`; its default
+    ``dtype="float16"`` halves the disk here too (the values feed max pooling and fc6).
     """
 
     layout = "maps"
     _kind = "conv-map cache"
+    _repr_keys = ("scales", "dim", "dtype")
 
-    def __init__(
-        self,
-        root: str | os.PathLike[str],
-        model: nn.Module,
-        *,
-        scales: Iterable[float],
-        mean: float | Tensor = 128.0,
-        dtype: str = "float16",
-        max_long_side: float | None = None,
-    ) -> None:
-        self._init_common(root, model, scales, mean, dtype, max_long_side)
-        self.mode = getattr(getattr(model, "pool", None), "mode", "max")
+    def _init_layout(self) -> None:
+        self.mode = getattr(getattr(self.model, "pool", None), "mode", "max")
         self._map_sizes: dict[tuple[int, int], tuple[int, int]] = {}
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(root={str(self.root)!r}, scales={self.scales}, "
-            f"dim={self.dim}, dtype={self.dtype!r})"
-        )
 
     def map_path(self, image_id: str, scale: int) -> Path:
         """``maps/<image_id>_s<scale>.npy``, the map of scale index ``scale``."""
@@ -452,48 +441,20 @@ class ConvMapCache(_WindowCache):
         records = len(image_sizes) * _records_bytes(windows_per_image, "maps")
         return int(cells * self.channels * itemsize + headers + records)
 
-    def add(
-        self,
-        image_id: str,
-        image: Tensor,
-        proposals: Tensor,
-        gt_boxes: Tensor,
-        gt_labels: Tensor,
-        gt_difficult: Tensor | None = None,
-    ) -> None:
-        """Compute and store one image's conv maps and its windows' scales and cells.
-
-        The windows are those of :meth:`PooledFeatureCache.add` (proposals, then the
-        non-difficult ground truth) with the same labels.
-
-        Args:
-            image_id: file-name-safe id.
-            image: ``Tensor[3, H, W]`` float pixels 0..255.
-            proposals: ``Tensor[R, 4]`` in image pixels.
-            gt_boxes: ``Tensor[G, 4]``; ``gt_labels``: ``LongTensor[G]`` in ``1..K``;
-                ``gt_difficult``: ``BoolTensor[G]`` or ``None``.
-        """
-        rec = self._label(proposals, gt_boxes, gt_labels, gt_difficult)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                device = next(self.model.parameters()).device
-                maps = compute_conv_maps(
-                    self.model, image.to(device), self.scales, self.mean, self.max_long_side
-                )
-        finally:
-            self.model.train(was_training)
+    def _store(self, image_id: str, image: Tensor, records: dict[str, Tensor]) -> None:
+        """``maps/<image_id>_s<k>.npy`` per scale; the windows' ``scale`` and ``cells`` go to
+        the records."""
+        with self._inference() as device:
+            maps = self._conv_maps(image, device)
         map_sizes = [tuple(m.shape[-2:]) for m in maps.maps]
         scale, cells = assign_window_cells(
-            self.model, maps.image_size, maps.factors, maps.sizes, map_sizes, rec["boxes"]
+            self.model, maps.image_size, maps.factors, maps.sizes, map_sizes, records["boxes"]
         )
         for k, fmap in enumerate(maps.maps):
             hwc = fmap[0].permute(1, 2, 0).cpu().numpy().astype(_DTYPES[self.dtype])  # [h, w, C]
             _save_npy(self.map_path(image_id, k), np.ascontiguousarray(hwc))
-        rec["scale"] = scale.to(torch.uint8)
-        rec["cells"] = cells.to(torch.int32)
-        self._finish(image_id, rec)
+        records["scale"] = scale.to(torch.uint8)
+        records["cells"] = cells.to(torch.int32)
 
     def maps(self, image_id: str) -> list[np.ndarray]:
         """The ``[h, w, C]`` map of each scale of one image, memory-mapped (read-only).

@@ -29,6 +29,7 @@ import re
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -227,139 +228,229 @@ def time_detection(
         ValueError: ``image`` not ``[3, H, W]``, no windows, bad scale sets, counts < 1,
             ``rcnn_size`` below the network's minimum input, or a bad SVD rank.
     """
-    if not isinstance(image, Tensor) or not image.is_floating_point():
-        got = image.dtype if isinstance(image, Tensor) else type(image).__name__
-        raise TypeError(f"image must be a floating Tensor[3, H, W] of 0..255 pixels, got {got}")
-    if image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError(f"image must be Tensor[3, H, W], got shape {tuple(image.shape)}")
-    check_boxes(boxes, "boxes")
-    n_win = int(boxes.shape[0])
-    if n_win == 0:
-        raise ValueError("boxes must hold at least one window to time, got 0")
-    sets = _check_scales_list(scales_list)
-    mean = check_mean(mean)
-    repeats = _check_int("repeats", repeats, 1)
-    rcnn_repeats = _check_int("rcnn_repeats", rcnn_repeats, 1)
-    rcnn_batch_size = _check_int("rcnn_batch_size", rcnn_batch_size, 1)
-    rcnn_size = _check_int("rcnn_size", rcnn_size, 1)
-    minimum = int(getattr(model, "min_input_size", 1))
-    if rcnn and rcnn_size < minimum:
-        raise ValueError(
-            f"rcnn_size must be >= the network's minimum input {minimum}, got {rcnn_size}"
-        )
-    if threads is not None:
-        threads = _check_int("threads", threads, 1)
-    if svd_ranks is not None and (not isinstance(svd_ranks, (tuple, list)) or len(svd_ranks) != 2):
-        raise ValueError(f"svd_ranks must be (rank6, rank7) or None, got {svd_ranks!r}")
+    job = _TimingJob.checked(
+        model, image, boxes, scales_list, mean, rcnn, rcnn_size, svd_ranks, repeats,
+        rcnn_repeats, threads, rcnn_batch_size,
+    )  # fmt: skip
+    timed, rcnn_conv_s, used_threads = _measure(model, job, extra_cases or {})
+    return _timing_result(model, job, timed, rcnn_conv_s, used_threads, extra_cases or {})
 
-    height, width = int(image.shape[1]), int(image.shape[2])
+
+@dataclass(frozen=True)
+class _TimingJob:
+    """The checked arguments of :func:`time_detection`."""
+
+    image: Tensor
+    boxes: Tensor
+    sets: list[tuple[float, ...]]
+    mean: float | Tensor
+    rcnn: bool
+    rcnn_size: int
+    svd_ranks: tuple[int | None, int | None] | None
+    repeats: int
+    rcnn_repeats: int
+    threads: int | None
+    rcnn_batch_size: int
+
+    @classmethod
+    def checked(
+        cls,
+        model: nn.Module,
+        image: Tensor,
+        boxes: Tensor,
+        scales_list: Sequence[Sequence[float]],
+        mean: float | Tensor,
+        rcnn: bool,
+        rcnn_size: int,
+        svd_ranks: tuple[int | None, int | None] | None,
+        repeats: int,
+        rcnn_repeats: int,
+        threads: int | None,
+        rcnn_batch_size: int,
+    ) -> _TimingJob:
+        if not isinstance(image, Tensor) or not image.is_floating_point():
+            got = image.dtype if isinstance(image, Tensor) else type(image).__name__
+            raise TypeError(f"image must be a floating Tensor[3, H, W] of 0..255 pixels, got {got}")
+        if image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f"image must be Tensor[3, H, W], got shape {tuple(image.shape)}")
+        check_boxes(boxes, "boxes")
+        if int(boxes.shape[0]) == 0:
+            raise ValueError("boxes must hold at least one window to time, got 0")
+        sets = _check_scales_list(scales_list)
+        mean = check_mean(mean)
+        repeats = _check_int("repeats", repeats, 1)
+        rcnn_repeats = _check_int("rcnn_repeats", rcnn_repeats, 1)
+        rcnn_batch_size = _check_int("rcnn_batch_size", rcnn_batch_size, 1)
+        rcnn_size = _check_int("rcnn_size", rcnn_size, 1)
+        minimum = int(getattr(model, "min_input_size", 1))
+        if rcnn and rcnn_size < minimum:
+            raise ValueError(
+                f"rcnn_size must be >= the network's minimum input {minimum}, got {rcnn_size}"
+            )
+        if threads is not None:
+            threads = _check_int("threads", threads, 1)
+        if svd_ranks is not None and (
+            not isinstance(svd_ranks, (tuple, list)) or len(svd_ranks) != 2
+        ):
+            raise ValueError(f"svd_ranks must be (rank6, rank7) or None, got {svd_ranks!r}")
+        return cls(
+            image, boxes, sets, mean, rcnn, rcnn_size, svd_ranks, repeats, rcnn_repeats,
+            threads, rcnn_batch_size,
+        )  # fmt: skip
+
+
+def _measure(
+    model: nn.Module, job: _TimingJob, extra_cases: Mapping[str, Callable[[], object]]
+) -> tuple[dict[str, float], float | None, int]:
+    """Warm every case up, then time them round-robin in eval mode (the model's mode and the
+    thread count restored after): ``(median seconds per case, R-CNN's seconds per pass or
+    None, threads used)``."""
     was_training = model.training
     old_threads = torch.get_num_threads()
     try:
-        if threads is not None:
-            torch.set_num_threads(threads)
+        if job.threads is not None:
+            torch.set_num_threads(job.threads)
         model.eval()
-        compressed = None if svd_ranks is None else compress_fc(model, *svd_ranks)
+        compressed = None if job.svd_ranks is None else compress_fc(model, *job.svd_ranks)
         with torch.inference_mode():
-            cases: dict[str, Callable[[], object]] = {}
-            pooled = None
-            for scales in sets:
-                n = len(scales)
-                maps = compute_conv_maps(model, image, scales, mean)  # also the warm-up
-                pooled_n = pool_windows(model, maps, boxes)  # [R, C*L]
-                pooled = pooled_n if pooled is None else pooled
-
-                def conv(scales: tuple[float, ...] = scales) -> object:
-                    return compute_conv_maps(model, image, scales, mean)
-
-                def pool(maps: object = maps) -> object:
-                    return pool_windows(model, maps, boxes)
-
-                cases[f"spp{n}_conv"] = conv
-                cases[f"spp{n}_pool"] = pool
-
-            def fc() -> object:
-                return model.forward_pooled(pooled, pre_logits=True)
-
-            fc()
-            cases["fc"] = fc
-            if compressed is not None:
-
-                def svd_fc() -> object:
-                    return compressed.forward_pooled(pooled, pre_logits=True)
-
-                svd_fc()
-                cases["svd_fc"] = svd_fc
-            batches: list[Callable[[], object]] = []
-            if rcnn:
-
-                def rcnn_batch(start: int) -> object:
-                    centred = subtract_mean(image, mean)  # [3, H, W]
-                    windows = boxes[start : start + rcnn_batch_size]
-                    return rcnn_pooled_features(
-                        model, centred, windows, rcnn_size, 0, rcnn_batch_size
-                    )
-
-                rcnn_batch(0)
-                batches = [
-                    functools.partial(rcnn_batch, start)
-                    for start in range(0, n_win, rcnn_batch_size)
-                ]
-            for name, fn in (extra_cases or {}).items():
+            cases, pooled = _spp_cases(model, job)
+            cases |= _fc_cases(model, compressed, pooled)
+            batches = _rcnn_batches(model, job) if job.rcnn else []
+            for name, fn in extra_cases.items():
                 if name in cases:
                     raise ValueError(f"extra case {name!r} clashes with a timed case")
                 fn()
                 cases[name] = fn
-            timed, rcnn_conv_s = _round_robin(cases, repeats, batches, rcnn_repeats)
+            timed, rcnn_conv_s = _round_robin(cases, job.repeats, batches, job.rcnn_repeats)
     finally:
         model.train(was_training)
         torch.set_num_threads(old_threads)
+    return timed, rcnn_conv_s, job.threads if job.threads is not None else old_threads
 
-    out: dict[str, float] = {
-        "windows": float(n_win),
-        "threads": float(threads if threads is not None else old_threads),
-        "fc_s": timed["fc"],
-    }
-    for name in extra_cases or {}:
+
+def _spp_cases(model: nn.Module, job: _TimingJob) -> tuple[dict[str, Callable[[], object]], Tensor]:
+    """Per scale set, the conv maps and the window pooling (each run once to warm up), and
+    the pooled features ``[R, C*L]`` of the first set (the fc layers' input)."""
+    image, boxes, mean = job.image, job.boxes, job.mean
+    cases: dict[str, Callable[[], object]] = {}
+    pooled = None
+    for scales in job.sets:
+        n = len(scales)
+        maps = compute_conv_maps(model, image, scales, mean)  # also the warm-up
+        pooled_n = pool_windows(model, maps, boxes)  # [R, C*L]
+        pooled = pooled_n if pooled is None else pooled
+
+        def conv(scales: tuple[float, ...] = scales) -> object:
+            return compute_conv_maps(model, image, scales, mean)
+
+        def pool(maps: object = maps) -> object:
+            return pool_windows(model, maps, boxes)
+
+        cases[f"spp{n}_conv"] = conv
+        cases[f"spp{n}_pool"] = pool
+    assert pooled is not None  # at least one scale set
+    return cases, pooled
+
+
+def _fc_cases(
+    model: nn.Module, compressed: nn.Module | None, pooled: Tensor
+) -> dict[str, Callable[[], object]]:
+    """fc6 + fc7 on the R pooled rows, and with the SVD-compressed layers (warmed up)."""
+
+    def fc() -> object:
+        return model.forward_pooled(pooled, pre_logits=True)
+
+    fc()
+    cases: dict[str, Callable[[], object]] = {"fc": fc}
+    if compressed is not None:
+
+        def svd_fc() -> object:
+            return compressed.forward_pooled(pooled, pre_logits=True)
+
+        svd_fc()
+        cases["svd_fc"] = svd_fc
+    return cases
+
+
+def _rcnn_batches(model: nn.Module, job: _TimingJob) -> list[Callable[[], object]]:
+    """R-CNN's pass over the windows as its batches (the first run once to warm up)."""
+    size = job.rcnn_batch_size
+
+    def rcnn_batch(start: int) -> object:
+        centred = subtract_mean(job.image, job.mean)  # [3, H, W]
+        windows = job.boxes[start : start + size]
+        return rcnn_pooled_features(model, centred, windows, job.rcnn_size, 0, size)
+
+    rcnn_batch(0)
+    return [functools.partial(rcnn_batch, start) for start in range(0, len(job.boxes), size)]
+
+
+def _timing_result(
+    model: nn.Module,
+    job: _TimingJob,
+    timed: dict[str, float],
+    rcnn_conv_s: float | None,
+    threads: int,
+    extra_cases: Mapping[str, Callable[[], object]],
+) -> dict[str, float]:
+    """The flat result of :func:`time_detection` from the median times."""
+    n_win = int(job.boxes.shape[0])
+    out: dict[str, float] = {"windows": float(n_win), "threads": float(threads)}
+    out["fc_s"] = timed["fc"]
+    for name in extra_cases:
         out[f"{name}_s"] = timed[name]
-    if rcnn:
-        rcnn_macs = n_win * conv_multiply_adds(model, rcnn_size, rcnn_size)
+    if job.rcnn:
+        assert rcnn_conv_s is not None
+        rcnn_macs = n_win * conv_multiply_adds(model, job.rcnn_size, job.rcnn_size)
         out |= {
             "rcnn_conv_s": rcnn_conv_s,
             "rcnn_fc_s": timed["fc"],
             "rcnn_total_s": rcnn_conv_s + timed["fc"],
             "rcnn_conv_macs": float(rcnn_macs),
         }
-    if svd_ranks is not None:
-        out["svd_rank6"] = float(svd_ranks[0] or 0)
-        out["svd_rank7"] = float(svd_ranks[1] or 0)
+    if job.svd_ranks is not None:
+        out["svd_rank6"] = float(job.svd_ranks[0] or 0)
+        out["svd_rank7"] = float(job.svd_ranks[1] or 0)
         out["svd_fc_s"] = timed["svd_fc"]
-    for scales in sets:
-        n = len(scales)
-        factors = image_scale_factors(height, width, scales)
-        macs = sum(
-            conv_multiply_adds(model, max(1, round(height * f)), max(1, round(width * f)))
-            for f in factors
-        )
-        conv_s, pool_s = timed[f"spp{n}_conv"], timed[f"spp{n}_pool"]
-        total = conv_s + pool_s + timed["fc"]
-        out |= {
-            f"spp{n}_conv_s": conv_s,
-            f"spp{n}_pool_s": pool_s,
-            f"spp{n}_fc_s": timed["fc"],
-            f"spp{n}_total_s": total,
-            f"spp{n}_conv_macs": float(macs),
-        }
-        if rcnn:
-            out[f"spp{n}_speedup"] = out["rcnn_total_s"] / total
-            out[f"spp{n}_conv_speedup"] = out["rcnn_conv_s"] / conv_s
-            out[f"spp{n}_mac_ratio"] = out["rcnn_conv_macs"] / macs
-        if svd_ranks is not None:
-            svd_total = conv_s + pool_s + timed["svd_fc"]
-            out[f"spp{n}_svd_total_s"] = svd_total
-            if rcnn:
-                out[f"spp{n}_svd_speedup"] = out["rcnn_total_s"] / svd_total
+    for scales in job.sets:
+        out |= _spp_entries(model, job, scales, timed, out)
     return out
+
+
+def _spp_entries(
+    model: nn.Module,
+    job: _TimingJob,
+    scales: tuple[float, ...],
+    timed: dict[str, float],
+    out: dict[str, float],
+) -> dict[str, float]:
+    """The ``spp{n}_...`` entries of one scale set (ratios against R-CNN's in ``out``)."""
+    n = len(scales)
+    height, width = int(job.image.shape[1]), int(job.image.shape[2])
+    factors = image_scale_factors(height, width, scales)
+    macs = sum(
+        conv_multiply_adds(model, max(1, round(height * f)), max(1, round(width * f)))
+        for f in factors
+    )
+    conv_s, pool_s = timed[f"spp{n}_conv"], timed[f"spp{n}_pool"]
+    total = conv_s + pool_s + timed["fc"]
+    entries = {
+        f"spp{n}_conv_s": conv_s,
+        f"spp{n}_pool_s": pool_s,
+        f"spp{n}_fc_s": timed["fc"],
+        f"spp{n}_total_s": total,
+        f"spp{n}_conv_macs": float(macs),
+    }
+    if job.rcnn:
+        entries[f"spp{n}_speedup"] = out["rcnn_total_s"] / total
+        entries[f"spp{n}_conv_speedup"] = out["rcnn_conv_s"] / conv_s
+        entries[f"spp{n}_mac_ratio"] = out["rcnn_conv_macs"] / macs
+    if job.svd_ranks is not None:
+        svd_total = conv_s + pool_s + timed["svd_fc"]
+        entries[f"spp{n}_svd_total_s"] = svd_total
+        if job.rcnn:
+            entries[f"spp{n}_svd_speedup"] = out["rcnn_total_s"] / svd_total
+    return entries
 
 
 def _fmt_s(value: float | None) -> str:
@@ -395,69 +486,58 @@ def markdown_table(result: dict[str, float]) -> str:
     if not counts:
         raise ValueError(f"result holds no spp{{n}}_conv_s entry: keys {sorted(result)}")
     has_rcnn = "rcnn_total_s" in result
-    has_svd = "svd_fc_s" in result
-    get = result.get
-    # one column: (header, conv, pool, fc, total, speedup, conv speedup, macs, mac ratio)
-    columns: list[tuple[str, ...]] = []
-    for n in counts:
-        p = f"spp{n}_"
-        name = f"SPP ({n}-scale)"
-        shared = (_fmt_s(get(p + "conv_s")), _fmt_s(get(p + "pool_s")))
-        conv_info = (
-            _fmt_x(get(p + "conv_speedup")),
-            _fmt_g(get(p + "conv_macs")),
-            _fmt_x(get(p + "mac_ratio")),
-        )
-        columns.append(
-            (
-                name,
-                *shared,
-                _fmt_s(get("fc_s")),
-                _fmt_s(get(p + "total_s")),
-                _fmt_x(get(p + "speedup")),
-                *conv_info,
-            )
-        )
-        if has_svd:
-            ranks = f"{int(result['svd_rank6']) or '-'}/{int(result['svd_rank7']) or '-'}"
-            columns.append(
-                (
-                    f"{name} + SVD fc ({ranks})",
-                    *shared,
-                    _fmt_s(get("svd_fc_s")),
-                    _fmt_s(get(p + "svd_total_s")),
-                    _fmt_x(get(p + "svd_speedup")),
-                    *conv_info,
-                )
-            )
+    columns = [column for n in counts for column in _spp_columns(result, n)]
     if has_rcnn:
-        columns.append(
-            (
-                "R-CNN",
-                _fmt_s(get("rcnn_conv_s")),
-                "(in conv)",
-                _fmt_s(get("rcnn_fc_s")),
-                _fmt_s(get("rcnn_total_s")),
-                "1.0x",
-                "1.0x",
-                _fmt_g(get("rcnn_conv_macs")),
-                "1.0x",
-            )
-        )
-    labels = [
-        "conv time (s)",
-        "pooling time (s)",
-        "fc6+fc7 time (s)",
-        "total time (s)",
-        "speedup vs R-CNN",
-        "conv speedup vs R-CNN",
-        "conv work (G mult-adds)",
-        "conv work ratio R-CNN / this",
-    ]
+        columns.append(_rcnn_column(result))
     header = ["", *(c[0] for c in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for i, label in enumerate(labels, start=1):
+    for i, label in enumerate(_ROW_LABELS, start=1):
         if "R-CNN" in label and not has_rcnn:
             continue
         lines.append("| " + " | ".join([label, *(c[i] for c in columns)]) + " |")
     return "\n".join(lines)
+
+
+# A column of markdown_table: (header, conv, pool, fc, total, speedup, conv speedup, macs,
+# mac ratio), the rows below the header labelled:
+_ROW_LABELS = (
+    "conv time (s)",
+    "pooling time (s)",
+    "fc6+fc7 time (s)",
+    "total time (s)",
+    "speedup vs R-CNN",
+    "conv speedup vs R-CNN",
+    "conv work (G mult-adds)",
+    "conv work ratio R-CNN / this",
+)
+
+
+def _spp_columns(result: dict[str, float], n: int) -> list[tuple[str, ...]]:
+    """The column of scale set ``n``, and its column with SVD fc when that was timed."""
+    get = result.get
+    p = f"spp{n}_"
+    name = f"SPP ({n}-scale)"
+    shared = (_fmt_s(get(p + "conv_s")), _fmt_s(get(p + "pool_s")))
+    conv_info = (
+        _fmt_x(get(p + "conv_speedup")),
+        _fmt_g(get(p + "conv_macs")),
+        _fmt_x(get(p + "mac_ratio")),
+    )
+    fc = (_fmt_s(get("fc_s")), _fmt_s(get(p + "total_s")), _fmt_x(get(p + "speedup")))
+    columns = [(name, *shared, *fc, *conv_info)]
+    if "svd_fc_s" in result:
+        ranks = f"{int(result['svd_rank6']) or '-'}/{int(result['svd_rank7']) or '-'}"
+        svd = (
+            _fmt_s(get("svd_fc_s")),
+            _fmt_s(get(p + "svd_total_s")),
+            _fmt_x(get(p + "svd_speedup")),
+        )
+        columns.append((f"{name} + SVD fc ({ranks})", *shared, *svd, *conv_info))
+    return columns
+
+
+def _rcnn_column(result: dict[str, float]) -> tuple[str, ...]:
+    get = result.get
+    conv, fc, total = (_fmt_s(get(f"rcnn_{k}_s")) for k in ("conv", "fc", "total"))
+    macs = _fmt_g(get("rcnn_conv_macs"))
+    return ("R-CNN", conv, "(in conv)", fc, total, "1.0x", "1.0x", macs, "1.0x")

@@ -30,7 +30,8 @@ mirrored before the mean is subtracted, as a training crop is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -264,6 +265,47 @@ def evaluate_classifier(
         ImageDecodeError: an undecodable image (without ``skip_bad``), or no decodable one.
     """
     _check_model(model)
+    cfg = _check_settings(model, views, scales, crop, shorter, mean, batch_size, num_workers)
+    n_img = len(dataset)
+    if n_img == 0:
+        raise ValueError("dataset is empty: nothing to evaluate")
+    # The no-SPP baseline pools a fixed 6x6 pool5: it cannot take a full image or a window.
+    run = tuple(v for v in cfg.views if model.spp_levels is not None or v in ("center", "ten"))
+    scores = _ViewScores(run, n_img, model.num_classes)
+    inputs = _ViewInputs(
+        dataset, run, cfg.scales, cfg.crop, cfg.shorter, cfg.mean, skip_bad=skip_bad
+    )
+    _score_images(model, _loader(inputs, cfg.num_workers, progress), scores, cfg.batch_size)
+    if not scores.good.any():
+        raise ImageDecodeError(
+            getattr(dataset, "root", "dataset"), f"none of its {n_img} images can be decoded"
+        )
+    return scores.results(cfg.views)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The checked arguments of :func:`evaluate_classifier`."""
+
+    views: tuple[str, ...]
+    scales: tuple[int, ...]
+    crop: int
+    shorter: int
+    mean: float | Tensor
+    batch_size: int
+    num_workers: int
+
+
+def _check_settings(
+    model: nn.Module,
+    views: Sequence[str],
+    scales: Sequence[int],
+    crop: int,
+    shorter: int,
+    mean: float | Tensor,
+    batch_size: int,
+    num_workers: int,
+) -> _Settings:
     views = _check_views(views)
     crop = check_int("crop", crop, min=1)
     shorter = check_int("shorter", shorter, min=1)
@@ -285,35 +327,67 @@ def evaluate_classifier(
         small = [s for s in scales if s < crop]
         if small:
             raise ValueError(f"every scale must be >= crop ({crop}) for views to fit, got {small}")
-    n_img = len(dataset)
-    if n_img == 0:
-        raise ValueError("dataset is empty: nothing to evaluate")
+    return _Settings(tuple(views), scales, crop, shorter, mean, batch_size, num_workers)
 
-    has_spp = model.spp_levels is not None
-    # The no-SPP baseline pools a fixed 6x6 pool5: it cannot take a full image or a window.
-    run = tuple(v for v in views if has_spp or v in ("center", "ten"))
-    device = next(model.parameters()).device
-    num_classes = model.num_classes
-    sums = {v: torch.zeros(n_img, num_classes, dtype=torch.float64) for v in run}
-    counts = {v: torch.zeros(n_img, dtype=torch.float64) for v in run}
-    labels = torch.zeros(n_img, dtype=torch.long)
 
-    inputs = _ViewInputs(dataset, run, scales, crop, shorter, mean, skip_bad=skip_bad)
-    good = torch.ones(n_img, dtype=torch.bool)
-    skipped: list[str] = []
+def _loader(inputs: _ViewInputs, num_workers: int, progress: bool) -> Iterable[dict[str, Any]]:
+    """The images' views in order, decoded by ``num_workers`` processes, with a tqdm bar."""
     loader = DataLoader(
         inputs, batch_size=None, shuffle=False, num_workers=num_workers, collate_fn=_identity
     )
-    if progress:
-        from tqdm.auto import tqdm
+    if not progress:
+        return loader
+    from tqdm.auto import tqdm
 
-        loader = tqdm(loader, total=n_img, desc="eval", unit="img", leave=False)
+    return tqdm(loader, total=len(inputs), desc="eval", unit="img", leave=False)
 
-    def add(view: str, index: int, logits: Tensor) -> None:
+
+class _ViewScores:
+    """Per view, the summed softmax scores of each image and how many views were summed."""
+
+    def __init__(self, run: tuple[str, ...], n_img: int, num_classes: int) -> None:
+        self.run = run
+        self.sums = {v: torch.zeros(n_img, num_classes, dtype=torch.float64) for v in run}
+        self.counts = {v: torch.zeros(n_img, dtype=torch.float64) for v in run}
+        self.labels = torch.zeros(n_img, dtype=torch.long)
+        self.good = torch.ones(n_img, dtype=torch.bool)
+        self.skipped: list[str] = []
+
+    def add(self, view: str, index: int, logits: Tensor) -> None:
         """Add the softmax scores of ``logits`` (``Tensor[V, K]``) to image ``index``'s sum."""
-        sums[view][index] += F.softmax(logits.double(), dim=1).sum(0).cpu()
-        counts[view][index] += logits.shape[0]
+        self.sums[view][index] += F.softmax(logits.double(), dim=1).sum(0).cpu()
+        self.counts[view][index] += logits.shape[0]
 
+    def results(self, views: tuple[str, ...]) -> dict[str, dict[str, Any] | None]:
+        """The errors of each view (None for one that was not run), over the good images."""
+        good = self.good
+        results: dict[str, dict[str, Any] | None] = {}
+        for view in views:
+            if view not in self.run:
+                results[view] = None
+                continue
+            sums_v, counts_v = self.sums[view][good], self.counts[view][good]
+            errors = topk_errors(sums_v / counts_v[:, None], self.labels[good], _TOPK)
+            results[view] = {
+                **errors,
+                "num_images": int(good.sum()),
+                "views_per_image": float(counts_v.mean()),
+                "skipped_files": self.skipped,
+            }
+        return results
+
+
+def _score_images(
+    model: nn.Module, loader: Iterable[dict[str, Any]], scores: _ViewScores, batch_size: int
+) -> None:
+    """Run the model on every image's views (eval mode, restored after); add the scores.
+
+    Center and 10-view crops of several images go through the network together, in batches
+    of at least ``batch_size`` crops; a full image (with its mirror) and its feature-map
+    views go one image at a time.
+    """
+    run, add = scores.run, scores.add
+    device = next(model.parameters()).device
     pending: list[tuple[int, Tensor]] = []  # (image index, Tensor[V, 3, crop, crop])
 
     def flush() -> None:
@@ -334,10 +408,10 @@ def evaluate_classifier(
         with torch.inference_mode():
             for index, item in enumerate(loader):
                 if "bad" in item:
-                    good[index] = False
-                    skipped.append(item["bad"])
+                    scores.good[index] = False
+                    scores.skipped.append(item["bad"])
                     continue
-                labels[index] = item["label"]
+                scores.labels[index] = item["label"]
                 if "crops" in item:
                     pending.append((index, item["crops"]))
                     if sum(c.shape[0] for _, c in pending) >= batch_size:
@@ -356,22 +430,3 @@ def evaluate_classifier(
             flush()
     finally:
         model.train(was_training)
-
-    if not good.any():
-        raise ImageDecodeError(
-            getattr(dataset, "root", "dataset"), f"none of its {n_img} images can be decoded"
-        )
-    results: dict[str, dict[str, Any] | None] = {}
-    for view in views:
-        if view not in run:
-            results[view] = None
-            continue
-        sums_v, counts_v = sums[view][good], counts[view][good]
-        errors = topk_errors(sums_v / counts_v[:, None], labels[good], _TOPK)
-        results[view] = {
-            **errors,
-            "num_images": int(good.sum()),
-            "views_per_image": float(counts_v.mean()),
-            "skipped_files": skipped,
-        }
-    return results

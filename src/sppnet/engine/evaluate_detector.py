@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,10 @@ from sppnet.data.transforms import subtract_mean, to_tensor
 from sppnet.data.voc import VOCDetection
 from sppnet.detection.detector import Detector
 from sppnet.engine.distributed import DistInfo, all_gather_objects, shard_indices
+from sppnet.engine.visualize import plot_precision_recall
+from sppnet.engine.voc_results import write_voc_results
 from sppnet.evaluation.coco_detection import coco_detection_metrics, coco_results
-from sppnet.evaluation.voc_detection import (
-    per_class_ap_table,
-    plot_precision_recall,
-    voc_detection_map,
-    write_voc_results,
-)
+from sppnet.evaluation.voc_detection import per_class_ap_table, voc_detection_map
 
 __all__ = ["evaluate_detector"]
 
@@ -128,6 +126,43 @@ def evaluate_detector(
     missing = [image_id for image_id in ids if image_id not in proposals]
     if missing:  # on every rank, before any work
         raise ValueError(f"no proposals for image {missing[0]!r}")
+    gathered = _detect_all(detector, dataset, proposals, n, progress, info)
+    if gathered is None:
+        return None
+    mine, totals = gathered
+    detections = {image_id: mine[image_id] for image_id in ids}  # in dataset order
+    result = voc_detection_map(
+        detections, _annotations(dataset, ids), class_names=dataset.class_names
+    )
+    timing = {stage: seconds / max(n, 1) for stage, seconds in totals.items()}
+    timing["total"] = sum(timing.values())
+    summary: dict[str, Any] = {
+        "map": _finite(float(result["map"])),
+        "ap": {k: _finite(float(v)) for k, v in result["ap"].items()},
+        "images": n,
+        "timing": timing,
+        "detections": detections,
+    }
+    coco_records, summary["coco"] = _coco(dataset, detections, n)
+    if rcnn_images > 0:
+        summary["rcnn"] = _rcnn_baseline(
+            detector, dataset, proposals, min(rcnn_images, n), rcnn_size, detections, progress
+        )
+    if out is not None:
+        _write_outputs(Path(out), detections, dataset.class_names, coco_records, result)
+    return summary
+
+
+def _detect_all(
+    detector: Detector,
+    dataset: VOCDetection | CocoDetection,
+    proposals: dict[str, Tensor],
+    n: int,
+    progress: bool,
+    info: DistInfo,
+) -> tuple[dict[str, dict[str, Tensor]], dict[str, float]] | None:
+    """This rank's images r, r + P, ... of the first ``n``, gathered on rank 0:
+    ``(detections by image id, summed seconds per stage)``; None on the other ranks."""
     mine: dict[str, dict[str, Tensor]] = {}
     totals: dict[str, float] = {}
     shown = progress and info.is_main
@@ -152,30 +187,21 @@ def evaluate_detector(
         for _, part_totals in gathered[1:]:
             for stage, seconds in part_totals.items():
                 totals[stage] = totals.get(stage, 0.0) + seconds
-    detections = {image_id: mine[image_id] for image_id in ids}  # in dataset order
-    annotations = _annotations(dataset, ids)
-    result = voc_detection_map(detections, annotations, class_names=dataset.class_names)
-    timing = {stage: seconds / max(n, 1) for stage, seconds in totals.items()}
-    timing["total"] = sum(timing.values())
-    summary: dict[str, Any] = {
-        "map": _finite(float(result["map"])),
-        "ap": {k: _finite(float(v)) for k, v in result["ap"].items()},
-        "images": n,
-        "timing": timing,
-        "detections": detections,
-    }
-    coco_records, summary["coco"] = _coco(dataset, detections, n)
-    if rcnn_images > 0:
-        summary["rcnn"] = _rcnn_baseline(
-            detector, dataset, proposals, min(rcnn_images, n), rcnn_size, detections, progress
-        )
-    if out is not None:
-        out = Path(out)
-        write_voc_results(detections, out / "results", dataset.class_names)
-        atomic_write_json(out / "coco_results.json", coco_records, indent=None)
-        atomic_write_text(out / "ap_table.md", per_class_ap_table(result) + "\n")
-        plot_precision_recall(result, out / "pr_curves.png")
-    return summary
+    return mine, totals
+
+
+def _write_outputs(
+    out: Path,
+    detections: dict[str, dict[str, Tensor]],
+    class_names: Sequence[str],
+    coco_records: list[dict[str, Any]],
+    result: dict[str, Any],
+) -> None:
+    """VOC result files, COCO results, the AP table and the precision-recall plot."""
+    write_voc_results(detections, out / "results", class_names)
+    atomic_write_json(out / "coco_results.json", coco_records, indent=None)
+    atomic_write_text(out / "ap_table.md", per_class_ap_table(result) + "\n")
+    plot_precision_recall(result, out / "pr_curves.png")
 
 
 def _rcnn_baseline(

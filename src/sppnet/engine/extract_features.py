@@ -48,19 +48,18 @@ Appendix A), as in training.
 and is resumable: ``meta.json`` (replaced atomically after each batch) records how many
 images are done; a second call continues there and recomputes nothing. Under ``torchrun``
 (``info``) the batches are dealt out to the processes and rank 0 assembles the same folder,
-bit for bit (:func:`_extract_shard`).
+bit for bit (:func:`_extract_shard`). The files are written and read by
+:mod:`sppnet.engine.feature_store`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
-import json
 import math
 import os
-import shutil
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +70,6 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from sppnet._atomic import (
-    atomic_path,
-    atomic_save_npy,
-    atomic_write_bytes,
-    atomic_write_json,
-)
 from sppnet._validate import check_int
 from sppnet.data.decode import ImageDecodeError
 from sppnet.data.transforms import (
@@ -87,6 +80,19 @@ from sppnet.data.transforms import (
     to_tensor,
 )
 from sppnet.engine.distributed import DistInfo, barrier, shard_indices
+from sppnet.engine.feature_store import (
+    clear_shards,
+    compact_feature_dir,
+    create_feature_dir,
+    has_features,
+    open_features,
+    read_meta,
+    read_shard,
+    shard_written,
+    start_shards,
+    write_meta,
+    write_shard,
+)
 from sppnet.ops import spatial_pyramid_pool
 
 __all__ = [
@@ -113,7 +119,6 @@ _POOL5_LEVEL = 6  # "the pool5/7 layer uses the 6x6 pyramid level" (Table 6 capt
 _CONV_LAYERS = ("conv4", "conv5")
 _TRUNK_LAYERS = _CONV_LAYERS + MAP_LAYERS  # taken from the trunk alone, before any pooling
 _FC_LAYERS = ("fc6", "fc7")
-_SHARDS = "shards"  # under torchrun: each rank's finished batches, until rank 0 merges them
 
 
 # ------------------------------------------------------------------------ validation
@@ -489,18 +494,58 @@ def _model_info(model: nn.Module, layer: str) -> dict[str, Any]:
     }
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically: a crash leaves the old file or the new one, never half."""
-    atomic_write_json(path, obj, indent=1)
-
-
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    atomic_save_npy(path, arr)
-
-
 # the settings two runs must share for the second to continue the first
 _RUN_KEYS = ("format_version", "layer", "view", "size", "crop", "mean", "normalize", "model")
 _RUN_KEYS += ("num_images", "dim")
+
+
+@dataclass(frozen=True)
+class _Job:
+    """The settings of one :func:`extract_features` call, checked."""
+
+    layer: str
+    view: str
+    size: int
+    crop: int
+    mean: float | Tensor
+    normalize: bool
+    skip_bad: bool
+    batch_size: int
+    num_workers: int
+    progress: bool
+
+    @classmethod
+    def checked(
+        cls,
+        layer: str,
+        view: str,
+        size: int,
+        crop: int,
+        mean: float | Tensor,
+        normalize: bool,
+        skip_bad: bool,
+        batch_size: int,
+        num_workers: int,
+        progress: bool,
+    ) -> _Job:
+        """The job after checking ``mean``, ``batch_size`` and ``num_workers`` (the layer,
+        view and sizes are checked against the model by ``_check_request``)."""
+        mean = check_mean(mean)
+        check_int("batch_size", batch_size, min=1)
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+        return cls(
+            layer, view, size, crop, mean, bool(normalize), skip_bad, batch_size, num_workers,
+            progress,
+        )  # fmt: skip
+
+    def inputs(self, dataset: Any, indices: Sequence[int]) -> _Inputs:
+        return _Inputs(dataset, indices, self.view, self.size, self.crop, self.mean)
+
+    def rows(
+        self, model: nn.Module, batch: list[dict[str, Any]], device: torch.device, dim: int
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        return _batch_rows(model, batch, self.layer, self.normalize, self.skip_bad, device, dim)
 
 
 def extract_features(
@@ -571,10 +616,23 @@ def extract_features(
     info = info or DistInfo()
     model = _check_model(model)
     _check_request(model, layer, view, size, crop)
-    mean = check_mean(mean)
-    check_int("batch_size", batch_size, min=1)
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+    job = _Job.checked(layer, view, size, crop, mean, normalize, skip_bad, batch_size,
+                       num_workers, progress)  # fmt: skip
+    label_arr = _check_dataset(dataset, labels)
+    out = Path(out_dir)
+    run = _run_settings(model, job, len(dataset))
+    meta = _open_folder(out, run, dataset, label_arr, info)
+    if meta is not None and meta.get("complete"):
+        return out
+    if info.distributed:
+        _extract_shard(model, dataset, out, run, job, info)
+    else:
+        _extract_alone(model, dataset, out, meta, job)
+    return out
+
+
+def _check_dataset(dataset: Any, labels: object) -> np.ndarray | None:
+    """The labels to store (given, or the dataset's), after checking the dataset."""
     n = len(dataset)
     if n == 0:
         raise ValueError("dataset is empty: nothing to extract")
@@ -585,86 +643,51 @@ def extract_features(
             "skip_bad=True to extract_features instead, which leaves bad images out"
         )
     label_arr = _dataset_labels(dataset) if labels is None else labels
-    label_arr = None if label_arr is None else _check_labels(label_arr, n)
+    return None if label_arr is None else _check_labels(label_arr, n)
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    run = {
+
+def _run_settings(model: nn.Module, job: _Job, n: int) -> dict[str, Any]:
+    """What identifies an extraction: the ``_RUN_KEYS`` of its ``meta.json``."""
+    return {
         "format_version": _FORMAT_VERSION,
-        "layer": layer,
-        "view": view,
-        "size": size,
-        "crop": crop,
-        "mean": _mean_info(mean),
-        "normalize": bool(normalize),
-        "model": _model_info(model, layer),
+        "layer": job.layer,
+        "view": job.view,
+        "size": job.size,
+        "crop": job.crop,
+        "mean": _mean_info(job.mean),
+        "normalize": job.normalize,
+        "model": _model_info(model, job.layer),
         "num_images": n,
-        "dim": feature_dim(model, layer, view, size=size, crop=crop),
+        "dim": feature_dim(model, job.layer, job.view, size=job.size, crop=job.crop),
     }
-    meta_path, feat_path = out / "meta.json", out / "features.npy"
-    meta = _read_meta(meta_path, run, out)  # every rank checks the settings, before any work
+
+
+def _open_folder(
+    out: Path, run: dict[str, Any], dataset: Any, label_arr: np.ndarray | None, info: DistInfo
+) -> dict[str, Any] | None:
+    """The folder's meta; rank 0 starts the folder when it has none (or lost its features).
+
+    None on another rank until rank 0 has started it. Every rank checks the settings of an
+    existing folder, before any work.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    meta = _read_meta(out, run)
     if meta is not None and meta.get("complete"):
-        return out
-    if meta is not None and not feat_path.is_file():
+        return meta
+    if meta is not None and not has_features(out):
         meta = None  # features file lost: start over
     if meta is None and info.is_main:
         meta = {**run, "dtype": "float32", "rows_done": 0, "skipped": [], "complete": False}
         meta["labels_shape"] = None if label_arr is None else list(label_arr.shape)
-        ids = _dataset_ids(dataset)
-        _write_json(out / "ids.json", ids)
-        if label_arr is not None:
-            _save_npy(out / "labels.npy", label_arr)
-        np.lib.format.open_memmap(feat_path, mode="w+", dtype=np.float32, shape=(n, run["dim"]))
-        _write_json(meta_path, meta)
-    if info.distributed:
-        barrier(info)  # rank 0 has set the folder up
-        meta = _read_meta(meta_path, run, out)
-        assert meta is not None
-        _extract_shard(
-            model, dataset, out, meta, view, size, crop, mean, layer, normalize, skip_bad,
-            batch_size, num_workers, progress, info,
-        )  # fmt: skip
-        return out
-
-    assert meta is not None
-    features = np.load(feat_path, mmap_mode="r+")  # [N, D]
-    start = int(meta["rows_done"])
-    inputs = _Inputs(dataset, range(start, n), view, size, crop, mean)
-    loader = DataLoader(inputs, batch_size=batch_size, num_workers=num_workers, collate_fn=_as_list)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, initial=start, desc=f"features {layer}/{view}", unit="img")
-    device = _device(model)
-    try:
-        with _eval_mode(model), torch.inference_mode():
-            for batch in loader:
-                rows, skipped = _batch_rows(
-                    model, batch, layer, normalize, skip_bad, device, int(meta["dim"])
-                )
-                features[batch[0]["index"] : batch[-1]["index"] + 1] = rows  # a range
-                meta["skipped"].extend(skipped)
-                features.flush()  # rows on disk before meta says they are done
-                meta["rows_done"] = batch[-1]["index"] + 1
-                _write_json(meta_path, meta)
-                if bar is not None:
-                    bar.update(len(batch))
-    finally:
-        if bar is not None:
-            bar.close()
-    del features
-    shutil.rmtree(out / _SHARDS, ignore_errors=True)  # left by an interrupted torchrun
-    _finish(out, meta)
-    return out
+        create_feature_dir(out, _dataset_ids(dataset), label_arr, meta)
+    return meta
 
 
-def _read_meta(meta_path: Path, run: dict[str, Any], out: Path) -> dict[str, Any] | None:
+def _read_meta(out: Path, run: dict[str, Any]) -> dict[str, Any] | None:
     """The folder's ``meta.json`` (None if absent); raise if it holds other settings."""
-    if not meta_path.is_file():
+    meta = read_meta(out)
+    if meta is None:
         return None
-    with open(meta_path, encoding="utf-8") as f:
-        meta = json.load(f)
     differ = [k for k in _RUN_KEYS if meta.get(k) != run[k]]
     if differ:
         detail = ", ".join(f"{k}: {meta.get(k)!r} there, {run[k]!r} now" for k in differ)
@@ -673,6 +696,54 @@ def _read_meta(meta_path: Path, run: dict[str, Any], out: Path) -> dict[str, Any
             "choose another output folder or delete it"
         )
     return meta
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, **tqdm_kwargs: Any) -> Iterator[Any]:
+    """A tqdm bar over images (closed at the end), or None when ``enabled`` is false."""
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(**tqdm_kwargs)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def _extract_alone(
+    model: nn.Module, dataset: Any, out: Path, meta: dict[str, Any] | None, job: _Job
+) -> None:
+    """One process: every batch from ``rows_done`` on, each flushed then counted in the meta."""
+    assert meta is not None  # a process alone is rank 0: it has started the folder
+    n = int(meta["num_images"])
+    features = open_features(out)  # [N, D]
+    start = int(meta["rows_done"])
+    inputs = job.inputs(dataset, range(start, n))
+    loader = DataLoader(
+        inputs, batch_size=job.batch_size, num_workers=job.num_workers, collate_fn=_as_list
+    )
+    device = _device(model)
+    desc = f"features {job.layer}/{job.view}"
+    with (
+        _progress(job.progress, total=n, initial=start, desc=desc, unit="img") as bar,
+        _eval_mode(model),
+        torch.inference_mode(),
+    ):
+        for batch in loader:
+            rows, skipped = job.rows(model, batch, device, int(meta["dim"]))
+            features[batch[0]["index"] : batch[-1]["index"] + 1] = rows  # a range
+            meta["skipped"].extend(skipped)
+            features.flush()  # rows on disk before meta says they are done
+            meta["rows_done"] = batch[-1]["index"] + 1
+            write_meta(out, meta)
+            if bar is not None:
+                bar.update(len(batch))
+    del features
+    clear_shards(out)  # left by an interrupted torchrun
+    compact_feature_dir(out, meta)
 
 
 def _batch_rows(
@@ -704,21 +775,7 @@ def _batch_rows(
 
 
 def _extract_shard(
-    model: nn.Module,
-    dataset: Any,
-    out: Path,
-    meta: dict[str, Any],
-    view: str,
-    size: int,
-    crop: int,
-    mean: float | Tensor,
-    layer: str,
-    normalize: bool,
-    skip_bad: bool,
-    batch_size: int,
-    num_workers: int,
-    progress: bool,
-    info: DistInfo,
+    model: nn.Module, dataset: Any, out: Path, run: dict[str, Any], job: _Job, info: DistInfo
 ) -> None:
     """This rank's share of an extraction under ``torchrun``; rank 0 then assembles it.
 
@@ -729,106 +786,71 @@ def _extract_shard(
     in order, then finishes the folder as one process would; the other ranks return. A
     killed run resumes with the batches that have no file yet (with any number of ranks).
     """
+    barrier(info)  # rank 0 has set the folder up
+    meta = _read_meta(out, run)
+    assert meta is not None
     n, start = int(meta["num_images"]), int(meta["rows_done"])
-    shards = out / _SHARDS
-    settings = {"rows_done": start, "batch_size": batch_size}
     if info.is_main:
-        stored = None
-        if (shards / "settings.json").is_file():
-            with open(shards / "settings.json", encoding="utf-8") as f:
-                stored = json.load(f)
-        if stored != settings:  # batches of another run: not ours
-            shutil.rmtree(shards, ignore_errors=True)
-            shards.mkdir(parents=True)
-            _write_json(shards / "settings.json", settings)
+        start_shards(out, {"rows_done": start, "batch_size": job.batch_size})
     barrier(info)
-    batches = [list(range(lo, min(lo + batch_size, n))) for lo in range(start, n, batch_size)]
+    batches = [
+        list(range(lo, min(lo + job.batch_size, n))) for lo in range(start, n, job.batch_size)
+    ]
     todo = [
         k
         for k in shard_indices(len(batches), info.rank, info.world_size)
-        if not (shards / f"batch_{k:06d}.npz").is_file()
+        if not shard_written(out, k)
     ]
-    positions, sampler, at = [], [], 0
-    for k in todo:
-        positions += batches[k]
-        sampler.append(list(range(at, at + len(batches[k]))))
-        at += len(batches[k])
-    inputs = _Inputs(dataset, positions, view, size, crop, mean)
-    loader = DataLoader(inputs, batch_sampler=sampler, num_workers=num_workers, collate_fn=_as_list)
-    bar = None
-    if progress and info.is_main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(positions), desc=f"features {layer}/{view} (rank 0)", unit="img")
-    device = _device(model)
-    try:
-        with _eval_mode(model), torch.inference_mode():
-            for k, batch in zip(todo, loader, strict=True):
-                rows, skipped = _batch_rows(
-                    model, batch, layer, normalize, skip_bad, device, int(meta["dim"])
-                )
-                buf = io.BytesIO()
-                np.savez(
-                    buf,
-                    rows=rows,
-                    bad_index=np.array([s["index"] for s in skipped], dtype=np.int64),
-                    bad_file=np.array([s["file"] for s in skipped], dtype=np.str_),
-                )
-                atomic_write_bytes(shards / f"batch_{k:06d}.npz", buf.getvalue())
-                if bar is not None:
-                    bar.update(len(batch))
-    finally:
-        if bar is not None:
-            bar.close()
+    _write_shards(model, dataset, out, meta, job, info, [(k, batches[k]) for k in todo])
     barrier(info)  # every batch is on disk
-    if not info.is_main:
-        return
-    features = np.load(out / "features.npy", mmap_mode="r+")  # [N, D]
+    if info.is_main:
+        _merge_shards(out, meta, batches)
+
+
+def _write_shards(
+    model: nn.Module,
+    dataset: Any,
+    out: Path,
+    meta: dict[str, Any],
+    job: _Job,
+    info: DistInfo,
+    todo: list[tuple[int, list[int]]],
+) -> None:
+    """Compute the batches ``todo`` (``(k, dataset indices)`` each) into ``shards/``."""
+    positions, sampler = [], []
+    for _, indices in todo:
+        sampler.append(list(range(len(positions), len(positions) + len(indices))))
+        positions += indices
+    inputs = job.inputs(dataset, positions)
+    loader = DataLoader(
+        inputs, batch_sampler=sampler, num_workers=job.num_workers, collate_fn=_as_list
+    )
+    device = _device(model)
+    desc = f"features {job.layer}/{job.view} (rank 0)"
+    with (
+        _progress(
+            job.progress and info.is_main, total=len(positions), desc=desc, unit="img"
+        ) as bar,
+        _eval_mode(model),
+        torch.inference_mode(),
+    ):
+        for (k, _), batch in zip(todo, loader, strict=True):
+            rows, skipped = job.rows(model, batch, device, int(meta["dim"]))
+            write_shard(out, k, rows, skipped)
+            if bar is not None:
+                bar.update(len(batch))
+
+
+def _merge_shards(out: Path, meta: dict[str, Any], batches: list[list[int]]) -> None:
+    """Rank 0: copy every batch into ``features.npy`` in order, then finish the folder."""
+    features = open_features(out)  # [N, D]
     for k, rows_of in enumerate(batches):
-        with np.load(shards / f"batch_{k:06d}.npz", allow_pickle=False) as part:
-            features[rows_of[0] : rows_of[-1] + 1] = part["rows"]
-            files = part["bad_file"].tolist()
-            for index, file in zip(part["bad_index"].tolist(), files, strict=True):
-                meta["skipped"].append({"index": int(index), "file": file})
+        rows, skipped = read_shard(out, k)
+        features[rows_of[0] : rows_of[-1] + 1] = rows
+        meta["skipped"].extend(skipped)
     features.flush()  # rows on disk before meta says they are done
     del features
-    meta["rows_done"] = n
-    _write_json(out / "meta.json", meta)
-    shutil.rmtree(shards, ignore_errors=True)
-    _finish(out, meta)
-
-
-def _finish(out: Path, meta: dict[str, Any]) -> None:
-    """Drop skipped rows from features, labels and ids; mark the folder complete.
-
-    Each file is compacted only while it still has N rows, so a crash in here is
-    finished by the next call.
-    """
-    n = meta["num_images"]
-    bad = sorted({s["index"] for s in meta["skipped"]})
-    n_rows = n - len(bad)
-    if bad:
-        keep = np.setdiff1d(np.arange(n), bad)
-        src = np.load(out / "features.npy", mmap_mode="r")
-        if src.shape[0] == n:
-            shape = (n_rows, src.shape[1])
-            with atomic_path(out / "features.npy", suffix=".npy") as tmp:
-                dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-                for lo in range(0, n_rows, 4096):  # in chunks: the file may not fit in memory
-                    dst[lo : lo + 4096] = src[keep[lo : lo + 4096]]
-                dst.flush()
-                del dst
-        del src
-        if (out / "labels.npy").is_file():
-            label_arr = np.load(out / "labels.npy")
-            if label_arr.shape[0] == n:
-                _save_npy(out / "labels.npy", label_arr[keep])
-        with open(out / "ids.json", encoding="utf-8") as f:
-            ids = json.load(f)
-        if len(ids) == n:
-            _write_json(out / "ids.json", [ids[i] for i in keep])
-        if meta.get("labels_shape"):
-            meta["labels_shape"][0] = n_rows
-    meta["rows"] = n_rows
-    meta["complete"] = True
-    _write_json(out / "meta.json", meta)
+    meta["rows_done"] = int(meta["num_images"])
+    write_meta(out, meta)
+    clear_shards(out)
+    compact_feature_dir(out, meta)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from sppnet.data.transforms import check_mean, resize_tensor, subtract_mean
-from sppnet.detection.detector import postprocess_detections
+from sppnet.detection.detector import PostprocessStage
 from sppnet.detection.scales import choose_window_scales, image_scale_factors
 from sppnet.engine.onnx_export import DETECTOR_FILES, require_onnx
 from sppnet.ops.boxes import check_boxes, decode_boxes
@@ -44,7 +44,7 @@ def _session(path: Path, threads: int | None):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-class OnnxDetector:
+class OnnxDetector(PostprocessStage):
     """An exported SPP-net detector run by ONNX Runtime (see the module docstring).
 
     Build it with :func:`load_onnx_detector`. Same interface as the PyTorch detector's
@@ -156,18 +156,6 @@ class OnnxDetector:
             boxes = p[:, None, :].expand(-1, k, 4)
         timing = {"conv": t1 - t0, "windows": t2 - t1}
         return {"scores": scores, "boxes": boxes, "timing": timing}
-
-    def postprocess(self, scored: dict[str, Any], image_size: tuple[int, int]) -> dict[str, Tensor]:
-        """Stage 5 with this detector's settings (see
-        :func:`~sppnet.detection.postprocess_detections`)."""
-        return postprocess_detections(
-            scored["scores"],
-            scored["boxes"],
-            image_size,
-            self.nms_threshold,
-            self.score_threshold,
-            self.max_detections,
-        )
 
     def __call__(self, image: Tensor, proposals: Tensor) -> dict[str, Tensor]:
         """Detect objects: ``{"boxes": Tensor[M, 4], "scores": Tensor[M], "labels": ...}``."""

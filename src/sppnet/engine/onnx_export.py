@@ -350,6 +350,33 @@ def export_detector(
             f"the window graph pools windows by max (the paper's); {model.name} pools by "
             f"{_pool_mode(model)!r}"
         )
+    max_image_side = _check_max_image_side(detector, model, max_image_side)
+    levels = window_levels(model)
+    max_map_side = max(model.feature_size(max_image_side, max_image_side))
+    table_levels = table_levels_for(max_map_side, levels)
+    directory = Path(directory)
+    _export_detector_graphs(detector, model, directory, table_levels, opset)
+    meta = {
+        **_detector_settings(detector),
+        "feature_stride": model.feature_stride,
+        "feature_offset": model.feature_offset,
+        "min_input_size": model.min_input_size,
+        "levels": list(levels),
+        "max_image_side": max_image_side,
+        "max_map_side": max_map_side,
+        "table_levels": table_levels,
+        "box_regression": detector.box_weight is not None,
+        "exporter": "torch.onnx.export(dynamo=True)",
+        "opset": opset,
+        "torch": torch.__version__,
+    }
+    atomic_write_json(directory / "onnx_detector.json", meta)
+    return directory
+
+
+def _check_max_image_side(detector: Detector, model: SPPNet, max_image_side: object) -> int:
+    """The longest resized image side the window graph is exact for (default: the
+    detector's ``max_long_side``, else 3 x its largest scale), checked."""
     if max_image_side is None:
         longest = _DEFAULT_ASPECT * max(detector.scales)
         if detector.max_long_side is not None:
@@ -362,11 +389,18 @@ def export_detector(
             f"max_image_side must be >= the network's minimum input {model.min_input_size}, "
             f"got {max_image_side}"
         )
-    levels = window_levels(model)
-    max_map_side = max(model.feature_size(max_image_side, max_image_side))
-    table_levels = table_levels_for(max_map_side, levels)
-    directory = Path(directory)
+    return max_image_side
 
+
+def _export_detector_graphs(
+    detector: Detector,
+    model: SPPNet,
+    directory: Path,
+    table_levels: int,
+    opset: int,
+) -> None:
+    """``conv.onnx`` (image -> conv map) and ``windows.onnx`` (map, windows -> scores and
+    box deltas), traced in eval mode (the detector's mode restored after)."""
     was_training = detector.training
     detector.eval()
     dyn = torch.export.Dim.DYNAMIC
@@ -396,10 +430,14 @@ def export_detector(
         )
     finally:
         detector.train(was_training)
+
+
+def _detector_settings(detector: Detector) -> dict[str, Any]:
+    """The first entries of ``onnx_detector.json``: the detector's classes and settings."""
     mean = detector.mean
-    meta = {
+    return {
         "format": 1,
-        "model": model.name,
+        "model": detector.model.name,
         "classes": detector.class_names,
         "mean": mean.tolist() if isinstance(mean, Tensor) else float(mean),
         "scales": list(detector.scales),
@@ -407,17 +445,4 @@ def export_detector(
         "nms_threshold": detector.nms_threshold,
         "score_threshold": detector.score_threshold,
         "max_detections": detector.max_detections,
-        "feature_stride": model.feature_stride,
-        "feature_offset": model.feature_offset,
-        "min_input_size": model.min_input_size,
-        "levels": list(levels),
-        "max_image_side": max_image_side,
-        "max_map_side": max_map_side,
-        "table_levels": table_levels,
-        "box_regression": detector.box_weight is not None,
-        "exporter": "torch.onnx.export(dynamo=True)",
-        "opset": opset,
-        "torch": torch.__version__,
     }
-    atomic_write_json(directory / "onnx_detector.json", meta)
-    return directory

@@ -25,15 +25,13 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from sppnet.data.splits import class_balanced_splits
-from sppnet.engine.safe_load import load_json_file, load_npy_file
-from sppnet.errors import DamagedFileError
+from sppnet.engine.feature_store import load_feature_dir  # re-exported: its former home
 from sppnet.evaluation.voc_classification import mean_class_accuracy, voc_classification_ap
 
 __all__ = [
@@ -331,12 +329,12 @@ def voc_classification_protocol(
     test_features: np.ndarray | torch.Tensor,
     test_truth: np.ndarray | torch.Tensor,
     *,
+    class_names: Sequence[str] | None = None,
+    use_07_metric: bool = True,
     C: float | None = None,  # noqa: N803 (the SVM literature's and sklearn's name)
     c_grid: Sequence[float] = C_GRID,
     val_fraction: float = 0.2,
     seed: int = 0,
-    use_07_metric: bool = True,
-    class_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Pascal VOC classification (Sec. 3.2): one SVM per class, per-class AP and mAP.
 
@@ -346,10 +344,10 @@ def voc_classification_protocol(
     Args:
         train_features, test_features: ``[N, D]`` and ``[M, D]`` float.
         train_truth, test_truth: ``[N, K]`` and ``[M, K]`` in ``{1, 0, -1}``.
+        class_names: K names keying ``"ap"`` (default the class indices).
+        use_07_metric: 11-point interpolated AP (VOC 2007) or the area under the curve.
         C, c_grid, val_fraction, seed: see :func:`train_linear_svms` (C chosen by mAP on a
             held-out part of the training images).
-        use_07_metric: 11-point interpolated AP (VOC 2007) or the area under the curve.
-        class_names: K names keying ``"ap"`` (default the class indices).
 
     Returns:
         ``{"ap": {name: AP}, "map": mAP, "C": C used, "val_scores": {C: val mAP}}``; a
@@ -467,48 +465,3 @@ def caltech_protocol(
         "n_test": n_test,
         "n_splits": n_splits,
     }
-
-
-# --------------------------------------------------------------------------- files
-def load_feature_dir(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Open a directory written by ``sppnet features``.
-
-    Args:
-        path: a folder with ``features.npy`` (float32 ``[N, D]``), ``labels.npy`` (int64
-            ``[N]`` or ``[N, K]``) and ``meta.json``.
-
-    Returns:
-        ``(features, labels, meta)``: features memory-mapped read-only, labels in memory.
-
-    Raises:
-        FileNotFoundError: a missing file (named).
-        sppnet.errors.DamagedFileError: a truncated or corrupt file, an object array, or
-            NaN / infinite features (the file and row named).
-        ValueError: an unfinished extraction (``meta["complete"]`` false, or
-            ``meta["rows_done"] < meta["num_images"]``) or row counts that differ between
-            the files.
-    """
-    root = Path(path)
-    for name in ("features.npy", "labels.npy", "meta.json"):
-        if not (root / name).is_file():
-            raise FileNotFoundError(f"{root / name} not found; write it with `sppnet features`")
-    fix = f"re-extract it: delete {root} and rerun `sppnet features`"
-    meta = load_json_file(root / "meta.json", fix=fix)
-    if not isinstance(meta, dict):
-        raise DamagedFileError(root / "meta.json", "not a JSON object", fix)
-    features = load_npy_file(root / "features.npy", mmap_mode="r", fix=fix, finite=True)
-    labels = load_npy_file(root / "labels.npy", fix=fix)
-    if features.ndim != 2:
-        raise DamagedFileError(root / "features.npy", f"expected [N, D], got {features.shape}", fix)
-    n = features.shape[0]
-    total = int(meta.get("num_images", n))
-    done = int(meta.get("rows_done", total))
-    # "complete" is set once the skipped images' rows are dropped (then N <= num_images)
-    if not meta.get("complete", True) or done < total:
-        raise ValueError(
-            f"{root} holds an unfinished extraction ({done} of {total} images done); "
-            "rerun `sppnet features` with the same arguments to finish it"
-        )
-    if labels.shape[0] != n:
-        raise ValueError(f"{root}: features.npy has {n} rows, labels.npy {labels.shape[0]}")
-    return features, labels, meta

@@ -954,6 +954,34 @@ def train_classifier(
         cleanup_distributed(info)
 
 
+@dataclass
+class _Loop:
+    """What the epochs of one :func:`_run` share, and the state they carry forward."""
+
+    config: ClassifierTrainConfig
+    info: DistInfo
+    out: Path
+    model: nn.Module
+    kwargs: dict[str, Any]  # the model's create_model arguments, saved in checkpoints
+    classes: list[str]
+    optimizer: torch.optim.Optimizer
+    progress: bool
+    schedule: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    last_checkpoint: Path | None = None
+
+
+@dataclass
+class _Data:
+    """One process's loaders: its share of the global batch, and of the val images."""
+
+    train_data: _SeededTransformDataset
+    sampler: Any  # set_epoch(epoch); len() is this process's samples (or batches)
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    local_batch: int
+
+
 def _run(
     *,
     config: ClassifierTrainConfig,
@@ -967,17 +995,7 @@ def _run(
     resume_lr: float | None = None,
 ) -> TrainResult:
     """The training loop behind :func:`train_classifier` (process group already set up)."""
-    from sppnet.data.batching import SizeGroupedBatchSampler, pad_collate
-    from sppnet.data.transforms import EvalCropTransform, TrainTransform
-
-    model, kwargs = _build_model(config, len(classes))
-    model = model.to(info.device)
-    smallest = config.crop if config.size_mode == "single" else config.small_crop
-    if smallest < model.min_input_size:
-        raise ValueError(
-            f"{config.model} needs inputs of at least {model.min_input_size} px, got "
-            f"{config.size_mode} inputs down to {smallest} px"
-        )
+    model, kwargs = _checked_model(config, len(classes), info)
     optimizer = torch.optim.SGD(
         _param_groups(model),
         lr=config.lr,
@@ -985,24 +1003,9 @@ def _run(
         weight_decay=config.weight_decay,
     )
     schedule: dict[str, Any] = {"lr": config.lr, "best": None, "bad_epochs": 0, "drops": 0}
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    last_checkpoint: Path | None = None
-    if resume_from is not None:
-        model_state, optimizer_state, state = load_checkpoint(
-            resume_from, map_location=str(info.device)
-        )
-        _check_resumable(config, kwargs, state, classes)
-        model.load_state_dict(model_state)
-        if optimizer_state is not None:
-            _load_optimizer_state(optimizer, optimizer_state)
-        schedule = dict(state["schedule"])
-        if resume_lr is not None:  # an explicit --lr on --resume wins over the schedule's
-            schedule.update(lr=float(resume_lr), bad_epochs=0)
-        history = list(state.get("history", []))
-        start_epoch = int(state["epoch"])
-        last_checkpoint = Path(state["path"])
-    _set_lr(optimizer, schedule["lr"], config)
+    loop = _Loop(config, info, out, model, kwargs, classes, optimizer, progress, schedule)
+    start_epoch = 0 if resume_from is None else _resume(loop, resume_from, resume_lr)
+    _set_lr(optimizer, loop.schedule["lr"], config)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
 
@@ -1015,58 +1018,98 @@ def _run(
 
         device_ids = [info.device.index] if info.device.type == "cuda" else None
         net = DistributedDataParallel(trainee, device_ids=device_ids)
+    data = _loaders(config, train_set, val_set, info)
 
-    # ---- data: per-process share of the global batch
+    # A frozen trunk's pooled vectors: of the val crops, and of replayed epochs' crops.
+    val_cache: list[tuple[Tensor, Tensor]] | None = [] if trainee.freeze_trunk else None
+    replay: dict[int, tuple[Tensor, Tensor]] = {}
+    if config.cache_views:
+        _check_replay_memory(model, config, len(data.sampler))
+    for epoch in range(start_epoch, config.epochs):
+        _epoch(loop, data, trainee, net, epoch, replay, val_cache)
+
+    trainee.release()
+    model.eval()
+    return TrainResult(
+        model=model,
+        classes=classes,
+        history=loop.history,
+        checkpoint=loop.last_checkpoint if info.is_main else None,
+        best_val_error=loop.schedule["best"],
+    )
+
+
+def _checked_model(
+    config: ClassifierTrainConfig, num_classes: int, info: DistInfo
+) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`_build_model` on the process's device, after checking its least input size."""
+    model, kwargs = _build_model(config, num_classes)
+    model = model.to(info.device)
+    smallest = config.crop if config.size_mode == "single" else config.small_crop
+    if smallest < model.min_input_size:
+        raise ValueError(
+            f"{config.model} needs inputs of at least {model.min_input_size} px, got "
+            f"{config.size_mode} inputs down to {smallest} px"
+        )
+    return model, kwargs
+
+
+def _resume(loop: _Loop, resume_from: Path, resume_lr: float | None) -> int:
+    """Load a checkpoint into the loop's model, optimizer and state; return its epoch."""
+    model_state, optimizer_state, state = load_checkpoint(
+        resume_from, map_location=str(loop.info.device)
+    )
+    _check_resumable(loop.config, loop.kwargs, state, loop.classes)
+    loop.model.load_state_dict(model_state)
+    if optimizer_state is not None:
+        _load_optimizer_state(loop.optimizer, optimizer_state)
+    loop.schedule = dict(state["schedule"])
+    if resume_lr is not None:  # an explicit --lr on --resume wins over the schedule's
+        loop.schedule.update(lr=float(resume_lr), bad_epochs=0)
+    loop.history = list(state.get("history", []))
+    loop.last_checkpoint = Path(state["path"])
+    return int(state["epoch"])
+
+
+def _loaders(
+    config: ClassifierTrainConfig, train_set: Any, val_set: Any | None, info: DistInfo
+) -> _Data:
+    """The training loader (batches grouped by size in the variable mode) and the val one."""
+    from sppnet.data.batching import SizeGroupedBatchSampler, pad_collate
+    from sppnet.data.transforms import EvalCropTransform, TrainTransform
+
     local_batch = config.batch_size // info.world_size
     pin = info.device.type == "cuda"
+    shuffle_seed = _derive_seed(config.seed, _TAG_SHUFFLE) % 2**31
     if config.size_mode == "variable":
         transform: Callable[..., Tensor] = _VariableTrainTransform(config)
         train_data = _SeededTransformDataset(train_set, transform, config.seed)
         sizes = [transform.output_size(h, w) for h, w in _image_sizes(train_set)]
-        batch_sampler = SizeGroupedBatchSampler(
-            sizes,
-            local_batch,
-            shuffle=True,
-            seed=_derive_seed(config.seed, _TAG_SHUFFLE) % 2**31,
-            drop_last=False,
-            num_replicas=info.world_size,
-            rank=info.rank,
-        )
-        sampler: Any = batch_sampler
+        sampler: Any = SizeGroupedBatchSampler(
+            sizes, local_batch, shuffle=True, seed=shuffle_seed, drop_last=False,
+            num_replicas=info.world_size, rank=info.rank,
+        )  # fmt: skip
         train_loader = DataLoader(
-            train_data,
-            batch_sampler=batch_sampler,
-            collate_fn=pad_collate,
-            num_workers=config.workers,
-            pin_memory=pin,
-        )
+            train_data, batch_sampler=sampler, collate_fn=pad_collate,
+            num_workers=config.workers, pin_memory=pin,
+        )  # fmt: skip
     else:
         transform = TrainTransform(
-            crop=config.crop,
-            shorter=config.shorter,
-            flip=config.flip,
-            lighting=config.lighting,
-            mean=config.mean,
-        )
+            crop=config.crop, shorter=config.shorter, flip=config.flip,
+            lighting=config.lighting, mean=config.mean,
+        )  # fmt: skip
         train_data = _SeededTransformDataset(train_set, transform, config.seed)
         # A DistributedSampler also for one process: its permutation depends only on
         # (seed, epoch), and the union of the processes' batches at step t is the
         # one-process batch t (the indices are dealt round-robin).
         sampler = DistributedSampler(
-            train_data,
-            num_replicas=info.world_size,
-            rank=info.rank,
-            shuffle=True,
-            seed=_derive_seed(config.seed, _TAG_SHUFFLE) % 2**31,
-            drop_last=False,
-        )
+            train_data, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+            seed=shuffle_seed, drop_last=False,
+        )  # fmt: skip
         train_loader = DataLoader(
-            train_data,
-            batch_size=local_batch,
-            sampler=sampler,
-            num_workers=config.workers,
+            train_data, batch_size=local_batch, sampler=sampler, num_workers=config.workers,
             pin_memory=pin,
-        )
+        )  # fmt: skip
     val_loader = None
     if val_set is not None and len(val_set) > 0:
         val_data = _SeededTransformDataset(
@@ -1074,118 +1117,139 @@ def _run(
         )
         val_loader = DataLoader(
             Subset(val_data, shard_indices(len(val_data), info.rank, info.world_size)),
-            batch_size=max(local_batch, 1),
-            shuffle=False,
-            num_workers=config.workers,
+            batch_size=max(local_batch, 1), shuffle=False, num_workers=config.workers,
             pin_memory=pin,
-        )
+        )  # fmt: skip
+    return _Data(train_data, sampler, train_loader, val_loader, local_batch)
 
-    # A frozen trunk's pooled vectors: of the val crops, and of replayed epochs' crops.
-    val_cache: list[tuple[Tensor, Tensor]] | None = [] if trainee.freeze_trunk else None
-    replay: dict[int, tuple[Tensor, Tensor]] = {}
+
+def _epoch(
+    loop: _Loop,
+    data: _Data,
+    trainee: _TrainingModel,
+    net: nn.Module,
+    epoch: int,
+    replay: dict[int, tuple[Tensor, Tensor]],
+    val_cache: list[tuple[Tensor, Tensor]] | None,
+) -> None:
+    """One epoch: train (or replay cached vectors), validate, step the schedule, log, save."""
+    config, info = loop.config, loop.info
+    # Dropout's randomness: torch's default generator, re-seeded per (epoch, rank).
+    torch.manual_seed(_derive_seed(config.seed, _TAG_DROPOUT, epoch, info.rank))
+    # The epoch whose crops this one sees (itself unless replaying cached vectors).
+    source = epoch % config.cache_views if config.cache_views else epoch
+    data.sampler.set_epoch(source)
+    data.train_data.set_epoch(source)
+    size = _input_size(config, source)
+    lr = loop.schedule["lr"]
+    size_text = "variable" if size is None else f"{size}x{size}"
+    desc = f"epoch {epoch + 1}/{config.epochs} @{size_text}"
     if config.cache_views:
-        _check_replay_memory(model, config, len(sampler))
-
-    for epoch in range(start_epoch, config.epochs):
-        # Dropout's randomness: torch's default generator, re-seeded per (epoch, rank).
-        torch.manual_seed(_derive_seed(config.seed, _TAG_DROPOUT, epoch, info.rank))
-        # The epoch whose crops this one sees (itself unless replaying cached vectors).
-        source = epoch % config.cache_views if config.cache_views else epoch
-        sampler.set_epoch(source)
-        train_data.set_epoch(source)
-        size = _input_size(config, source)
-        lr = schedule["lr"]
-        size_text = "variable" if size is None else f"{size}x{size}"
-        desc = f"epoch {epoch + 1}/{config.epochs} @{size_text}"
-        if config.cache_views:
-            start = time.perf_counter()
-            if source not in replay:
-                assert size is not None  # cache_views excludes the variable mode
-                replay[source] = _record_epoch(train_loader, trainee, size, info, progress, desc)
-                # The loader drew from torch's generator: re-seed, so dropout does not
-                # depend on whether this process recorded (a resumed run did, an unbroken
-                # one had the vectors already).
-                torch.manual_seed(_derive_seed(config.seed, _TAG_DROPOUT, epoch, info.rank))
-            loss, train_error, count = _replay_epoch(
-                cached=replay[source],
-                net=net,
-                optimizer=optimizer,
-                batch_size=local_batch,
-                order_seed=_derive_seed(config.seed, _TAG_REPLAY, epoch, info.rank),
-                info=info,
-                epoch=epoch,
-                last_checkpoint=last_checkpoint,
-            )
-            seconds = time.perf_counter() - start
-        else:
-            loss, train_error, count, seconds = _train_epoch(
-                loader=train_loader,
-                net=net,
-                optimizer=optimizer,
-                input_size=size,
-                info=info,
-                epoch=epoch,
-                last_checkpoint=last_checkpoint,
-                progress=progress,
-                desc=desc,
-            )
-        val1 = val5 = None
-        if val_loader is not None:
-            val1, val5 = _validate(val_loader, model, info, val_cache)
-        # The paper watches the validation error; without a val split, the train error.
-        metric = val1 if val1 is not None else train_error
-        schedule, improved = _plateau_step(schedule, metric, config)
-        _set_lr(optimizer, schedule["lr"], config)
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "input_size": size_text,
-                "train_loss": loss,
-                "train_error": train_error,
-                "val_top1_error": val1,
-                "val_top5_error": val5,
-                "lr": lr,
-                "images": count,
-                "images_per_s": count / max(seconds, 1e-9),
-                "seconds": seconds,
-            }
+        loss, train_error, count, seconds = _replayed_epoch(
+            loop, data, trainee, net, epoch, source, size, desc, replay
         )
-        last_epoch = epoch + 1 == config.epochs
-        if info.is_main and ((epoch + 1) % config.checkpoint_every == 0 or last_epoch):
-            state = {
-                "config": config.to_dict(),
-                "model": kwargs,
-                "classes": classes,
-                "epoch": epoch + 1,
-                "lr": schedule["lr"],
-                "best_val_error": schedule["best"],
-                "schedule": schedule,
-                "history": history,
-                "rng": {
-                    "scheme": "every draw derives from (seed, epoch, ...); nothing to restore",
-                    "seed": config.seed,
-                },
-                "world_size": info.world_size,
-            }
-            last_checkpoint = save_checkpoint(
-                out,
-                model=model,
-                optimizer=optimizer,
-                state=state,
-                is_best=improved,
-                keep=config.keep_checkpoints,
-            )
-        if info.is_main:
-            # Plotting costs about a second: after every epoch only when epochs are long.
-            _write_logs(out, config, history, plot=last_epoch or seconds > _PLOT_EVERY_EPOCH_S)
-        barrier(info)
-
-    trainee.release()
-    model.eval()
-    return TrainResult(
-        model=model,
-        classes=classes,
-        history=history,
-        checkpoint=last_checkpoint if info.is_main else None,
-        best_val_error=schedule["best"],
+    else:
+        loss, train_error, count, seconds = _train_epoch(
+            loader=data.train_loader,
+            net=net,
+            optimizer=loop.optimizer,
+            input_size=size,
+            info=info,
+            epoch=epoch,
+            last_checkpoint=loop.last_checkpoint,
+            progress=loop.progress,
+            desc=desc,
+        )
+    val1 = val5 = None
+    if data.val_loader is not None:
+        val1, val5 = _validate(data.val_loader, loop.model, info, val_cache)
+    # The paper watches the validation error; without a val split, the train error.
+    metric = val1 if val1 is not None else train_error
+    loop.schedule, improved = _plateau_step(loop.schedule, metric, config)
+    _set_lr(loop.optimizer, loop.schedule["lr"], config)
+    loop.history.append(
+        {
+            "epoch": epoch + 1,
+            "input_size": size_text,
+            "train_loss": loss,
+            "train_error": train_error,
+            "val_top1_error": val1,
+            "val_top5_error": val5,
+            "lr": lr,
+            "images": count,
+            "images_per_s": count / max(seconds, 1e-9),
+            "seconds": seconds,
+        }
     )
+    _end_epoch(loop, epoch, improved, seconds)
+
+
+def _replayed_epoch(
+    loop: _Loop,
+    data: _Data,
+    trainee: _TrainingModel,
+    net: nn.Module,
+    epoch: int,
+    source: int,
+    size: int | None,
+    desc: str,
+    replay: dict[int, tuple[Tensor, Tensor]],
+) -> tuple[float, float, int, float]:
+    """An epoch on the cached pooled vectors of epoch ``source`` (recorded on first use):
+    ``(loss, train error, images, seconds)``."""
+    config, info = loop.config, loop.info
+    start = time.perf_counter()
+    if source not in replay:
+        assert size is not None  # cache_views excludes the variable mode
+        replay[source] = _record_epoch(data.train_loader, trainee, size, info, loop.progress, desc)
+        # The loader drew from torch's generator: re-seed, so dropout does not
+        # depend on whether this process recorded (a resumed run did, an unbroken
+        # one had the vectors already).
+        torch.manual_seed(_derive_seed(config.seed, _TAG_DROPOUT, epoch, info.rank))
+    loss, train_error, count = _replay_epoch(
+        cached=replay[source],
+        net=net,
+        optimizer=loop.optimizer,
+        batch_size=data.local_batch,
+        order_seed=_derive_seed(config.seed, _TAG_REPLAY, epoch, info.rank),
+        info=info,
+        epoch=epoch,
+        last_checkpoint=loop.last_checkpoint,
+    )
+    return loss, train_error, count, time.perf_counter() - start
+
+
+def _end_epoch(loop: _Loop, epoch: int, improved: bool, seconds: float) -> None:
+    """Rank 0 saves a checkpoint (every ``checkpoint_every`` epochs and the last) and the
+    logs; then every process waits for it."""
+    config, info = loop.config, loop.info
+    last_epoch = epoch + 1 == config.epochs
+    if info.is_main and ((epoch + 1) % config.checkpoint_every == 0 or last_epoch):
+        state = {
+            "config": config.to_dict(),
+            "model": loop.kwargs,
+            "classes": loop.classes,
+            "epoch": epoch + 1,
+            "lr": loop.schedule["lr"],
+            "best_val_error": loop.schedule["best"],
+            "schedule": loop.schedule,
+            "history": loop.history,
+            "rng": {
+                "scheme": "every draw derives from (seed, epoch, ...); nothing to restore",
+                "seed": config.seed,
+            },
+            "world_size": info.world_size,
+        }
+        loop.last_checkpoint = save_checkpoint(
+            loop.out,
+            model=loop.model,
+            optimizer=loop.optimizer,
+            state=state,
+            is_best=improved,
+            keep=config.keep_checkpoints,
+        )
+    if info.is_main:
+        # Plotting costs about a second: after every epoch only when epochs are long.
+        plot = last_epoch or seconds > _PLOT_EVERY_EPOCH_S
+        _write_logs(loop.out, config, loop.history, plot=plot)
+    barrier(info)

@@ -6,9 +6,9 @@
   several input sizes, with the conv5 cells that each pyramid bin pools drawn back in
   image pixels. The conv map grows with the input but the number of bins does not, so
   the pooled vector has the same ``C * L`` values at every size.
+* :func:`plot_precision_recall` draws the per-class precision-recall curves of a
+  :func:`sppnet.evaluation.voc_detection_map` result.
 * :func:`detections_to_json` / :func:`save_json` write detections as plain JSON.
-
-Precision-recall curves are :func:`sppnet.evaluation.plot_precision_recall`.
 
 Figures use matplotlib's Agg canvas directly (no pyplot, no global backend change) and are
 written atomically: a reader sees the old file or the new one, never half of one.
@@ -23,6 +23,7 @@ Shape shorthand:
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ from torch import Tensor
 
 from sppnet._atomic import atomic_save_figure, atomic_write_text
 from sppnet._validate import check_int, check_real
+from sppnet.evaluation.voc_detection import per_class_ap_rows
 from sppnet.ops.pyramid_bins import bin_edges, check_levels, num_pyramid_bins
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ __all__ = [
     "detections_to_json",
     "draw_detections",
     "draw_pyramid_bins",
+    "plot_precision_recall",
     "save_json",
 ]
 
@@ -239,48 +242,59 @@ def draw_detections(
     keep = keep[np.argsort(-scores[keep], kind="stable")][:limit]
     fig, ax = _image_figure(rgb.width, rgb.height)
     _show_image(ax, rgb)
+    linewidth = max(1.0, min(rgb.width, rgb.height) / 250)
+    if gt is not None:
+        _draw_ground_truth(ax, gt[0], gt[2], names, linewidth)
+    for i in keep[::-1]:  # lowest score first, so the best boxes end up on top
+        colour = _class_colour(int(labels[i]))
+        caption = f"{names[labels[i]]} {scores[i]:.2f}"
+        _draw_box(ax, boxes[i], colour, linewidth, caption, colour, alpha=0.8, below=False)
+    return atomic_save_figure(path, fig, dpi=_DPI)
+
+
+_BOX_TEXT = {"fontsize": 7, "clip_on": True, "color": "white"}
+
+
+def _draw_box(
+    ax: Any,
+    box: np.ndarray,
+    edgecolor: Any,
+    linewidth: float,
+    caption: str | None,
+    facecolor: Any,
+    alpha: float,
+    below: bool,
+    linestyle: str = "-",
+) -> None:
+    """One box, with its caption on a filled label at its top-left corner (inside the box
+    when it would leave the image) or below its bottom-left one."""
     from matplotlib.patches import Rectangle
 
-    linewidth = max(1.0, min(rgb.width, rgb.height) / 250)
-    text = {"fontsize": 7, "clip_on": True, "color": "white"}
-    if gt is not None:
-        gt_boxes, _, gt_labels = gt
-        for i, (x1, y1, x2, y2) in enumerate(gt_boxes):
-            ax.add_patch(
-                Rectangle(
-                    (x1, y1),
-                    x2 - x1,
-                    y2 - y1,
-                    fill=False,
-                    edgecolor="white",
-                    linestyle="--",
-                    linewidth=linewidth,
-                )
-            )
-            if gt_labels is not None:
-                ax.text(
-                    x1,
-                    y2,
-                    f"gt {names[gt_labels[i]]}",
-                    va="top",
-                    bbox={"facecolor": "black", "alpha": 0.6, "pad": 1, "linewidth": 0},
-                    **text,
-                )
-    for i in keep[::-1]:  # lowest score first, so the best boxes end up on top
-        x1, y1, x2, y2 = boxes[i]
-        colour = _class_colour(int(labels[i]))
-        ax.add_patch(
-            Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=linewidth)
+    x1, y1, x2, y2 = box
+    ax.add_patch(
+        Rectangle(
+            (x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=edgecolor, linestyle=linestyle,
+            linewidth=linewidth,
         )
-        ax.text(
-            x1,
-            y1,
-            f"{names[labels[i]]} {scores[i]:.2f}",
-            va="bottom" if y1 >= 10 else "top",
-            bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "linewidth": 0},
-            **text,
+    )  # fmt: skip
+    if caption is None:
+        return
+    bbox = {"facecolor": facecolor, "alpha": alpha, "pad": 1, "linewidth": 0}
+    if below:
+        ax.text(x1, y2, caption, va="top", bbox=bbox, **_BOX_TEXT)
+    else:
+        ax.text(x1, y1, caption, va="bottom" if y1 >= 10 else "top", bbox=bbox, **_BOX_TEXT)
+
+
+def _draw_ground_truth(
+    ax: Any, boxes: np.ndarray, labels: np.ndarray | None, names: Sequence[str], linewidth: float
+) -> None:
+    """Ground-truth boxes dashed in white, captioned ``"gt name"`` below when labelled."""
+    for i, box in enumerate(boxes):
+        caption = None if labels is None else f"gt {names[labels[i]]}"
+        _draw_box(
+            ax, box, "white", linewidth, caption, "black", alpha=0.6, below=True, linestyle="--"
         )
-    return atomic_save_figure(path, fig, dpi=_DPI)
 
 
 def bin_pixel_edges(map_size: int, n: int, stride: float, offset: float) -> np.ndarray:
@@ -356,36 +370,21 @@ def draw_pyramid_bins(
             for a no-SPP model (``spp_levels=None``).
     """
     rgb = _check_image(image)
-    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or not sizes:
-        raise ValueError(f"sizes must be a non-empty sequence of ints, got {sizes!r}")
-    minimum = int(getattr(model, "min_input_size", 1))
-    sizes = [check_int("every size", s, min=1) for s in sizes]
-    small = [s for s in sizes if s < minimum]
-    if small:
-        raise ValueError(
-            f"every size must be >= the model's minimum input {minimum}, got {small} in {sizes}"
-        )
-    if levels is None:
-        levels = getattr(model, "spp_levels", None)
-        if levels is None:
-            raise ValueError(
-                "the model has no spatial pyramid (spp_levels=None, the no-SPP baseline); "
-                "pass levels=(6, 3, 2, 1) to draw one"
-            )
-    levels = check_levels(levels)
-    stride, offset = float(model.feature_stride), float(model.feature_offset)
+    sizes = _check_sizes(sizes, model)
+    levels = _check_draw_levels(levels, model)
     length = int(model.feature_channels) * num_pyramid_bins(levels)  # C * L, size-independent
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     fig = Figure(figsize=(4.2 * len(sizes), 4.9), dpi=_DPI)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(sizes), squeeze=False)[0]
     by_fineness = sorted(set(levels), reverse=True)
-    colour = {n: _LEVEL_COLOURS[i % len(_LEVEL_COLOURS)] for i, n in enumerate(by_fineness)}
-    width = {n: 0.8 + 1.2 * i for i, n in enumerate(by_fineness)}  # coarser -> thicker
+    style = {
+        n: {"color": _LEVEL_COLOURS[i % len(_LEVEL_COLOURS)], "linewidth": 0.8 + 1.2 * i}
+        for i, n in enumerate(by_fineness)
+    }  # coarser -> thicker
     for ax, size in zip(axes, sizes, strict=True):
         if keep_aspect:
             scale = size / min(rgb.width, rgb.height)
@@ -393,28 +392,77 @@ def draw_pyramid_bins(
         else:
             im_w = im_h = size
         shown = rgb.resize((im_w, im_h), Image.Resampling.BILINEAR)
+        _draw_bins(ax, shown, model, by_fineness, style)
         map_h, map_w = model.feature_size(im_h, im_w)
-        _show_image(ax, shown)
-        cx = offset + stride * np.arange(map_w)
-        cy = offset + stride * np.arange(map_h)
-        gx, gy = np.meshgrid(cx, cy)
-        ax.plot(gx.ravel(), gy.ravel(), ".", color="white", markersize=2, alpha=0.7)
-        for n in by_fineness:
-            xs = np.unique(bin_pixel_edges(map_w, n, stride, offset))
-            ys = np.unique(bin_pixel_edges(map_h, n, stride, offset))
-            style = {"color": colour[n], "linewidth": width[n], "alpha": 0.9}
-            ax.vlines(xs, ys.min(), ys.max(), **style)
-            ax.hlines(ys, xs.min(), xs.max(), **style)
-        ax.set_xlim(min(0.0, offset - stride / 2), max(im_w, offset + stride * (map_w - 0.5)))
-        ax.set_ylim(max(im_h, offset + stride * (map_h - 0.5)), min(0.0, offset - stride / 2))
-        ax.set_axis_on()
-        ax.tick_params(labelsize=7)
         ax.set_title(
             f"input {im_w}x{im_h} -> conv map {map_w}x{map_h}\n"
             f"pooled: {model.feature_channels} x {num_pyramid_bins(levels)} = {length}",
             fontsize=9,
         )
-    handles = [Line2D([], [], color=colour[n], linewidth=width[n]) for n in levels]
+    _pyramid_legend(fig, levels, style, length)
+    return atomic_save_figure(path, fig, dpi=_DPI)
+
+
+def _check_sizes(sizes: object, model: SPPNet) -> list[int]:
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or not sizes:
+        raise ValueError(f"sizes must be a non-empty sequence of ints, got {sizes!r}")
+    minimum = int(getattr(model, "min_input_size", 1))
+    out = [check_int("every size", s, min=1) for s in sizes]
+    small = [s for s in out if s < minimum]
+    if small:
+        raise ValueError(
+            f"every size must be >= the model's minimum input {minimum}, got {small} in {out}"
+        )
+    return out
+
+
+def _check_draw_levels(levels: Sequence[int] | None, model: SPPNet) -> tuple[int, ...]:
+    if levels is None:
+        levels = getattr(model, "spp_levels", None)
+        if levels is None:
+            raise ValueError(
+                "the model has no spatial pyramid (spp_levels=None, the no-SPP baseline); "
+                "pass levels=(6, 3, 2, 1) to draw one"
+            )
+    return check_levels(levels)
+
+
+def _draw_bins(
+    ax: Any,
+    shown: Image.Image,
+    model: SPPNet,
+    by_fineness: list[int],
+    style: dict[int, dict[str, Any]],
+) -> None:
+    """One panel: the resized image, its conv cells' centres as dots and every level's bin
+    boundaries in image pixels, the axes spanning the image and the cells."""
+    stride, offset = float(model.feature_stride), float(model.feature_offset)
+    im_w, im_h = shown.width, shown.height
+    map_h, map_w = model.feature_size(im_h, im_w)
+    _show_image(ax, shown)
+    cx = offset + stride * np.arange(map_w)
+    cy = offset + stride * np.arange(map_h)
+    gx, gy = np.meshgrid(cx, cy)
+    ax.plot(gx.ravel(), gy.ravel(), ".", color="white", markersize=2, alpha=0.7)
+    for n in by_fineness:
+        xs = np.unique(bin_pixel_edges(map_w, n, stride, offset))
+        ys = np.unique(bin_pixel_edges(map_h, n, stride, offset))
+        line = {**style[n], "alpha": 0.9}
+        ax.vlines(xs, ys.min(), ys.max(), **line)
+        ax.hlines(ys, xs.min(), xs.max(), **line)
+    ax.set_xlim(min(0.0, offset - stride / 2), max(im_w, offset + stride * (map_w - 0.5)))
+    ax.set_ylim(max(im_h, offset + stride * (map_h - 0.5)), min(0.0, offset - stride / 2))
+    ax.set_axis_on()
+    ax.tick_params(labelsize=7)
+
+
+def _pyramid_legend(
+    fig: Any, levels: tuple[int, ...], style: dict[int, dict[str, Any]], length: int
+) -> None:
+    """The levels' legend below the panels and the title above them; then the layout."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], **style[n]) for n in levels]
     fig.legend(
         handles,
         [f"{n}x{n} bins" for n in levels],
@@ -429,7 +477,55 @@ def draw_pyramid_bins(
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0.06, 1, 0.95))
-    return atomic_save_figure(path, fig, dpi=_DPI)
+
+
+def plot_precision_recall(
+    result: Mapping[str, object],
+    path: str | os.PathLike[str],
+    class_names: Sequence[str] | None = None,
+) -> Path:
+    """Save the precision-recall curve of every class with an AP as a PNG.
+
+    Args:
+        result: the dict returned by :func:`sppnet.evaluation.voc_detection_map` (with
+            ``"recall"`` and ``"precision"``).
+        path: the PNG file to write; its folder must exist.
+        class_names: optional legend names, as in :func:`sppnet.evaluation.per_class_ap_table`.
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        TypeError: ``result`` without ``"ap"``, ``"recall"`` and ``"precision"``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = per_class_ap_rows(result, class_names)
+    if not isinstance(result.get("recall"), Mapping) or not isinstance(
+        result.get("precision"), Mapping
+    ):
+        raise TypeError("result must hold 'recall' and 'precision' curves (voc_detection_map)")
+    rec, prec = result["recall"], result["precision"]
+    fig = Figure(figsize=(7, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for key, name, value in rows:
+        if math.isnan(value):
+            continue
+        r = np.concatenate([[0.0], np.asarray(rec[key])])  # type: ignore[index]
+        p = np.asarray(prec[key])  # type: ignore[index]
+        p = np.concatenate([[p[0] if p.size else 0.0], p])
+        ax.plot(r, p, label=f"{name} ({100 * value:.1f})", linewidth=1)
+    m = float(result.get("map", math.nan))  # type: ignore[arg-type]
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
+    ax.set_title(
+        f"precision-recall, mAP {100 * m:.1f}" if not math.isnan(m) else "precision-recall"
+    )
+    if rows:
+        ax.legend(fontsize="small", loc="lower left", ncol=2)
+    ax.grid(True, alpha=0.3)
+    return atomic_save_figure(path, fig, dpi=100)
 
 
 # --------------------------------------------------------------------------------- JSON

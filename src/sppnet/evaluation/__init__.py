@@ -1,5 +1,5 @@
-"""Metrics: arrays in, numbers out (plus VOC result files and plots). Never imports
-models or engine."""
+"""Metrics: arrays in, numbers out (and the text of VOC result files). No file I/O; never
+imports models or engine (files and plots are :mod:`sppnet.engine`'s)."""
 
 from sppnet.evaluation.classification import topk_error, topk_errors
 from sppnet.evaluation.coco_detection import coco_detection_metrics, coco_results
@@ -10,25 +10,25 @@ from sppnet.evaluation.voc_classification import (
     voc_image_labels,
 )
 from sppnet.evaluation.voc_detection import (
+    format_voc_results,
+    parse_voc_results,
+    per_class_ap_rows,
     per_class_ap_table,
-    plot_precision_recall,
-    read_voc_results,
     voc_detection_map,
-    write_voc_results,
 )
 
 __all__ = [
     "coco_detection_metrics",
     "coco_results",
+    "format_voc_results",
     "mean_class_accuracy",
+    "parse_voc_results",
+    "per_class_ap_rows",
     "per_class_ap_table",
-    "plot_precision_recall",
-    "read_voc_results",
     "topk_error",
     "topk_errors",
     "voc_ap",
     "voc_classification_ap",
     "voc_detection_map",
     "voc_image_labels",
-    "write_voc_results",
 ]

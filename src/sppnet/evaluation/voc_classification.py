@@ -73,6 +73,19 @@ def voc_classification_ap(
         ValueError: wrong or different shapes, no images or classes, NaN scores, truth
             values outside ``{1, 0, -1}``, ``class_names`` of the wrong length or repeated.
     """
+    s, g = _check_scores_and_truth(scores, truth)
+    keys = _class_keys(class_names, s.shape[1])
+    aps: dict[object, float] = {}
+    for c, key in enumerate(keys):
+        aps[key] = _class_ap(s[:, c], g[:, c], use_07_metric)
+    valid = [v for v in aps.values() if not math.isnan(v)]
+    mean = float(sum(valid) / len(valid)) if valid else math.nan
+    return {"ap": aps, "map": mean}
+
+
+def _check_scores_and_truth(scores: ArrayLike, truth: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores float64 [N, K], truth int64 [N, K])`` after the checks of
+    :func:`voc_classification_ap`."""
     s = _to_numpy(scores, "scores", "[N, K]")
     g = _to_numpy(truth, "truth", "[N, K]")
     if s.dtype == bool or s.dtype.kind not in "iuf":
@@ -82,8 +95,7 @@ def voc_classification_ap(
         raise ValueError(f"scores must be [N, K] (2 dims), got shape {s.shape}")
     if g.shape != s.shape:
         raise ValueError(f"truth must have the shape of scores {s.shape}, got {g.shape}")
-    n, k = s.shape
-    if n == 0 or k == 0:
+    if s.shape[0] == 0 or s.shape[1] == 0:
         raise ValueError(f"scores must have at least one image and class, got {s.shape}")
     s = s.astype(np.float64)
     if np.isnan(s).any():
@@ -96,38 +108,40 @@ def voc_classification_ap(
             f"truth must be in {{1, 0, -1}} (positive, ignored, negative), "
             f"got {g[i, j]} at image {i}, class {j}"
         )
-    keys: list[object] = list(range(k))
-    if class_names is not None:
-        if isinstance(class_names, str) or not isinstance(class_names, Sequence):
-            raise TypeError(
-                f"class_names must be a sequence of K={k} strings, got {type(class_names).__name__}"
-            )
-        if len(class_names) != k:
-            raise ValueError(f"class_names must have K={k} names, got {len(class_names)}")
-        if not all(isinstance(c, str) for c in class_names):
-            raise TypeError("class_names must all be strings")
-        if len(set(class_names)) != k:
-            raise ValueError(f"class_names must be distinct, got {list(class_names)}")
-        keys = list(class_names)
+    return s, g
 
-    aps: dict[object, float] = {}
-    for c in range(k):
-        keep = g[:, c] != 0  # ignored images are neither true nor false positives
-        gc = g[keep, c]  # [N_c]
-        n_pos = int((gc > 0).sum())
-        if n_pos == 0:
-            aps[keys[c]] = math.nan
-            continue
-        # Stable sort of the negated scores: decreasing score, ties in input order (devkit).
-        order = np.argsort(-s[keep, c], kind="stable")
-        tp = np.cumsum(gc[order] > 0)  # [N_c]
-        fp = np.cumsum(gc[order] < 0)  # [N_c]
-        recall = tp / n_pos
-        precision = tp / (tp + fp)  # every kept image is a tp or an fp: no 0/0
-        aps[keys[c]] = voc_ap(recall, precision, use_07_metric=use_07_metric)
-    valid = [v for v in aps.values() if not math.isnan(v)]
-    mean = float(sum(valid) / len(valid)) if valid else math.nan
-    return {"ap": aps, "map": mean}
+
+def _class_keys(class_names: Sequence[str] | None, k: int) -> list[object]:
+    """The keys of ``"ap"``: the ``K`` checked names, or the indices ``0..K-1``."""
+    if class_names is None:
+        return list(range(k))
+    if isinstance(class_names, str) or not isinstance(class_names, Sequence):
+        raise TypeError(
+            f"class_names must be a sequence of K={k} strings, got {type(class_names).__name__}"
+        )
+    if len(class_names) != k:
+        raise ValueError(f"class_names must have K={k} names, got {len(class_names)}")
+    if not all(isinstance(c, str) for c in class_names):
+        raise TypeError("class_names must all be strings")
+    if len(set(class_names)) != k:
+        raise ValueError(f"class_names must be distinct, got {list(class_names)}")
+    return list(class_names)
+
+
+def _class_ap(scores: np.ndarray, truth: np.ndarray, use_07_metric: bool) -> float:
+    """The AP of one class from its ``scores [N]`` and ``truth [N]`` in ``{1, 0, -1}``."""
+    keep = truth != 0  # ignored images are neither true nor false positives
+    gc = truth[keep]  # [N_c]
+    n_pos = int((gc > 0).sum())
+    if n_pos == 0:
+        return math.nan
+    # Stable sort of the negated scores: decreasing score, ties in input order (devkit).
+    order = np.argsort(-scores[keep], kind="stable")
+    tp = np.cumsum(gc[order] > 0)  # [N_c]
+    fp = np.cumsum(gc[order] < 0)  # [N_c]
+    recall = tp / n_pos
+    precision = tp / (tp + fp)  # every kept image is a tp or an fp: no 0/0
+    return voc_ap(recall, precision, use_07_metric=use_07_metric)
 
 
 def voc_image_labels(annotations: Sequence[Mapping[str, object]], num_classes: int) -> Tensor:

@@ -24,7 +24,8 @@ IoU: the devkit adds 1 to widths and heights because its boxes are 1-based and i
 (pixels 1..10 span 10 pixels). Our boxes are continuous (STYLE rule 4: pixels 0..9 are
 ``(0, 0, 10, 10)``), so plain ``x2 - x1`` is the same width, and plain areas give the
 devkit's IoU exactly. The conversion back to VOC coordinates happens only in
-:func:`write_voc_results`.
+:func:`format_voc_results` (the text of VOC result files; :mod:`sppnet.engine.voc_results`
+writes and reads the files).
 
 Shape shorthand: D detections of one image, G ground-truth objects of one image, K classes.
 """
@@ -33,43 +34,47 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from sppnet._atomic import atomic_save_figure, atomic_write_text
 from sppnet.evaluation._arrays import ArrayLike, as_array
 from sppnet.evaluation.voc_ap import voc_ap
 from sppnet.ops.boxes import check_boxes
 
 __all__ = [
+    "format_voc_results",
+    "parse_voc_results",
+    "per_class_ap_rows",
     "per_class_ap_table",
-    "plot_precision_recall",
-    "read_voc_results",
     "voc_detection_map",
-    "write_voc_results",
 ]
 
-# Result files: scores with 6 significant digits, coordinates with 3 decimals (1/1000 px),
+# Result file texts: scores with 6 significant digits, coordinates with 3 decimals (1/1000 px),
 # so a write/read round trip changes a score by < 5e-6 relative and a box by <= 5e-4 px.
 _SCORE_FORMAT = "{:.6g}"
 _COORD_FORMAT = "{:.3f}"
+
+
+def _one_per_box(arr: np.ndarray, n: int, where: str, name: str, ok: bool, kind: str) -> None:
+    """Raise unless ``arr`` has an accepted dtype (``ok``, described by ``kind``) and
+    shape ``[n]``."""
+    if not ok:
+        raise TypeError(f"{where}: {name} must be {kind}, got dtype {arr.dtype}")
+    if arr.shape != (n,):
+        raise ValueError(
+            f"{where}: {name} must have shape [{n}] (one per box), got {list(arr.shape)}"
+        )
 
 
 def _check_labels(labels: object, n: int, where: str) -> np.ndarray:
     out = as_array(labels, f"{where}: labels", f"[{n}]")
     if out.size == 0 and out.dtype.kind == "f":
         out = out.astype(np.int64)  # an empty list is float to numpy
-    if out.dtype == bool or out.dtype.kind not in "iu":
-        raise TypeError(f"{where}: labels must be an integer array, got dtype {out.dtype}")
-    if out.shape != (n,):
-        raise ValueError(
-            f"{where}: labels must have shape [{n}] (one per box), got {list(out.shape)}"
-        )
+    integer = out.dtype != bool and out.dtype.kind in "iu"
+    _one_per_box(out, n, where, "labels", integer, "an integer array")
     out = out.astype(np.int64)
     if out.size and out.min() < 0:
         raise ValueError(f"{where}: labels must be >= 0, got {int(out.min())}")
@@ -84,7 +89,7 @@ def _get(entry: object, key: str, where: str) -> object:
     return entry[key]
 
 
-def _boxes(entry: Mapping, where: str) -> np.ndarray:
+def _boxes(entry: object, where: str) -> np.ndarray:
     arr = as_array(_get(entry, "boxes", where), f"{where}['boxes']", "[N, 4]")
     if arr.size == 0 and arr.ndim == 1:
         arr = arr.reshape(0, 4)  # an empty list: no boxes
@@ -95,60 +100,54 @@ def _boxes(entry: Mapping, where: str) -> np.ndarray:
     return boxes.numpy()
 
 
+def _per_image(
+    mapping: object, name: str, keys: str, check: Callable[[object, str], tuple[np.ndarray, ...]]
+) -> dict[object, tuple[np.ndarray, ...]]:
+    """``{id: check(entry)}`` of a mapping image id -> entry, each entry checked in turn."""
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"{name} must map image id -> {{{keys}}}, got {type(mapping).__name__}")
+    return {image_id: check(entry, f"{name}[{image_id!r}]") for image_id, entry in mapping.items()}
+
+
+def _scores(entry: object, n: int, where: str) -> np.ndarray:
+    scores = as_array(_get(entry, "scores", where), f"{where}: scores", f"[{n}]")
+    real = scores.dtype != bool and scores.dtype.kind in "iuf"
+    _one_per_box(scores, n, where, "scores", real, "real numbers")
+    s = scores.astype(np.float64)
+    if np.isnan(s).any():
+        raise ValueError(f"{where}: scores contain NaN (index {int(np.isnan(s).argmax())})")
+    return s
+
+
+def _difficult(entry: object, n: int, where: str) -> np.ndarray:
+    difficult = as_array(_get(entry, "difficult", where), f"{where}: difficult", "[G]")
+    if difficult.size == 0:
+        difficult = difficult.astype(bool)  # an empty list is float to numpy
+    kind = f"a BoolTensor[{n}] (or bool array / list)"
+    _one_per_box(difficult, n, where, "difficult", difficult.dtype == bool, kind)
+    return difficult
+
+
+def _detection(entry: object, where: str) -> tuple[np.ndarray, ...]:
+    boxes = _boxes(entry, where)
+    scores = _scores(entry, len(boxes), where)
+    return boxes, scores, _check_labels(_get(entry, "labels", where), len(boxes), where)
+
+
+def _annotation(entry: object, where: str) -> tuple[np.ndarray, ...]:
+    boxes = _boxes(entry, where)
+    labels = _check_labels(_get(entry, "labels", where), len(boxes), where)
+    return boxes, labels, _difficult(entry, len(boxes), where)
+
+
 def _check_detections(detections: object) -> dict[object, tuple[np.ndarray, ...]]:
     """Validate ``detections``; return ``{id: (boxes [D, 4], scores [D], labels [D])}``."""
-    if not isinstance(detections, Mapping):
-        raise TypeError(
-            f"detections must map image id -> {{'boxes', 'scores', 'labels'}}, "
-            f"got {type(detections).__name__}"
-        )
-    out: dict[object, tuple[np.ndarray, ...]] = {}
-    for image_id, entry in detections.items():
-        where = f"detections[{image_id!r}]"
-        boxes = _boxes(entry, where)
-        scores = as_array(_get(entry, "scores", where), f"{where}: scores", f"[{len(boxes)}]")
-        if scores.dtype == bool or scores.dtype.kind not in "iuf":
-            raise TypeError(f"{where}: scores must be real numbers, got dtype {scores.dtype}")
-        if scores.shape != (len(boxes),):
-            raise ValueError(
-                f"{where}: scores must have shape [{len(boxes)}] (one per box), "
-                f"got {list(scores.shape)}"
-            )
-        s = scores.astype(np.float64)
-        if np.isnan(s).any():
-            raise ValueError(f"{where}: scores contain NaN (index {int(np.isnan(s).argmax())})")
-        labels = _check_labels(_get(entry, "labels", where), len(boxes), where)
-        out[image_id] = (boxes, s, labels)
-    return out
+    return _per_image(detections, "detections", "'boxes', 'scores', 'labels'", _detection)
 
 
 def _check_annotations(annotations: object) -> dict[object, tuple[np.ndarray, ...]]:
     """Validate ``annotations``; return ``{id: (boxes [G, 4], labels [G], difficult [G])}``."""
-    if not isinstance(annotations, Mapping):
-        raise TypeError(
-            f"annotations must map image id -> {{'boxes', 'labels', 'difficult'}}, "
-            f"got {type(annotations).__name__}"
-        )
-    out: dict[object, tuple[np.ndarray, ...]] = {}
-    for image_id, entry in annotations.items():
-        where = f"annotations[{image_id!r}]"
-        boxes = _boxes(entry, where)
-        labels = _check_labels(_get(entry, "labels", where), len(boxes), where)
-        difficult = as_array(_get(entry, "difficult", where), f"{where}: difficult", "[G]")
-        if difficult.size == 0:
-            difficult = difficult.astype(bool)  # an empty list is float to numpy
-        if difficult.dtype != bool:
-            raise TypeError(
-                f"{where}: difficult must be a BoolTensor[{len(boxes)}] (or bool array / list), "
-                f"got dtype {difficult.dtype}"
-            )
-        if difficult.shape != (len(boxes),):
-            raise ValueError(
-                f"{where}: difficult must have shape [{len(boxes)}] (one per box), "
-                f"got {list(difficult.shape)}"
-            )
-        out[image_id] = (boxes, labels, difficult)
-    return out
+    return _per_image(annotations, "annotations", "'boxes', 'labels', 'difficult'", _annotation)
 
 
 def _check_class_names(class_names: object) -> list[str]:
@@ -221,11 +220,54 @@ def voc_detection_map(
     """
     dets = _check_detections(detections)
     anns = _check_annotations(annotations)
+    thr = _check_threshold(iou_threshold)
+    classes, keys = _classes(dets, anns, class_names)
+    columns, positives = _best_matches(dets, anns)
+    result: dict[str, dict[object, object]] = {
+        k: {} for k in ("ap", "recall", "precision", "num_positives")
+    }
+    for c, key in zip(classes, keys, strict=True):
+        n_pos = int((positives == c).sum())
+        result["num_positives"][key] = n_pos
+        if n_pos == 0:
+            result["ap"][key] = math.nan
+            result["recall"][key] = np.zeros(0)
+            result["precision"][key] = np.zeros(0)
+            continue
+        outcome = _ranked_outcomes([col[columns[0] == c] for col in columns[1:]], thr)  # [M]
+        tp = np.cumsum(outcome == 1)
+        fp = np.cumsum(outcome == 0)
+        recall = tp / n_pos
+        precision = tp / np.maximum(tp + fp, 1)  # tp + fp >= 1 at every kept point
+        result["ap"][key] = voc_ap(recall, precision, use_07_metric=use_07_metric)
+        result["recall"][key] = recall
+        result["precision"][key] = precision
+    valid = [v for v in result["ap"].values() if not math.isnan(v)]  # type: ignore[arg-type]
+    return {
+        "ap": result["ap"],
+        "map": float(sum(valid) / len(valid)) if valid else math.nan,
+        "recall": result["recall"],
+        "precision": result["precision"],
+        "num_positives": result["num_positives"],
+    }
+
+
+def _check_threshold(iou_threshold: object) -> float:
     if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, numbers.Real):
         raise TypeError(f"iou_threshold must be a real number, got {iou_threshold!r}")
     if not 0.0 < float(iou_threshold) <= 1.0:
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
-    thr = float(iou_threshold)
+    return float(iou_threshold)
+
+
+def _classes(
+    dets: dict[object, tuple[np.ndarray, ...]],
+    anns: dict[object, tuple[np.ndarray, ...]],
+    class_names: Sequence[str] | None,
+) -> tuple[list[int], list[object]]:
+    """``(labels, keys)`` of the classes: all of ``class_names`` (keyed by name), else the
+    labels that occur (keyed by label), in increasing order; after checking that every image
+    with detections is annotated."""
     unknown = [i for i in dets if i not in anns]
     if unknown:
         raise ValueError(
@@ -234,28 +276,30 @@ def voc_detection_map(
         )
     all_labels = {int(v) for _, lab, _ in anns.values() for v in lab}
     all_labels |= {int(v) for _, _, lab in dets.values() for v in lab}
-    if class_names is not None:
-        names = _check_class_names(class_names)
-        outside = [v for v in sorted(all_labels) if v >= len(names)]
-        if outside:
-            raise ValueError(
-                f"label {outside[0]} is outside 0..{len(names) - 1} (class_names has "
-                f"{len(names)} names)"
-            )
-        classes = list(range(len(names)))
-        keys: list[object] = list(names)
-    else:
+    if class_names is None:
         classes = sorted(all_labels)
-        keys = list(classes)
+        return classes, list(classes)
+    names = _check_class_names(class_names)
+    outside = [v for v in sorted(all_labels) if v >= len(names)]
+    if outside:
+        raise ValueError(
+            f"label {outside[0]} is outside 0..{len(names) - 1} (class_names has "
+            f"{len(names)} names)"
+        )
+    return list(range(len(names))), list(names)
 
-    # Per image: the best-IoU object of its class for each detection (independent of the
-    # ranking); then per class, the greedy pass in ranking order decides tp / fp / ignored.
-    result: dict[str, dict[object, object]] = {
-        "ap": {},
-        "recall": {},
-        "precision": {},
-        "num_positives": {},
-    }
+
+def _best_matches(
+    dets: dict[object, tuple[np.ndarray, ...]], anns: dict[object, tuple[np.ndarray, ...]]
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per detection, the best-IoU object of its class in its image (independent of the
+    ranking; the greedy pass per class then decides tp / fp / ignored).
+
+    Returns:
+        ``(columns, positives)``: the columns over all detections (label, score, image rank
+        in ``anns``, index in the image, best object or -1 for none, its IoU, whether it is
+        difficult) and the labels of all non-difficult objects.
+    """
     parts: list[tuple[np.ndarray, ...]] = []
     positive_labels = []
     for rank, (image_id, (gt_boxes, gt_labels, difficult)) in enumerate(anns.items()):
@@ -281,82 +325,59 @@ def voc_detection_map(
         columns = [np.concatenate(p) for p in zip(*parts, strict=True)]
     else:
         columns = [np.zeros(0, dtype=np.int64)] * 5 + [np.zeros(0), np.zeros(0, dtype=bool)]
-    all_det_labels = columns[0]
     pos = np.concatenate(positive_labels) if positive_labels else np.zeros(0, dtype=np.int64)
-    npos = {c: int((pos == c).sum()) for c in classes}
-
-    for c, key in zip(classes, keys, strict=True):
-        n_pos = npos[c]
-        result["num_positives"][key] = n_pos
-        mask = all_det_labels == c
-        score, img, idx, best, best_iou, diff = (col[mask] for col in columns[1:])
-        # Decreasing score; ties by image rank, then index in image (np.lexsort: last key first).
-        order = np.lexsort((idx, img, -score.astype(np.float64)))
-        outcome = np.zeros(order.size, dtype=np.int8)  # 1 tp, 0 fp, -1 ignored
-        taken: set[tuple[int, int]] = set()  # (image rank, gt index) already detected
-        ranked = zip(
-            img[order].tolist(),
-            best[order].tolist(),
-            (best_iou[order] >= thr).tolist(),
-            diff[order].tolist(),
-            strict=True,
-        )
-        for k, (im, gt, overlaps, is_difficult) in enumerate(ranked):
-            if gt < 0 or not overlaps:
-                continue  # no object overlaps enough: false positive
-            if is_difficult:
-                outcome[k] = -1  # matched a difficult object: neither tp nor fp
-            elif (im, gt) not in taken:
-                outcome[k] = 1
-                taken.add((im, gt))
-            # else: its best object is already detected (a duplicate): false positive
-        outcome = outcome[outcome >= 0]  # [M]
-        tp = np.cumsum(outcome == 1)
-        fp = np.cumsum(outcome == 0)
-        if n_pos == 0:
-            result["ap"][key] = math.nan
-            result["recall"][key] = np.zeros(0)
-            result["precision"][key] = np.zeros(0)
-            continue
-        recall = tp / n_pos
-        precision = tp / np.maximum(tp + fp, 1)  # tp + fp >= 1 at every kept point
-        result["ap"][key] = voc_ap(recall, precision, use_07_metric=use_07_metric)
-        result["recall"][key] = recall
-        result["precision"][key] = precision
-    valid = [v for v in result["ap"].values() if not math.isnan(v)]  # type: ignore[arg-type]
-    out: dict[str, object] = {
-        "ap": result["ap"],
-        "map": float(sum(valid) / len(valid)) if valid else math.nan,
-        "recall": result["recall"],
-        "precision": result["precision"],
-        "num_positives": result["num_positives"],
-    }
-    return out
+    return columns, pos
 
 
-def write_voc_results(
-    detections: Mapping[object, Mapping[str, Tensor]],
-    out_dir: str | os.PathLike[str],
-    class_names: Sequence[str],
-    prefix: str = "comp4_det_test_",
-) -> list[Path]:
-    """Write detections as VOC result files, one ``{prefix}{class}.txt`` per class.
+def _ranked_outcomes(columns: list[np.ndarray], thr: float) -> np.ndarray:
+    """The greedy pass over one class's detections in ranking order: ``int8[M]``, 1 for a true
+    positive, 0 for a false one (detections matched to difficult objects left out).
+
+    ``columns``: score, image rank, index in the image, best object, its IoU, difficult.
+    """
+    score, img, idx, best, best_iou, diff = columns
+    # Decreasing score; ties by image rank, then index in image (np.lexsort: last key first).
+    order = np.lexsort((idx, img, -score.astype(np.float64)))
+    outcome = np.zeros(order.size, dtype=np.int8)  # 1 tp, 0 fp, -1 ignored
+    taken: set[tuple[int, int]] = set()  # (image rank, gt index) already detected
+    ranked = zip(
+        img[order].tolist(),
+        best[order].tolist(),
+        (best_iou[order] >= thr).tolist(),
+        diff[order].tolist(),
+        strict=True,
+    )
+    for k, (im, gt, overlaps, is_difficult) in enumerate(ranked):
+        if gt < 0 or not overlaps:
+            continue  # no object overlaps enough: false positive
+        if is_difficult:
+            outcome[k] = -1  # matched a difficult object: neither tp nor fp
+        elif (im, gt) not in taken:
+            outcome[k] = 1
+            taken.add((im, gt))
+        # else: its best object is already detected (a duplicate): false positive
+    return outcome[outcome >= 0]
+
+
+def format_voc_results(
+    detections: Mapping[object, Mapping[str, ArrayLike]], class_names: Sequence[str]
+) -> list[str]:
+    """The text of the VOC result file of each class (written by
+    :func:`sppnet.engine.voc_results.write_voc_results`).
 
     Each line is ``image_id score x1 y1 x2 y2`` in VOC's 1-based inclusive pixel coordinates,
     scores with 6 significant digits and coordinates with 3 decimals. Lines follow the order
-    of ``detections``, then the order within each image. Every class gets a file, empty if it
-    has no detections (the devkit expects one per class).
+    of ``detections``, then the order within each image. Every class gets a text, empty if it
+    has no detections (the devkit expects a file per class).
 
     Args:
         detections: image id -> ``{"boxes": Tensor[D, 4], "scores": Tensor[D],
             "labels": LongTensor[D]}`` with labels in ``0..K-1``. Ids are written with
             ``str()`` and must not contain whitespace.
-        out_dir: the folder; created if missing.
-        class_names: the ``K`` class names, used in the file names.
-        prefix: the file name prefix (VOC: ``comp4_det_test_`` for competition 4, own data).
+        class_names: the ``K`` class names.
 
     Returns:
-        The ``K`` paths written, in class order.
+        ``K`` texts, in class order.
 
     Raises:
         TypeError, ValueError: as :func:`voc_detection_map` for the detections; labels
@@ -380,49 +401,38 @@ def write_voc_results(
             voc_box = (box[0] + 1.0, box[1] + 1.0, box[2], box[3])
             coords = " ".join(_COORD_FORMAT.format(v) for v in voc_box)
             lines[int(label)].append(f"{text_id} {_SCORE_FORMAT.format(score)} {coords}\n")
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, class_lines in zip(names, lines, strict=True):
-        path = folder / f"{prefix}{name}.txt"
-        atomic_write_text(path, "".join(class_lines))
-        paths.append(path)
-    return paths
+    return ["".join(class_lines) for class_lines in lines]
 
 
-def read_voc_results(
-    out_dir: str | os.PathLike[str],
-    class_names: Sequence[str],
-    prefix: str = "comp4_det_test_",
+def parse_voc_results(
+    texts: Iterable[tuple[str, str]], class_names: Sequence[str], where: str = "VOC results"
 ) -> dict[str, dict[str, Tensor]]:
-    """Read VOC result files back into a detections dict (inverse of :func:`write_voc_results`).
+    """Detections from the texts of VOC result files (inverse of :func:`format_voc_results`).
 
     Args:
-        out_dir: the folder holding ``{prefix}{class}.txt`` for each class.
+        texts: ``(source, text)`` per class, in the order of ``class_names``; ``source``
+            names the file in error messages. It may be lazy (a generator that reads files):
+            it is consumed only after ``class_names`` are checked, one class at a time.
         class_names: the ``K`` class names; the label of a detection is its class's index.
-        prefix: the file name prefix.
+        where: names the results in the message of an invalid box.
 
     Returns:
         image id (``str``) -> ``{"boxes": Tensor[D, 4] float32, "scores": Tensor[D] float32,
         "labels": LongTensor[D]}``, boxes converted back to our 0-based continuous
-        convention. Images in order of first appearance (class files in class order), each
-        image's detections by class, then in file order. A round trip gives the written
-        values up to the file precision (6 significant digits of score, 1/1000 pixel).
+        convention. Images in order of first appearance (classes in class order), each
+        image's detections by class, then in text order. A round trip gives the formatted
+        values up to their precision (6 significant digits of score, 1/1000 pixel).
 
     Raises:
         TypeError: non-string class names.
-        FileNotFoundError: a class file is missing (the message names it).
-        ValueError: a line that is not ``image_id score x1 y1 x2 y2`` with numbers (file and
-            line number named), or a box with ``x2 < x1`` or ``y2 < y1``.
+        ValueError: a line that is not ``image_id score x1 y1 x2 y2`` with numbers (source and
+            line number named), a box with ``x2 < x1`` or ``y2 < y1``, or a number of texts
+            other than ``K``.
     """
     names = _check_class_names(class_names)
-    folder = Path(out_dir)
     rows: dict[str, list[tuple[float, float, float, float, float, int]]] = {}
-    for label, name in enumerate(names):
-        path = folder / f"{prefix}{name}.txt"
-        if not path.is_file():
-            raise FileNotFoundError(f"VOC result file for class {name!r} not found: {path}")
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for label, (_, (source, text)) in enumerate(zip(names, texts, strict=True)):
+        for number, line in enumerate(text.splitlines(), start=1):
             fields = line.split()
             if not fields:
                 continue
@@ -432,7 +442,7 @@ def read_voc_results(
                 score, x1, y1, x2, y2 = (float(v) for v in fields[1:])
             except ValueError:
                 raise ValueError(
-                    f"{path}:{number}: expected 'image_id score x1 y1 x2 y2', got {line!r}"
+                    f"{source}:{number}: expected 'image_id score x1 y1 x2 y2', got {line!r}"
                 ) from None
             # VOC 1-based inclusive pixels x1..x2 are our continuous (x1 - 1, ..., x2).
             rows.setdefault(fields[0], []).append((x1 - 1.0, y1 - 1.0, x2, y2, score, label))
@@ -440,7 +450,7 @@ def read_voc_results(
     for image_id, image_rows in rows.items():
         table = torch.tensor(image_rows, dtype=torch.float64).reshape(-1, 6)  # [D, 6]
         boxes = table[:, :4].to(torch.float32)
-        check_boxes(boxes, f"boxes of image {image_id!r} in {folder}")
+        check_boxes(boxes, f"boxes of image {image_id!r} in {where}")
         out[image_id] = {
             "boxes": boxes,
             "scores": table[:, 4].to(torch.float32),
@@ -449,24 +459,41 @@ def read_voc_results(
     return out
 
 
-def _keys_and_names(
-    result: Mapping[str, object], class_names: Sequence[str] | None
-) -> list[tuple[object, str]]:
+def per_class_ap_rows(
+    result: Mapping[str, object], class_names: Sequence[str] | None = None
+) -> list[tuple[object, str, float]]:
+    """The per-class rows of a :func:`voc_detection_map` result: ``(key, name, AP)``.
+
+    Args:
+        result: the dict returned by :func:`voc_detection_map`.
+        class_names: optional display names; either the keys of ``result["ap"]`` (any
+            subset order) or one name per class in its order. ``str(key)`` otherwise.
+
+    Returns:
+        ``(key into result's dicts, display name, AP as a float, NaN without one)`` per row.
+
+    Raises:
+        TypeError: ``result`` without ``"ap"``; non-string names.
+        ValueError: ``class_names`` that fit neither the keys nor the number of classes.
+    """
     if not isinstance(result, Mapping) or not isinstance(result.get("ap"), Mapping):
         raise TypeError("result must be the dict returned by voc_detection_map (with 'ap')")
     ap = result["ap"]
     keys = list(ap)  # type: ignore[arg-type]
     if class_names is None:
-        return [(k, str(k)) for k in keys]
-    names = _check_class_names(class_names)
-    if all(n in ap for n in names):  # type: ignore[operator]
-        return [(n, n) for n in names]
-    if len(names) == len(keys):
-        return list(zip(keys, names, strict=True))
-    raise ValueError(
-        f"class_names ({len(names)}) match neither the keys nor the number of classes "
-        f"({len(keys)}) of result['ap']"
-    )
+        pairs = [(k, str(k)) for k in keys]
+    else:
+        names = _check_class_names(class_names)
+        if all(n in ap for n in names):  # type: ignore[operator]
+            pairs = [(n, n) for n in names]
+        elif len(names) == len(keys):
+            pairs = list(zip(keys, names, strict=True))
+        else:
+            raise ValueError(
+                f"class_names ({len(names)}) match neither the keys nor the number of classes "
+                f"({len(keys)}) of result['ap']"
+            )
+    return [(key, name, float(ap[key])) for key, name in pairs]  # type: ignore[index]
 
 
 def per_class_ap_table(
@@ -476,8 +503,7 @@ def per_class_ap_table(
 
     Args:
         result: the dict returned by :func:`voc_detection_map`.
-        class_names: optional names for the rows; either the keys of ``result["ap"]`` (any
-            subset order) or one display name per class in its order. The keys otherwise.
+        class_names: optional names for the rows, as in :func:`per_class_ap_rows`.
 
     Returns:
         ``| class | AP (%) |`` rows with one decimal (``n/a`` for NaN), then a bold mAP row.
@@ -487,62 +513,8 @@ def per_class_ap_table(
         ValueError: ``class_names`` that fit neither the keys nor the number of classes.
     """
     rows = ["| class | AP (%) |", "| --- | ---: |"]
-    ap = result["ap"] if isinstance(result, Mapping) else None
-    for key, name in _keys_and_names(result, class_names):
-        value = float(ap[key])  # type: ignore[index]
+    for _, name, value in per_class_ap_rows(result, class_names):
         rows.append(f"| {name} | {'n/a' if math.isnan(value) else f'{100 * value:.1f}'} |")
     m = float(result.get("map", math.nan))  # type: ignore[union-attr, arg-type]
     rows.append(f"| **mAP** | **{'n/a' if math.isnan(m) else f'{100 * m:.1f}'}** |")
     return "\n".join(rows) + "\n"
-
-
-def plot_precision_recall(
-    result: Mapping[str, object],
-    path: str | os.PathLike[str],
-    class_names: Sequence[str] | None = None,
-) -> Path:
-    """Save the precision-recall curve of every class with an AP as a PNG.
-
-    Uses matplotlib's Agg canvas directly (no pyplot, no global backend change).
-
-    Args:
-        result: the dict returned by :func:`voc_detection_map` (with ``"recall"`` and
-            ``"precision"``).
-        path: the PNG file to write; its folder must exist.
-        class_names: optional legend names, as in :func:`per_class_ap_table`.
-
-    Returns:
-        ``Path(path)``.
-
-    Raises:
-        TypeError: ``result`` without ``"ap"``, ``"recall"`` and ``"precision"``.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    pairs = _keys_and_names(result, class_names)
-    if not isinstance(result.get("recall"), Mapping) or not isinstance(
-        result.get("precision"), Mapping
-    ):
-        raise TypeError("result must hold 'recall' and 'precision' curves (voc_detection_map)")
-    ap, rec, prec = result["ap"], result["recall"], result["precision"]
-    fig = Figure(figsize=(7, 5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    for key, name in pairs:
-        value = float(ap[key])  # type: ignore[index]
-        if math.isnan(value):
-            continue
-        r = np.concatenate([[0.0], np.asarray(rec[key])])  # type: ignore[index]
-        p = np.asarray(prec[key])  # type: ignore[index]
-        p = np.concatenate([[p[0] if p.size else 0.0], p])
-        ax.plot(r, p, label=f"{name} ({100 * value:.1f})", linewidth=1)
-    m = float(result.get("map", math.nan))  # type: ignore[arg-type]
-    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
-    ax.set_title(
-        f"precision-recall, mAP {100 * m:.1f}" if not math.isnan(m) else "precision-recall"
-    )
-    if pairs:
-        ax.legend(fontsize="small", loc="lower left", ncol=2)
-    ax.grid(True, alpha=0.3)
-    return atomic_save_figure(path, fig, dpi=100)
