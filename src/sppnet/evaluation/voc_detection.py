@@ -518,3 +518,13 @@ def per_class_ap_table(
     m = float(result.get("map", math.nan))  # type: ignore[union-attr, arg-type]
     rows.append(f"| **mAP** | **{'n/a' if math.isnan(m) else f'{100 * m:.1f}'}** |")
     return "\n".join(rows) + "\n"
+
+
+def __getattr__(name: str) -> object:
+    """``write_voc_results``, ``read_voc_results`` and ``plot_precision_recall`` moved to
+    the engine: still found here, with a DeprecationWarning."""
+    if name not in ("write_voc_results", "read_voc_results", "plot_precision_recall"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from sppnet.evaluation import moved_name
+
+    return moved_name(name, __name__)
