@@ -265,15 +265,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+_MODELS_TEXT = r"""
+list the networks (ZF-5, Convnet*-5, Overfeat-5/7) and their geometry
+
+List the registered networks with their conv5 stride, receptive-field offset, channels,
+minimum input size and parameter count.
+
+example:
+  sppnet models --width 0.25 --input 224 180 137x251
+"""
+
+
 def add_models_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet models``."""
-    models = add_command(
-        sub, "models", _cmd_models,
-        help="list the networks (ZF-5, Convnet*-5, Overfeat-5/7) and their geometry",
-        description="List the registered networks with their conv5 stride, receptive-field "
-        "offset, channels, minimum input size and parameter count.",
-        epilog="example:\n  sppnet models --width 0.25 --input 224 180 137x251",
-    )  # fmt: skip
+    models = add_command(sub, "models", _cmd_models, _MODELS_TEXT)
     models.add_argument(
         "--width", type=float, default=1.0, help="channel width multiplier (default 1.0)"
     )
@@ -286,19 +291,23 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
+_EVAL_TEXT = r"""
+top-1/top-5 error of a trained classifier with the paper's test views
+
+Evaluate a checkpoint on an image-folder split with the test views of Sec. 3.1.2-3.1.5: 1
+center crop, the standard 10 views, the full image (shorter side 256, aspect kept) and
+multi-view testing on feature maps (18 windows per scale pooled from the conv maps of the
+whole image, plus 2 full-image views).
+
+example:
+  sppnet eval --checkpoint runs/zf5 --data data/builtin/cls --split test \
+      --views center ten full multiview --json runs/zf5/eval.json
+"""
+
+
 def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet eval``."""
-    evaluate = add_command(
-        sub, "eval", _cmd_eval,
-        help="top-1/top-5 error of a trained classifier with the paper's test views",
-        description="Evaluate a checkpoint on an image-folder split with the test views of "
-        "Sec. 3.1.2-3.1.5: 1 center crop, the standard 10 views, the full image (shorter "
-        "side 256, aspect kept) and multi-view testing on feature maps (18 windows per "
-        "scale pooled from the conv maps of the whole image, plus 2 full-image views).",
-        epilog="example:\n"
-        "  sppnet eval --checkpoint runs/zf5 --data data/builtin/cls --split test \\\n"
-        "      --views center ten full multiview --json runs/zf5/eval.json",
-    )  # fmt: skip
+    evaluate = add_command(sub, "eval", _cmd_eval, _EVAL_TEXT)
     add_checkpoint_options(evaluate, required=True)
     evaluate.add_argument(
         "--data", required=True, metavar="DIR", help="image-folder dataset (one folder per class)"
@@ -341,10 +350,18 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     add_no_progress(evaluate, "no progress bar")
 
 
-_TRAIN_EPILOG = """\
+_TRAIN_TEXT = r"""
+train a classifier: single-, multi-, random- or variable-size (Sec. 2.3, 3.1)
+
+Train an SPP-net classifier on an image-folder dataset (one folder per class, optional
+splits/train.txt and splits/val.txt) or on the built-in data. Checkpoints (every epoch,
+atomic), log.csv/log.json and curves.png go to --out; --resume continues a killed run with
+the same result as an unbroken one. Runs on several processes with torchrun (--batch-size is
+then the global batch).
+
 examples:
   # a tiny run on built-in data (generated once into runs/tiny/data), ~30 s on a CPU
-  sppnet train --builtin --out runs/tiny --width 0.125 --fc-dim 64 --crop 64 \\
+  sppnet train --builtin --out runs/tiny --width 0.125 --fc-dim 64 --crop 64 \
       --small-crop 52 --shorter 72 --size-mode multi --epochs 3 --batch-size 32
   # the paper's ZF-5 with multi-size training on your own image folders
   sppnet train --data data/caltech101 --out runs/zf5 --size-mode multi --device cuda
@@ -352,28 +369,20 @@ examples:
   sppnet train --out runs/zf5 --resume --epochs 90
   # fc6-fc8 on a frozen ImageNet EfficientNet-Lite0 trunk (fc 1024), then
   # fine-tune the trunk too at a tenth of the learning rate
-  sppnet train --builtin --out runs/lite0 --model efficientnet_lite0 --pretrained \\
-      --trunk-lr-scale 0 --cache-views 4 --size-mode multi --epochs 30 \\
+  sppnet train --builtin --out runs/lite0 --model efficientnet_lite0 --pretrained \
+      --trunk-lr-scale 0 --cache-views 4 --size-mode multi --epochs 30 \
       --batch-size 32
-  sppnet train --out runs/lite0 --resume --trunk-lr-scale 0.1 --cache-views 0 \\
+  sppnet train --out runs/lite0 --resume --trunk-lr-scale 0.1 --cache-views 0 \
       --epochs 36
   # two processes (gloo on CPU, nccl on GPUs)
-  torchrun --nproc_per_node=2 -m sppnet train --builtin --out runs/ddp --width 0.125 \\
-      --fc-dim 64 --crop 64 --small-crop 52 --shorter 72 --epochs 2 --batch-size 32"""
+  torchrun --nproc_per_node=2 -m sppnet train --builtin --out runs/ddp --width 0.125 \
+      --fc-dim 64 --crop 64 --small-crop 52 --shorter 72 --epochs 2 --batch-size 32
+"""
 
 
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet train``."""
-    train = add_command(
-        sub, "train", _cmd_train,
-        help="train a classifier: single-, multi-, random- or variable-size (Sec. 2.3, 3.1)",
-        description="Train an SPP-net classifier on an image-folder dataset (one folder per "
-        "class, optional splits/train.txt and splits/val.txt) or on the built-in data. "
-        "Checkpoints (every epoch, atomic), log.csv/log.json and curves.png go to --out; "
-        "--resume continues a killed run with the same result as an unbroken one. Runs on "
-        "several processes with torchrun (--batch-size is then the global batch).",
-        epilog=_TRAIN_EPILOG,
-    )  # fmt: skip
+    train = add_command(sub, "train", _cmd_train, _TRAIN_TEXT)
     source = train.add_mutually_exclusive_group()
     source.add_argument("--data", metavar="DIR", help="image-folder dataset root")
     source.add_argument(
@@ -461,19 +470,23 @@ def _add_train_net_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--workers", type=int, help="data-loader worker processes (0)")
 
 
+_PREDICT_TEXT = r"""
+name what is in images: ImageNet classes, or a trained run's classes
+
+Classify whole images (aspect ratio kept, shorter side --size). Without --checkpoint: the
+pretrained EfficientNet-Lite ImageNet classifier and the 1,000 ImageNet class names; with
+it: a classifier trained by `sppnet train`.
+
+examples:
+  sppnet predict photo.jpg other.png --top 5
+  sppnet predict photo.jpg --model efficientnet_lite2
+  sppnet predict crop.jpg --checkpoint runs/lite0 --which best
+"""
+
+
 def add_predict_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet predict``."""
-    predict = add_command(
-        sub, "predict", _cmd_predict,
-        help="name what is in images: ImageNet classes, or a trained run's classes",
-        description="Classify whole images (aspect ratio kept, shorter side --size). Without "
-        "--checkpoint: the pretrained EfficientNet-Lite ImageNet classifier and the 1,000 "
-        "ImageNet class names; with it: a classifier trained by `sppnet train`.",
-        epilog="examples:\n"
-        "  sppnet predict photo.jpg other.png --top 5\n"
-        "  sppnet predict photo.jpg --model efficientnet_lite2\n"
-        "  sppnet predict crop.jpg --checkpoint runs/lite0 --which best",
-    )  # fmt: skip
+    predict = add_command(sub, "predict", _cmd_predict, _PREDICT_TEXT)
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     predict.add_argument("--top", type=int, default=5, help="classes to show (default 5)")
     predict.add_argument(

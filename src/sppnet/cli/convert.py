@@ -46,21 +46,24 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+_CONVERT_TEXT = r"""
+convert detection data: VOC layout <-> COCO JSON
+
+voc2coco: one split of a VOC-layout root -> a COCO annotation file (difficult -> iscrowd;
+file_name relative to ROOT/JPEGImages). coco2voc: a COCO file -> a VOC-layout root
+(Annotations/*.xml, ImageSets/Main/SPLIT.txt, classes.txt, JPEGImages as hard links or
+copies; iscrowd -> difficult; fractional boxes grow to whole pixels).
+
+examples:
+  sppnet convert voc2coco --data VOCdevkit/VOC2007 --split test --out voc07_test.json
+  sppnet convert coco2voc --data coco/annotations/instances_val.json \
+      --images coco/val --split val --out coco_voc
+"""
+
+
 def add_convert_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet convert``."""
-    convert = add_command(
-        sub, "convert", _cmd_convert,
-        help="convert detection data: VOC layout <-> COCO JSON",
-        description="voc2coco: one split of a VOC-layout root -> a COCO annotation file "
-        "(difficult -> iscrowd; file_name relative to ROOT/JPEGImages). coco2voc: a COCO "
-        "file -> a VOC-layout root (Annotations/*.xml, ImageSets/Main/SPLIT.txt, classes.txt, "
-        "JPEGImages as hard links or copies; iscrowd -> difficult; fractional boxes grow to "
-        "whole pixels).",
-        epilog="examples:\n"
-        "  sppnet convert voc2coco --data VOCdevkit/VOC2007 --split test --out voc07_test.json\n"
-        "  sppnet convert coco2voc --data coco/annotations/instances_val.json \\\n"
-        "      --images coco/val --split val --out coco_voc",
-    )  # fmt: skip
+    convert = add_command(sub, "convert", _cmd_convert, _CONVERT_TEXT)
     convert.add_argument("direction", choices=("voc2coco", "coco2voc"))
     add_detection_data(
         convert, required=True,

@@ -145,11 +145,11 @@ def _eval_det(args: argparse.Namespace, detector: Any, info: DistInfo) -> int:
         detector,
         dataset,
         proposals,
+        progress=shown,
+        info=info,
         out=out,
         rcnn_images=args.rcnn_images,
         max_images=args.max_images,
-        progress=shown,
-        info=info,
     )
     if result is None:
         return 0  # a torchrun rank other than 0: rank 0 scores and reports
@@ -224,43 +224,43 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-_TRAIN_DET_EPILOG = """\
+_TRAIN_DET_TEXT = r"""
+train the SPP-net detector: proposals, feature cache, fc, SVMs, box regression
+
+Train an SPP-net detector (Sec. 4.2) on a VOC-layout dataset: proposals per image (cached),
+the conv maps of each whole image once and the pyramid of every window (a disk cache, size
+printed first), fc6/fc7 + a new (K+1)-way fc8 fine-tuned on it, per-class linear SVMs with
+hard-negative mining, per-class box regression. Every stage is resumable: run the same
+command again after a crash.
+
 examples:
   # on the built-in data with a pre-trained classifier (sppnet train ... --out runs/cls)
-  sppnet train-det --checkpoint runs/cls --out runs/det --proposals edge_boxes \\
+  sppnet train-det --checkpoint runs/cls --out runs/det --proposals edge_boxes \
       --max-proposals 500 --scales 400 --finetune-iterations 1000
   # straight on an ImageNet-pretrained EfficientNet-Lite0 trunk (no classifier run)
-  sppnet train-det --model efficientnet_lite0 --pretrained --out runs/det_lite \\
+  sppnet train-det --model efficientnet_lite0 --pretrained --out runs/det_lite \
       --max-proposals 300 --scales 480 --finetune-iterations 1500
   # Pascal VOC 2007 trainval, selective search, 5 scales
-  sppnet train-det --data VOCdevkit/VOC2007 --split trainval --checkpoint runs/zf5 \\
+  sppnet train-det --data VOCdevkit/VOC2007 --split trainval --checkpoint runs/zf5 \
       --out runs/voc07 --scales 480 576 688 864 1200
   # your own classes on a VOC-layout root (or write them to ROOT/classes.txt)
-  sppnet train-det --data my_voc --split train --classes widget,gadget \\
+  sppnet train-det --data my_voc --split train --classes widget,gadget \
       --checkpoint runs/zf5 --out runs/mine
   # a COCO annotation file and its image folder
-  sppnet train-det --data coco/annotations/instances_train.json \\
+  sppnet train-det --data coco/annotations/instances_train.json \
       --images coco/train --checkpoint runs/zf5 --out runs/coco
   # proposals in 4 processes; or 2 processes sharing out the proposals and the cache
   # (rank 0 then trains; the same files and detector as one process). Several
   # machines: torchrun --nnodes M --node_rank I --master_addr HOST ... with --out
   # on a shared file system (README: several processes and machines)
   sppnet train-det --checkpoint runs/cls --out runs/det --proposal-workers 4
-  torchrun --nproc_per_node 2 -m sppnet train-det --checkpoint runs/cls --out runs/det"""
+  torchrun --nproc_per_node 2 -m sppnet train-det --checkpoint runs/cls --out runs/det
+"""
 
 
 def add_train_det_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet train-det``."""
-    train = add_command(
-        sub, "train-det", _cmd_train_det,
-        help="train the SPP-net detector: proposals, feature cache, fc, SVMs, box regression",
-        description="Train an SPP-net detector (Sec. 4.2) on a VOC-layout dataset: proposals "
-        "per image (cached), the conv maps of each whole image once and the pyramid of "
-        "every window (a disk cache, size printed first), fc6/fc7 + a new (K+1)-way fc8 "
-        "fine-tuned on it, per-class linear SVMs with hard-negative mining, per-class box "
-        "regression. Every stage is resumable: run the same command again after a crash.",
-        epilog=_TRAIN_DET_EPILOG,
-    )  # fmt: skip
+    train = add_command(sub, "train-det", _cmd_train_det, _TRAIN_DET_TEXT)
     add_detection_data(
         train, required=False,
         help="VOC-layout root, or a COCO annotation file with --images (default: built-in data)",
@@ -322,31 +322,30 @@ def _add_train_det_net_options(train: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-_EVAL_DET_EPILOG = """\
+_EVAL_DET_TEXT = r"""
+VOC07 mAP and COCO AP of a trained detector, per-stage time, R-CNN baseline
+
+Detect on a VOC-layout split or a COCO file and score VOC 2007 mAP (11-point AP, IoU 0.5,
+difficult objects ignored) and COCO AP, AP50, AP75 (pycocotools; crowd regions and VOC's
+difficult objects ignored). The classes are the detector's own. Writes VOC result files,
+coco_results.json, ap_table.md, pr_curves.png and metrics.json. --rcnn-images N also runs
+the R-CNN baseline (each window warped and passed through the whole network, Sec. 4.3) on N
+images with the same model, windows and SVMs, and prints both times (Tables 9-10).
+
 examples:
-  sppnet eval-det --detector runs/det --data runs/det/data/voc --split test \\
+  sppnet eval-det --detector runs/det --data runs/det/data/voc --split test \
       --proposals edge_boxes --max-proposals 500 --rcnn-images 5
-  sppnet eval-det --detector runs/coco --data coco/annotations/instances_val.json \\
+  sppnet eval-det --detector runs/coco --data coco/annotations/instances_val.json \
       --images coco/val --proposals edge_boxes
   # the images shared out to 2 processes (rank 0 scores: the same numbers and files)
-  torchrun --nproc_per_node 2 -m sppnet eval-det --detector runs/det \\
-      --data runs/det/data/voc --split test --proposal-workers 2"""
+  torchrun --nproc_per_node 2 -m sppnet eval-det --detector runs/det \
+      --data runs/det/data/voc --split test --proposal-workers 2
+"""
 
 
 def add_eval_det_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet eval-det``."""
-    evaluate = add_command(
-        sub, "eval-det", _cmd_eval_det,
-        help="VOC07 mAP and COCO AP of a trained detector, per-stage time, R-CNN baseline",
-        description="Detect on a VOC-layout split or a COCO file and score VOC 2007 mAP "
-        "(11-point AP, IoU 0.5, difficult objects ignored) and COCO AP, AP50, AP75 "
-        "(pycocotools; crowd regions and VOC's difficult objects ignored). The classes are "
-        "the detector's own. Writes VOC result files, coco_results.json, ap_table.md, "
-        "pr_curves.png and metrics.json. --rcnn-images N also runs the R-CNN baseline (each "
-        "window warped and passed through the whole network, Sec. 4.3) on N images with the "
-        "same model, windows and SVMs, and prints both times (Tables 9-10).",
-        epilog=_EVAL_DET_EPILOG,
-    )  # fmt: skip
+    evaluate = add_command(sub, "eval-det", _cmd_eval_det, _EVAL_DET_TEXT)
     evaluate.add_argument("--detector", required=True, metavar="DIR", help="train-det output")
     add_detection_data(
         evaluate, required=True, help="VOC-layout root, or a COCO annotation file with --images"
@@ -364,32 +363,31 @@ def add_eval_det_parser(sub: argparse._SubParsersAction) -> None:
     add_no_progress(evaluate)
 
 
-_DETECT_EPILOG = """\
+_DETECT_TEXT = r"""
+detect objects in images: a picture with the boxes and a JSON per image
+
+Run a trained detector on image files. For each IMAGE writes OUT/<name>.png (boxes drawn)
+and OUT/<name>.json (boxes in pixels, scores, class names, windows, time per stage); <name>
+is the file's stem, with -2, -3, ... for later images of the same stem (a/x.jpg b/x.jpg ->
+x, x-2); files of an earlier run are replaced with a warning. An image whose shorter side
+exceeds the detector's largest scale is detected (and drawn) on a copy of that size; the
+JSON boxes are in its own pixels. Proposals: EdgeBoxes (default, fast), selective search, or
+a directory of <stem>.npy files.
+
 examples:
-  sppnet detect runs/det/data/voc/JPEGImages/000601.jpg --detector runs/det \\
+  sppnet detect runs/det/data/voc/JPEGImages/000601.jpg --detector runs/det \
       --out detections --max-proposals 500
   # the same with the exported graphs in ONNX Runtime (sppnet export --detector ...)
-  sppnet detect runs/det/data/voc/JPEGImages/000601.jpg --onnx runs/det_onnx \\
+  sppnet detect runs/det/data/voc/JPEGImages/000601.jpg --onnx runs/det_onnx \
       --out detections --max-proposals 500
   # many images: their proposals first, in 4 processes
-  sppnet detect photos/*.jpg --detector runs/det --out detections --proposal-workers 4"""
+  sppnet detect photos/*.jpg --detector runs/det --out detections --proposal-workers 4
+"""
 
 
 def add_detect_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet detect``."""
-    detect = add_command(
-        sub, "detect", _cmd_detect,
-        help="detect objects in images: a picture with the boxes and a JSON per image",
-        description="Run a trained detector on image files. For each IMAGE writes OUT/<name>.png "
-        "(boxes drawn) and OUT/<name>.json (boxes in pixels, scores, class names, windows, "
-        "time per stage); <name> is the file's stem, with -2, -3, ... for later images of "
-        "the same stem (a/x.jpg b/x.jpg -> x, x-2); files of an earlier run are replaced "
-        "with a warning. An image whose shorter side exceeds the detector's largest scale "
-        "is detected (and drawn) on a copy of that size; the JSON boxes are in its own "
-        "pixels. Proposals: EdgeBoxes (default, fast), selective search, or a "
-        "directory of <stem>.npy files.",
-        epilog=_DETECT_EPILOG,
-    )  # fmt: skip
+    detect = add_command(sub, "detect", _cmd_detect, _DETECT_TEXT)
     detect.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     which = detect.add_mutually_exclusive_group(required=True)
     which.add_argument("--detector", metavar="DIR", help="train-det output (PyTorch)")

@@ -46,22 +46,25 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+_EXPORT_TEXT = r"""
+export a classifier or a detector to ONNX (any image size, any window count)
+
+Export a trained classifier to one ONNX file (image [N, 3, H, W] minus the mean -> logits;
+N, H, W dynamic for SPP networks) or a trained detector to a directory of two graphs (conv
+map of an image of any size; windows [R, 4] on it -> SVM scores and box deltas) for `sppnet
+detect --onnx`. The pyramid's Appendix-A bins are exact at every size. Exporter:
+torch.onnx.export(dynamo=True), opset 20. Needs the onnx extra: pip install sppnet[onnx].
+
+examples:
+  sppnet export --checkpoint runs/cls --out cls.onnx
+  sppnet export --detector runs/det --out runs/det_onnx
+  sppnet detect image.jpg --onnx runs/det_onnx --out detections
+"""
+
+
 def add_export_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet export``."""
-    export = add_command(
-        sub, "export", _cmd_export,
-        help="export a classifier or a detector to ONNX (any image size, any window count)",
-        description="Export a trained classifier to one ONNX file (image [N, 3, H, W] minus "
-        "the mean -> logits; N, H, W dynamic for SPP networks) or a trained detector to a "
-        "directory of two graphs (conv map of an image of any size; windows [R, 4] on it -> "
-        "SVM scores and box deltas) for `sppnet detect --onnx`. The pyramid's Appendix-A bins "
-        "are exact at every size. Exporter: torch.onnx.export(dynamo=True), opset 20. Needs "
-        "the onnx extra: pip install sppnet[onnx].",
-        epilog="examples:\n"
-        "  sppnet export --checkpoint runs/cls --out cls.onnx\n"
-        "  sppnet export --detector runs/det --out runs/det_onnx\n"
-        "  sppnet detect image.jpg --onnx runs/det_onnx --out detections",
-    )  # fmt: skip
+    export = add_command(sub, "export", _cmd_export, _EXPORT_TEXT)
     source = export.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", metavar="RUN", help="a classifier run (sppnet train)")
     source.add_argument("--detector", metavar="DIR", help="a detector (sppnet train-det)")

@@ -30,13 +30,25 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def add_command(
-    sub: argparse._SubParsersAction, name: str, handler: Handler, **texts: str
+    sub: argparse._SubParsersAction, name: str, handler: Handler, text: str
 ) -> argparse.ArgumentParser:
-    """A subcommand ``name`` run by ``handler``; ``texts``: its help, description, epilog.
+    """A subcommand ``name`` run by ``handler``.
 
-    The epilog (the copy-pasteable examples) is printed as written.
+    Args:
+        sub: the ``sppnet`` parser's subparsers.
+        name: the command.
+        handler: ``handler(args) -> exit code``.
+        text: three paragraphs: its one line in ``sppnet --help``, its description (shown
+            as one paragraph), and the copy-pasteable examples (shown as written).
     """
-    parser = sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **texts)
+    help, description, examples = text.strip("\n").split("\n\n", 2)
+    parser = sub.add_parser(
+        name,
+        help=help,
+        description=" ".join(description.split()),
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.set_defaults(func=handler)
     return parser
 

@@ -223,24 +223,27 @@ def _features(args: argparse.Namespace, device: str, info: DistInfo) -> int:
     return 0
 
 
+_SVM_TEXT = r"""
+linear SVMs on cached features: VOC 2007 mAP or the Caltech101 protocol
+
+Train one-vs-rest linear SVMs (liblinear) on features written by `sppnet features` (Sec.
+3.2-3.3; no augmentation, C chosen on a held-out 20% of the training images unless --C is
+given). voc: one SVM per class on --features (images holding only difficult objects of a
+class are ignored for it), per-class AP and mAP on --test-features (11-point, VOC 2007).
+caltech: --n-train images per class for training and up to --n-test of the rest for testing,
+--splits random splits, mean and std of the mean per-class accuracy (split seeds printed).
+
+examples:
+  sppnet svm --features feats/voc_trainval --test-features feats/voc_test \
+      --protocol voc --json voc_svm.json
+  sppnet svm --features feats/caltech101 --protocol caltech --n-train 30 \
+      --n-test 50 --splits 10 --C 1.0
+"""
+
+
 def add_svm_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet svm``."""
-    svm = add_command(
-        sub, "svm", _cmd_svm,
-        help="linear SVMs on cached features: VOC 2007 mAP or the Caltech101 protocol",
-        description="Train one-vs-rest linear SVMs (liblinear) on features written by "
-        "`sppnet features` (Sec. 3.2-3.3; no augmentation, C chosen on a held-out 20%% of "
-        "the training images unless --C is given). voc: one SVM per class on --features "
-        "(images holding only difficult objects of a class are ignored for it), per-class "
-        "AP and mAP on --test-features (11-point, VOC 2007). caltech: --n-train images per "
-        "class for training and up to --n-test of the rest for testing, --splits random "
-        "splits, mean and std of the mean per-class accuracy (split seeds printed).",
-        epilog="examples:\n"
-        "  sppnet svm --features feats/voc_trainval --test-features feats/voc_test \\\n"
-        "      --protocol voc --json voc_svm.json\n"
-        "  sppnet svm --features feats/caltech101 --protocol caltech --n-train 30 \\\n"
-        "      --n-test 50 --splits 10 --C 1.0",
-    )  # fmt: skip
+    svm = add_command(sub, "svm", _cmd_svm, _SVM_TEXT)
     svm.add_argument(
         "--features", required=True, metavar="DIR", help="training (voc) or all (caltech) features"
     )
@@ -259,38 +262,38 @@ def add_svm_parser(sub: argparse._SubParsersAction) -> None:
     add_json(svm)
 
 
-_FEATURES_EPILOG = """\
+_FEATURES_TEXT = r"""
+image representations (conv4 .. fc7) of a dataset for linear SVMs (Sec. 3.2)
+
+Write the representation of every image of an image-folder or VOC-layout dataset, taken from
+one layer of a trained network (conv4, conv5, pool5 = the 6x6 pyramid level, the whole SPP
+vector, fc6, fc7), of the full image (shorter side --size, aspect kept), its center --crop,
+or the image warped to --crop x --crop; l2-normalised. With --pretrained --model
+efficientnet_lite0 (no checkpoint), an ImageNet trunk as it is: stage5, stage7 or head (the
+map averaged: 112, 320, 1280 values) or spp (the model's SPP vector). Output:
+OUT/features.npy (float32 [N, D], open with np.load(mmap_mode='r')), labels.npy, ids.json,
+meta.json. Prints the size first; re-running the same command continues an interrupted
+extraction.
+
 examples:
-  sppnet features --checkpoint runs/zf5 --data data/voc2007 --format voc \\
+  sppnet features --checkpoint runs/zf5 --data data/voc2007 --format voc \
       --split trainval --layer fc7 --view full --size 392 --out feats/voc_trainval
-  sppnet features --checkpoint runs/zf5 --data data/caltech101 --split all \\
+  sppnet features --checkpoint runs/zf5 --data data/caltech101 --split all \
       --layer spp --view full --out feats/caltech101
   # an ImageNet EfficientNet-Lite0 trunk, no training, then the Caltech101 protocol
-  sppnet features --pretrained --model efficientnet_lite0 --data data/caltech101 \\
+  sppnet features --pretrained --model efficientnet_lite0 --data data/caltech101 \
       --split all --layer spp --view full --out feats/caltech101_lite0
   sppnet svm --features feats/caltech101_lite0 --protocol caltech
   # the batches shared out to 2 processes (--nnodes for several machines, --out on
   # a shared file system); rank 0 assembles the same features.npy as one process
-  torchrun --nproc_per_node 2 -m sppnet features --checkpoint runs/zf5 \\
-      --data data/caltech101 --split all --layer spp --view full --out feats/c101"""
+  torchrun --nproc_per_node 2 -m sppnet features --checkpoint runs/zf5 \
+      --data data/caltech101 --split all --layer spp --view full --out feats/c101
+"""
 
 
 def add_features_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet features``."""
-    features = add_command(
-        sub, "features", _cmd_features,
-        help="image representations (conv4 .. fc7) of a dataset for linear SVMs (Sec. 3.2)",
-        description="Write the representation of every image of an image-folder or VOC-layout "
-        "dataset, taken from one layer of a trained network (conv4, conv5, pool5 = the 6x6 "
-        "pyramid level, the whole SPP vector, fc6, fc7), of the full image (shorter side "
-        "--size, aspect kept), its center --crop, or the image warped to --crop x --crop; "
-        "l2-normalised. With --pretrained --model efficientnet_lite0 (no checkpoint), an "
-        "ImageNet trunk as it is: stage5, stage7 or head (the map averaged: 112, 320, 1280 "
-        "values) or spp (the model's SPP vector). Output: OUT/features.npy (float32 "
-        "[N, D], open with np.load(mmap_mode='r')), labels.npy, ids.json, meta.json. Prints "
-        "the size first; re-running the same command continues an interrupted extraction.",
-        epilog=_FEATURES_EPILOG,
-    )  # fmt: skip
+    features = add_command(sub, "features", _cmd_features, _FEATURES_TEXT)
     add_checkpoint_options(features, help="a trained run or checkpoint directory")
     features.add_argument(
         "--pretrained",
