@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import one_error
 
-from sppnet.cli import classify
-from sppnet.cli import main
+from sppnet.cli import classify, main
 
 
 def test_missing_checkpoint_is_one_line(tmp_path, data, capsys):
