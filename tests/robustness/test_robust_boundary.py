@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import one_error
 
-from sppnet import cli
-from sppnet.cli import main
+from sppnet.cli import classify, main
 
 
 def test_missing_checkpoint_is_one_line(tmp_path, data, capsys):
@@ -30,7 +29,7 @@ def test_unexpected_errors_keep_their_traceback(monkeypatch):
     def broken(args):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(cli, "_cmd_models", broken)
+    monkeypatch.setattr(classify, "_cmd_models", broken)
     with pytest.raises(KeyError, match="a bug"):
         main(["models"])
 
@@ -39,7 +38,7 @@ def test_os_errors_name_the_file(monkeypatch, tmp_path, capsys):
     def unreadable(args):
         open(tmp_path / "secret.txt", encoding="utf-8")  # noqa: SIM115
 
-    monkeypatch.setattr(cli, "_cmd_models", unreadable)
+    monkeypatch.setattr(classify, "_cmd_models", unreadable)
     assert main(["models"]) == 2
     one_error(capsys, "secret.txt", "No such file")
 
@@ -50,7 +49,7 @@ def test_non_finite_loss_exits_1(monkeypatch, capsys):
     def diverged(args):
         raise NonFiniteLossError(epoch=1, step=0, lr=10.0, checkpoint=None)
 
-    monkeypatch.setattr(cli, "_cmd_models", diverged)
+    monkeypatch.setattr(classify, "_cmd_models", diverged)
     assert main(["models"]) == 1
     one_error(capsys, "non-finite training loss", "--lr")
 

@@ -1,0 +1,507 @@
+"""Classification commands: ``models``, ``train``, ``eval``, ``predict``.
+
+Each handler parses nothing itself: it reads the parsed options, calls the engine and
+prints. torch and the engine are imported inside the handlers, so ``--help`` stays fast.
+
+Examples:
+    sppnet models --input 224 180 137x251
+    sppnet train --builtin --out runs/tiny --width 0.125 --epochs 3
+    sppnet eval --checkpoint runs/tiny --data runs/tiny/data/classification
+    sppnet predict photo.jpg --top 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sppnet.cli._common import parse_size, print_table, require_images, torchrun_rank
+from sppnet.cli.device import add_device_option, resolve_device
+from sppnet.cli.options import (
+    LITE_MODELS,
+    add_builtin_sizes,
+    add_checkpoint_options,
+    add_command,
+    add_json,
+    add_loader_options,
+    add_no_progress,
+)
+from sppnet.errors import UserError
+
+__all__ = ["add_eval_parser", "add_models_parser", "add_predict_parser", "add_train_parser"]
+
+# the options of `sppnet train` that are ClassifierTrainConfig fields of the same name
+_TRAIN_FIELDS = (
+    "model", "pretrained", "size_mode", "width", "fc_dim", "epochs", "batch_size", "lr",
+    "trunk_lr_scale", "crop", "small_crop", "shorter", "max_side", "dropout", "lighting",
+    "seed", "workers", "plateau_patience", "cache_views",
+)  # fmt: skip
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from sppnet.models import create_model, list_models
+
+    sizes = args.input or [(224, 224), (180, 180)]
+    head = ["model", "stride", "offset", "channels", "min input", "params (M)"]
+    head += [f"conv map @{h}x{w}" for h, w in sizes]
+    rows = []
+    for name in list_models():
+        # the pretrained trunks have fixed widths (their weights): shown at 1.0
+        lite = name.startswith("efficientnet_lite")
+        model = create_model(name, width=1.0 if lite else args.width)
+        n_params = sum(p.numel() for p in model.parameters()) / 1e6
+        row = [
+            name,
+            str(model.feature_stride),
+            f"{model.feature_offset:g}",
+            str(model.feature_channels),
+            str(model.min_input_size),
+            f"{n_params:.1f}",
+        ]
+        for h, w in sizes:
+            if min(h, w) < model.min_input_size:
+                row.append("too small")
+            else:
+                fh, fw = model.feature_size(h, w)
+                row.append(f"{fh}x{fw}")
+        rows.append(row)
+    print_table(head, rows)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from sppnet.data.image_folder import ImageFolder
+    from sppnet.engine.checkpoint import load_classifier
+    from sppnet.engine.evaluate_classifier import MULTIVIEW_SCALES, evaluate_classifier
+
+    model, meta = load_classifier(
+        args.checkpoint, args.which, map_location=resolve_device(args.device)
+    )
+    split = None if args.split == "all" else args.split
+    # the dataset raises on a bad image; evaluate_classifier leaves it out of every count
+    dataset = ImageFolder(args.data, split=split)
+    require_images(dataset, args)
+    classes = list(meta.get("classes") or [])
+    if classes and dataset.classes != classes:
+        raise UserError(
+            f"the classes of {args.data} ({', '.join(dataset.classes)}) differ from the "
+            f"checkpoint's ({', '.join(classes)}), --data or --checkpoint, labels would not "
+            "match: evaluate on data with the training run's class folders"
+        )
+    crop = args.crop or int(meta.get("crop") or 224)
+    shorter = args.shorter or int(meta.get("shorter") or 256)
+    # Default scales: the paper's six (Sec. 3.1.5) relative to a 224 crop, so a network
+    # trained on smaller crops is tested at the same relative sizes.
+    scales = args.scales or [round(s * crop / 224) for s in MULTIVIEW_SCALES]
+    mean = meta.get("mean", 128.0)
+    mean = torch.tensor(mean, dtype=torch.float32) if isinstance(mean, list) else float(mean)
+    results = evaluate_classifier(
+        model,
+        dataset,
+        views=args.views,
+        scales=scales,
+        crop=crop,
+        shorter=shorter,
+        mean=mean,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        progress=not args.no_progress,
+        skip_bad=args.skip_bad,
+    )
+    # every view counts the same images; none ran: a no-SPP net asked for full/multiview only
+    done = next((r for r in results.values() if r is not None), None)
+    done = done or {"num_images": len(dataset), "skipped_files": []}
+    print(
+        f"{meta.get('model', {}).get('name', '?')} epoch {meta.get('epoch')} on {args.data} "
+        f"(split {args.split}, {done['num_images']} images, crop {crop}, shorter side {shorter})"
+    )
+    _print_eval_results(results, scales, done["skipped_files"], len(dataset))
+    if args.json:
+        from sppnet._atomic import atomic_write_json
+
+        report = {
+            "checkpoint": str(meta.get("path", args.checkpoint)),
+            "epoch": meta.get("epoch"),
+            "data": str(args.data),
+            "split": args.split,
+            "num_images": done["num_images"],
+            "skipped_files": done["skipped_files"],
+            "crop": crop,
+            "shorter": shorter,
+            "scales": list(scales),
+            "results": results,
+        }
+        atomic_write_json(args.json, report)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _print_eval_results(
+    results: dict[str, dict | None], scales: list[int], skipped: list[str], total: int
+) -> None:
+    """The error table of ``sppnet eval``, its multiview scales, undecodable images."""
+    head = ["view", "views/image", "top-1 err (%)", "top-5 err (%)"]
+    rows = []
+    for view, res in results.items():
+        if res is None:
+            rows.append([view, "-", "n/a (needs SPP)", "n/a"])
+        else:
+            rows.append(
+                [
+                    view,
+                    f"{res['views_per_image']:.4g}",
+                    f"{100 * res['top1_error']:.2f}",
+                    f"{100 * res['top5_error']:.2f}",
+                ]
+            )
+    print_table(head, rows)
+    if "multiview" in results:
+        print(f"multiview scales: {', '.join(map(str, scales))} (+ 2 full-image views)")
+    if skipped:
+        print(
+            f"warning: {len(skipped)} undecodable image(s) left out of the {total}: "
+            f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}",
+            file=sys.stderr,
+        )
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from sppnet.engine.builtin_data import shared_builtin_data
+    from sppnet.engine.checkpoint import find_checkpoint
+    from sppnet.engine.train_classifier import (
+        ClassifierTrainConfig,
+        load_train_config,
+        train_classifier,
+    )
+
+    rank = torchrun_rank()
+    overrides = {name: getattr(args, name) for name in _TRAIN_FIELDS}
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    if args.no_spp:
+        overrides["spp_levels"] = None
+    elif args.spp_levels is not None:
+        overrides["spp_levels"] = tuple(args.spp_levels)
+    resuming = args.resume and find_checkpoint(args.out) is not None
+    base = ClassifierTrainConfig(out=args.out)
+    if resuming:
+        base = load_train_config(args.out)  # the run's settings; flags given override
+    if args.device is not None or not resuming:  # a resumed run keeps its own device
+        overrides["device"] = resolve_device(args.device)
+    # Validates every flag (e.g. --pretrained with a model without weights) before the
+    # built-in data are generated.
+    config = dataclasses.replace(base, out=args.out, **overrides)
+    if args.data is None and not args.builtin and not resuming:
+        args.builtin = True  # no data given: the built-in dataset
+    if args.builtin:
+        root = shared_builtin_data(Path(args.out) / "data", args.builtin_sizes, rank, log=_note)
+        config = dataclasses.replace(config, data=str(root / "classification"))
+    elif args.data is not None:
+        config = dataclasses.replace(config, data=args.data)
+    result = train_classifier(
+        config,
+        resume=args.resume,
+        progress=not args.no_progress,
+        resume_lr=args.lr if resuming else None,  # --resume --lr X continues at X
+    )
+    if rank == 0 and result.history:
+        last = result.history[-1]
+        val = last["val_top1_error"]
+        val_text = "n/a" if val is None else f"{100 * val:.2f}%"
+        print(
+            f"epoch {last['epoch']}/{config.epochs}: train loss {last['train_loss']:.4f}, "
+            f"train error {100 * last['train_error']:.2f}%, val top-1 error {val_text} "
+            f"(1 center crop), lr {last['lr']:g}"
+        )
+        print(f"checkpoint: {result.checkpoint}")
+        print(f"logs: {Path(args.out) / 'log.csv'}, {Path(args.out) / 'curves.png'}")
+    return 0
+
+
+def _note(line: str) -> None:
+    """A progress note on stderr (stdout keeps the results)."""
+    print(line, file=sys.stderr)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sppnet.engine.predict import predict_images
+
+    for option, value in (("--top", args.top), ("--size", args.size)):
+        if value is not None and value < 1:
+            raise UserError(f"{option} must be >= 1, got {value}")
+    missing = [p for p in args.images if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
+    device = resolve_device(args.device)
+    crop = None
+    if args.checkpoint is not None:
+        from sppnet.engine.checkpoint import load_classifier
+
+        model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
+        names = list(meta.get("classes") or [])
+        if not names:
+            names = [str(i) for i in range(model.num_classes)]
+        size = args.size or int(meta.get("shorter") or 256)
+        if model.spp_levels is None:  # the no-SPP net takes its one fixed size
+            crop = int(meta.get("crop") or 224)
+    else:
+        from sppnet.data.imagenet import imagenet_class_names
+        from sppnet.models.efficientnet_lite import LITE_VARIANTS, EfficientNetLiteImageNet
+
+        model = EfficientNetLiteImageNet(args.model, pretrained=True).to(device)
+        names = imagenet_class_names()
+        size = args.size or LITE_VARIANTS[args.model].resolution
+    results = predict_images(model, args.images, names, size=size, top=args.top, crop=crop)
+    for result in results:
+        print(f"{result.image} ({result.width}x{result.height}):")
+        for rank, (index, name, prob) in enumerate(result.top, start=1):
+            print(f"  {rank}. {name:<32} {100 * prob:5.1f}%  (class {index})")
+    return 0
+
+
+_MODELS_TEXT = r"""
+list the networks (ZF-5, Convnet*-5, Overfeat-5/7) and their geometry
+
+List the registered networks with their conv5 stride, receptive-field offset, channels,
+minimum input size and parameter count.
+
+example:
+  sppnet models --width 0.25 --input 224 180 137x251
+"""
+
+
+def add_models_parser(sub: argparse._SubParsersAction) -> None:
+    """``sppnet models``."""
+    models = add_command(sub, "models", _cmd_models, _MODELS_TEXT)
+    models.add_argument(
+        "--width", type=float, default=1.0, help="channel width multiplier (default 1.0)"
+    )
+    models.add_argument(
+        "--input",
+        type=parse_size,
+        nargs="+",
+        metavar="SIZE",
+        help="input sizes to show conv map sizes for: 224 or HEIGHTxWIDTH (default 224 180)",
+    )
+
+
+_EVAL_TEXT = r"""
+top-1/top-5 error of a trained classifier with the paper's test views
+
+Evaluate a checkpoint on an image-folder split with the test views of Sec. 3.1.2-3.1.5: 1
+center crop, the standard 10 views, the full image (shorter side 256, aspect kept) and
+multi-view testing on feature maps (18 windows per scale pooled from the conv maps of the
+whole image, plus 2 full-image views).
+
+example:
+  sppnet eval --checkpoint runs/zf5 --data data/builtin/cls --split test \
+      --views center ten full multiview --json runs/zf5/eval.json
+"""
+
+
+def add_eval_parser(sub: argparse._SubParsersAction) -> None:
+    """``sppnet eval``."""
+    evaluate = add_command(sub, "eval", _cmd_eval, _EVAL_TEXT)
+    add_checkpoint_options(evaluate, required=True)
+    evaluate.add_argument(
+        "--data", required=True, metavar="DIR", help="image-folder dataset (one folder per class)"
+    )
+    evaluate.add_argument(
+        "--split",
+        default="test",
+        help="split file DATA/splits/SPLIT.txt, or 'all' for every image (default test)",
+    )
+    evaluate.add_argument(
+        "--views",
+        nargs="+",
+        choices=("center", "ten", "full", "multiview"),
+        default=["center", "ten", "full", "multiview"],
+        help="test views (default: all four)",
+    )
+    evaluate.add_argument(
+        "--scales",
+        nargs="+",
+        type=int,
+        metavar="S",
+        help="shorter sides for multiview (default: 224 256 300 360 448 560 times crop/224)",
+    )
+    evaluate.add_argument(
+        "--crop", type=int, help="view size (default: the checkpoint's training crop)"
+    )
+    evaluate.add_argument(
+        "--shorter",
+        type=int,
+        help="shorter side for center/10/full views (default: the checkpoint's, 256)",
+    )
+    add_loader_options(evaluate, 64, "crops per forward pass")
+    add_device_option(evaluate)
+    evaluate.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave undecodable images out (how many: printed)",
+    )
+    add_json(evaluate)
+    add_no_progress(evaluate, "no progress bar")
+
+
+_TRAIN_TEXT = r"""
+train a classifier: single-, multi-, random- or variable-size (Sec. 2.3, 3.1)
+
+Train an SPP-net classifier on an image-folder dataset (one folder per class, optional
+splits/train.txt and splits/val.txt) or on the built-in data. Checkpoints (every epoch,
+atomic), log.csv/log.json and curves.png go to --out; --resume continues a killed run with
+the same result as an unbroken one. Runs on several processes with torchrun (--batch-size is
+then the global batch).
+
+examples:
+  # a tiny run on built-in data (generated once into runs/tiny/data), ~30 s on a CPU
+  sppnet train --builtin --out runs/tiny --width 0.125 --fc-dim 64 --crop 64 \
+      --small-crop 52 --shorter 72 --size-mode multi --epochs 3 --batch-size 32
+  # the paper's ZF-5 with multi-size training on your own image folders
+  sppnet train --data data/caltech101 --out runs/zf5 --size-mode multi --device cuda
+  # continue after a crash, or train longer
+  sppnet train --out runs/zf5 --resume --epochs 90
+  # fc6-fc8 on a frozen ImageNet EfficientNet-Lite0 trunk (fc 1024), then
+  # fine-tune the trunk too at a tenth of the learning rate
+  sppnet train --builtin --out runs/lite0 --model efficientnet_lite0 --pretrained \
+      --trunk-lr-scale 0 --cache-views 4 --size-mode multi --epochs 30 \
+      --batch-size 32
+  sppnet train --out runs/lite0 --resume --trunk-lr-scale 0.1 --cache-views 0 \
+      --epochs 36
+  # two processes (gloo on CPU, nccl on GPUs)
+  torchrun --nproc_per_node=2 -m sppnet train --builtin --out runs/ddp --width 0.125 \
+      --fc-dim 64 --crop 64 --small-crop 52 --shorter 72 --epochs 2 --batch-size 32
+"""
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    """``sppnet train``."""
+    train = add_command(sub, "train", _cmd_train, _TRAIN_TEXT)
+    source = train.add_mutually_exclusive_group()
+    source.add_argument("--data", metavar="DIR", help="image-folder dataset root")
+    source.add_argument(
+        "--builtin",
+        action="store_true",
+        help="generate the built-in dataset into OUT/data (once) and train on it "
+        "(the default when --data is not given)",
+    )
+    add_builtin_sizes(train, "images per split of the built-in data (default 300 100 200)")
+    train.add_argument("--out", required=True, metavar="DIR", help="run directory")
+    train.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
+    train.add_argument(
+        "--model",
+        help="network: zf5, convnet5, overfeat5, overfeat7, efficientnet_lite0/1/2 (zf5)",
+    )
+    train.add_argument(
+        "--pretrained",
+        action="store_true",
+        default=None,
+        help="start from the model's ImageNet weights (efficientnet_lite0/1/2; the fc layers "
+        "start random); its batch norms keep their ImageNet statistics",
+    )
+    train.add_argument(
+        "--trunk-lr-scale",
+        type=float,
+        metavar="S",
+        help="the trunk learns at lr x S, fc6-fc8 at lr; 0 freezes the trunk: head-only "
+        "fine-tuning, about 5x faster a step (1.0)",
+    )
+    train.add_argument(
+        "--cache-views",
+        type=int,
+        metavar="V",
+        help="with --trunk-lr-scale 0: compute the frozen trunk's pooled vectors of V epochs "
+        "of crops once, in memory, and replay them (epoch e trains on epoch e mod V's crops): "
+        "many head epochs for the trunk time of V (0: off, default)",
+    )
+    train.add_argument(
+        "--size-mode",
+        choices=("single", "multi", "random", "variable"),
+        help="single 224 crops; multi 224/180 by epoch; random s in [180, 224] per epoch; "
+        "variable: own sizes, padded batches (default single)",
+    )
+    _add_train_net_options(train)
+    add_device_option(train, "; with --resume: the run's own")
+    add_no_progress(train)
+
+
+def _add_train_net_options(train: argparse.ArgumentParser) -> None:
+    """The network and optimisation options of ``sppnet train`` (the paper's defaults)."""
+    spp = train.add_mutually_exclusive_group()
+    spp.add_argument(
+        "--no-spp",
+        action="store_true",
+        help="the no-SPP baseline (a fixed pool5 to 6x6; 224x224 inputs only)",
+    )
+    spp.add_argument(
+        "--spp-levels",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="pyramid levels (the model's own: 6 3 2 1)",
+    )
+    train.add_argument("--width", type=float, help="conv channel multiplier (1.0)")
+    train.add_argument(
+        "--fc-dim", type=int, help="fc6/fc7 width (the model's: 4096; 1024 for efficientnet_lite)"
+    )
+    train.add_argument("--epochs", type=int, help="epochs in total (70)")
+    train.add_argument("--batch-size", type=int, help="global batch size (128)")
+    train.add_argument(
+        "--lr",
+        type=float,
+        help="initial learning rate (0.01); with --resume, training continues at this rate",
+    )
+    train.add_argument(
+        "--plateau-patience", type=int, help="epochs without val improvement before lr/10 (2)"
+    )
+    train.add_argument("--crop", type=int, help="training crop side (224)")
+    train.add_argument("--small-crop", type=int, help="second size of multi/random modes (180)")
+    train.add_argument("--shorter", type=int, help="shorter side before cropping (256)")
+    train.add_argument("--max-side", type=int, help="variable mode: longer-side cap (2 x crop)")
+    train.add_argument("--dropout", type=float, help="dropout on fc6/fc7 (0.5)")
+    train.add_argument("--lighting", type=float, help="PCA colour altering std (0.1)")
+    train.add_argument("--seed", type=int, help="random seed (0)")
+    train.add_argument("--workers", type=int, help="data-loader worker processes (0)")
+
+
+_PREDICT_TEXT = r"""
+name what is in images: ImageNet classes, or a trained run's classes
+
+Classify whole images (aspect ratio kept, shorter side --size). Without --checkpoint: the
+pretrained EfficientNet-Lite ImageNet classifier and the 1,000 ImageNet class names; with
+it: a classifier trained by `sppnet train`.
+
+examples:
+  sppnet predict photo.jpg other.png --top 5
+  sppnet predict photo.jpg --model efficientnet_lite2
+  sppnet predict crop.jpg --checkpoint runs/lite0 --which best
+"""
+
+
+def add_predict_parser(sub: argparse._SubParsersAction) -> None:
+    """``sppnet predict``."""
+    predict = add_command(sub, "predict", _cmd_predict, _PREDICT_TEXT)
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    predict.add_argument("--top", type=int, default=5, help="classes to show (default 5)")
+    predict.add_argument(
+        "--model",
+        choices=LITE_MODELS,
+        default="efficientnet_lite0",
+        help="ImageNet network without --checkpoint (default efficientnet_lite0)",
+    )
+    predict.add_argument(
+        "--size",
+        type=int,
+        help="shorter side in pixels (default: the network's ImageNet size, 224 for Lite0; a "
+        "checkpoint's --shorter)",
+    )
+    add_checkpoint_options(
+        predict, help="a `sppnet train` run to use", which_help="with --checkpoint"
+    )
+    add_device_option(predict)
