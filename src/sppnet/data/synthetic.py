@@ -362,6 +362,158 @@ def _position(rng: np.random.Generator, size: int, extent: int, out_frac: float)
     return math.floor(rng.uniform(lo, hi))
 
 
+# --------------------------------------------------------------------------- objects
+def _object_size(
+    rng: np.random.Generator, index: int, short: int, main_scale: float
+) -> tuple[float, float, float]:
+    """Side (px) and border overhang of object ``index``, and the first object's scale.
+
+    The first object is large (``main_scale`` of the shorter side); the others are smaller
+    than it, some tiny. ``out_frac`` > 0 lets the object stick out of the image.
+    """
+    s = _SETTINGS
+    if index == 0:
+        main_scale = math.exp(rng.uniform(*np.log(s["main_scale"])))
+        side = max(main_scale * short, min(s["main_min_side_px"], 0.9 * short))
+        out_frac = rng.uniform(0.1, 0.4) if rng.random() < s["main_truncate_prob"] else 0
+        return side, out_frac, main_scale
+    if rng.random() < s["tiny_prob"]:
+        side = rng.uniform(*s["tiny_side_px"])
+    else:
+        top = min(s["other_scale"][1], s["other_scale_vs_main"] * main_scale)
+        lo = min(s["other_scale"][0], top)
+        side = math.exp(rng.uniform(math.log(lo), math.log(top))) * short
+    out_frac = rng.uniform(0.1, 0.7) if rng.random() < s["other_truncate_prob"] else 0
+    return side, out_frac, main_scale
+
+
+def _place(
+    rng: np.random.Generator,
+    coverage: np.ndarray,
+    w: int,
+    h: int,
+    out_frac: float,
+    boxes: Sequence[tuple[int, int, int, int]],
+) -> tuple[int, int, int, int] | None:
+    """The canvas box ``(ox, oy, ox + cw, oy + ch)`` of a new object, or ``None`` when 8
+    tries all overlap the objects already placed (``boxes``) too much."""
+    ch, cw = coverage.shape
+    for _attempt in range(8):
+        ox = _position(rng, cw, w, out_frac)
+        oy = _position(rng, ch, h, out_frac)
+        box = (ox, oy, ox + cw, oy + ch)
+        if all(_boxes_overlap(box, b) <= _SETTINGS["max_overlap"] for b in boxes):
+            return box
+    return None
+
+
+def _paint(
+    rng: np.random.Generator, canvas: Image.Image, cov: np.ndarray, rows: slice, cols: slice
+) -> None:
+    """Paint one object (coverage ``cov``, uint8 ``[rows, cols]``) in place on ``canvas``,
+    in a colour that stands out from what lies under it."""
+    region = canvas.crop((cols.start, rows.start, cols.stop, rows.stop))
+    under = np.asarray(region, dtype=np.float32).reshape(-1, 3).mean(axis=0)
+    for _try in range(6):
+        base = _random_colour(rng)
+        if np.abs(base - under).sum() > 120:
+            break
+    fill = _object_fill(rng, region.height, region.width, base)
+    alpha = cov.astype(np.float32) * rng.uniform(0.85, 1.0)
+    canvas.paste(
+        Image.fromarray(np.clip(fill + 0.5, 0, 255).astype(np.uint8)),
+        (cols.start, rows.start),
+        Image.fromarray((alpha + 0.5).astype(np.uint8)),
+    )
+
+
+def _add_objects(
+    rng: np.random.Generator, canvas: Image.Image, main_class: int | None
+) -> tuple[list[_Placed], np.ndarray]:
+    """Draw 1 to 4 objects on ``canvas`` (in place), largest first.
+
+    Returns:
+        ``(placed, owner)``: the objects drawn, in drawing order, and ``int8 [H, W]`` the
+        index in ``placed`` of the object that owns each pixel (the last drawn over it), -1
+        for the background.
+    """
+    w, h = canvas.size
+    short = min(w, h)
+    k = len(SYNTHETIC_CLASSES)
+    probs = _SETTINGS["object_count_probs"]
+    n_objects = 1 + int(rng.choice(len(probs), p=probs))
+    placed: list[_Placed] = []
+    boxes: list[tuple[int, int, int, int]] = []
+    owner = np.full((h, w), -1, dtype=np.int8)
+    main_scale = 0.0
+    for i in range(n_objects):
+        label = int(rng.integers(0, k)) if (i > 0 or main_class is None) else main_class
+        side, out_frac, main_scale = _object_size(rng, i, short, main_scale)
+        coverage = _draw_coverage(rng, SYNTHETIC_CLASSES[label], side)
+        box = _place(rng, coverage, w, h, out_frac, boxes)
+        if box is None:
+            continue  # no room: fewer objects in this image
+        obj = _Placed(coverage, box[0], box[1], label)
+        where = obj.clip(w, h)
+        if where is None or obj.full_count == 0:
+            continue
+        rows, cols, crows, ccols = where
+        cov = obj.coverage[crows, ccols]
+        _paint(rng, canvas, cov, rows, cols)
+        owner[rows, cols][cov >= _SETTINGS["visible_threshold"]] = len(placed)
+        placed.append(obj)
+        boxes.append(box)
+    return placed, owner
+
+
+def _sensor(rng: np.random.Generator, canvas: Image.Image) -> Image.Image:
+    """Optional blur, then noise: edges are soft, flat areas grainy.
+
+    The noise is the sum of two uniform integers (triangular, std ~ a / sqrt(6)): cheaper
+    than Gaussian.
+    """
+    w, h = canvas.size
+    if rng.random() < 0.6:
+        canvas = canvas.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.2))))
+    a = int(rng.integers(4, 17))
+    noise = rng.integers(0, a + 1, size=(2, h, w, 3), dtype=np.uint8)
+    noisy = np.asarray(canvas, dtype=np.int16) + noise[0] - noise[1]
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def _annotation(obj: _Placed, index: int, owner: np.ndarray) -> dict[str, Any] | None:
+    """The annotation of ``placed[index]`` from the pixels it owns; ``None`` if it owns none."""
+    s = _SETTINGS
+    h, w = owner.shape
+    where = obj.clip(w, h)
+    assert where is not None
+    rows, cols, crows, ccols = where
+    vis_local = owner[rows, cols] == index
+    count = int(vis_local.sum())
+    if count == 0:
+        return None
+    in_image = int((obj.coverage[crows, ccols] >= s["visible_threshold"]).sum())
+    ys = np.flatnonzero(vis_local.any(axis=1))
+    xs = np.flatnonzero(vis_local.any(axis=0))
+    x1, x2 = cols.start + int(xs[0]), cols.start + int(xs[-1]) + 1
+    y1, y2 = rows.start + int(ys[0]), rows.start + int(ys[-1]) + 1
+    visible = count / obj.full_count
+    difficult = (
+        max(x2 - x1, y2 - y1) < s["difficult_side_px"] or visible < s["difficult_visible_fraction"]
+    )
+    mask = np.zeros((h, w), dtype=bool)
+    mask[rows, cols] = vis_local
+    return {
+        "name": SYNTHETIC_CLASSES[obj.label],
+        "label": obj.label,
+        "box": (float(x1), float(y1), float(x2), float(y2)),
+        "difficult": bool(difficult),
+        "truncated": bool(in_image < s["truncated_fraction"] * obj.full_count),
+        "visible_fraction": float(visible),
+        "mask": mask,
+    }
+
+
 def render_synthetic_image(
     seed: int | np.random.SeedSequence,
     *,
@@ -391,111 +543,16 @@ def render_synthetic_image(
     k = len(SYNTHETIC_CLASSES)
     if main_class is not None and not 0 <= main_class < k:
         raise ValueError(f"main_class must be in [0, {k}), got {main_class}")
+    # one random stream, drawn in this order: sides, background, clutter, objects, sensor
     rng = np.random.default_rng(seed)
     w = int(rng.integers(min_side, max_side + 1))
     h = int(rng.integers(min_side, max_side + 1))
-    short = min(w, h)
-    s = _SETTINGS
-
     canvas = _background(rng, h, w)
     _clutter(rng, canvas)
-
-    n_objects = 1 + int(rng.choice(len(s["object_count_probs"]), p=s["object_count_probs"]))
-    placed: list[_Placed] = []
-    boxes: list[tuple[int, int, int, int]] = []
-    owner = np.full((h, w), -1, dtype=np.int8)
-    main_scale = 0.0
-    for i in range(n_objects):
-        label = int(rng.integers(0, k)) if (i > 0 or main_class is None) else main_class
-        if i == 0:
-            main_scale = math.exp(rng.uniform(*np.log(s["main_scale"])))
-            side = max(main_scale * short, min(s["main_min_side_px"], 0.9 * short))
-            out_frac = rng.uniform(0.1, 0.4) if rng.random() < s["main_truncate_prob"] else 0
-        else:
-            if rng.random() < s["tiny_prob"]:
-                side = rng.uniform(*s["tiny_side_px"])
-            else:
-                top = min(s["other_scale"][1], s["other_scale_vs_main"] * main_scale)
-                lo = min(s["other_scale"][0], top)
-                side = math.exp(rng.uniform(math.log(lo), math.log(top))) * short
-            out_frac = rng.uniform(0.1, 0.7) if rng.random() < s["other_truncate_prob"] else 0
-        coverage = _draw_coverage(rng, SYNTHETIC_CLASSES[label], side)
-        ch, cw = coverage.shape
-        for _attempt in range(8):
-            ox = _position(rng, cw, w, out_frac)
-            oy = _position(rng, ch, h, out_frac)
-            box = (ox, oy, ox + cw, oy + ch)
-            if all(_boxes_overlap(box, b) <= s["max_overlap"] for b in boxes):
-                break
-        else:
-            continue  # no room: fewer objects in this image
-        obj = _Placed(coverage, ox, oy, label)
-        where = obj.clip(w, h)
-        if where is None or obj.full_count == 0:
-            continue
-        rows, cols, crows, ccols = where
-        cov = obj.coverage[crows, ccols]
-        paste_at = (cols.start, rows.start)
-        region = canvas.crop((cols.start, rows.start, cols.stop, rows.stop))
-        # pick a colour that stands out from what lies under the object
-        under = np.asarray(region, dtype=np.float32).reshape(-1, 3).mean(axis=0)
-        for _try in range(6):
-            base = _random_colour(rng)
-            if np.abs(base - under).sum() > 120:
-                break
-        fill = _object_fill(rng, region.height, region.width, base)
-        alpha = cov.astype(np.float32) * rng.uniform(0.85, 1.0)
-        canvas.paste(
-            Image.fromarray(np.clip(fill + 0.5, 0, 255).astype(np.uint8)),
-            paste_at,
-            Image.fromarray((alpha + 0.5).astype(np.uint8)),
-        )
-        owner[rows, cols][cov >= s["visible_threshold"]] = len(placed)
-        placed.append(obj)
-        boxes.append(box)
-
-    # sensor: optional blur, then noise; edges are soft, flat areas grainy. The noise is the
-    # sum of two uniform integers (triangular, std ~ a / sqrt(6)): cheaper than Gaussian.
-    if rng.random() < 0.6:
-        canvas = canvas.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.2))))
-    a = int(rng.integers(4, 17))
-    noise = rng.integers(0, a + 1, size=(2, h, w, 3), dtype=np.uint8)
-    noisy = np.asarray(canvas, dtype=np.int16) + noise[0] - noise[1]
-    image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
-
-    objects: list[dict[str, Any]] = []
-    for index, obj in enumerate(placed):
-        where = obj.clip(w, h)
-        assert where is not None
-        rows, cols, crows, ccols = where
-        vis_local = owner[rows, cols] == index
-        count = int(vis_local.sum())
-        if count == 0:
-            continue
-        in_image = int((obj.coverage[crows, ccols] >= s["visible_threshold"]).sum())
-        ys = np.flatnonzero(vis_local.any(axis=1))
-        xs = np.flatnonzero(vis_local.any(axis=0))
-        x1, x2 = cols.start + int(xs[0]), cols.start + int(xs[-1]) + 1
-        y1, y2 = rows.start + int(ys[0]), rows.start + int(ys[-1]) + 1
-        visible = count / obj.full_count
-        difficult = (
-            max(x2 - x1, y2 - y1) < s["difficult_side_px"]
-            or visible < s["difficult_visible_fraction"]
-        )
-        mask = np.zeros((h, w), dtype=bool)
-        mask[rows, cols] = vis_local
-        objects.append(
-            {
-                "name": SYNTHETIC_CLASSES[obj.label],
-                "label": obj.label,
-                "box": (float(x1), float(y1), float(x2), float(y2)),
-                "difficult": bool(difficult),
-                "truncated": bool(in_image < s["truncated_fraction"] * obj.full_count),
-                "visible_fraction": float(visible),
-                "mask": mask,
-            }
-        )
-    return image, objects
+    placed, owner = _add_objects(rng, canvas, main_class)
+    image = _sensor(rng, canvas)
+    objects = [_annotation(obj, index, owner) for index, obj in enumerate(placed)]
+    return image, [obj for obj in objects if obj is not None]
 
 
 # --------------------------------------------------------------------------- VOC writer
