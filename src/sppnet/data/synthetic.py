@@ -34,13 +34,14 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
+from torch import Tensor
 
 from sppnet._atomic import atomic_link_or_copy, atomic_write_bytes
 from sppnet.data.voc import (
+    format_voc_xml,
     parse_voc_xml,
     read_class_names,
     read_split_ids,
-    write_voc_xml,
 )
 
 __all__ = [
@@ -555,7 +556,50 @@ def render_synthetic_image(
     return image, [obj for obj in objects if obj is not None]
 
 
-# --------------------------------------------------------------------------- VOC writer
+# --------------------------------------------------------------------------- file writer
+class _FileWriter:
+    """The one way this module writes files: atomically, through :mod:`sppnet._atomic`
+    (temporary file, ``fsync``, ``os.replace``), to paths relative to one root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def folders(self, *names: str) -> None:
+        """Create ``root/name`` for each name (and ``root``)."""
+        for name in names:
+            (self.root / name).mkdir(parents=True, exist_ok=True)
+
+    def bytes(self, name: str, data: bytes, *, unless_same: bool = False) -> None:
+        """Write ``root/name``; with ``unless_same``, leave a file that already holds ``data``."""
+        path = self.root / name
+        if unless_same and path.is_file() and path.read_bytes() == data:
+            return
+        atomic_write_bytes(path, data)
+
+    def jpeg(self, name: str, image: Image.Image) -> None:
+        """Write ``image`` as a JPEG (quality from the settings) to ``root/name``."""
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=_SETTINGS["jpeg_quality"])
+        self.bytes(name, buf.getvalue())
+
+    def link(self, source: Path, name: str) -> None:
+        """Hard-link (or copy) ``source`` to ``root/name``."""
+        atomic_link_or_copy(source, self.root / name)
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    """The JSON in ``path``, or ``default`` when it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+# --------------------------------------------------------------------------- VOC layout
 def _split_order(sizes: Mapping[str, int]) -> list[str]:
     return [sp for sp in _SPLIT_ORDER if sp in sizes] + sorted(
         sp for sp in sizes if sp not in _SPLIT_ORDER
@@ -577,8 +621,106 @@ def _check_sizes(sizes: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
-def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
+def _check_generator_args(
+    sizes: Mapping[str, int] | None, seed: int, min_side: int, max_side: int
+) -> dict[str, int]:
+    """The checked sizes (default :data:`_DEFAULT_SIZES`), in split order."""
+    sizes = _check_sizes(_DEFAULT_SIZES if sizes is None else sizes)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    if not 16 <= min_side <= max_side <= 8192:
+        raise ValueError(f"need 16 <= min_side <= max_side <= 8192, got {min_side}, {max_side}")
+    total = sum(sizes.values())
+    if total > 999_999:
+        raise ValueError(f"at most 999,999 images (6-digit ids), got {total}")
+    return {sp: sizes[sp] for sp in _split_order(sizes)}
+
+
+def _generator_meta(
+    sizes: Mapping[str, int], seed: int, min_side: int, max_side: int
+) -> dict[str, Any]:
+    """What ``generator.json`` records: everything that decides the files' bytes."""
+    return {
+        "generator": "sppnet.data.synthetic",
+        "version": GENERATOR_VERSION,
+        "seed": int(seed),
+        "sizes": dict(sizes),
+        "min_side": int(min_side),
+        "max_side": int(max_side),
+        "classes": list(SYNTHETIC_CLASSES),
+        "settings": _SETTINGS,
+    }
+
+
+def _can_resume(meta_path: Path, meta: dict[str, Any], overwrite: bool) -> bool:
+    """Whether ``meta_path`` records these very settings (a rerun then skips finished images).
+
+    Raises:
+        ValueError: it records other settings and ``overwrite`` is False.
+    """
+    if not meta_path.is_file():
+        return False
+    resume = _read_json(meta_path, None) == json.loads(_json_bytes(meta))
+    if not resume and not overwrite:
+        raise ValueError(
+            f"{meta_path} describes a dataset made with other settings; use another root, "
+            "delete it, or pass overwrite=True"
+        )
+    return resume
+
+
+def _split_ids(sizes: Mapping[str, int]) -> dict[str, list[str]]:
+    """6-digit image ids ``000001, ...`` running over the splits in ``sizes``' order."""
+    ids_of: dict[str, list[str]] = {}
+    next_id = 1
+    for split, n in sizes.items():
+        ids_of[split] = [f"{next_id + i:06d}" for i in range(n)]
+        next_id += n
+    return ids_of
+
+
+def _main_class_orders(seed: int, splits: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per split, the permutation of classes the first objects cycle through (its own
+    random stream: not an image's seed)."""
+    k = len(SYNTHETIC_CLASSES)
+    return {
+        sp: np.random.default_rng([int(seed), zlib.crc32(f"classes:{sp}".encode())]).permutation(k)
+        for sp in splits
+    }
+
+
+def _write_image(
+    out: _FileWriter,
+    image_id: str,
+    seed: np.random.SeedSequence,
+    *,
+    main_class: int,
+    min_side: int,
+    max_side: int,
+) -> None:
+    """Render one image and write its JPEG and its annotation XML."""
+    image, objects = render_synthetic_image(
+        seed, min_side=min_side, max_side=max_side, main_class=main_class
+    )
+    out.jpeg(f"JPEGImages/{image_id}.jpg", image)
+    xml = format_voc_xml(
+        filename=f"{image_id}.jpg",
+        width=image.width,
+        height=image.height,
+        objects=objects,
+        folder="sppnet-synthetic",
+    )
+    out.bytes(f"Annotations/{image_id}.xml", xml)
+
+
+def _write_split_files(out: _FileWriter, ids_of: Mapping[str, list[str]]) -> None:
+    """``ImageSets/Main/{split}.txt`` for each split, plus ``trainval`` (train + val)."""
+    split_files = dict(ids_of)
+    if "train" in ids_of and "val" in ids_of:
+        split_files["trainval"] = ids_of["train"] + ids_of["val"]
+    for split, ids in split_files.items():
+        data = "".join(f"{i}\n" for i in ids).encode()
+        out.bytes(f"ImageSets/Main/{split}.txt", data, unless_same=True)
 
 
 def generate_voc_dataset(
@@ -624,100 +766,122 @@ def generate_voc_dataset(
             settings and ``overwrite`` is False.
         TypeError: ``sizes`` is not a mapping.
     """
-    sizes = _check_sizes(_DEFAULT_SIZES if sizes is None else sizes)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    if not 16 <= min_side <= max_side <= 8192:
-        raise ValueError(f"need 16 <= min_side <= max_side <= 8192, got {min_side}, {max_side}")
+    sizes = _check_generator_args(sizes, seed, min_side, max_side)
     root = Path(root)
-    order = _split_order(sizes)
-    total = sum(sizes.values())
-    if total > 999_999:
-        raise ValueError(f"at most 999,999 images (6-digit ids), got {total}")
-    meta = {
-        "generator": "sppnet.data.synthetic",
-        "version": GENERATOR_VERSION,
-        "seed": int(seed),
-        "sizes": {sp: sizes[sp] for sp in order},
-        "min_side": int(min_side),
-        "max_side": int(max_side),
-        "classes": list(SYNTHETIC_CLASSES),
-        "settings": _SETTINGS,
-    }
-    meta_path = root / "generator.json"
-    resume = False
-    if meta_path.is_file():
-        try:
-            old = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            old = None
-        resume = old == json.loads(_json_bytes(meta))
-        if not resume and not overwrite:
-            raise ValueError(
-                f"{meta_path} describes a dataset made with other settings; use another root, "
-                "delete it, or pass overwrite=True"
-            )
-    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+    meta = _generator_meta(sizes, seed, min_side, max_side)
+    resume = _can_resume(root / "generator.json", meta, overwrite)
+    out = _FileWriter(root)
+    out.folders("JPEGImages", "Annotations", "ImageSets/Main")
     if not resume:
-        atomic_write_bytes(meta_path, _json_bytes(meta))
-    classes_path = root / "classes.txt"
-    classes_text = ("\n".join(SYNTHETIC_CLASSES) + "\n").encode()
-    if not (classes_path.is_file() and classes_path.read_bytes() == classes_text):
-        atomic_write_bytes(classes_path, classes_text)
-
-    jobs: list[tuple[str, int, str]] = []
-    ids_of: dict[str, list[str]] = {}
-    next_id = 1
-    for split in order:
-        ids_of[split] = [f"{next_id + i:06d}" for i in range(sizes[split])]
-        jobs += [(split, i, image_id) for i, image_id in enumerate(ids_of[split])]
-        next_id += sizes[split]
+        out.bytes("generator.json", _json_bytes(meta))
+    out.bytes("classes.txt", ("\n".join(SYNTHETIC_CLASSES) + "\n").encode(), unless_same=True)
 
     from tqdm.auto import tqdm
 
+    ids_of = _split_ids(sizes)
+    jobs = [(sp, i, image_id) for sp, ids in ids_of.items() for i, image_id in enumerate(ids)]
+    perms = _main_class_orders(seed, list(sizes))
     k = len(SYNTHETIC_CLASSES)
-    # the main-object class order of each split (its own stream: not an image's seed)
-    perms = {
-        sp: np.random.default_rng([int(seed), zlib.crc32(f"classes:{sp}".encode())]).permutation(k)
-        for sp in order
-    }
-    quality = _SETTINGS["jpeg_quality"]
     for split, index, image_id in tqdm(jobs, disable=not progress, desc="synthetic images"):
-        jpg = root / "JPEGImages" / f"{image_id}.jpg"
-        xml = root / "Annotations" / f"{image_id}.xml"
-        if resume and jpg.is_file() and xml.is_file():
+        done = [root / "JPEGImages" / f"{image_id}.jpg", root / "Annotations" / f"{image_id}.xml"]
+        if resume and all(path.is_file() for path in done):
             continue
-        image, objects = render_synthetic_image(
+        _write_image(
+            out,
+            image_id,
             image_seed(seed, split, index),
+            main_class=int(perms[split][index % k]),
             min_side=min_side,
             max_side=max_side,
-            main_class=int(perms[split][index % k]),
         )
-        buf = io.BytesIO()
-        image.save(buf, format="JPEG", quality=quality)
-        atomic_write_bytes(jpg, buf.getvalue())
-        write_voc_xml(
-            xml,
-            filename=jpg.name,
-            width=image.width,
-            height=image.height,
-            objects=objects,
-            folder="sppnet-synthetic",
-        )
-
-    split_files = dict(ids_of)
-    if "train" in sizes and "val" in sizes:
-        split_files["trainval"] = ids_of["train"] + ids_of["val"]
-    for split, ids in split_files.items():
-        data = "".join(f"{i}\n" for i in ids).encode()
-        path = root / "ImageSets" / "Main" / f"{split}.txt"
-        if not (path.is_file() and path.read_bytes() == data):
-            atomic_write_bytes(path, data)
+    _write_split_files(out, ids_of)
     return root
 
 
 # --------------------------------------------------------------------------- classification
+def _largest_object(boxes: Tensor, keep: Sequence[int]) -> int:
+    """Index of the largest box (area) among ``keep``; the first one on ties."""
+    areas = [(j, float((boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1]))) for j in keep]
+    return max(areas, key=lambda ja: ja[1])[0]  # max keeps the first on ties
+
+
+def _crop_box(box: Sequence[float], context: float, width: int, height: int) -> tuple[int, ...]:
+    """``box`` grown by ``context`` times its width/height on each side, in whole pixels,
+    clipped to the image."""
+    x1, y1, x2, y2 = box
+    mx, my = context * (x2 - x1), context * (y2 - y1)
+    return (
+        max(0, math.floor(x1 - mx)),
+        max(0, math.floor(y1 - my)),
+        min(width, math.ceil(x2 + mx)),
+        min(height, math.ceil(y2 + my)),
+    )
+
+
+def _view_samples(
+    out: _FileWriter,
+    image_path: Path,
+    image_id: str,
+    ann: Mapping[str, Any],
+    keep: Sequence[int],
+    context: float | None,
+) -> list[tuple[str, str]]:
+    """Write one image's samples: ``(class, file under out_root)`` each.
+
+    ``context=None``: the whole image, linked under its largest object's class; else one
+    JPEG crop per kept object.
+    """
+    boxes, names = ann["boxes"], ann["names"]
+    if context is None:
+        best = _largest_object(boxes, keep)
+        rel = f"{names[best]}/{image_id}{image_path.suffix}"
+        out.link(image_path, rel)
+        return [(names[best], rel)]
+    from sppnet.data.decode import load_image
+
+    image = load_image(image_path)
+    samples = []
+    for j in keep:
+        crop_box = _crop_box(boxes[j].tolist(), context, image.width, image.height)
+        rel = f"{names[j]}/{image_id}_{j}.jpg"
+        out.jpeg(rel, image.crop(crop_box))
+        samples.append((names[j], rel))
+    return samples
+
+
+def _view_split(
+    out: _FileWriter,
+    voc_root: Path,
+    split: str,
+    class_to_idx: Mapping[str, int],
+    context: float | None,
+    counts: dict[str, int],
+) -> tuple[list[str], int]:
+    """Write the samples of one VOC split; count them per class into ``counts``.
+
+    Returns:
+        ``(lines, skipped)``: the ``class/file`` lines of the split file and the number of
+        images without a non-difficult object.
+    """
+    lines: list[str] = []
+    skipped = 0
+    for image_id in read_split_ids(voc_root, split):
+        ann = parse_voc_xml(
+            voc_root / "Annotations" / f"{image_id}.xml",
+            class_to_idx,
+            image_path=voc_root / "JPEGImages" / f"{image_id}.jpg",
+        )
+        keep = [j for j in range(len(ann["names"])) if not bool(ann["difficult"][j])]
+        if not keep:
+            skipped += 1
+            continue
+        image_path = voc_root / "JPEGImages" / ann["filename"]
+        for name, rel in _view_samples(out, image_path, image_id, ann, keep, context):
+            lines.append(rel)
+            counts[name] += 1
+    return lines, skipped
+
+
 def make_classification_view(
     voc_root: str | Path,
     out_root: str | Path,
@@ -728,42 +892,41 @@ def make_classification_view(
 ) -> Path:
     """An ImageFolder tree for classification, made from a VOC-layout dataset.
 
-    Rule (default, ``crop_objects=False``): each image's class is the class of its largest
-    (box area) non-difficult object, ties going to the first in the file; the WHOLE image is
-    written (hard-linked, or copied) to ``out_root/{class}/{id}.jpg``, so the full-image view
-    (Sec. 3.1.4) sees the object where it is, other objects and clutter included. Images
-    without a non-difficult object are left out.
+    VIEW_    Layout: ``root/JPEGImages/{id}.jpg`` (JPEG quality 90), ``root/Annotations/{id}.xml``,
+        ``root/ImageSets/Main/{split}.txt`` (plus ``trainval.txt`` when train and val are both
+        made), ``root/classes.txt`` (:data:`SYNTHETIC_CLASSES`, one per line) and
+        ``root/generator.json`` (version, seed, sizes, sides, settings). Ids are 6-digit numbers
+        ``000001, 000002, ...`` running over the splits in the order train, val, test, then the
+        other split names sorted.
 
-    With ``crop_objects=True`` every non-difficult object gives one sample
-    ``out_root/{class}/{id}_{k}.jpg`` (``k`` = the object's index in the XML): its box grown
-    by ``context`` times its width/height on each side, clipped to the image (JPEG quality 90).
+        The same arguments give byte-identical files. Image ``i`` of a split is rendered from
+        :func:`image_seed` ``(seed, split, i)``; its first object's class cycles through a
+        per-split permutation of the classes, so each class is the main object of ``n / K``
+        images (+-1). Every file is written atomically (temporary file + ``os.replace``); a rerun
+        into a root whose ``generator.json`` matches skips every image whose JPEG and XML both
+        exist, so a killed run resumes where it stopped.
 
-    Split files ``out_root/splits/{split}.txt`` list ``class/file.jpg`` lines in the order of
-    the VOC split file; every class has a folder (maybe empty), so labels are the class
-    order of sorted folder names for any subset. ``out_root/view.json`` records the source,
-    rule and counts; rerunning with the same arguments rewrites the same files.
+        Args:
+            root: the output folder (created).
+            sizes: images per split; default ``{"train": 300, "val": 100, "test": 200}``.
+            seed: the dataset seed.
+            min_side, max_side: image sides are uniform in this range (px).
+            progress: show a tqdm progress bar.
+            overwrite: regenerate every file even when ``root`` holds a dataset made with other
+                settings (files of ids no longer listed are left in place but unlisted).
 
-    Args:
-        voc_root: a VOC-layout root (classes from ``classes.txt`` or :data:`VOC_CLASSES`).
-        out_root: the output folder (created).
-        splits: the VOC splits to convert.
-        crop_objects: write object crops instead of whole images.
-        context: the margin of a crop, as a fraction of the box size per side (>= 0).
+        Returns:
+            ``root`` as a ``Path``.
 
-    Returns:
-        ``out_root`` as a ``Path``.
-
-    Raises:
-        ValueError: a missing split file or bad annotation (naming the file), a negative
-            ``context``, or an ``out_root/view.json`` made with other arguments.
+        Raises:
+            ValueError: bad sizes, seed or sides, or ``root/generator.json`` describes different
+                settings and ``overwrite`` is False.
+            TypeError: ``sizes`` is not a mapping.
     """
-    from sppnet.data.decode import load_image
-
     if not context >= 0:
         raise ValueError(f"context must be >= 0, got {context}")
     voc_root, out_root = Path(voc_root), Path(out_root)
     classes = read_class_names(voc_root)
-    class_to_idx = {c: i for i, c in enumerate(classes)}
     settings = {
         "source": str(voc_root.resolve()),
         "splits": list(splits),
@@ -773,63 +936,19 @@ def make_classification_view(
     }
     view_path = out_root / "view.json"
     if view_path.is_file():
-        try:
-            old = json.loads(view_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            old = {}
+        old = _read_json(view_path, {})
         if {key: old.get(key) for key in settings} != settings:
             raise ValueError(f"{view_path} was made with other arguments; use another out_root")
-    for c in classes:
-        (out_root / c).mkdir(parents=True, exist_ok=True)
-    (out_root / "splits").mkdir(parents=True, exist_ok=True)
-
+    out = _FileWriter(out_root)
+    out.folders(*classes, "splits")
+    class_to_idx = {c: i for i, c in enumerate(classes)}
     counts: dict[str, dict[str, int]] = {}
     skipped: dict[str, int] = {}
     for split in splits:
-        lines: list[str] = []
         counts[split] = dict.fromkeys(classes, 0)
-        skipped[split] = 0
-        for image_id in read_split_ids(voc_root, split):
-            image_path = voc_root / "JPEGImages" / f"{image_id}.jpg"
-            ann = parse_voc_xml(
-                voc_root / "Annotations" / f"{image_id}.xml", class_to_idx, image_path=image_path
-            )
-            boxes, names = ann["boxes"], ann["names"]
-            keep = [j for j in range(len(names)) if not bool(ann["difficult"][j])]
-            if not keep:
-                skipped[split] += 1
-                continue
-            image_path = voc_root / "JPEGImages" / ann["filename"]
-            if not crop_objects:
-                areas = [
-                    (j, float((boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1])))
-                    for j in keep
-                ]
-                best = max(areas, key=lambda ja: ja[1])[0]  # max keeps the first on ties
-                rel = f"{names[best]}/{image_id}{image_path.suffix}"
-                atomic_link_or_copy(image_path, out_root / rel)
-                lines.append(rel)
-                counts[split][names[best]] += 1
-                continue
-            image = load_image(image_path)
-            for j in keep:
-                x1, y1, x2, y2 = boxes[j].tolist()
-                mx, my = context * (x2 - x1), context * (y2 - y1)
-                crop_box = (
-                    max(0, math.floor(x1 - mx)),
-                    max(0, math.floor(y1 - my)),
-                    min(image.width, math.ceil(x2 + mx)),
-                    min(image.height, math.ceil(y2 + my)),
-                )
-                buf = io.BytesIO()
-                image.crop(crop_box).save(buf, format="JPEG", quality=_SETTINGS["jpeg_quality"])
-                rel = f"{names[j]}/{image_id}_{j}.jpg"
-                atomic_write_bytes(out_root / rel, buf.getvalue())
-                lines.append(rel)
-                counts[split][names[j]] += 1
-        atomic_write_bytes(
-            out_root / "splits" / f"{split}.txt", "".join(f"{x}\n" for x in lines).encode()
+        lines, skipped[split] = _view_split(
+            out, voc_root, split, class_to_idx, context if crop_objects else None, counts[split]
         )
-    summary = {**settings, "counts": counts, "skipped_images": skipped}
-    atomic_write_bytes(view_path, _json_bytes(summary))
+        out.bytes(f"splits/{split}.txt", "".join(f"{x}\n" for x in lines).encode())
+    out.bytes("view.json", _json_bytes({**settings, "counts": counts, "skipped_images": skipped}))
     return out_root
