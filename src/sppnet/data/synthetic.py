@@ -38,10 +38,10 @@ from torch import Tensor
 
 from sppnet._atomic import atomic_link_or_copy, atomic_write_bytes
 from sppnet.data.voc import (
-    format_voc_xml,
     parse_voc_xml,
     read_class_names,
     read_split_ids,
+    write_voc_xml,
 )
 
 __all__ = [
@@ -582,6 +582,10 @@ class _FileWriter:
         image.save(buf, format="JPEG", quality=_SETTINGS["jpeg_quality"])
         self.bytes(name, buf.getvalue())
 
+    def voc_xml(self, name: str, **fields: Any) -> None:
+        """Write a VOC annotation to ``root/name`` (``fields`` as :func:`write_voc_xml`)."""
+        write_voc_xml(self.root / name, **fields)
+
     def link(self, source: Path, name: str) -> None:
         """Hard-link (or copy) ``source`` to ``root/name``."""
         atomic_link_or_copy(source, self.root / name)
@@ -703,14 +707,14 @@ def _write_image(
         seed, min_side=min_side, max_side=max_side, main_class=main_class
     )
     out.jpeg(f"JPEGImages/{image_id}.jpg", image)
-    xml = format_voc_xml(
+    out.voc_xml(
+        f"Annotations/{image_id}.xml",
         filename=f"{image_id}.jpg",
         width=image.width,
         height=image.height,
         objects=objects,
         folder="sppnet-synthetic",
     )
-    out.bytes(f"Annotations/{image_id}.xml", xml)
 
 
 def _write_split_files(out: _FileWriter, ids_of: Mapping[str, list[str]]) -> None:
@@ -892,36 +896,34 @@ def make_classification_view(
 ) -> Path:
     """An ImageFolder tree for classification, made from a VOC-layout dataset.
 
-    VIEW_    Layout: ``root/JPEGImages/{id}.jpg`` (JPEG quality 90), ``root/Annotations/{id}.xml``,
-        ``root/ImageSets/Main/{split}.txt`` (plus ``trainval.txt`` when train and val are both
-        made), ``root/classes.txt`` (:data:`SYNTHETIC_CLASSES`, one per line) and
-        ``root/generator.json`` (version, seed, sizes, sides, settings). Ids are 6-digit numbers
-        ``000001, 000002, ...`` running over the splits in the order train, val, test, then the
-        other split names sorted.
+    Rule (default, ``crop_objects=False``): each image's class is the class of its largest
+    (box area) non-difficult object, ties going to the first in the file; the WHOLE image is
+    written (hard-linked, or copied) to ``out_root/{class}/{id}.jpg``, so the full-image view
+    (Sec. 3.1.4) sees the object where it is, other objects and clutter included. Images
+    without a non-difficult object are left out.
 
-        The same arguments give byte-identical files. Image ``i`` of a split is rendered from
-        :func:`image_seed` ``(seed, split, i)``; its first object's class cycles through a
-        per-split permutation of the classes, so each class is the main object of ``n / K``
-        images (+-1). Every file is written atomically (temporary file + ``os.replace``); a rerun
-        into a root whose ``generator.json`` matches skips every image whose JPEG and XML both
-        exist, so a killed run resumes where it stopped.
+    With ``crop_objects=True`` every non-difficult object gives one sample
+    ``out_root/{class}/{id}_{k}.jpg`` (``k`` = the object's index in the XML): its box grown
+    by ``context`` times its width/height on each side, clipped to the image (JPEG quality 90).
 
-        Args:
-            root: the output folder (created).
-            sizes: images per split; default ``{"train": 300, "val": 100, "test": 200}``.
-            seed: the dataset seed.
-            min_side, max_side: image sides are uniform in this range (px).
-            progress: show a tqdm progress bar.
-            overwrite: regenerate every file even when ``root`` holds a dataset made with other
-                settings (files of ids no longer listed are left in place but unlisted).
+    Split files ``out_root/splits/{split}.txt`` list ``class/file.jpg`` lines in the order of
+    the VOC split file; every class has a folder (maybe empty), so labels are the class
+    order of sorted folder names for any subset. ``out_root/view.json`` records the source,
+    rule and counts; rerunning with the same arguments rewrites the same files.
 
-        Returns:
-            ``root`` as a ``Path``.
+    Args:
+        voc_root: a VOC-layout root (classes from ``classes.txt`` or :data:`VOC_CLASSES`).
+        out_root: the output folder (created).
+        splits: the VOC splits to convert.
+        crop_objects: write object crops instead of whole images.
+        context: the margin of a crop, as a fraction of the box size per side (>= 0).
 
-        Raises:
-            ValueError: bad sizes, seed or sides, or ``root/generator.json`` describes different
-                settings and ``overwrite`` is False.
-            TypeError: ``sizes`` is not a mapping.
+    Returns:
+        ``out_root`` as a ``Path``.
+
+    Raises:
+        ValueError: a missing split file or bad annotation (naming the file), a negative
+            ``context``, or an ``out_root/view.json`` made with other arguments.
     """
     if not context >= 0:
         raise ValueError(f"context must be >= 0, got {context}")

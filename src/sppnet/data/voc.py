@@ -9,8 +9,7 @@ Layout (VOC2007 and the built-in generator, :mod:`sppnet.data.synthetic`)::
 
 Box convention (STYLE rule 4): VOC stores 1-based, inclusive pixel indices; the project uses
 float ``(x1, y1, x2, y2)``, 0-based, continuous. The conversion happens once, in
-:func:`parse_voc_xml`, and its inverse once, in :func:`format_voc_xml` (written by
-:func:`write_voc_xml`).
+:func:`parse_voc_xml`, and its inverse once, in :func:`write_voc_xml`.
 
 Shape shorthand:
     K   number of objects in one image
@@ -38,7 +37,6 @@ __all__ = [
     "VOC_CLASSES",
     "VOCDetection",
     "collect_class_names",
-    "format_voc_xml",
     "parse_voc_xml",
     "read_class_file",
     "read_class_names",
@@ -305,7 +303,8 @@ def _voc_coords(box: Sequence[float], width: int, height: int, index: int) -> li
     ]
 
 
-def format_voc_xml(
+def write_voc_xml(
+    path: str | Path,
     *,
     filename: str,
     width: int,
@@ -313,8 +312,8 @@ def format_voc_xml(
     objects: Sequence[Mapping[str, Any]],
     folder: str = "VOC",
     depth: int = 3,
-) -> bytes:
-    """The bytes of a Pascal VOC annotation file (UTF-8, tab-indented, a final newline).
+) -> None:
+    """Write a Pascal VOC annotation file (atomically: temporary file + ``os.replace``).
 
     Boxes are converted back from the project's convention to VOC's 1-based inclusive integer
     pixel indices: ``xmin = floor(x1) + 1``, ``xmax = ceil(x2)`` (same for y), after snapping
@@ -323,6 +322,7 @@ def format_voc_xml(
     it.
 
     Args:
+        path: the ``.xml`` file to write (parent folders are created).
         filename: the image file name stored in ``<filename>`` (e.g. ``"000001.jpg"``).
         width, height: the image size in pixels (> 0).
         objects: one mapping per object with ``name`` (str), ``box`` (4 floats, our
@@ -330,9 +330,6 @@ def format_voc_xml(
             ``truncated`` (bool, default False) and ``pose`` (str, default "Unspecified").
         folder: the ``<folder>`` text.
         depth: the number of colour channels stored in ``<size><depth>``.
-
-    Returns:
-        The file's bytes.
 
     Raises:
         ValueError: a non-positive size, an empty class name, or a box that is not finite,
@@ -368,37 +365,7 @@ def format_voc_xml(
         for tag, value in (("xmin", xmin), ("ymin", ymin), ("xmax", xmax), ("ymax", ymax)):
             ET.SubElement(bndbox, tag).text = str(value)
     ET.indent(root, space="\t")
-    return ET.tostring(root, encoding="utf-8", xml_declaration=False) + b"\n"
-
-
-def write_voc_xml(
-    path: str | Path,
-    *,
-    filename: str,
-    width: int,
-    height: int,
-    objects: Sequence[Mapping[str, Any]],
-    folder: str = "VOC",
-    depth: int = 3,
-) -> None:
-    """Write a Pascal VOC annotation file (atomically: temporary file + ``os.replace``).
-
-    Args:
-        path: the ``.xml`` file to write (parent folders are created).
-        filename, width, height, objects, folder, depth: as :func:`format_voc_xml`, which
-            makes the bytes (and converts the boxes back to VOC's 1-based pixel indices).
-
-    Raises:
-        ValueError: as :func:`format_voc_xml` (nothing is written).
-    """
-    data = format_voc_xml(
-        filename=filename,
-        width=width,
-        height=height,
-        objects=objects,
-        folder=folder,
-        depth=depth,
-    )
+    data = ET.tostring(root, encoding="utf-8", xml_declaration=False) + b"\n"
     atomic_write_bytes(Path(path), data)
 
 
