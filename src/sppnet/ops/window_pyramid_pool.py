@@ -31,7 +31,7 @@ from torch import Tensor
 
 from sppnet.ops.compiled_pyramid_pool import compiled_pool_available, compiled_window_pool
 from sppnet.ops.pyramid_bins import bin_edges, check_levels, num_pyramid_bins
-from sppnet.ops.spatial_pyramid_pool import _check_feature_map, _check_mode, _divisor_plan
+from sppnet.ops.spatial_pyramid_pool import _check_mode, _divisor_plan, check_feature_map
 
 __all__ = ["window_pyramid_pool"]
 
@@ -374,7 +374,7 @@ def window_pyramid_pool(
         ValueError: wrong shapes, bad levels or mode, windows that are empty or leave the
             map, batch indices outside ``0..N-1``.
     """
-    _check_feature_map(features, "features")
+    check_feature_map(features, "features")
     levels = check_levels(levels)
     mode = _check_mode(mode)
     n_img, channels, height, width = features.shape
