@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from sppnet.data._annotation import make_annotation, make_target
 from sppnet.data.decode import ImageDecodeError, load_image
 
 __all__ = ["CocoDetection", "coco_ground_truth"]
@@ -71,6 +72,40 @@ def _load(path: Path) -> object:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise _err(path, f"not valid JSON ({err})") from None
+
+
+def _read_categories(cats: list[dict], path: Path) -> dict[int, str]:
+    """COCO category id -> name (distinct ids, distinct non-empty names)."""
+    category_names: dict[int, str] = {}
+    for i, cat in enumerate(cats):
+        cid = _int(cat, "id", path, f"categories[{i}]")
+        name = cat.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise _err(path, f"categories[{i}] (id {cid}) needs a non-empty 'name'")
+        if cid in category_names:
+            raise _err(path, f"category id {cid} appears twice")
+        category_names[cid] = name.strip()
+    if len(set(category_names.values())) != len(category_names):
+        raise _err(path, f"category names must be distinct, got {list(category_names.values())}")
+    return category_names
+
+
+def _read_images(images: list[dict], path: Path) -> dict[int, dict[str, Any]]:
+    """Image id -> ``{file_name, width, height, objects: []}``, in file order."""
+    records: dict[int, dict[str, Any]] = {}
+    for i, img in enumerate(images):
+        iid = _int(img, "id", path, f"images[{i}]")
+        where = f"images[{i}] (id {iid})"
+        name = img.get("file_name")
+        if not isinstance(name, str) or not name.strip():
+            raise _err(path, f"{where} needs a 'file_name'")
+        width, height = _int(img, "width", path, where), _int(img, "height", path, where)
+        if width <= 0 or height <= 0:
+            raise _err(path, f"{where} must have a positive size, got {width} x {height}")
+        if iid in records:
+            raise _err(path, f"image id {iid} appears twice")
+        records[iid] = {"file_name": name, "width": width, "height": height, "objects": []}
+    return records
 
 
 class CocoDetection(torch.utils.data.Dataset):
@@ -145,20 +180,16 @@ class CocoDetection(torch.utils.data.Dataset):
         images, anns, cats = (
             _records(data, k, path) for k in ("images", "annotations", "categories")
         )
+        category_names = _read_categories(cats, path)
+        self._set_classes(category_names, classes)
+        records = _read_images(images, path)
+        bad = self._read_objects(anns, records, category_names, path)
+        self._keep_images(records, bad, path)
+        self.skipped = len(self.skipped_ids)
+        self.sizes = [(a["height"], a["width"]) for a in self.annotations]
 
-        category_names: dict[int, str] = {}
-        for i, cat in enumerate(cats):
-            cid = _int(cat, "id", path, f"categories[{i}]")
-            name = cat.get("name")
-            if not isinstance(name, str) or not name.strip():
-                raise _err(path, f"categories[{i}] (id {cid}) needs a non-empty 'name'")
-            if cid in category_names:
-                raise _err(path, f"category id {cid} appears twice")
-            category_names[cid] = name.strip()
-        if len(set(category_names.values())) != len(category_names):
-            raise _err(
-                path, f"category names must be distinct, got {list(category_names.values())}"
-            )
+    def _set_classes(self, category_names: dict[int, str], classes: Sequence[str] | None) -> None:
+        """``class_names``, ``class_to_idx``, ``category_ids`` and ``category_to_label``."""
         if classes is None:
             self.class_names = [category_names[c] for c in sorted(category_names)]
         else:
@@ -172,21 +203,19 @@ class CocoDetection(torch.utils.data.Dataset):
             cid: self.class_to_idx[n] for cid, n in category_names.items() if n in self.class_to_idx
         }
 
-        records: dict[int, dict[str, Any]] = {}
-        for i, img in enumerate(images):
-            iid = _int(img, "id", path, f"images[{i}]")
-            where = f"images[{i}] (id {iid})"
-            name = img.get("file_name")
-            if not isinstance(name, str) or not name.strip():
-                raise _err(path, f"{where} needs a 'file_name'")
-            width, height = _int(img, "width", path, where), _int(img, "height", path, where)
-            if width <= 0 or height <= 0:
-                raise _err(path, f"{where} must have a positive size, got {width} x {height}")
-            if iid in records:
-                raise _err(path, f"image id {iid} appears twice")
-            records[iid] = {"file_name": name, "width": width, "height": height, "objects": []}
+    def _read_objects(
+        self,
+        anns: list[dict],
+        records: dict[int, dict[str, Any]],
+        category_names: dict[int, str],
+        path: Path,
+    ) -> dict[int, str]:
+        """Append each annotation's object to its image's record.
 
-        bad: dict[int, str] = {}  # image id -> the first problem found
+        Returns:
+            Image id -> the first problem found in its annotations (``skip_bad`` only).
+        """
+        bad: dict[int, str] = {}
         for i, ann in enumerate(anns):
             where = f"annotations[{i}] (id {ann.get('id')!r})"
             iid = ann.get("image_id")
@@ -195,10 +224,16 @@ class CocoDetection(torch.utils.data.Dataset):
             try:
                 records[iid]["objects"].append(self._object(ann, records[iid], category_names))
             except ValueError as err:
-                if not skip_bad:
+                if not self.skip_bad:
                     raise _err(path, f"{where} of image {iid}: {err}") from None
                 bad.setdefault(iid, str(err))
+        return bad
 
+    def _keep_images(
+        self, records: dict[int, dict[str, Any]], bad: dict[int, str], path: Path
+    ) -> None:
+        """``ids``, ``coco_ids``, ``annotations`` of the good images (their files exist),
+        ``skipped_ids`` of the others."""
         self.ids: list[str] = []
         self.coco_ids: list[int] = []
         self.annotations: list[dict[str, Any]] = []
@@ -206,30 +241,22 @@ class CocoDetection(torch.utils.data.Dataset):
         for iid, rec in records.items():
             file = self.root / rec["file_name"]
             if iid not in bad and not file.is_file():
-                if not skip_bad:
+                if not self.skip_bad:
                     raise FileNotFoundError(f"no image {file} (image id {iid} of {path})")
                 bad[iid] = "missing image"
             if iid in bad:
                 self.skipped_ids.append(str(iid))
                 continue
-            objs = rec["objects"]
+            objects = [
+                {"box": box, "label": label, "difficult": crowd, "truncated": False,
+                 "name": self.class_names[label]}
+                for box, label, crowd in rec["objects"]
+            ]  # fmt: skip
             self.ids.append(str(iid))
             self.coco_ids.append(iid)
             self.annotations.append(
-                {
-                    "filename": rec["file_name"],
-                    "width": rec["width"],
-                    "height": rec["height"],
-                    "boxes": torch.tensor([o[0] for o in objs], dtype=torch.float32).reshape(-1, 4),
-                    "labels": torch.tensor([o[1] for o in objs], dtype=torch.int64),
-                    "difficult": torch.tensor([o[2] for o in objs], dtype=torch.bool),
-                    "truncated": torch.zeros(len(objs), dtype=torch.bool),
-                    "names": [self.class_names[o[1]] for o in objs],
-                    "num_skipped": 0,
-                }
+                make_annotation(rec["file_name"], rec["width"], rec["height"], objects)
             )
-        self.skipped = len(self.skipped_ids)
-        self.sizes = [(a["height"], a["width"]) for a in self.annotations]
 
     def _object(
         self, ann: dict, image: dict[str, Any], category_names: dict[int, str]
@@ -288,15 +315,7 @@ class CocoDetection(torch.utils.data.Dataset):
                 raise
             self.skipped += 1
             return self[(index + 1) % len(self)]
-        ann = self.annotations[index]
-        target = {
-            "boxes": ann["boxes"].clone(),
-            "labels": ann["labels"].clone(),
-            "difficult": ann["difficult"].clone(),
-            "truncated": ann["truncated"].clone(),
-            "image_id": self.ids[index],
-            "size": torch.tensor([ann["height"], ann["width"]], dtype=torch.int64),
-        }
+        target = make_target(self.annotations[index], self.ids[index])
         return (self.transform(image) if self.transform else image), target
 
     def __repr__(self) -> str:

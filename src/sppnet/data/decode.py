@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["BOMB_ERRORS", "ImageDecodeError", "bomb_guard", "load_image"]
+__all__ = ["BOMB_ERRORS", "ImageDecodeError", "bomb_guard", "load_image", "open_image"]
 
 #: What :func:`bomb_guard` turns an image over Pillow's pixel limit into.
 BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
@@ -42,6 +42,37 @@ class ImageDecodeError(ValueError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"cannot decode image {self.path}: {reason}")
+
+
+@contextlib.contextmanager
+def open_image(path: str | Path, corrupt: str) -> Iterator[Image.Image]:
+    """``Image.open(path)`` under :func:`bomb_guard`; what fails inside the block becomes an
+    :class:`ImageDecodeError` naming the file.
+
+    Args:
+        path: the image file.
+        corrupt: the reason given for a file Pillow identifies but cannot read (an
+            ``OSError``, ``SyntaxError`` or ``ValueError``), e.g. ``"corrupt or truncated"``.
+
+    Yields:
+        The open (lazily decoded) image.
+
+    Raises:
+        ImageDecodeError: the file is missing, not an image, a decompression bomb, or
+            ``corrupt``.
+    """
+    path = Path(path)
+    try:
+        with bomb_guard(), Image.open(path) as img:
+            yield img
+    except FileNotFoundError:
+        raise ImageDecodeError(path, "no such file") from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError(path, "not an image file Pillow can identify") from None
+    except BOMB_ERRORS as err:
+        raise ImageDecodeError(path, f"refused as a decompression bomb ({err})") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageDecodeError(path, f"{corrupt} ({err})") from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -80,17 +111,7 @@ def load_image(path: str | Path) -> Image.Image:
             truncated; the message names the file. An image over Pillow's pixel limit
             (``Image.MAX_IMAGE_PIXELS``, about 89 megapixels) is one too.
     """
-    path = Path(path)
-    try:
-        with bomb_guard(), Image.open(path) as img:
-            img.load()  # decode now: a truncated file fails here, not later in a worker
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
-    except FileNotFoundError:
-        raise ImageDecodeError(path, "no such file") from None
-    except UnidentifiedImageError:
-        raise ImageDecodeError(path, "not an image file Pillow can identify") from None
-    except BOMB_ERRORS as err:
-        raise ImageDecodeError(path, f"refused as a decompression bomb ({err})") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageDecodeError(path, f"corrupt or truncated ({err})") from None
+    with open_image(path, "corrupt or truncated") as img:
+        img.load()  # decode now: a truncated file fails here, not later in a worker
+        img = ImageOps.exif_transpose(img)
+        return _to_rgb(img)

@@ -28,9 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from sppnet.data.decode import BOMB_ERRORS, ImageDecodeError, bomb_guard, load_image
+from sppnet.data.decode import ImageDecodeError, load_image, open_image
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "read_image_size"]
 
@@ -68,22 +68,12 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
     Raises:
         ImageDecodeError: the file is missing or its header cannot be read.
     """
-    path = Path(path)
-    try:
-        with bomb_guard(), Image.open(path) as img:
-            width, height = img.size
-            try:
-                orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-            except Exception:  # a broken EXIF block: load_image will ignore it too
-                orientation = 1
-    except FileNotFoundError:
-        raise ImageDecodeError(path, "no such file") from None
-    except UnidentifiedImageError:
-        raise ImageDecodeError(path, "not an image file Pillow can identify") from None
-    except BOMB_ERRORS as err:
-        raise ImageDecodeError(path, f"refused as a decompression bomb ({err})") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageDecodeError(path, f"unreadable header ({err})") from None
+    with open_image(path, "unreadable header") as img:
+        width, height = img.size
+        try:
+            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+        except Exception:  # a broken EXIF block: load_image will ignore it too
+            orientation = 1
     if orientation in _TRANSPOSED_ORIENTATIONS:
         width, height = height, width
     return height, width

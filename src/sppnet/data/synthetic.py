@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
+from torch import Tensor
 
 from sppnet._atomic import atomic_link_or_copy, atomic_write_bytes
 from sppnet.data.voc import (
@@ -362,6 +363,158 @@ def _position(rng: np.random.Generator, size: int, extent: int, out_frac: float)
     return math.floor(rng.uniform(lo, hi))
 
 
+# --------------------------------------------------------------------------- objects
+def _object_size(
+    rng: np.random.Generator, index: int, short: int, main_scale: float
+) -> tuple[float, float, float]:
+    """Side (px) and border overhang of object ``index``, and the first object's scale.
+
+    The first object is large (``main_scale`` of the shorter side); the others are smaller
+    than it, some tiny. ``out_frac`` > 0 lets the object stick out of the image.
+    """
+    s = _SETTINGS
+    if index == 0:
+        main_scale = math.exp(rng.uniform(*np.log(s["main_scale"])))
+        side = max(main_scale * short, min(s["main_min_side_px"], 0.9 * short))
+        out_frac = rng.uniform(0.1, 0.4) if rng.random() < s["main_truncate_prob"] else 0
+        return side, out_frac, main_scale
+    if rng.random() < s["tiny_prob"]:
+        side = rng.uniform(*s["tiny_side_px"])
+    else:
+        top = min(s["other_scale"][1], s["other_scale_vs_main"] * main_scale)
+        lo = min(s["other_scale"][0], top)
+        side = math.exp(rng.uniform(math.log(lo), math.log(top))) * short
+    out_frac = rng.uniform(0.1, 0.7) if rng.random() < s["other_truncate_prob"] else 0
+    return side, out_frac, main_scale
+
+
+def _place(
+    rng: np.random.Generator,
+    coverage: np.ndarray,
+    w: int,
+    h: int,
+    out_frac: float,
+    boxes: Sequence[tuple[int, int, int, int]],
+) -> tuple[int, int, int, int] | None:
+    """The canvas box ``(ox, oy, ox + cw, oy + ch)`` of a new object, or ``None`` when 8
+    tries all overlap the objects already placed (``boxes``) too much."""
+    ch, cw = coverage.shape
+    for _attempt in range(8):
+        ox = _position(rng, cw, w, out_frac)
+        oy = _position(rng, ch, h, out_frac)
+        box = (ox, oy, ox + cw, oy + ch)
+        if all(_boxes_overlap(box, b) <= _SETTINGS["max_overlap"] for b in boxes):
+            return box
+    return None
+
+
+def _paint(
+    rng: np.random.Generator, canvas: Image.Image, cov: np.ndarray, rows: slice, cols: slice
+) -> None:
+    """Paint one object (coverage ``cov``, uint8 ``[rows, cols]``) in place on ``canvas``,
+    in a colour that stands out from what lies under it."""
+    region = canvas.crop((cols.start, rows.start, cols.stop, rows.stop))
+    under = np.asarray(region, dtype=np.float32).reshape(-1, 3).mean(axis=0)
+    for _try in range(6):
+        base = _random_colour(rng)
+        if np.abs(base - under).sum() > 120:
+            break
+    fill = _object_fill(rng, region.height, region.width, base)
+    alpha = cov.astype(np.float32) * rng.uniform(0.85, 1.0)
+    canvas.paste(
+        Image.fromarray(np.clip(fill + 0.5, 0, 255).astype(np.uint8)),
+        (cols.start, rows.start),
+        Image.fromarray((alpha + 0.5).astype(np.uint8)),
+    )
+
+
+def _add_objects(
+    rng: np.random.Generator, canvas: Image.Image, main_class: int | None
+) -> tuple[list[_Placed], np.ndarray]:
+    """Draw 1 to 4 objects on ``canvas`` (in place), largest first.
+
+    Returns:
+        ``(placed, owner)``: the objects drawn, in drawing order, and ``int8 [H, W]`` the
+        index in ``placed`` of the object that owns each pixel (the last drawn over it), -1
+        for the background.
+    """
+    w, h = canvas.size
+    short = min(w, h)
+    k = len(SYNTHETIC_CLASSES)
+    probs = _SETTINGS["object_count_probs"]
+    n_objects = 1 + int(rng.choice(len(probs), p=probs))
+    placed: list[_Placed] = []
+    boxes: list[tuple[int, int, int, int]] = []
+    owner = np.full((h, w), -1, dtype=np.int8)
+    main_scale = 0.0
+    for i in range(n_objects):
+        label = int(rng.integers(0, k)) if (i > 0 or main_class is None) else main_class
+        side, out_frac, main_scale = _object_size(rng, i, short, main_scale)
+        coverage = _draw_coverage(rng, SYNTHETIC_CLASSES[label], side)
+        box = _place(rng, coverage, w, h, out_frac, boxes)
+        if box is None:
+            continue  # no room: fewer objects in this image
+        obj = _Placed(coverage, box[0], box[1], label)
+        where = obj.clip(w, h)
+        if where is None or obj.full_count == 0:
+            continue
+        rows, cols, crows, ccols = where
+        cov = obj.coverage[crows, ccols]
+        _paint(rng, canvas, cov, rows, cols)
+        owner[rows, cols][cov >= _SETTINGS["visible_threshold"]] = len(placed)
+        placed.append(obj)
+        boxes.append(box)
+    return placed, owner
+
+
+def _sensor(rng: np.random.Generator, canvas: Image.Image) -> Image.Image:
+    """Optional blur, then noise: edges are soft, flat areas grainy.
+
+    The noise is the sum of two uniform integers (triangular, std ~ a / sqrt(6)): cheaper
+    than Gaussian.
+    """
+    w, h = canvas.size
+    if rng.random() < 0.6:
+        canvas = canvas.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.2))))
+    a = int(rng.integers(4, 17))
+    noise = rng.integers(0, a + 1, size=(2, h, w, 3), dtype=np.uint8)
+    noisy = np.asarray(canvas, dtype=np.int16) + noise[0] - noise[1]
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def _annotation(obj: _Placed, index: int, owner: np.ndarray) -> dict[str, Any] | None:
+    """The annotation of ``placed[index]`` from the pixels it owns; ``None`` if it owns none."""
+    s = _SETTINGS
+    h, w = owner.shape
+    where = obj.clip(w, h)
+    assert where is not None
+    rows, cols, crows, ccols = where
+    vis_local = owner[rows, cols] == index
+    count = int(vis_local.sum())
+    if count == 0:
+        return None
+    in_image = int((obj.coverage[crows, ccols] >= s["visible_threshold"]).sum())
+    ys = np.flatnonzero(vis_local.any(axis=1))
+    xs = np.flatnonzero(vis_local.any(axis=0))
+    x1, x2 = cols.start + int(xs[0]), cols.start + int(xs[-1]) + 1
+    y1, y2 = rows.start + int(ys[0]), rows.start + int(ys[-1]) + 1
+    visible = count / obj.full_count
+    difficult = (
+        max(x2 - x1, y2 - y1) < s["difficult_side_px"] or visible < s["difficult_visible_fraction"]
+    )
+    mask = np.zeros((h, w), dtype=bool)
+    mask[rows, cols] = vis_local
+    return {
+        "name": SYNTHETIC_CLASSES[obj.label],
+        "label": obj.label,
+        "box": (float(x1), float(y1), float(x2), float(y2)),
+        "difficult": bool(difficult),
+        "truncated": bool(in_image < s["truncated_fraction"] * obj.full_count),
+        "visible_fraction": float(visible),
+        "mask": mask,
+    }
+
+
 def render_synthetic_image(
     seed: int | np.random.SeedSequence,
     *,
@@ -391,114 +544,66 @@ def render_synthetic_image(
     k = len(SYNTHETIC_CLASSES)
     if main_class is not None and not 0 <= main_class < k:
         raise ValueError(f"main_class must be in [0, {k}), got {main_class}")
+    # one random stream, drawn in this order: sides, background, clutter, objects, sensor
     rng = np.random.default_rng(seed)
     w = int(rng.integers(min_side, max_side + 1))
     h = int(rng.integers(min_side, max_side + 1))
-    short = min(w, h)
-    s = _SETTINGS
-
     canvas = _background(rng, h, w)
     _clutter(rng, canvas)
-
-    n_objects = 1 + int(rng.choice(len(s["object_count_probs"]), p=s["object_count_probs"]))
-    placed: list[_Placed] = []
-    boxes: list[tuple[int, int, int, int]] = []
-    owner = np.full((h, w), -1, dtype=np.int8)
-    main_scale = 0.0
-    for i in range(n_objects):
-        label = int(rng.integers(0, k)) if (i > 0 or main_class is None) else main_class
-        if i == 0:
-            main_scale = math.exp(rng.uniform(*np.log(s["main_scale"])))
-            side = max(main_scale * short, min(s["main_min_side_px"], 0.9 * short))
-            out_frac = rng.uniform(0.1, 0.4) if rng.random() < s["main_truncate_prob"] else 0
-        else:
-            if rng.random() < s["tiny_prob"]:
-                side = rng.uniform(*s["tiny_side_px"])
-            else:
-                top = min(s["other_scale"][1], s["other_scale_vs_main"] * main_scale)
-                lo = min(s["other_scale"][0], top)
-                side = math.exp(rng.uniform(math.log(lo), math.log(top))) * short
-            out_frac = rng.uniform(0.1, 0.7) if rng.random() < s["other_truncate_prob"] else 0
-        coverage = _draw_coverage(rng, SYNTHETIC_CLASSES[label], side)
-        ch, cw = coverage.shape
-        for _attempt in range(8):
-            ox = _position(rng, cw, w, out_frac)
-            oy = _position(rng, ch, h, out_frac)
-            box = (ox, oy, ox + cw, oy + ch)
-            if all(_boxes_overlap(box, b) <= s["max_overlap"] for b in boxes):
-                break
-        else:
-            continue  # no room: fewer objects in this image
-        obj = _Placed(coverage, ox, oy, label)
-        where = obj.clip(w, h)
-        if where is None or obj.full_count == 0:
-            continue
-        rows, cols, crows, ccols = where
-        cov = obj.coverage[crows, ccols]
-        paste_at = (cols.start, rows.start)
-        region = canvas.crop((cols.start, rows.start, cols.stop, rows.stop))
-        # pick a colour that stands out from what lies under the object
-        under = np.asarray(region, dtype=np.float32).reshape(-1, 3).mean(axis=0)
-        for _try in range(6):
-            base = _random_colour(rng)
-            if np.abs(base - under).sum() > 120:
-                break
-        fill = _object_fill(rng, region.height, region.width, base)
-        alpha = cov.astype(np.float32) * rng.uniform(0.85, 1.0)
-        canvas.paste(
-            Image.fromarray(np.clip(fill + 0.5, 0, 255).astype(np.uint8)),
-            paste_at,
-            Image.fromarray((alpha + 0.5).astype(np.uint8)),
-        )
-        owner[rows, cols][cov >= s["visible_threshold"]] = len(placed)
-        placed.append(obj)
-        boxes.append(box)
-
-    # sensor: optional blur, then noise; edges are soft, flat areas grainy. The noise is the
-    # sum of two uniform integers (triangular, std ~ a / sqrt(6)): cheaper than Gaussian.
-    if rng.random() < 0.6:
-        canvas = canvas.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.2))))
-    a = int(rng.integers(4, 17))
-    noise = rng.integers(0, a + 1, size=(2, h, w, 3), dtype=np.uint8)
-    noisy = np.asarray(canvas, dtype=np.int16) + noise[0] - noise[1]
-    image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
-
-    objects: list[dict[str, Any]] = []
-    for index, obj in enumerate(placed):
-        where = obj.clip(w, h)
-        assert where is not None
-        rows, cols, crows, ccols = where
-        vis_local = owner[rows, cols] == index
-        count = int(vis_local.sum())
-        if count == 0:
-            continue
-        in_image = int((obj.coverage[crows, ccols] >= s["visible_threshold"]).sum())
-        ys = np.flatnonzero(vis_local.any(axis=1))
-        xs = np.flatnonzero(vis_local.any(axis=0))
-        x1, x2 = cols.start + int(xs[0]), cols.start + int(xs[-1]) + 1
-        y1, y2 = rows.start + int(ys[0]), rows.start + int(ys[-1]) + 1
-        visible = count / obj.full_count
-        difficult = (
-            max(x2 - x1, y2 - y1) < s["difficult_side_px"]
-            or visible < s["difficult_visible_fraction"]
-        )
-        mask = np.zeros((h, w), dtype=bool)
-        mask[rows, cols] = vis_local
-        objects.append(
-            {
-                "name": SYNTHETIC_CLASSES[obj.label],
-                "label": obj.label,
-                "box": (float(x1), float(y1), float(x2), float(y2)),
-                "difficult": bool(difficult),
-                "truncated": bool(in_image < s["truncated_fraction"] * obj.full_count),
-                "visible_fraction": float(visible),
-                "mask": mask,
-            }
-        )
-    return image, objects
+    placed, owner = _add_objects(rng, canvas, main_class)
+    image = _sensor(rng, canvas)
+    objects = [_annotation(obj, index, owner) for index, obj in enumerate(placed)]
+    return image, [obj for obj in objects if obj is not None]
 
 
-# --------------------------------------------------------------------------- VOC writer
+# --------------------------------------------------------------------------- file writer
+class _FileWriter:
+    """The one way this module writes files: atomically, through :mod:`sppnet._atomic`
+    (temporary file, ``fsync``, ``os.replace``), to paths relative to one root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def folders(self, *names: str) -> None:
+        """Create ``root/name`` for each name (and ``root``)."""
+        for name in names:
+            (self.root / name).mkdir(parents=True, exist_ok=True)
+
+    def bytes(self, name: str, data: bytes, *, unless_same: bool = False) -> None:
+        """Write ``root/name``; with ``unless_same``, leave a file that already holds ``data``."""
+        path = self.root / name
+        if unless_same and path.is_file() and path.read_bytes() == data:
+            return
+        atomic_write_bytes(path, data)
+
+    def jpeg(self, name: str, image: Image.Image) -> None:
+        """Write ``image`` as a JPEG (quality from the settings) to ``root/name``."""
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=_SETTINGS["jpeg_quality"])
+        self.bytes(name, buf.getvalue())
+
+    def voc_xml(self, name: str, **fields: Any) -> None:
+        """Write a VOC annotation to ``root/name`` (``fields`` as :func:`write_voc_xml`)."""
+        write_voc_xml(self.root / name, **fields)
+
+    def link(self, source: Path, name: str) -> None:
+        """Hard-link (or copy) ``source`` to ``root/name``."""
+        atomic_link_or_copy(source, self.root / name)
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    """The JSON in ``path``, or ``default`` when it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+# --------------------------------------------------------------------------- VOC layout
 def _split_order(sizes: Mapping[str, int]) -> list[str]:
     return [sp for sp in _SPLIT_ORDER if sp in sizes] + sorted(
         sp for sp in sizes if sp not in _SPLIT_ORDER
@@ -520,8 +625,106 @@ def _check_sizes(sizes: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
-def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
+def _check_generator_args(
+    sizes: Mapping[str, int] | None, seed: int, min_side: int, max_side: int
+) -> dict[str, int]:
+    """The checked sizes (default :data:`_DEFAULT_SIZES`), in split order."""
+    sizes = _check_sizes(_DEFAULT_SIZES if sizes is None else sizes)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    if not 16 <= min_side <= max_side <= 8192:
+        raise ValueError(f"need 16 <= min_side <= max_side <= 8192, got {min_side}, {max_side}")
+    total = sum(sizes.values())
+    if total > 999_999:
+        raise ValueError(f"at most 999,999 images (6-digit ids), got {total}")
+    return {sp: sizes[sp] for sp in _split_order(sizes)}
+
+
+def _generator_meta(
+    sizes: Mapping[str, int], seed: int, min_side: int, max_side: int
+) -> dict[str, Any]:
+    """What ``generator.json`` records: everything that decides the files' bytes."""
+    return {
+        "generator": "sppnet.data.synthetic",
+        "version": GENERATOR_VERSION,
+        "seed": int(seed),
+        "sizes": dict(sizes),
+        "min_side": int(min_side),
+        "max_side": int(max_side),
+        "classes": list(SYNTHETIC_CLASSES),
+        "settings": _SETTINGS,
+    }
+
+
+def _can_resume(meta_path: Path, meta: dict[str, Any], overwrite: bool) -> bool:
+    """Whether ``meta_path`` records these very settings (a rerun then skips finished images).
+
+    Raises:
+        ValueError: it records other settings and ``overwrite`` is False.
+    """
+    if not meta_path.is_file():
+        return False
+    resume = _read_json(meta_path, None) == json.loads(_json_bytes(meta))
+    if not resume and not overwrite:
+        raise ValueError(
+            f"{meta_path} describes a dataset made with other settings; use another root, "
+            "delete it, or pass overwrite=True"
+        )
+    return resume
+
+
+def _split_ids(sizes: Mapping[str, int]) -> dict[str, list[str]]:
+    """6-digit image ids ``000001, ...`` running over the splits in ``sizes``' order."""
+    ids_of: dict[str, list[str]] = {}
+    next_id = 1
+    for split, n in sizes.items():
+        ids_of[split] = [f"{next_id + i:06d}" for i in range(n)]
+        next_id += n
+    return ids_of
+
+
+def _main_class_orders(seed: int, splits: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per split, the permutation of classes the first objects cycle through (its own
+    random stream: not an image's seed)."""
+    k = len(SYNTHETIC_CLASSES)
+    return {
+        sp: np.random.default_rng([int(seed), zlib.crc32(f"classes:{sp}".encode())]).permutation(k)
+        for sp in splits
+    }
+
+
+def _write_image(
+    out: _FileWriter,
+    image_id: str,
+    seed: np.random.SeedSequence,
+    *,
+    main_class: int,
+    min_side: int,
+    max_side: int,
+) -> None:
+    """Render one image and write its JPEG and its annotation XML."""
+    image, objects = render_synthetic_image(
+        seed, min_side=min_side, max_side=max_side, main_class=main_class
+    )
+    out.jpeg(f"JPEGImages/{image_id}.jpg", image)
+    out.voc_xml(
+        f"Annotations/{image_id}.xml",
+        filename=f"{image_id}.jpg",
+        width=image.width,
+        height=image.height,
+        objects=objects,
+        folder="sppnet-synthetic",
+    )
+
+
+def _write_split_files(out: _FileWriter, ids_of: Mapping[str, list[str]]) -> None:
+    """``ImageSets/Main/{split}.txt`` for each split, plus ``trainval`` (train + val)."""
+    split_files = dict(ids_of)
+    if "train" in ids_of and "val" in ids_of:
+        split_files["trainval"] = ids_of["train"] + ids_of["val"]
+    for split, ids in split_files.items():
+        data = "".join(f"{i}\n" for i in ids).encode()
+        out.bytes(f"ImageSets/Main/{split}.txt", data, unless_same=True)
 
 
 def generate_voc_dataset(
@@ -567,100 +770,122 @@ def generate_voc_dataset(
             settings and ``overwrite`` is False.
         TypeError: ``sizes`` is not a mapping.
     """
-    sizes = _check_sizes(_DEFAULT_SIZES if sizes is None else sizes)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    if not 16 <= min_side <= max_side <= 8192:
-        raise ValueError(f"need 16 <= min_side <= max_side <= 8192, got {min_side}, {max_side}")
+    sizes = _check_generator_args(sizes, seed, min_side, max_side)
     root = Path(root)
-    order = _split_order(sizes)
-    total = sum(sizes.values())
-    if total > 999_999:
-        raise ValueError(f"at most 999,999 images (6-digit ids), got {total}")
-    meta = {
-        "generator": "sppnet.data.synthetic",
-        "version": GENERATOR_VERSION,
-        "seed": int(seed),
-        "sizes": {sp: sizes[sp] for sp in order},
-        "min_side": int(min_side),
-        "max_side": int(max_side),
-        "classes": list(SYNTHETIC_CLASSES),
-        "settings": _SETTINGS,
-    }
-    meta_path = root / "generator.json"
-    resume = False
-    if meta_path.is_file():
-        try:
-            old = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            old = None
-        resume = old == json.loads(_json_bytes(meta))
-        if not resume and not overwrite:
-            raise ValueError(
-                f"{meta_path} describes a dataset made with other settings; use another root, "
-                "delete it, or pass overwrite=True"
-            )
-    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+    meta = _generator_meta(sizes, seed, min_side, max_side)
+    resume = _can_resume(root / "generator.json", meta, overwrite)
+    out = _FileWriter(root)
+    out.folders("JPEGImages", "Annotations", "ImageSets/Main")
     if not resume:
-        atomic_write_bytes(meta_path, _json_bytes(meta))
-    classes_path = root / "classes.txt"
-    classes_text = ("\n".join(SYNTHETIC_CLASSES) + "\n").encode()
-    if not (classes_path.is_file() and classes_path.read_bytes() == classes_text):
-        atomic_write_bytes(classes_path, classes_text)
-
-    jobs: list[tuple[str, int, str]] = []
-    ids_of: dict[str, list[str]] = {}
-    next_id = 1
-    for split in order:
-        ids_of[split] = [f"{next_id + i:06d}" for i in range(sizes[split])]
-        jobs += [(split, i, image_id) for i, image_id in enumerate(ids_of[split])]
-        next_id += sizes[split]
+        out.bytes("generator.json", _json_bytes(meta))
+    out.bytes("classes.txt", ("\n".join(SYNTHETIC_CLASSES) + "\n").encode(), unless_same=True)
 
     from tqdm.auto import tqdm
 
+    ids_of = _split_ids(sizes)
+    jobs = [(sp, i, image_id) for sp, ids in ids_of.items() for i, image_id in enumerate(ids)]
+    perms = _main_class_orders(seed, list(sizes))
     k = len(SYNTHETIC_CLASSES)
-    # the main-object class order of each split (its own stream: not an image's seed)
-    perms = {
-        sp: np.random.default_rng([int(seed), zlib.crc32(f"classes:{sp}".encode())]).permutation(k)
-        for sp in order
-    }
-    quality = _SETTINGS["jpeg_quality"]
     for split, index, image_id in tqdm(jobs, disable=not progress, desc="synthetic images"):
-        jpg = root / "JPEGImages" / f"{image_id}.jpg"
-        xml = root / "Annotations" / f"{image_id}.xml"
-        if resume and jpg.is_file() and xml.is_file():
+        done = [root / "JPEGImages" / f"{image_id}.jpg", root / "Annotations" / f"{image_id}.xml"]
+        if resume and all(path.is_file() for path in done):
             continue
-        image, objects = render_synthetic_image(
+        _write_image(
+            out,
+            image_id,
             image_seed(seed, split, index),
+            main_class=int(perms[split][index % k]),
             min_side=min_side,
             max_side=max_side,
-            main_class=int(perms[split][index % k]),
         )
-        buf = io.BytesIO()
-        image.save(buf, format="JPEG", quality=quality)
-        atomic_write_bytes(jpg, buf.getvalue())
-        write_voc_xml(
-            xml,
-            filename=jpg.name,
-            width=image.width,
-            height=image.height,
-            objects=objects,
-            folder="sppnet-synthetic",
-        )
-
-    split_files = dict(ids_of)
-    if "train" in sizes and "val" in sizes:
-        split_files["trainval"] = ids_of["train"] + ids_of["val"]
-    for split, ids in split_files.items():
-        data = "".join(f"{i}\n" for i in ids).encode()
-        path = root / "ImageSets" / "Main" / f"{split}.txt"
-        if not (path.is_file() and path.read_bytes() == data):
-            atomic_write_bytes(path, data)
+    _write_split_files(out, ids_of)
     return root
 
 
 # --------------------------------------------------------------------------- classification
+def _largest_object(boxes: Tensor, keep: Sequence[int]) -> int:
+    """Index of the largest box (area) among ``keep``; the first one on ties."""
+    areas = [(j, float((boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1]))) for j in keep]
+    return max(areas, key=lambda ja: ja[1])[0]  # max keeps the first on ties
+
+
+def _crop_box(box: Sequence[float], context: float, width: int, height: int) -> tuple[int, ...]:
+    """``box`` grown by ``context`` times its width/height on each side, in whole pixels,
+    clipped to the image."""
+    x1, y1, x2, y2 = box
+    mx, my = context * (x2 - x1), context * (y2 - y1)
+    return (
+        max(0, math.floor(x1 - mx)),
+        max(0, math.floor(y1 - my)),
+        min(width, math.ceil(x2 + mx)),
+        min(height, math.ceil(y2 + my)),
+    )
+
+
+def _view_samples(
+    out: _FileWriter,
+    image_path: Path,
+    image_id: str,
+    ann: Mapping[str, Any],
+    keep: Sequence[int],
+    context: float | None,
+) -> list[tuple[str, str]]:
+    """Write one image's samples: ``(class, file under out_root)`` each.
+
+    ``context=None``: the whole image, linked under its largest object's class; else one
+    JPEG crop per kept object.
+    """
+    boxes, names = ann["boxes"], ann["names"]
+    if context is None:
+        best = _largest_object(boxes, keep)
+        rel = f"{names[best]}/{image_id}{image_path.suffix}"
+        out.link(image_path, rel)
+        return [(names[best], rel)]
+    from sppnet.data.decode import load_image
+
+    image = load_image(image_path)
+    samples = []
+    for j in keep:
+        crop_box = _crop_box(boxes[j].tolist(), context, image.width, image.height)
+        rel = f"{names[j]}/{image_id}_{j}.jpg"
+        out.jpeg(rel, image.crop(crop_box))
+        samples.append((names[j], rel))
+    return samples
+
+
+def _view_split(
+    out: _FileWriter,
+    voc_root: Path,
+    split: str,
+    class_to_idx: Mapping[str, int],
+    context: float | None,
+    counts: dict[str, int],
+) -> tuple[list[str], int]:
+    """Write the samples of one VOC split; count them per class into ``counts``.
+
+    Returns:
+        ``(lines, skipped)``: the ``class/file`` lines of the split file and the number of
+        images without a non-difficult object.
+    """
+    lines: list[str] = []
+    skipped = 0
+    for image_id in read_split_ids(voc_root, split):
+        ann = parse_voc_xml(
+            voc_root / "Annotations" / f"{image_id}.xml",
+            class_to_idx,
+            image_path=voc_root / "JPEGImages" / f"{image_id}.jpg",
+        )
+        keep = [j for j in range(len(ann["names"])) if not bool(ann["difficult"][j])]
+        if not keep:
+            skipped += 1
+            continue
+        image_path = voc_root / "JPEGImages" / ann["filename"]
+        for name, rel in _view_samples(out, image_path, image_id, ann, keep, context):
+            lines.append(rel)
+            counts[name] += 1
+    return lines, skipped
+
+
 def make_classification_view(
     voc_root: str | Path,
     out_root: str | Path,
@@ -700,13 +925,10 @@ def make_classification_view(
         ValueError: a missing split file or bad annotation (naming the file), a negative
             ``context``, or an ``out_root/view.json`` made with other arguments.
     """
-    from sppnet.data.decode import load_image
-
     if not context >= 0:
         raise ValueError(f"context must be >= 0, got {context}")
     voc_root, out_root = Path(voc_root), Path(out_root)
     classes = read_class_names(voc_root)
-    class_to_idx = {c: i for i, c in enumerate(classes)}
     settings = {
         "source": str(voc_root.resolve()),
         "splits": list(splits),
@@ -716,63 +938,19 @@ def make_classification_view(
     }
     view_path = out_root / "view.json"
     if view_path.is_file():
-        try:
-            old = json.loads(view_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            old = {}
+        old = _read_json(view_path, {})
         if {key: old.get(key) for key in settings} != settings:
             raise ValueError(f"{view_path} was made with other arguments; use another out_root")
-    for c in classes:
-        (out_root / c).mkdir(parents=True, exist_ok=True)
-    (out_root / "splits").mkdir(parents=True, exist_ok=True)
-
+    out = _FileWriter(out_root)
+    out.folders(*classes, "splits")
+    class_to_idx = {c: i for i, c in enumerate(classes)}
     counts: dict[str, dict[str, int]] = {}
     skipped: dict[str, int] = {}
     for split in splits:
-        lines: list[str] = []
         counts[split] = dict.fromkeys(classes, 0)
-        skipped[split] = 0
-        for image_id in read_split_ids(voc_root, split):
-            image_path = voc_root / "JPEGImages" / f"{image_id}.jpg"
-            ann = parse_voc_xml(
-                voc_root / "Annotations" / f"{image_id}.xml", class_to_idx, image_path=image_path
-            )
-            boxes, names = ann["boxes"], ann["names"]
-            keep = [j for j in range(len(names)) if not bool(ann["difficult"][j])]
-            if not keep:
-                skipped[split] += 1
-                continue
-            image_path = voc_root / "JPEGImages" / ann["filename"]
-            if not crop_objects:
-                areas = [
-                    (j, float((boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1])))
-                    for j in keep
-                ]
-                best = max(areas, key=lambda ja: ja[1])[0]  # max keeps the first on ties
-                rel = f"{names[best]}/{image_id}{image_path.suffix}"
-                atomic_link_or_copy(image_path, out_root / rel)
-                lines.append(rel)
-                counts[split][names[best]] += 1
-                continue
-            image = load_image(image_path)
-            for j in keep:
-                x1, y1, x2, y2 = boxes[j].tolist()
-                mx, my = context * (x2 - x1), context * (y2 - y1)
-                crop_box = (
-                    max(0, math.floor(x1 - mx)),
-                    max(0, math.floor(y1 - my)),
-                    min(image.width, math.ceil(x2 + mx)),
-                    min(image.height, math.ceil(y2 + my)),
-                )
-                buf = io.BytesIO()
-                image.crop(crop_box).save(buf, format="JPEG", quality=_SETTINGS["jpeg_quality"])
-                rel = f"{names[j]}/{image_id}_{j}.jpg"
-                atomic_write_bytes(out_root / rel, buf.getvalue())
-                lines.append(rel)
-                counts[split][names[j]] += 1
-        atomic_write_bytes(
-            out_root / "splits" / f"{split}.txt", "".join(f"{x}\n" for x in lines).encode()
+        lines, skipped[split] = _view_split(
+            out, voc_root, split, class_to_idx, context if crop_objects else None, counts[split]
         )
-    summary = {**settings, "counts": counts, "skipped_images": skipped}
-    atomic_write_bytes(view_path, _json_bytes(summary))
+        out.bytes(f"splits/{split}.txt", "".join(f"{x}\n" for x in lines).encode())
+    out.bytes("view.json", _json_bytes({**settings, "counts": counts, "skipped_images": skipped}))
     return out_root

@@ -37,6 +37,14 @@ def _positions(size: int, crop: int) -> tuple[int, int, int]:
     return 0, (size - crop) // 2, size - crop
 
 
+def _view_starts(
+    width: object, height: object, crop: object
+) -> tuple[tuple[int, int, int], tuple[int, int, int], int]:
+    """Check the sizes; the window starts along x and along y (as :func:`_positions`)."""
+    width, height, crop = _check_size(width, height, crop)
+    return _positions(width, crop), _positions(height, crop), crop
+
+
 def _boxes(starts: list[tuple[int, int]], crop: int) -> Tensor:
     xy = torch.tensor(starts, dtype=torch.float32).reshape(-1, 2)  # [V, 2] top-left corners
     return torch.cat([xy, xy + crop], dim=1)  # [V, 4]
@@ -63,9 +71,7 @@ def ten_view_boxes(width: int, height: int, crop: int = 224) -> tuple[Tensor, Te
         TypeError: non-integer sizes.
         ValueError: sizes below 1, or an image smaller than ``crop`` along either side.
     """
-    width, height, crop = _check_size(width, height, crop)
-    x0, xc, x1 = _positions(width, crop)
-    y0, yc, y1 = _positions(height, crop)
+    (x0, xc, x1), (y0, yc, y1), crop = _view_starts(width, height, crop)
     five = _boxes([(xc, yc), (x0, y0), (x1, y0), (x0, y1), (x1, y1)], crop)  # [5, 4]
     flipped = torch.tensor([False] * 5 + [True] * 5)
     return torch.cat([five, five]), flipped
@@ -96,9 +102,7 @@ def feature_map_view_boxes(width: int, height: int, crop: int = 224) -> Tensor:
         TypeError: non-integer sizes.
         ValueError: sizes below 1, or an image smaller than ``crop`` along either side.
     """
-    width, height, crop = _check_size(width, height, crop)
-    x0, xc, x1 = _positions(width, crop)
-    y0, yc, y1 = _positions(height, crop)
+    (x0, xc, x1), (y0, yc, y1), crop = _view_starts(width, height, crop)
     starts = [
         (xc, yc),
         (x0, y0),

@@ -30,6 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from sppnet._atomic import atomic_write_bytes
+from sppnet.data._annotation import make_annotation, make_target
 from sppnet.data.decode import BOMB_ERRORS, ImageDecodeError, bomb_guard, load_image
 
 __all__ = [
@@ -166,6 +167,26 @@ def parse_voc_xml(
             that cannot be read from the image.
     """
     path = Path(path)
+    root = _read_annotation_root(path)
+    filename_elem = root.find("filename")
+    if filename_elem is not None and filename_elem.text and filename_elem.text.strip():
+        filename = filename_elem.text.strip()
+    else:
+        filename = path.stem + ".jpg"  # VOC always writes it; other tools sometimes do not
+    width, height = _read_size(root, path, image_path)
+    objects = []
+    num_skipped = 0
+    for index, obj in enumerate(root.findall("object")):
+        item = _read_object(obj, index, path, class_to_idx, width, height, skip_degenerate)
+        if item is None:
+            num_skipped += 1
+        else:
+            objects.append(item)
+    return make_annotation(filename, width, height, objects, num_skipped)
+
+
+def _read_annotation_root(path: Path) -> ET.Element:
+    """The ``<annotation>`` element of ``path``, parsed with ``defusedxml``."""
     try:
         root = SafeET.parse(path).getroot()
     except FileNotFoundError:
@@ -174,13 +195,11 @@ def parse_voc_xml(
         raise _err(path, f"malformed or unsafe XML ({err})") from None
     if root.tag != "annotation":
         raise _err(path, f"root element must be <annotation>, got <{root.tag}>")
+    return root
 
-    filename_elem = root.find("filename")
-    if filename_elem is not None and filename_elem.text and filename_elem.text.strip():
-        filename = filename_elem.text.strip()
-    else:
-        filename = path.stem + ".jpg"  # VOC always writes it; other tools sometimes do not
 
+def _read_size(root: ET.Element, path: Path, image_path: str | Path | None) -> tuple[int, int]:
+    """``(width, height)`` from ``<size>``, or from the image's header when it says 0."""
     size = root.find("size")
     if size is None:
         raise _err(path, "no <size> element")
@@ -188,74 +207,67 @@ def parse_voc_xml(
     height = _number(size, "height", path, "<size>")
     if width < 0 or height < 0 or width != int(width) or height != int(height):
         raise _err(path, f"<size> must hold non-negative integers, got {width} x {height}")
-    width, height = int(width), int(height)
     if width == 0 or height == 0:
         if image_path is None:
             raise _err(path, "<size> has width or height 0 and no image path to read it from")
-        width, height = _image_size(Path(image_path), path)
+        return _image_size(Path(image_path), path)
+    return int(width), int(height)
 
-    boxes: list[list[float]] = []
-    labels: list[int] = []
-    difficult: list[bool] = []
-    truncated: list[bool] = []
-    names: list[str] = []
-    num_skipped = 0
-    for index, obj in enumerate(root.findall("object")):
-        where = f"object {index}"
-        name = _text(obj, "name", path, where)
-        where = f"object {index} ({name!r})"
-        if class_to_idx is not None and name not in class_to_idx:
-            known = ", ".join(sorted(class_to_idx)[:25])
-            raise _UnknownClassError(
-                str(_err(path, f"{where} has an unknown class name; known: {known}")), name, path
-            )
-        bndbox = obj.find("bndbox")  # direct child only: <part> elements have their own
-        if bndbox is None:
-            raise _err(path, f"{where} has no <bndbox>")
-        xmin, ymin, xmax, ymax = (
-            _number(bndbox, tag, path, f"{where} <bndbox>")
-            for tag in ("xmin", "ymin", "xmax", "ymax")
+
+def _read_object(
+    obj: ET.Element,
+    index: int,
+    path: Path,
+    class_to_idx: Mapping[str, int] | None,
+    width: int,
+    height: int,
+    skip_degenerate: bool,
+) -> dict[str, Any] | None:
+    """One ``<object>``: ``name``, ``label``, ``box`` (our convention, clipped), ``difficult``
+    and ``truncated``; ``None`` for a zero-area box when ``skip_degenerate``."""
+    where = f"object {index}"
+    name = _text(obj, "name", path, where)
+    where = f"object {index} ({name!r})"
+    if class_to_idx is not None and name not in class_to_idx:
+        known = ", ".join(sorted(class_to_idx)[:25])
+        raise _UnknownClassError(
+            str(_err(path, f"{where} has an unknown class name; known: {known}")), name, path
         )
-        for axis, low, high in (("x", xmin, xmax), ("y", ymin, ymax)):
-            if high < low:
-                raise _err(
-                    path,
-                    f"{where} has {axis}max < {axis}min: (xmin, ymin, xmax, ymax) = "
-                    f"({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g})",
-                )
-        # VOC pixel indices are 1-based and inclusive: pixels xmin..xmax (1-based) are the
-        # continuous interval [xmin - 1, xmax) in our 0-based convention (STYLE rule 4).
-        x1, y1, x2, y2 = xmin - 1.0, ymin - 1.0, xmax, ymax
-        tol = _OUTSIDE_TOLERANCE
-        if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
+    bndbox = obj.find("bndbox")  # direct child only: <part> elements have their own
+    if bndbox is None:
+        raise _err(path, f"{where} has no <bndbox>")
+    xmin, ymin, xmax, ymax = (
+        _number(bndbox, tag, path, f"{where} <bndbox>") for tag in ("xmin", "ymin", "xmax", "ymax")
+    )
+    for axis, low, high in (("x", xmin, xmax), ("y", ymin, ymax)):
+        if high < low:
             raise _err(
                 path,
-                f"{where} box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) (0-based) lies outside the "
-                f"{width} x {height} image by more than {tol:g} pixel",
+                f"{where} has {axis}max < {axis}min: (xmin, ymin, xmax, ymax) = "
+                f"({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g})",
             )
-        x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
-        y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
-        if x2 <= x1 or y2 <= y1:
-            if skip_degenerate:
-                num_skipped += 1
-                continue
-            raise _err(path, f"{where} box has zero area after clipping: {[x1, y1, x2, y2]}")
-        boxes.append([x1, y1, x2, y2])
-        labels.append(class_to_idx[name] if class_to_idx is not None else -1)
-        difficult.append(_flag(obj, "difficult", path, where))
-        truncated.append(_flag(obj, "truncated", path, where))
-        names.append(name)
-
+    # VOC pixel indices are 1-based and inclusive: pixels xmin..xmax (1-based) are the
+    # continuous interval [xmin - 1, xmax) in our 0-based convention (STYLE rule 4).
+    x1, y1, x2, y2 = xmin - 1.0, ymin - 1.0, xmax, ymax
+    tol = _OUTSIDE_TOLERANCE
+    if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
+        raise _err(
+            path,
+            f"{where} box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) (0-based) lies outside the "
+            f"{width} x {height} image by more than {tol:g} pixel",
+        )
+    x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
+    y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
+    if x2 <= x1 or y2 <= y1:
+        if skip_degenerate:
+            return None
+        raise _err(path, f"{where} box has zero area after clipping: {[x1, y1, x2, y2]}")
     return {
-        "filename": filename,
-        "width": width,
-        "height": height,
-        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-        "labels": torch.tensor(labels, dtype=torch.int64),
-        "difficult": torch.tensor(difficult, dtype=torch.bool),
-        "truncated": torch.tensor(truncated, dtype=torch.bool),
-        "names": names,
-        "num_skipped": num_skipped,
+        "name": name,
+        "label": class_to_idx[name] if class_to_idx is not None else -1,
+        "box": [x1, y1, x2, y2],
+        "difficult": _flag(obj, "difficult", path, where),
+        "truncated": _flag(obj, "truncated", path, where),
     }
 
 
@@ -565,15 +577,7 @@ class VOCDetection(torch.utils.data.Dataset):
                     raise
                 self.skipped += 1
                 continue
-            ann = self.annotations[i]
-            target = {
-                "boxes": ann["boxes"].clone(),
-                "labels": ann["labels"].clone(),
-                "difficult": ann["difficult"].clone(),
-                "truncated": ann["truncated"].clone(),
-                "image_id": self.ids[i],
-                "size": torch.tensor([ann["height"], ann["width"]], dtype=torch.int64),
-            }
+            target = make_target(self.annotations[i], self.ids[i])
             return (self.transform(image) if self.transform else image), target
         raise ImageDecodeError(self.root / "JPEGImages", "no readable image in the dataset")
 

@@ -15,11 +15,10 @@ Shape shorthand:
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
+from sppnet.detection._checks import check_feature_rows, check_positive_finite
 from sppnet.ops.boxes import decode_boxes
 
 __all__ = ["apply_box_regression", "fit_ridge"]
@@ -42,9 +41,7 @@ def fit_ridge(features: Tensor, targets: Tensor, lam: float = 1000.0) -> tuple[T
     Raises:
         ValueError: bad shapes, non-finite values or ``lam``.
     """
-    if not isinstance(features, Tensor) or features.dim() != 2 or features.shape[0] == 0:
-        got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
-        raise ValueError(f"features must be Tensor[N, D] with N >= 1, got {got}")
+    check_feature_rows("features", features)
     if not isinstance(targets, Tensor) or targets.dim() != 2:
         got = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
         raise ValueError(f"targets must be Tensor[N, T], got {got}")
@@ -53,8 +50,7 @@ def fit_ridge(features: Tensor, targets: Tensor, lam: float = 1000.0) -> tuple[T
             f"features and targets must have the same rows, got {features.shape[0]} and "
             f"{targets.shape[0]}"
         )
-    if not math.isfinite(lam) or lam <= 0:
-        raise ValueError(f"lam must be a positive finite number, got {lam}")
+    check_positive_finite("lam", lam)
     x = features.detach().double()
     y = targets.detach().double().to(x.device)
     if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(y).all())):

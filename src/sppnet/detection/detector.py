@@ -22,13 +22,13 @@ Shape shorthand:
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from sppnet.detection._checks import check_positive_finite
 from sppnet.detection.box_regression import apply_box_regression
 from sppnet.detection.scales import DETECTION_SCALES_1
 from sppnet.detection.window_features import compute_conv_maps, pool_windows
@@ -147,6 +147,37 @@ class PostprocessStage:
         )
 
 
+def _check_svm_head(model: nn.Module, k: int, weight: Tensor | None, bias: Tensor | None) -> None:
+    """SVMs ``Tensor[K, fc_dim]`` with a bias, or none and a ``K + 1``-way fc8."""
+    fc_dim = getattr(model, "fc_dim", None)
+    if weight is None:
+        if model.num_classes != k + 1:
+            raise ValueError(
+                f"without SVMs the model's fc8 must be {k + 1}-way (K classes + "
+                f"background), got {model.num_classes}"
+            )
+    elif weight.dim() != 2 or weight.shape[0] != k or bias is None:
+        raise ValueError(
+            f"svm_weight must be Tensor[{k}, D] with an svm_bias, got "
+            f"{tuple(weight.shape)} and {bias!r}"
+        )
+    elif fc_dim is not None and weight.shape[1] != fc_dim:
+        raise ValueError(f"svm_weight must be Tensor[{k}, {fc_dim}], got {tuple(weight.shape)}")
+
+
+def _check_box_head(model: nn.Module, k: int, weight: Tensor | None, bias: Tensor | None) -> None:
+    """Box regression ``Tensor[K, pooled_dim, 4]`` with a bias, or none."""
+    if weight is None:
+        return
+    p = getattr(model, "pooled_dim", None)
+    if weight.dim() != 3 or weight.shape[0] != k or bias is None:
+        raise ValueError(
+            f"box_weight must be Tensor[{k}, P, 4] with a box_bias, got {tuple(weight.shape)}"
+        )
+    if p is not None and weight.shape[1] != p:
+        raise ValueError(f"box_weight must be Tensor[{k}, {p}, 4], got {tuple(weight.shape)}")
+
+
 class Detector(PostprocessStage, nn.Module):
     """SPP-net detector (Sec. 4); see the module docstring for the stages.
 
@@ -200,36 +231,10 @@ class Detector(PostprocessStage, nn.Module):
         if not self.scales:
             raise ValueError("scales must hold at least one scale")
         self.max_long_side = max_long_side
-        fc_dim = getattr(model, "fc_dim", None)
-        if svm_weight is None:
-            if model.num_classes != k + 1:
-                raise ValueError(
-                    f"without SVMs the model's fc8 must be {k + 1}-way (K classes + "
-                    f"background), got {model.num_classes}"
-                )
-        elif svm_weight.dim() != 2 or svm_weight.shape[0] != k or svm_bias is None:
-            raise ValueError(
-                f"svm_weight must be Tensor[{k}, D] with an svm_bias, got "
-                f"{tuple(svm_weight.shape)} and {svm_bias!r}"
-            )
-        elif fc_dim is not None and svm_weight.shape[1] != fc_dim:
-            raise ValueError(
-                f"svm_weight must be Tensor[{k}, {fc_dim}], got {tuple(svm_weight.shape)}"
-            )
-        if box_weight is not None:
-            p = getattr(model, "pooled_dim", None)
-            if box_weight.dim() != 3 or box_weight.shape[0] != k or box_bias is None:
-                raise ValueError(
-                    f"box_weight must be Tensor[{k}, P, 4] with a box_bias, got "
-                    f"{tuple(box_weight.shape)}"
-                )
-            if p is not None and box_weight.shape[1] != p:
-                raise ValueError(
-                    f"box_weight must be Tensor[{k}, {p}, 4], got {tuple(box_weight.shape)}"
-                )
-        for name, value in (("svm_scale", svm_scale), ("box_scale", box_scale)):
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive finite number, got {value}")
+        _check_svm_head(model, k, svm_weight, svm_bias)
+        _check_box_head(model, k, box_weight, box_bias)
+        check_positive_finite("svm_scale", svm_scale)
+        check_positive_finite("box_scale", box_scale)
         self.register_buffer("svm_weight", None if svm_weight is None else svm_weight.float())
         self.register_buffer("svm_bias", None if svm_bias is None else svm_bias.float())
         self.register_buffer("box_weight", None if box_weight is None else box_weight.float())

@@ -14,12 +14,13 @@ Shape shorthand:
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from sppnet.detection._checks import check_feature_rows, check_positive_finite
 
 __all__ = ["TARGET_FEATURE_NORM", "feature_norm_scale", "fit_linear_svm"]
 
@@ -40,11 +41,8 @@ def feature_norm_scale(features: Tensor, target: float = TARGET_FEATURE_NORM) ->
     Raises:
         ValueError: ``features`` not ``[N, D]`` with ``N >= 1``, not finite, or a bad target.
     """
-    if not isinstance(features, Tensor) or features.dim() != 2 or features.shape[0] == 0:
-        got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
-        raise ValueError(f"features must be Tensor[N, D] with N >= 1, got {got}")
-    if not math.isfinite(target) or target <= 0:
-        raise ValueError(f"target must be a positive finite number, got {target}")
+    check_feature_rows("features", features)
+    check_positive_finite("target", target)
     norms = torch.linalg.vector_norm(features.detach().double(), dim=1)
     if not bool(torch.isfinite(norms).all()):
         raise ValueError("features hold NaN or inf values")
@@ -85,18 +83,15 @@ def fit_linear_svm(
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 
-    for name, t in (("positives", positives), ("negatives", negatives)):
-        if not isinstance(t, Tensor) or t.dim() != 2 or t.shape[0] == 0:
-            got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise ValueError(f"{name} must be Tensor[N, D] with N >= 1, got {got}")
+    check_feature_rows("positives", positives)
+    check_feature_rows("negatives", negatives)
     if positives.shape[1] != negatives.shape[1]:
         raise ValueError(
             f"positives and negatives must have the same width, got {positives.shape[1]} "
             f"and {negatives.shape[1]}"
         )
     for name, v in (("c", c), ("positive_weight", positive_weight), ("bias_feature", bias_feature)):
-        if not math.isfinite(v) or v <= 0:
-            raise ValueError(f"{name} must be a positive finite number, got {v}")
+        check_positive_finite(name, v)
     x = torch.cat([positives.detach(), negatives.detach()]).float().cpu().numpy()
     if not np.isfinite(x).all():
         raise ValueError("SVM features hold NaN or inf values")

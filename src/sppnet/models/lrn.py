@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from sppnet.ops.spatial_pyramid_pool import check_feature_map
+
 __all__ = ["LocalResponseNorm", "local_response_norm"]
 
 # Elements per block of the no-grad path: 4 MB of float32, so the block and its two scratch
@@ -34,15 +36,14 @@ __all__ = ["LocalResponseNorm", "local_response_norm"]
 _BLOCK_ELEMENTS = 1 << 20
 
 
-def _check_args(x: Tensor, size: int, alpha: float, beta: float, k: float) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"x must be Tensor[N, C, H, W] (4 dims), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+def _check_size(size: int) -> None:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be an int >= 1 (channels in the window), got {size!r}")
+
+
+def _check_args(x: Tensor, size: int, alpha: float, beta: float, k: float) -> None:
+    check_feature_map(x, "x")
+    _check_size(size)
     for name, value in (("alpha", alpha), ("beta", beta), ("k", k)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"{name} must be a number, got {value!r}")
@@ -180,8 +181,7 @@ class LocalResponseNorm(nn.Module):
         inplace: bool = False,
     ) -> None:
         super().__init__()
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be an int >= 1 (channels in the window), got {size!r}")
+        _check_size(size)
         self.size = size
         self.alpha = float(alpha)
         self.beta = float(beta)

@@ -15,6 +15,7 @@ from sppnet.ops.pyramid_bins import bin_edges, check_levels, num_pyramid_bins
 from sppnet.ops.spatial_pyramid_pool import (
     SpatialPyramidPool,
     check_extents,
+    check_feature_map,
     spatial_pyramid_pool,
 )
 from sppnet.ops.traceable_pyramid_pool import (
@@ -33,6 +34,7 @@ __all__ = [
     "box_iou",
     "check_boxes",
     "check_extents",
+    "check_feature_map",
     "check_levels",
     "clip_boxes",
     "decode_boxes",

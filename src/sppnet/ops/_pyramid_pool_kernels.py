@@ -80,6 +80,19 @@ _end = numba.njit(inline="always", **_OPTS)(_end)
 _floor_log2 = numba.njit(inline="always", **_OPTS)(_floor_log2)
 
 
+@numba.njit(inline="always", **_OPTS)
+def _span(i, size, n, origin):
+    """Map cells ``[start, end)`` of bin ``i`` of ``n`` over ``size`` cells from ``origin``."""
+    return origin + _start(i, size, n), origin + _end(i, size, n)
+
+
+@numba.njit(inline="always", **_OPTS)
+def _finer_row(soff, m, q, j, i, u):
+    """Scratch row of finer bin ``u`` (row-major in its ``q x q`` block) of the union that
+    makes bin ``(j, i)`` of a coarser level, the finer level ``m x m`` starting at ``soff``."""
+    return soff + (j * q + u // q) * m + i * q + u % q
+
+
 @numba.njit(**_OPTS)
 def _balanced_chunks(wins, levels, n_chunks):
     """Window ranges ``[bounds[t], bounds[t+1])`` of about equal work: ``int64[T + 1]``.
@@ -307,11 +320,9 @@ def _window_max(fmap, tab, b, x0, y0, x1, y1, levels, source, scratch_off, acc, 
         off = scratch_off[k]
         if source[k] < 0:
             for j in range(n):
-                ys = y0 + _start(j, h, n)
-                ye = y0 + _end(j, h, n)
+                ys, ye = _span(j, h, n, y0)
                 for i in range(n):
-                    xs = x0 + _start(i, w, n)
-                    xe = x0 + _end(i, w, n)
+                    xs, xe = _span(i, w, n, x0)
                     _bin_max(fmap, tab, b, ys, ye, xs, xe, 0, n_chan, acc[off + j * n + i], tmp)
             continue
         m = levels[source[k]]
@@ -319,12 +330,12 @@ def _window_max(fmap, tab, b, x0, y0, x1, y1, levels, source, scratch_off, acc, 
         soff = scratch_off[source[k]]
         for j in range(n):
             for i in range(n):
-                cur = acc[soff + j * q * m + i * q]  # the union of q x q finer bins
+                cur = acc[_finer_row(soff, m, q, j, i, 0)]  # the union of q x q finer bins
                 if q == 1:
                     acc[off + j * n + i, :] = cur
                 for u in range(1, q * q):
                     nxt = acc[off + j * n + i] if u == q * q - 1 else tmp[u & 1]
-                    _vmax(nxt, cur, 0, acc[soff + (j * q + u // q) * m + i * q + u % q], 0, n_chan)
+                    _vmax(nxt, cur, 0, acc[_finer_row(soff, m, q, j, i, u)], 0, n_chan)
                     cur = nxt
 
 
@@ -391,6 +402,61 @@ def _channel_bounds(n_chan, n_chunks):
 _channel_bounds = numba.njit(**_OPTS)(_channel_bounds)
 
 
+@numba.njit(inline="always", **_OPTS)
+def _window_argmax(fmap, tab, arg, b, x0, y0, x1, y1, levels, source, scratch_off, c0, cw, acc,
+                   iacc, tmp, itmp):  # fmt: skip
+    """:func:`_window_max` of channels ``c0 .. c0 + cw`` into ``acc: [B, cw]``, and each
+    bin's first maximal cell into ``iacc: [B, cw]``."""
+    h = y1 - y0
+    w = x1 - x0
+    for k in range(levels.shape[0]):
+        n = levels[k]
+        off = scratch_off[k]
+        if source[k] < 0:
+            for j in range(n):
+                ys, ye = _span(j, h, n, y0)
+                for i in range(n):
+                    xs, xe = _span(i, w, n, x0)
+                    row = off + j * n + i
+                    _bin_argmax(fmap, tab, arg, b, ys, ye, xs, xe, c0, cw,
+                                acc[row], iacc[row], tmp, itmp)  # fmt: skip
+            continue
+        m = levels[source[k]]
+        q = m // n
+        soff = scratch_off[source[k]]
+        for j in range(n):
+            for i in range(n):
+                row = off + j * n + i
+                cur = acc[_finer_row(soff, m, q, j, i, 0)]
+                icur = iacc[_finer_row(soff, m, q, j, i, 0)]
+                if q == 1:
+                    acc[row, :] = cur
+                    iacc[row, :] = icur
+                for u in range(1, q * q):
+                    fine = _finer_row(soff, m, q, j, i, u)
+                    last = u == q * q - 1
+                    nxt = acc[row] if last else tmp[u & 1]
+                    inxt = iacc[row] if last else itmp[u & 1]
+                    _vargmax(nxt, inxt, cur, icur, 0, -1, acc[fine], iacc[fine], 0, -1, cw)
+                    cur = nxt
+                    icur = inxt
+
+
+@numba.njit(inline="always", **_OPTS)
+def _scatter_grad(iacc, scratch_off, out_level, out_off, g, gb, c0, n_chan):
+    """Add one window's output gradient ``g`` to its bins' first maximal cells in
+    ``gb: [H * W, C]``, channels ``c0 .. c0 + cw``."""
+    cw = iacc.shape[1]
+    for o in range(out_level.shape[0]):
+        off = scratch_off[out_level[o]]
+        base = out_off[o]
+        nn = (out_off[o + 1] - base) // n_chan
+        for c in range(cw):
+            gsrc = base + (c0 + c) * nn
+            for u in range(nn):
+                gb[iacc[off + u, c], c0 + c] += g[gsrc + u]
+
+
 def max_backward(
     fmap, tab, arg, wins, bidx, levels, source, scratch_off, out_level, out_off, grad_out,
     grad, n_chunks,
@@ -414,54 +480,11 @@ def max_backward(
         itmp = np.empty((2, cw), np.int32)
         for r in range(wins.shape[0]):
             b = bidx[r]
-            x0 = wins[r, 0]
-            y0 = wins[r, 1]
-            h = wins[r, 3] - y0
-            w = wins[r, 2] - x0
-            for k in range(levels.shape[0]):
-                n = levels[k]
-                off = scratch_off[k]
-                if source[k] < 0:
-                    for j in range(n):
-                        ys = y0 + _start(j, h, n)
-                        ye = y0 + _end(j, h, n)
-                        for i in range(n):
-                            xs = x0 + _start(i, w, n)
-                            xe = x0 + _end(i, w, n)
-                            row = off + j * n + i
-                            _bin_argmax(fmap, tab, arg, b, ys, ye, xs, xe, c0, cw,
-                                        acc[row], iacc[row], tmp, itmp)  # fmt: skip
-                    continue
-                m = levels[source[k]]
-                q = m // n
-                soff = scratch_off[source[k]]
-                for j in range(n):
-                    for i in range(n):
-                        row = off + j * n + i
-                        cur = acc[soff + j * q * m + i * q]
-                        icur = iacc[soff + j * q * m + i * q]
-                        if q == 1:
-                            acc[row, :] = cur
-                            iacc[row, :] = icur
-                        for u in range(1, q * q):
-                            fine = soff + (j * q + u // q) * m + i * q + u % q
-                            last = u == q * q - 1
-                            nxt = acc[row] if last else tmp[u & 1]
-                            inxt = iacc[row] if last else itmp[u & 1]
-                            _vargmax(nxt, inxt, cur, icur, 0, -1, acc[fine], iacc[fine], 0, -1,
-                                     cw)  # fmt: skip
-                            cur = nxt
-                            icur = inxt
-            g = grad_out[r]
-            gb = grad[b]
-            for o in range(out_level.shape[0]):
-                off = scratch_off[out_level[o]]
-                base = out_off[o]
-                nn = (out_off[o + 1] - base) // n_chan
-                for c in range(cw):
-                    gsrc = base + (c0 + c) * nn
-                    for u in range(nn):
-                        gb[iacc[off + u, c], c0 + c] += g[gsrc + u]
+            _window_argmax(
+                fmap, tab, arg, b, wins[r, 0], wins[r, 1], wins[r, 2], wins[r, 3], levels,
+                source, scratch_off, c0, cw, acc, iacc, tmp, itmp,
+            )  # fmt: skip
+            _scatter_grad(iacc, scratch_off, out_level, out_off, grad_out[r], grad[b], c0, n_chan)
 
 
 def integral_image(fmap, table, n_chunks):
@@ -510,11 +533,9 @@ def avg_forward(table, wins, bidx, levels, scratch_off, out_level, out_off, out,
                 n = levels[k]
                 off = scratch_off[k]
                 for j in range(n):
-                    ys = y0 + _start(j, h, n)
-                    ye = y0 + _end(j, h, n)
+                    ys, ye = _span(j, h, n, y0)
                     for i in range(n):
-                        xs = x0 + _start(i, w, n)
-                        xe = x0 + _end(i, w, n)
+                        xs, xe = _span(i, w, n, x0)
                         area = np.float64((ye - ys) * (xe - xs))
                         s0 = table[b, ye, xe]
                         s1 = table[b, ys, xe]

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from sppnet.ops.compiled_pyramid_pool import compiled_pool_available, compiled_window_pool
 from sppnet.ops.pyramid_bins import check_levels, num_pyramid_bins
 
-__all__ = ["SpatialPyramidPool", "check_extents", "spatial_pyramid_pool"]
+__all__ = ["SpatialPyramidPool", "check_extents", "check_feature_map", "spatial_pyramid_pool"]
 
 _MODES = ("max", "avg")
 
@@ -30,7 +30,13 @@ def _check_mode(mode: str) -> str:
     return mode
 
 
-def _check_feature_map(x: Tensor, name: str) -> None:
+def check_feature_map(x: Tensor, name: str) -> None:
+    """Raise unless ``x`` is a floating-point ``Tensor[N, C, H, W]``.
+
+    Raises:
+        TypeError: not a tensor, or not floating point.
+        ValueError: not 4-D.
+    """
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
@@ -152,7 +158,7 @@ def spatial_pyramid_pool(
         ValueError: wrong ranks or shapes, bad levels or mode, an empty map, or extents
             outside ``1..H`` x ``1..W``.
     """
-    _check_feature_map(x, "x")
+    check_feature_map(x, "x")
     levels = check_levels(levels)
     mode = _check_mode(mode)
     n_img, channels, height, width = x.shape

@@ -23,6 +23,7 @@ gradient there (``_WindowMaxPool``), 3x faster than differentiating the table.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,7 @@ from torch import Tensor
 
 from sppnet.ops.compiled_pyramid_pool import compiled_pool_available, compiled_window_pool
 from sppnet.ops.pyramid_bins import bin_edges, check_levels, num_pyramid_bins
-from sppnet.ops.spatial_pyramid_pool import _check_feature_map, _check_mode, _divisor_plan
+from sppnet.ops.spatial_pyramid_pool import _check_mode, _divisor_plan, check_feature_map
 
 __all__ = ["window_pyramid_pool"]
 
@@ -205,14 +206,45 @@ def _max_sparse_table_argmax(fmap: Tensor, n_rows: int, n_cols: int) -> tuple[Te
     return table, itable
 
 
+class _MaxTables(NamedTuple):
+    """How the max path looks bins up: the levels, the sparse table's row and column
+    doublings, and the finest-level bins per chunk."""
+
+    levels: tuple[int, ...]
+    n_rows: int
+    n_cols: int
+    chunk_bins: int
+
+
+def _table_depth(wins: Tensor, direct: Sequence[int], height: int, width: int) -> tuple[int, int]:
+    """Row and column doublings of a sparse table that covers every bin of the ``direct``
+    levels of every window."""
+    # ceil(side / n) + 1 bounds every bin side of a level-n pyramid of that side.
+    n_rows = n_cols = 1
+    for n in direct:
+        tall = torch.clamp(
+            -torch.div(-(wins[:, 3] - wins[:, 1]), n, rounding_mode="floor") + 1, max=height
+        )
+        wide = torch.clamp(
+            -torch.div(-(wins[:, 2] - wins[:, 0]), n, rounding_mode="floor") + 1, max=width
+        )
+        n_rows = max(n_rows, int(_log2_floor(tall).max()) + 1)
+        n_cols = max(n_cols, int(_log2_floor(wide).max()) + 1)
+    return n_rows, n_cols
+
+
+def _write_levels(dst: Tensor, pooled: dict[int, Tensor], levels: tuple[int, ...]) -> None:
+    """Copy ``pooled[n]: [r, C, n, n]`` of each level into ``dst: [r, C * L]``, level by
+    level in output order (a level may appear twice), each in ``(C, n, n)`` order."""
+    off = 0
+    for n in levels:
+        r, channels = pooled[n].shape[:2]
+        dst[:, off : off + channels * n * n].view(r, channels, n, n).copy_(pooled[n])
+        off += channels * n * n
+
+
 def _max_pool_argmax(
-    fmap: Tensor,
-    wins: Tensor,
-    bidx: Tensor,
-    levels: tuple[int, ...],
-    n_rows: int,
-    n_cols: int,
-    chunk_bins: int,
+    fmap: Tensor, wins: Tensor, bidx: Tensor, tables: _MaxTables
 ) -> tuple[Tensor, Tensor]:
     """Max-mode pyramids of all windows and the argmax of every output value.
 
@@ -222,6 +254,7 @@ def _max_pool_argmax(
     contiguous ``fmap: [N', H, W, C]`` (int32 below 2**31 elements: 102 MB rather than
     205 MB for 2,000 windows of 256 channels and levels (6, 3, 2, 1)).
     """
+    levels, n_rows, n_cols, chunk_bins = tables
     channels = fmap.shape[3]
     n_win = wins.shape[0]
     plan = _divisor_plan(levels, "max")
@@ -232,8 +265,6 @@ def _max_pool_argmax(
     n_out = channels * num_pyramid_bins(levels)
     out = fmap.new_empty((n_win, n_out))
     arg = torch.empty((n_win, n_out), dtype=itable.dtype, device=fmap.device)
-    # column offset of each level in output order (a level may appear twice)
-    offsets = [channels * num_pyramid_bins(levels[:k]) if k else 0 for k in range(len(levels))]
     step = max(1, chunk_bins // sum(n * n for n in direct))
     for start in range(0, n_win, step):
         stop = min(start + step, n_win)
@@ -256,10 +287,8 @@ def _max_pool_argmax(
                 pooled[n], pos = F.max_pool2d(pooled[m], m // n, return_indices=True)
                 finer = where[m].reshape(r, channels, m * m)
                 where[n] = finer.gather(2, pos.reshape(r, channels, n * n)).view(r, channels, n, n)
-        for n, off in zip(levels, offsets, strict=True):
-            cols = slice(off, off + channels * n * n)
-            out[start:stop, cols].view(r, channels, n, n).copy_(pooled[n])
-            arg[start:stop, cols].view(r, channels, n, n).copy_(where[n])
+        _write_levels(out[start:stop], pooled, levels)
+        _write_levels(arg[start:stop], where, levels)
     return out, arg
 
 
@@ -282,12 +311,9 @@ class _WindowMaxPool(torch.autograd.Function):
         used: Tensor,
         wins: Tensor,
         bidx: Tensor,
-        levels: tuple[int, ...],
-        n_rows: int,
-        n_cols: int,
-        chunk_bins: int,
+        tables: _MaxTables,
     ) -> Tensor:
-        out, arg = _max_pool_argmax(fmap, wins, bidx, levels, n_rows, n_cols, chunk_bins)
+        out, arg = _max_pool_argmax(fmap, wins, bidx, tables)
         ctx.save_for_backward(arg, used)
         ctx.features_shape = features.shape
         ctx.fmap_shape = fmap.shape
@@ -311,7 +337,7 @@ class _WindowMaxPool(torch.autograd.Function):
             g = full.index_copy_(0, used, g)
         if ctx.contiguous:
             g = g.contiguous()
-        return g, None, None, None, None, None, None, None, None
+        return g, None, None, None, None, None
 
 
 def window_pyramid_pool(
@@ -348,7 +374,7 @@ def window_pyramid_pool(
         ValueError: wrong shapes, bad levels or mode, windows that are empty or leave the
             map, batch indices outside ``0..N-1``.
     """
-    _check_feature_map(features, "features")
+    check_feature_map(features, "features")
     levels = check_levels(levels)
     mode = _check_mode(mode)
     n_img, channels, height, width = features.shape
@@ -386,25 +412,11 @@ def _torch_window_pool(
     plan = _divisor_plan(levels, mode)
     direct = sorted({n for n in levels if plan[n] == n}, reverse=True)
 
-    # Without autograd, write each chunk straight into the output; with it, keep chunks
-    # apart and concatenate once (in-place writes into one output would make autograd
-    # clone the whole output gradient once per write).
     if mode == "max":
-        # ceil(side / n) + 1 bounds every bin side of a level-n pyramid of that side.
-        n_rows = n_cols = 1
-        for n in direct:
-            tall = torch.clamp(
-                -torch.div(-(wins[:, 3] - wins[:, 1]), n, rounding_mode="floor") + 1, max=height
-            )
-            wide = torch.clamp(
-                -torch.div(-(wins[:, 2] - wins[:, 0]), n, rounding_mode="floor") + 1, max=width
-            )
-            n_rows = max(n_rows, int(_log2_floor(tall).max()) + 1)
-            n_cols = max(n_cols, int(_log2_floor(wide).max()) + 1)
+        n_rows, n_cols = _table_depth(wins, direct, height, width)
         if custom:
-            return _WindowMaxPool.apply(
-                features, fmap, used, wins, bidx, levels, n_rows, n_cols, chunk_bins
-            )
+            tables = _MaxTables(levels, n_rows, n_cols, chunk_bins)
+            return _WindowMaxPool.apply(features, fmap, used, wins, bidx, tables)
         table = _max_sparse_table(fmap, n_rows, n_cols)
         rows = {n: _corner_rows_max(wins, bidx, n, n_cols, fmap.shape) for n in direct}
     else:
@@ -414,38 +426,64 @@ def _torch_window_pool(
         table = F.pad(fmap.to(acc).cumsum(1).cumsum(2), (0, 0, 1, 0, 1, 0))
         rows = {n: _corner_rows_sum(wins, bidx, n, table.shape) for n in direct}
     flat = table.reshape(-1, channels)
-    out = None if track else features.new_empty((n_win, channels * num_pyramid_bins(levels)))
-    parts: list[Tensor] = []
-    # column offset of each level in output order (a level may appear twice)
-    offsets = [channels * num_pyramid_bins(levels[:k]) if k else 0 for k in range(len(levels))]
-    # With autograd, one chunk: every chunk's look-up would otherwise add a zero gradient
-    # the size of the whole table in backward. Temporaries are then ~16 * R * L * C bytes.
-    step = n_win if track else max(1, chunk_bins // sum(n * n for n in direct))
+    if track:
+        # With autograd, one chunk, concatenated once: in-place writes into one output would
+        # make autograd clone the whole output gradient once per write, and every chunk's
+        # look-up would add a zero gradient the size of the whole table in backward.
+        # Temporaries are then ~16 * R * L * C bytes.
+        pooled = _pool_chunk(flat, rows, wins, slice(0, n_win), plan, levels, mode, features.dtype)
+        return torch.cat([pooled[n].reshape(n_win, -1) for n in levels], dim=1)
+    # Without autograd, each chunk goes straight into the output.
+    out = features.new_empty((n_win, channels * num_pyramid_bins(levels)))
+    step = max(1, chunk_bins // sum(n * n for n in direct))
     for start in range(0, n_win, step):
-        stop = min(start + step, n_win)
-        r = stop - start
-        pooled: dict[int, Tensor] = {}
-        for n in direct:
-            idx = rows[n][:, start:stop].reshape(4, -1)
-            c = [flat.index_select(0, idx[k]) for k in range(4)]
-            if mode == "avg":
-                ys, ye, xs, xe = _bin_edges_abs(wins[start:stop], n)
-                area = ((ye - ys)[:, :, None] * (xe - xs)[:, None, :]).reshape(-1, 1)
-                v = (((c[0] - c[1]) - (c[2] - c[3])) / area.to(flat.dtype)).to(features.dtype)
-            else:
-                v = c[0]
-                for k in (1, 2, 3):
-                    torch.maximum(v, c[k], out=v)
-            # [r*n*n, C] is [r, C, n, n] in channels_last memory: pooling it stays fast
-            pooled[n] = v.view(r, n, n, channels).permute(0, 3, 1, 2)
-        for n in sorted(levels, reverse=True):
-            if n not in pooled:
-                # a coarser bin is the union of q x q finer bins (module docstring)
-                pooled[n] = F.max_pool2d(pooled[plan[n]], plan[n] // n)
-        if track:
-            parts.append(torch.cat([pooled[n].reshape(r, -1) for n in levels], dim=1))
+        chunk = slice(start, min(start + step, n_win))
+        pooled = _pool_chunk(flat, rows, wins, chunk, plan, levels, mode, features.dtype)
+        _write_levels(out[chunk], pooled, levels)
+    return out
+
+
+def _pool_chunk(
+    flat: Tensor,
+    rows: dict[int, Tensor],
+    wins: Tensor,
+    chunk: slice,
+    plan: dict[int, int],
+    levels: tuple[int, ...],
+    mode: str,
+    dtype: torch.dtype,
+) -> dict[int, Tensor]:
+    """The pyramids of windows ``wins[chunk]``: ``{n: Tensor[r, C, n, n]}`` for every level.
+
+    Args:
+        flat: the sparse table (max) or integral image (avg) as ``Tensor[rows, C]``.
+        rows: per directly pooled level, ``LongTensor[4, R, n, n]`` the flat table rows of
+            each bin's four corners (:func:`_corner_rows_max` / :func:`_corner_rows_sum`).
+        wins: ``LongTensor[R, 4]`` all the windows.
+        chunk: the windows of this chunk.
+        plan: level -> the level it is pooled from (itself when pooled directly).
+        levels: every level.
+        mode: ``"max"`` (``flat`` is the sparse table) or ``"avg"`` (the integral image).
+        dtype: the features' dtype (avg mode's means are rounded to it once).
+    """
+    channels = flat.shape[1]
+    r = chunk.stop - chunk.start
+    pooled: dict[int, Tensor] = {}
+    for n, corners in rows.items():
+        idx = corners[:, chunk].reshape(4, -1)
+        c = [flat.index_select(0, idx[k]) for k in range(4)]
+        if mode == "avg":
+            ys, ye, xs, xe = _bin_edges_abs(wins[chunk], n)
+            area = ((ye - ys)[:, :, None] * (xe - xs)[:, None, :]).reshape(-1, 1)
+            v = (((c[0] - c[1]) - (c[2] - c[3])) / area.to(flat.dtype)).to(dtype)
         else:
-            for n, off in zip(levels, offsets, strict=True):
-                dst = out[start:stop, off : off + channels * n * n]
-                dst.view(r, channels, n, n).copy_(pooled[n])  # to the output's (C, n, n) order
-    return torch.cat(parts, dim=0) if track else out
+            v = c[0]
+            for k in (1, 2, 3):
+                torch.maximum(v, c[k], out=v)
+        # [r*n*n, C] is [r, C, n, n] in channels_last memory: pooling it stays fast
+        pooled[n] = v.view(r, n, n, channels).permute(0, 3, 1, 2)
+    for n in sorted(levels, reverse=True):
+        if n not in pooled:
+            # a coarser bin is the union of q x q finer bins (module docstring)
+            pooled[n] = F.max_pool2d(pooled[plan[n]], plan[n] // n)
+    return pooled
