@@ -112,6 +112,32 @@ def _launch(name: str) -> tuple[object, int]:
     return parallel, threads
 
 
+def _record_input_layout(ctx, features: Tensor) -> None:
+    """Keep the shape and memory layout of ``features`` for :func:`_grad_in_input_layout`."""
+    ctx.features_shape = features.shape  # [N, C, H, W]
+    ctx.contiguous = features.is_contiguous()
+
+
+def _grad_in_input_layout(ctx, grad: Tensor, images: Tensor | None = None) -> Tensor:
+    """A contiguous ``Tensor[N', H, W, C]`` gradient as the recorded input's gradient.
+
+    Args:
+        ctx: the autograd context :func:`_record_input_layout` wrote to.
+        grad: gradient of the NHWC map the kernels read, ``N' <= N`` images.
+        images: ``LongTensor[N']``, the input image of each row of ``grad``; ``None`` when
+            ``N' == N`` in order. Images not listed get zero gradient.
+
+    Returns:
+        ``Tensor[N, C, H, W]``: channels_last (a view of ``grad`` when ``images`` is None),
+        copied to contiguous when the input was contiguous.
+    """
+    if images is not None:
+        n_img, channels, height, width = ctx.features_shape
+        grad = grad.new_zeros((n_img, height, width, channels)).index_copy_(0, images, grad)
+    g = grad.permute(0, 3, 1, 2)  # channels_last Tensor[N, C, H, W]
+    return g.contiguous() if ctx.contiguous else g
+
+
 class _CompiledWindowPool(torch.autograd.Function):
     """Max or avg pyramids of windows, forward and backward in the compiled kernels.
 
@@ -156,17 +182,16 @@ class _CompiledWindowPool(torch.autograd.Function):
             )  # fmt: skip
         ctx.plan, ctx.mode = p, mode
         ctx.wins, ctx.bidx = wins, bidx
-        ctx.fmap_shape = fmap.shape
-        ctx.contiguous = features.is_contiguous()
+        _record_input_layout(ctx, features)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
         p = ctx.plan
-        n_img, height, width, channels = ctx.fmap_shape
+        n_img, channels, height, width = ctx.features_shape
         g_out = grad_out.contiguous().numpy()
-        grad = grad_out.new_empty(ctx.fmap_shape)  # [N, H, W, C], every element written
+        grad = grad_out.new_empty((n_img, height, width, channels))  # every element written
         w, b = ctx.wins.numpy(), ctx.bidx.numpy()
         if ctx.mode == "max":
             kernel, chunks = _launch("block_tables")
@@ -183,10 +208,7 @@ class _CompiledWindowPool(torch.autograd.Function):
                 w, b, p["levels"], p["scratch_off"], p["out_level"], p["out_off"],
                 g_out, grad.numpy(), chunks,
             )  # fmt: skip
-        g = grad.permute(0, 3, 1, 2)  # channels_last Tensor[N, C, H, W]
-        if ctx.contiguous:
-            g = g.contiguous()
-        return g, None, None, None, None, None
+        return _grad_in_input_layout(ctx, grad), None, None, None, None, None
 
 
 def compiled_window_pool(

@@ -29,7 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sppnet.ops.compiled_pyramid_pool import compiled_pool_available, compiled_window_pool
+from sppnet.ops.compiled_pyramid_pool import (
+    _grad_in_input_layout,
+    _record_input_layout,
+    compiled_pool_available,
+    compiled_window_pool,
+)
 from sppnet.ops.pyramid_bins import bin_edges, check_levels, num_pyramid_bins
 from sppnet.ops.spatial_pyramid_pool import _check_mode, _divisor_plan, check_feature_map
 
@@ -315,9 +320,8 @@ class _WindowMaxPool(torch.autograd.Function):
     ) -> Tensor:
         out, arg = _max_pool_argmax(fmap, wins, bidx, tables)
         ctx.save_for_backward(arg, used)
-        ctx.features_shape = features.shape
         ctx.fmap_shape = fmap.shape
-        ctx.contiguous = features.is_contiguous()
+        _record_input_layout(ctx, features)
         return out
 
     @staticmethod
@@ -329,15 +333,9 @@ class _WindowMaxPool(torch.autograd.Function):
         # Every output adds its gradient to its argmax element of fmap [N', H, W, C].
         grad = grad_out.new_zeros(n_used * height * width * channels)
         grad.index_add_(0, arg.view(-1), grad_out.reshape(-1))
-        g = grad.view(n_used, height, width, channels).permute(0, 3, 1, 2)
-        if n_used < n_img:  # images without a window get zero gradient
-            full = g.new_zeros((n_img, channels, height, width)).contiguous(
-                memory_format=torch.channels_last
-            )
-            g = full.index_copy_(0, used, g)
-        if ctx.contiguous:
-            g = g.contiguous()
-        return g, None, None, None, None, None
+        grad = grad.view(n_used, height, width, channels)
+        images = used if n_used < n_img else None  # images without a window get zero gradient
+        return _grad_in_input_layout(ctx, grad, images), None, None, None, None, None
 
 
 def window_pyramid_pool(
