@@ -156,8 +156,9 @@ def _no_spp_side(model: nn.Module) -> int:
     return math.isqrt(model.pooled_dim // model.feature_channels)
 
 
-def _check_request(model: nn.Module, layer: str, view: str, size: int, crop: int) -> None:
-    """Raise for a layer/view/size combination the model cannot give."""
+def _check_request(model: object, layer: str, view: str, size: int, crop: int) -> nn.Module:
+    """``model`` after :func:`_check_model`; raise for a layer/view/size it cannot give."""
+    model = _check_model(model)
     known = FEATURE_LAYERS + MAP_LAYERS
     if layer not in known:
         raise ValueError(f"layer must be one of {', '.join(known)}, got {layer!r}")
@@ -204,6 +205,7 @@ def _check_request(model: nn.Module, layer: str, view: str, size: int, crop: int
                     f"the no-SPP {model.name}'s pool5 gives {n}x{n} only for a 224-like input; "
                     f"crop {crop} gives a {h}x{h} conv map (use crop 224)"
                 )
+    return model
 
 
 @contextlib.contextmanager
@@ -333,8 +335,7 @@ def image_representation(
             its layers); conv4/conv5 with the full view; spp or the full view with the
             no-SPP model; sizes below the model's minimum input.
     """
-    model = _check_model(model)
-    _check_request(model, layer, view, size, crop)
+    model = _check_request(model, layer, view, size, crop)
     x = representation_input(image, view=view, size=size, crop=crop, mean=mean)
     with _eval_mode(model), torch.inference_mode():
         return _represent(model, x[None].to(_device(model)), layer, normalize)[0]
@@ -357,8 +358,7 @@ def feature_dim(
     Raises:
         TypeError / ValueError: as :func:`image_representation`.
     """
-    model = _check_model(model)
-    _check_request(model, layer, view, size, crop)
+    model = _check_request(model, layer, view, size, crop)
     if layer in _TRUNK_LAYERS:
         side = size if view == "full" else crop
         x = torch.zeros(1, 3, side, side, device=_device(model))
@@ -614,8 +614,7 @@ def extract_features(
         ImageDecodeError: an image cannot be decoded (``skip_bad=False``); names the file.
     """
     info = info or DistInfo()
-    model = _check_model(model)
-    _check_request(model, layer, view, size, crop)
+    model = _check_request(model, layer, view, size, crop)
     job = _Job.checked(layer, view, size, crop, mean, normalize, skip_bad, batch_size,
                        num_workers, progress)  # fmt: skip
     label_arr = _check_dataset(dataset, labels)
