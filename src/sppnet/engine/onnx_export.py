@@ -128,7 +128,7 @@ class _ClassifierGraph(nn.Module):
     def forward(self, image: Tensor) -> Tensor:
         features = _trunk(self.model, image)  # [N, C, h, w]
         if self.model.spp_levels is None:
-            pooled = self.model.pool(features).flatten(1)  # [N, C * 36]
+            pooled = self.model.forward_pool(features)  # [N, C * 36]: pool5, already traceable
         else:
             pooled = traceable_spatial_pyramid_pool(
                 features, self.model.spp_levels, _pool_mode(self.model)
