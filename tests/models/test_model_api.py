@@ -122,3 +122,20 @@ def test_forward_pooled_stop_at_errors():
         model.forward_pooled(pooled, stop_at="pool5")
     with pytest.raises(ValueError, match="pre_logits=True stops at fc7"):
         model.forward_pooled(pooled, True, stop_at="fc6")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "mode"),
+    [
+        ({}, "max"),
+        ({"spp_mode": "avg"}, "avg"),
+        ({"spp_levels": None, "spp_mode": "avg"}, "max"),  # no-SPP pool5 is a max pool
+    ],
+)
+def test_pool_mode_says_how_the_pyramid_pools(kwargs, mode):
+    model = _zf5(**kwargs)
+    assert model.pool_mode == mode
+    # the detector's window pyramid and the conv-map cache read the mode from it
+    from sppnet.detection.window_features import _pool_mode
+
+    assert _pool_mode(model) == mode

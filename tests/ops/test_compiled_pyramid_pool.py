@@ -172,3 +172,12 @@ def test_spp_extents_equal_pooling_each_crop():
     (want * weights).sum().backward()
     assert torch.equal(got.detach(), want.detach())
     torch.testing.assert_close(x.grad, xr.grad, rtol=0, atol=1e-12)
+
+
+def test_environment_switch_turns_the_kernels_off(monkeypatch):
+    features = torch.rand(1, 4, 9, 11, dtype=torch.float32)
+    assert compiled.compiled_pool_available(features, "max")
+    monkeypatch.setenv("SPPNET_COMPILED_POOL", "0")
+    assert not compiled.compiled_pool_available(features, "max")
+    monkeypatch.setenv("SPPNET_COMPILED_POOL", "1")
+    assert compiled.compiled_pool_available(features, "max")

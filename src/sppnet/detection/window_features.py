@@ -65,8 +65,7 @@ def window_levels(model: torch.nn.Module) -> tuple[int, ...]:
 
 
 def _pool_mode(model: torch.nn.Module) -> str:
-    pool = getattr(model, "pool", None)
-    return getattr(pool, "mode", "max")
+    return getattr(model, "pool_mode", "max")
 
 
 def compute_conv_maps(

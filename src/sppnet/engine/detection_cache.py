@@ -389,7 +389,7 @@ class ConvMapCache(_WindowCache):
     _repr_keys = ("scales", "dim", "dtype")
 
     def _init_layout(self) -> None:
-        self.mode = getattr(getattr(self.model, "pool", None), "mode", "max")
+        self.mode = getattr(self.model, "pool_mode", "max")
         self._map_sizes: dict[tuple[int, int], tuple[int, int]] = {}
 
     def map_path(self, image_id: str, scale: int) -> Path:

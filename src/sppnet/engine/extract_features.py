@@ -123,7 +123,7 @@ _FC_LAYERS = ("fc6", "fc7")
 
 # ------------------------------------------------------------------------ validation
 def _check_model(model: object) -> nn.Module:
-    needed = ("forward_features", "forward_intermediates", "forward_pooled", "fc6", "pool")
+    needed = ("forward_features", "forward_intermediates", "forward_pool", "forward_pooled")
     if not isinstance(model, nn.Module) or not all(hasattr(model, a) for a in needed):
         raise TypeError(
             f"model must be an SPPNet (from sppnet.models.create_model), got {type(model).__name__}"

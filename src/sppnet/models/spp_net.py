@@ -386,6 +386,11 @@ class SPPNet(nn.Module):
         self.num_classes = num_classes
 
     @property
+    def pool_mode(self) -> str:
+        """How the pyramid pools: ``spp_mode`` with SPP; ``"max"`` for the no-SPP pool5."""
+        return str(getattr(self.pool, "mode", "max"))
+
+    @property
     def pooled_dim(self) -> int:
         """Length of the pooled vector fc6 takes: ``C * L`` (``L = 36`` for no-SPP pool5)."""
         return int(self.fc6.in_features)

@@ -17,6 +17,7 @@ numba's threading layer.
 from __future__ import annotations
 
 import functools
+import os
 from types import ModuleType
 
 import torch
@@ -32,9 +33,18 @@ _DTYPES = (torch.float32, torch.float64)
 _MAX_TABLES = 2
 
 
-@functools.cache
 def _kernels() -> ModuleType | None:
-    """The numba kernels module, or ``None`` when numba cannot be imported."""
+    """The numba kernels module, or ``None`` when numba cannot be imported or the
+    environment variable ``SPPNET_COMPILED_POOL`` is ``0`` (read at every call: the pure
+    PyTorch path then runs, e.g. to skip numba's one-time compilation in a short job)."""
+    if os.environ.get("SPPNET_COMPILED_POOL", "1").strip() == "0":
+        return None
+    return _import_kernels()
+
+
+@functools.cache
+def _import_kernels() -> ModuleType | None:
+    """The numba kernels module, imported once; ``None`` without numba."""
     try:
         from sppnet.ops import _pyramid_pool_kernels
     except ImportError:
