@@ -28,7 +28,7 @@ __all__ = ["build_parser", "main"]
 
 _EPILOG = """\
 examples:
-  sppnet demo                            the main job: classifier + detector, report (~15 min)
+  sppnet demo                            the main job: classifier + detector, report (~11 min)
   sppnet models                          the paper's four networks and their geometry
   sppnet models --input 224 180 137x251  conv5 map sizes for these inputs
   python -m sppnet --version

