@@ -51,10 +51,8 @@ def test_cache_holds_pooled_features_and_labels(tmp_path, tiny_zf5):
     assert 10 * 100 * 1600 * 4 < cache.estimate_bytes(10, 100.0) < 10 * (100 * 1600 * 4 + 6000)
 
 
-def test_cache_float16_build_resume_and_refusals(tmp_path, tiny_zf5):
-    model = tiny_zf5(4)
-    cache = PooledFeatureCache(tmp_path, model, scales=(100,))
-    calls = []
+def _counting_items(calls: list[str]):
+    """``items(ids)`` for ``build``: each image's loader appends its id to ``calls``."""
 
     def items(ids):
         for i in ids:
@@ -64,6 +62,15 @@ def test_cache_float16_build_resume_and_refusals(tmp_path, tiny_zf5):
                 return _item(int(i[-1]))
 
             yield i, load
+
+    return items
+
+
+def test_cache_float16_build_resume_and_refusals(tmp_path, tiny_zf5):
+    model = tiny_zf5(4)
+    cache = PooledFeatureCache(tmp_path, model, scales=(100,))
+    calls = []
+    items = _counting_items(calls)
 
     assert cache.build(items(["a1", "a2"])) == 2
     assert cache.features("a1").dtype == np.float16
@@ -166,15 +173,7 @@ def test_conv_map_cache_stores_maps_memory_mapped_and_resumes(tmp_path, tiny_zf5
     model = tiny_zf5(4)
     cache = ConvMapCache(tmp_path, model, scales=(60, 100))
     calls = []
-
-    def items(ids):
-        for i in ids:
-
-            def load(i=i):
-                calls.append(i)
-                return _item(int(i[-1]))
-
-            yield i, load
+    items = _counting_items(calls)
 
     assert cache.build(items(["a1", "a2"])) == 2
     maps = cache.maps("a1")

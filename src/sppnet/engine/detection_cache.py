@@ -28,6 +28,7 @@ Shape shorthand: R windows of one image, P = C * L pooled values per window.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import hashlib
 import io
@@ -101,11 +102,7 @@ def model_fingerprint(model: nn.Module, trunk_only: bool = True) -> str:
     return digest.hexdigest()
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    atomic_save_npy(path, array)
-
-
-class _WindowCache:
+class _WindowCache(abc.ABC):
     """What both cache layouts share: the settings check, the window records, resume."""
 
     layout = ""  # "windows" or "maps": recorded in meta.json (a pooled cache may omit it)
@@ -158,7 +155,7 @@ class _WindowCache:
                 )
         self._init_layout()
 
-    def _init_layout(self) -> None:
+    def _init_layout(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """What one layout adds to the common settings (nothing by default)."""
 
     def __repr__(self) -> str:
@@ -221,9 +218,9 @@ class _WindowCache:
         self._store(image_id, image, records)
         self._finish(image_id, records)
 
+    @abc.abstractmethod
     def _store(self, image_id: str, image: Tensor, records: dict[str, Tensor]) -> None:
         """Write the layout's files of one image (records may gain entries)."""
-        raise NotImplementedError
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[torch.device]:
@@ -339,7 +336,9 @@ class PooledFeatureCache(_WindowCache):
         with self._inference() as device:
             maps = self._conv_maps(image, device)
             pooled = pool_windows(self.model, maps, records["boxes"].to(device))  # [R + G', P]
-        _save_npy(self.feature_path(image_id), pooled.cpu().numpy().astype(_DTYPES[self.dtype]))
+        atomic_save_npy(
+            self.feature_path(image_id), pooled.cpu().numpy().astype(_DTYPES[self.dtype])
+        )
 
     def features(self, image_id: str) -> np.ndarray:
         """``[R, P]`` pooled features of one image, memory-mapped (read-only).
@@ -452,7 +451,7 @@ class ConvMapCache(_WindowCache):
         )
         for k, fmap in enumerate(maps.maps):
             hwc = fmap[0].permute(1, 2, 0).cpu().numpy().astype(_DTYPES[self.dtype])  # [h, w, C]
-            _save_npy(self.map_path(image_id, k), np.ascontiguousarray(hwc))
+            atomic_save_npy(self.map_path(image_id, k), np.ascontiguousarray(hwc))
         records["scale"] = scale.to(torch.uint8)
         records["cells"] = cells.to(torch.int32)
 
