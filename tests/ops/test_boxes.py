@@ -322,6 +322,28 @@ def test_batched_nms_matches_reference(dtype, n, num_labels, label_dtype):
     _check_nms(boxes, scores, 0.3, labels)
 
 
+@pytest.mark.parametrize("n", [5, 300, 700])
+@pytest.mark.parametrize("max_keep", [0, 1, 17, 128, 129, 10_000])
+@pytest.mark.parametrize("thr", [0.0, 0.3])
+def test_batched_nms_max_keep_is_the_reference_cut(n, max_keep, thr):
+    # n > 128 crosses the blocks of the early-stopping walk (suppression by an earlier
+    # block, a cut inside a block); integer scores give ties across labels
+    g = torch.Generator().manual_seed(n + max_keep)
+    boxes = random_boxes(n, torch.float32, seed=n, size=40)
+    scores = torch.randint(0, 30, (n,), generator=g).float()
+    labels = torch.randint(0, 4, (n,), generator=g)
+    got = batched_nms(boxes, scores, labels, thr, max_keep=max_keep)
+    assert got.dtype == torch.int64
+    assert got.tolist() == ref_nms(boxes, scores, thr, labels)[:max_keep]
+
+
+def test_batched_nms_max_keep_validation():
+    boxes, scores, labels = torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long)
+    assert batched_nms(boxes, scores, labels, 0.5, max_keep=3).tolist() == []
+    with pytest.raises(ValueError, match="max_keep"):
+        batched_nms(boxes, scores, labels, 0.5, max_keep=-1)
+
+
 def test_batched_nms_labels_do_not_interact():
     boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]], dtype=torch.float64)
     scores = torch.tensor([0.5, 0.9, 0.7], dtype=torch.float64)

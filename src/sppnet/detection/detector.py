@@ -84,8 +84,11 @@ def postprocess_detections(
     # A box clipped to nothing (a window outside the image) cannot be a detection.
     keep &= (flat_boxes[:, 2] > flat_boxes[:, 0]) & (flat_boxes[:, 3] > flat_boxes[:, 1])
     idx = torch.nonzero(keep).flatten()
-    kept = batched_nms(flat_boxes[idx], flat_scores[idx], flat_labels[idx], nms_threshold)
-    idx = idx[kept][:max_detections]  # batched_nms returns decreasing scores
+    # the first max_detections kept boxes, by decreasing score: NMS stops there
+    kept = batched_nms(
+        flat_boxes[idx], flat_scores[idx], flat_labels[idx], nms_threshold, max_keep=max_detections
+    )
+    idx = idx[kept]
     return {"boxes": flat_boxes[idx], "scores": flat_scores[idx], "labels": flat_labels[idx]}
 
 
@@ -287,13 +290,16 @@ class Detector(PostprocessStage, nn.Module):
         else:
             fc7 = self.model.forward_pooled(pooled, pre_logits=True)  # [R, D]
             t1 = time.perf_counter()
-            scores = (fc7.float() * self.svm_scale) @ self.svm_weight.T + self.svm_bias  # [R, K]
+            # the feature scale goes into the [K, D] weights, not into the [R, D] features
+            weight = (self.svm_weight * self.svm_scale).T  # [D, K]
+            scores = torch.addmm(self.svm_bias, fc7.float(), weight)  # [R, K]
         boxes = proposals.to(scores.dtype)[:, None, :].expand(-1, k, 4)  # [R, K, 4]
         if self.box_weight is not None and proposals.shape[0] > 0:
+            # likewise: scaling the [K, P, 4] weights spares a copy of the [R, P] features
             boxes = apply_box_regression(
                 proposals.to(scores.dtype),
-                pooled.float() * self.box_scale,
-                self.box_weight,
+                pooled.float(),
+                self.box_weight * self.box_scale,
                 self.box_bias,
             )
         t2 = time.perf_counter()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sppnet._validate import check_real
+from sppnet._validate import check_int, check_real
 
 __all__ = [
     "batched_nms",
@@ -232,6 +232,53 @@ def _greedy_nms_sorted(boxes: np.ndarray, iou_threshold: float) -> np.ndarray:
     return keep
 
 
+def _first_kept_sorted(
+    boxes: np.ndarray, labels: np.ndarray, iou_threshold: float, max_keep: int
+) -> np.ndarray:
+    """Positions of the first ``max_keep`` boxes that per-label greedy NMS keeps.
+
+    Args:
+        boxes: numpy ``[N, 4]`` sorted by decreasing score over all labels, validated.
+        labels: numpy ``int64[N]`` in the same order.
+        iou_threshold: suppress a box whose IoU with a kept box of its label is larger.
+        max_keep: stop once this many are kept.
+
+    Returns:
+        numpy ``int64[M]`` ascending positions, ``M <= max_keep``.
+
+    A box is kept exactly when no kept box of its label ranked above it overlaps it by more
+    than the threshold: what NMS per label decides. Walking all labels in one score order
+    in blocks, the walk can stop at the ``max_keep``-th kept box.
+    """
+    kept = np.zeros(0, dtype=np.int64)
+    for start in range(0, boxes.shape[0], _NMS_BLOCK):
+        if kept.size >= max_keep:
+            break
+        block = boxes[start : start + _NMS_BLOCK]  # [B, 4]
+        lab = labels[start : start + _NMS_BLOCK]  # [B]
+        alive = np.ones(block.shape[0], dtype=bool)
+        if kept.size:  # suppressed by a kept box of an earlier block
+            over = _over_threshold(boxes[kept], block, iou_threshold)  # [M, B]
+            alive &= ~(over & (labels[kept][:, None] == lab[None, :])).any(axis=0)
+        over = _over_threshold(block, block, iou_threshold)  # [B, B]
+        over &= lab[:, None] == lab[None, :]
+        room = max_keep - kept.size
+        for i in range(block.shape[0]):
+            if not alive[i]:
+                continue
+            room -= 1
+            if room == 0:
+                alive[i + 1 :] = False
+                break
+            alive[i + 1 :] &= ~over[i, i + 1 :]
+        kept = np.concatenate([kept, start + np.flatnonzero(alive)])
+    return kept
+
+
+def _to_int_numpy(labels: Tensor) -> np.ndarray:
+    return labels.detach().cpu().to(torch.int64).numpy()
+
+
 def _to_numpy(boxes: Tensor) -> np.ndarray:
     # NMS runs in numpy on the CPU: one thread, no per-op overhead, in-place buffers.
     # Half precision is widened to float32 (exact), as numpy has no bfloat16.
@@ -275,7 +322,14 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         return order[torch.from_numpy(keep).to(boxes.device)]
 
 
-def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float) -> Tensor:
+def batched_nms(
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    iou_threshold: float,
+    *,
+    max_keep: int | None = None,
+) -> Tensor:
     """Non-maximum suppression done independently for each label.
 
     Boxes of different labels never suppress each other. Each label is handled exactly
@@ -286,6 +340,10 @@ def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: fl
         scores: ``Tensor[N]``, floating point, no NaN.
         labels: ``LongTensor[N]`` (any integer dtype), e.g. class indices.
         iou_threshold: in ``[0, 1]``.
+        max_keep: return only the first ``max_keep`` kept boxes (the best-scored ones):
+            the same as ``batched_nms(...)[:max_keep]``, but boxes ranked below the last
+            of them are never compared (a detector's cap on detections per image).
+            ``None``: all.
 
     Returns:
         ``LongTensor[K]`` indices of the kept boxes over all labels, by decreasing score
@@ -293,19 +351,25 @@ def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: fl
 
     Raises:
         TypeError, ValueError: as :func:`nms`, plus ``labels`` not an integer tensor
-            (``TypeError``) or not of shape ``[N]`` (``ValueError``).
+            (``TypeError``) or not of shape ``[N]`` (``ValueError``), or ``max_keep`` not
+            an int ``>= 0``.
     """
     check_boxes(boxes)
     n = boxes.shape[0]
     _check_scores(scores, n)
     _check_labels(labels, n)
     thr = _check_iou_threshold(iou_threshold)
+    if max_keep is not None:
+        max_keep = check_int("max_keep", max_keep, min=0)
     with torch.no_grad():
         # Sort once over all labels: the boxes of one label, taken in this global order,
         # are in that label's own stable order, and the merged result needs no re-sort.
         order = _sort_by_score(scores).to(boxes.device)  # [N]
         sorted_boxes = _to_numpy(boxes[order])  # [N, 4]
         sorted_labels = labels.to(boxes.device)[order]
+        if max_keep is not None:
+            keep_pos = _first_kept_sorted(sorted_boxes, _to_int_numpy(sorted_labels), thr, max_keep)
+            return order[torch.from_numpy(keep_pos).to(boxes.device)]
         keep = np.zeros(n, dtype=bool)  # over sorted positions
         for label in torch.unique(sorted_labels):
             pos = torch.nonzero(sorted_labels == label).flatten()  # ascending positions
