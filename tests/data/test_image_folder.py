@@ -178,3 +178,11 @@ def test_image_sizes_with_bad_files(bad_tree):
     assert read_image_size(bad_tree / "a" / "0.png") == (10, 20)
     with pytest.raises(ImageDecodeError, match="no such file"):
         read_image_size(bad_tree / "missing.png")
+
+
+def test_repr_names_root_split_and_counts(tree):
+    ds = ImageFolder(tree, split="val", skip_bad=True)
+    assert repr(ds) == (
+        f"ImageFolder(root={str(tree)!r}, split='val', classes=3, samples=2, transform=None, "
+        "skip_bad=True)"
+    )

@@ -191,3 +191,10 @@ def test_save_and_load_detector_round_trip(tmp_path):
     (tmp_path / "detector" / "detector.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"detector\.json is damaged .*sppnet train-det"):
         load_detector(tmp_path / "detector")
+
+
+def test_extra_repr_names_the_settings():
+    det = Detector(model=_model(K + 1), class_names=["a", "b", "c"], scales=(100, 200))
+    assert det.extra_repr() == (
+        "classes=3, scales=(100.0, 200.0), svm=False, box_regression=False, nms_threshold=0.3"
+    )

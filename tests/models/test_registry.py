@@ -74,3 +74,13 @@ def test_register_model(monkeypatch):
         register_model("tiny")(tiny)
     with pytest.raises(TypeError, match="non-empty str"):
         register_model("")
+
+
+@pytest.mark.parametrize("name", ["convnet5", "overfeat5", "overfeat7", "zf5"])
+def test_paper_model_functions_are_named_documented_and_registered(name):
+    fn = getattr(registry_module, name)
+    assert fn.__name__ == fn.__qualname__ == name
+    assert fn.__module__ == "sppnet.models.registry"
+    assert "(Table 1)" in fn.__doc__
+    assert registry_module._MODELS[name] is fn
+    assert fn(num_classes=3, width=0.125, fc_dim=8).name == name

@@ -63,8 +63,10 @@ def test_nan_score_threshold_in_detect(detector, image, tmp_path, capsys):
     one_error(capsys, "--score-threshold", "finite")
 
 
-@pytest.mark.parametrize("command", ["train", "eval", "features", "train-det", "predict"])
-def test_cuda_without_gpu(command, run, data, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    "command", ["train", "eval", "features", "train-det", "predict", "eval-det", "detect"]
+)
+def test_cuda_without_gpu(command, run, data, detector, image, tmp_path, capsys, monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -75,9 +77,23 @@ def test_cuda_without_gpu(command, run, data, tmp_path, capsys, monkeypatch):
                      "all", "--layer", "spp", "--view", "full", "--out", str(tmp_path / "o")],
         "train-det": ["train-det", "--out", str(tmp_path / "o"), "--data", str(data)],
         "predict": ["predict", str(next(data.rglob("*.png"))), "--checkpoint", str(run)],
+        "eval-det": ["eval-det", "--detector", str(detector), "--data", str(data),
+                     "--out", str(tmp_path / "o")],
+        "detect": ["detect", str(image), "--detector", str(detector),
+                   "--out", str(tmp_path / "o")],
     }[command]  # fmt: skip
     assert main([*argv, "--device", "cuda"]) == 2
     one_error(capsys, "--device cuda", "no CUDA device", "--device cpu")
+    assert not (tmp_path / "o").exists()
+
+
+def test_onnx_detect_refuses_a_gpu(image, tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # --device cuda passes
+    argv = ["detect", str(image), "--onnx", str(tmp_path / "onnx"), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--device", "cuda"]) == 2
+    one_error(capsys, "--device cuda", "--onnx", "CPU", "--detector")
     assert not (tmp_path / "o").exists()
 
 

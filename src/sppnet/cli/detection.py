@@ -92,12 +92,13 @@ def _detector_overrides(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def _load_detector_for(args: argparse.Namespace) -> Any:
-    """The ``--detector`` of ``eval-det`` or ``detect``, with ``--svd-ranks`` applied."""
+def _load_detector_for(args: argparse.Namespace, device: str) -> Any:
+    """The ``--detector`` of ``eval-det`` or ``detect`` on ``device``, with ``--svd-ranks``
+    applied."""
     from sppnet.engine.detector_io import load_detector
     from sppnet.models import compress_fc
 
-    detector, _ = load_detector(args.detector, **_detector_overrides(args))
+    detector, _ = load_detector(args.detector, map_location=device, **_detector_overrides(args))
     if args.svd_ranks is not None:
         detector.model = compress_fc(detector.model, *args.svd_ranks)
     return detector
@@ -106,8 +107,10 @@ def _load_detector_for(args: argparse.Namespace) -> Any:
 def _cmd_eval_det(args: argparse.Namespace) -> int:
     from sppnet.engine.distributed import process_group
 
-    detector = _load_detector_for(args)
-    with process_group("cpu") as info:  # under torchrun: the images dealt out to the ranks
+    device = resolve_device(args.device)
+    backend = "cuda" if device.startswith("cuda") else "cpu"  # nccl or gloo under torchrun
+    with process_group(backend) as info:  # under torchrun: the images dealt out to the ranks
+        detector = _load_detector_for(args, str(info.device) if info.distributed else device)
         return _eval_det(args, detector, info)
 
 
@@ -198,9 +201,14 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                 "--svd-ranks changes the PyTorch network; export the compressed detector "
                 "instead of passing it with --onnx"
             )
+        if args.device not in (None, "auto", "cpu"):
+            raise UserError(
+                f"--device {args.device}: --onnx runs in ONNX Runtime on the CPU; pass the "
+                "PyTorch detector (--detector) to use another device"
+            )
         detector = load_onnx_detector(args.onnx, **_detector_overrides(args))
     else:
-        detector = _load_detector_for(args)
+        detector = _load_detector_for(args, resolve_device(args.device))
     failed = 0
     for done in detect_images(
         detector,
@@ -337,6 +345,8 @@ examples:
       --proposals edge_boxes --max-proposals 500 --rcnn-images 5
   sppnet eval-det --detector runs/coco --data coco/annotations/instances_val.json \
       --images coco/val --proposals edge_boxes
+  # on the GPU: conv maps, pooling and fc there; proposals and NMS on the CPU
+  sppnet eval-det --detector runs/det --data runs/det/data/voc --split test --device cuda
   # the images shared out to 2 processes (rank 0 scores: the same numbers and files)
   torchrun --nproc_per_node 2 -m sppnet eval-det --detector runs/det \
       --data runs/det/data/voc --split test --proposal-workers 2
@@ -360,6 +370,7 @@ def add_eval_det_parser(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--rcnn-images", type=int, default=0, help="R-CNN baseline images")
     evaluate.add_argument("--max-images", type=int, help="evaluate the first N images")
     add_detector_settings(evaluate)
+    add_device_option(evaluate)
     add_no_progress(evaluate)
 
 
@@ -380,6 +391,8 @@ examples:
   # the same with the exported graphs in ONNX Runtime (sppnet export --detector ...)
   sppnet detect runs/det/data/voc/JPEGImages/000601.jpg --onnx runs/det_onnx \
       --out detections --max-proposals 500
+  # on the GPU: conv maps, pooling and fc there; proposals and NMS on the CPU
+  sppnet detect photos/*.jpg --detector runs/det --out detections --device cuda
   # many images: their proposals first, in 4 processes
   sppnet detect photos/*.jpg --detector runs/det --out detections --proposal-workers 4
 """
@@ -404,3 +417,4 @@ def add_detect_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     detect.add_argument("--draw-threshold", type=float, default=0.0, help="least score drawn (0.0)")
     add_detector_settings(detect)
+    add_device_option(detect, "; --onnx runs on the CPU")

@@ -30,6 +30,7 @@ from typing import Any
 
 from PIL import Image
 
+from sppnet._repr import format_fields
 from sppnet.data.decode import ImageDecodeError, load_image, open_image
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "read_image_size"]
@@ -260,8 +261,12 @@ class ImageFolder:
         return list(self._sizes)
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
-            f"classes={len(self.classes)}, samples={len(self.samples)}, "
-            f"transform={self.transform!r}, skip_bad={self.skip_bad})"
+        fields = format_fields(
+            root=str(self.root),
+            split=self.split,
+            classes=len(self.classes),
+            samples=len(self.samples),
+            transform=self.transform,
+            skip_bad=self.skip_bad,
         )
+        return f"{type(self).__name__}({fields})"

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from sppnet._repr import format_fields
 from sppnet.detection._checks import check_positive_finite
 from sppnet.detection.box_regression import apply_box_regression
 from sppnet.detection.scales import DETECTION_SCALES_1
@@ -254,10 +255,12 @@ class Detector(PostprocessStage, nn.Module):
         return len(self.class_names)
 
     def extra_repr(self) -> str:
-        return (
-            f"classes={self.num_classes}, scales={self.scales}, "
-            f"svm={self.svm_weight is not None}, box_regression={self.box_weight is not None}, "
-            f"nms_threshold={self.nms_threshold}"
+        return format_fields(
+            classes=self.num_classes,
+            scales=self.scales,
+            svm=self.svm_weight is not None,
+            box_regression=self.box_weight is not None,
+            nms_threshold=self.nms_threshold,
         )
 
     # ------------------------------------------------------------------------- stages

@@ -40,16 +40,16 @@ from sppnet.ops.boxes import check_boxes
 __all__ = ["rcnn_pooled_features", "rcnn_window_features", "warp_windows"]
 
 
-def _check_image(image: object) -> Tensor:
+def _check_warp_inputs(
+    image: object, boxes: object, size: object, context_pad: object
+) -> tuple[Tensor, int, int]:
+    """The checks :func:`warp_windows` and :func:`rcnn_pooled_features` share, in order."""
     if not isinstance(image, Tensor) or not image.is_floating_point():
         got = image.dtype if isinstance(image, Tensor) else type(image).__name__
         raise TypeError(f"image must be a floating Tensor[3, H, W], got {got}")
     if image.dim() != 3 or image.shape[0] != 3 or image.shape[1] < 1 or image.shape[2] < 1:
         raise ValueError(f"image must be Tensor[3, H, W] with H, W >= 1, got {tuple(image.shape)}")
-    return image
-
-
-def _check_warp_args(size: object, context_pad: object) -> tuple[int, int]:
+    check_boxes(boxes, "boxes")
     size = check_int("size", size, min=1)
     context_pad = check_int("context_pad", context_pad, min=0)
     if 2 * context_pad >= size:
@@ -57,7 +57,7 @@ def _check_warp_args(size: object, context_pad: object) -> tuple[int, int]:
             f"context_pad must leave room for the box: 2 * context_pad < size, got "
             f"context_pad={context_pad} with size={size}"
         )
-    return size, context_pad
+    return image, size, context_pad
 
 
 def _sample_points(boxes: Tensor, size: int, context_pad: int) -> tuple[Tensor, Tensor]:
@@ -108,9 +108,7 @@ def warp_windows(
             :func:`~sppnet.ops.check_boxes`), ``size < 1``, ``chunk < 1`` or
             ``context_pad`` outside ``0 <= 2p < size``.
     """
-    image = _check_image(image)
-    check_boxes(boxes, "boxes")
-    size, context_pad = _check_warp_args(size, context_pad)
+    image, size, context_pad = _check_warp_inputs(image, boxes, size, context_pad)
     chunk = check_int("chunk", chunk, min=1)
     height, width = int(image.shape[1]), int(image.shape[2])
     n_win = boxes.shape[0]
@@ -173,9 +171,7 @@ def rcnn_pooled_features(
         TypeError, ValueError: as :func:`warp_windows`, a ``batch_size < 1``, or ``size``
             below the model's minimum input.
     """
-    image = _check_image(image)
-    check_boxes(boxes, "boxes")
-    size, context_pad = _check_warp_args(size, context_pad)
+    image, size, context_pad = _check_warp_inputs(image, boxes, size, context_pad)
     batch_size = check_int("batch_size", batch_size, min=1)
     minimum = int(getattr(model, "min_input_size", 1))
     if size < minimum:

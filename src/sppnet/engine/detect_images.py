@@ -23,6 +23,7 @@ from PIL import Image
 from torch import Tensor
 
 from sppnet.data.decode import ImageDecodeError, load_image
+from sppnet.engine.detector_device import detector_device, postprocess_on_cpu
 
 __all__ = [
     "COMPUTED_PROPOSALS",
@@ -52,7 +53,7 @@ class ImageDetections:
         original_size: ``(height, width)`` of the file's image.
         factor: ``Tensor[4]`` ``(fx, fy, fx, fy)``, copy pixels per original pixel.
         detections: ``{"boxes": Tensor[N, 4], "scores": Tensor[N], "labels": Tensor[N]}`` in
-            the working copy's pixels.
+            the working copy's pixels, on the CPU.
         windows: R, the proposals scored.
         timing: seconds per stage (proposals, conv, pooling, fc, svm, nms).
     """
@@ -159,10 +160,10 @@ def _detect_one(
     t1 = time.perf_counter()
     from sppnet.data.transforms import to_tensor
 
-    x = to_tensor(image)
+    x = to_tensor(image).to(detector_device(detector))
     scored = detector.score_windows(x, boxes)  # scores [R, K], boxes [R, K, 4]
     t2 = time.perf_counter()
-    dets = detector.postprocess(scored, (x.shape[1], x.shape[2]))
+    dets = postprocess_on_cpu(detector, scored, (x.shape[1], x.shape[2]))
     timing = {"proposals": t1 - t0, **scored["timing"], "nms": time.perf_counter() - t2}
     size = original.size[::-1]
     return ImageDetections(path, name, image, size, factor, dets, int(boxes.shape[0]), timing)
@@ -180,7 +181,9 @@ def detect_images(
 
     Args:
         detector: a :class:`~sppnet.detection.detector.Detector` or an ONNX detector
-            (``scales``, ``score_windows``, ``postprocess``).
+            (``scales``, ``score_windows``, ``postprocess``). A Detector runs on its own
+            device (:func:`~sppnet.engine.detector_io.load_detector`'s ``map_location``):
+            each image goes there; proposals and NMS stay on the CPU.
         images: image files.
         proposals: ``edge_boxes``, ``selective_search``, or a folder of ``<stem>.npy``
             boxes in the original image's pixels.

@@ -28,6 +28,7 @@ from sppnet.data.coco import CocoDetection, coco_ground_truth
 from sppnet.data.transforms import subtract_mean, to_tensor
 from sppnet.data.voc import VOCDetection
 from sppnet.detection.detector import Detector
+from sppnet.engine.detector_device import detector_device, postprocess_on_cpu
 from sppnet.engine.distributed import DistInfo, all_gather_objects, shard_indices
 from sppnet.engine.visualize import plot_precision_recall
 from sppnet.engine.voc_results import write_voc_results
@@ -93,7 +94,9 @@ def evaluate_detector(
     baseline and writes the files: the same numbers and files as one process.
 
     Args:
-        detector: the trained detector (eval mode).
+        detector: the trained detector (eval mode), on the device it is to run on
+            (:func:`~sppnet.engine.detector_io.load_detector`'s ``map_location``): the
+            images go there, the detections come back to the CPU.
         dataset: the test split; its class names must be the detector's.
         proposals: ``{image_id: Tensor[R, 4]}`` for every image.
         out: optional folder for VOC result files (``results/``), COCO results
@@ -166,16 +169,16 @@ def _detect_all(
     mine: dict[str, dict[str, Tensor]] = {}
     totals: dict[str, float] = {}
     shown = progress and info.is_main
+    device = detector_device(detector)
     for i in tqdm(
         shard_indices(n, info.rank, info.world_size), disable=not shown, desc="detect", unit="img"
     ):
         image_id = dataset.ids[i]
         image, _ = dataset[i]
-        x = to_tensor(image)
+        x = to_tensor(image).to(device)
         scored = detector.score_windows(x, proposals[image_id])
         t = time.perf_counter()
-        dets = detector.postprocess(scored, (x.shape[1], x.shape[2]))
-        mine[image_id] = {k: v.cpu() if isinstance(v, Tensor) else v for k, v in dets.items()}
+        mine[image_id] = postprocess_on_cpu(detector, scored, (x.shape[1], x.shape[2]))
         for stage, seconds in {**scored["timing"], "nms": time.perf_counter() - t}.items():
             totals[stage] = totals.get(stage, 0.0) + seconds
     if info.distributed:
@@ -218,21 +221,22 @@ def _rcnn_baseline(
 
     model = detector.model
     model.eval()
+    device = detector_device(detector)
     dets: dict[str, dict[str, Tensor]] = {}
     rcnn_t = {"conv": 0.0, "fc": 0.0, "svm": 0.0, "nms": 0.0}
     spp_t = {"conv": 0.0, "pooling": 0.0, "fc": 0.0, "svm": 0.0, "nms": 0.0}
     for i in tqdm(range(n), disable=not progress, desc="R-CNN baseline", unit="img"):
         image_id = dataset.ids[i]
         image, _ = dataset[i]
-        x = to_tensor(image)
-        boxes = proposals[image_id]
+        x = to_tensor(image).to(device)
+        boxes = proposals[image_id].to(device)
         with torch.inference_mode():
             t0 = time.perf_counter()
             pooled = rcnn_pooled_features(model, subtract_mean(x, detector.mean), boxes, size=size)
             t1 = time.perf_counter()
             scored = detector.score_pooled(pooled, boxes)
             t2 = time.perf_counter()
-            dets[image_id] = detector.postprocess(scored, (x.shape[1], x.shape[2]))
+            dets[image_id] = postprocess_on_cpu(detector, scored, (x.shape[1], x.shape[2]))
             t3 = time.perf_counter()
         rcnn_t["conv"] += t1 - t0
         rcnn_t["fc"] += scored["timing"]["fc"]
@@ -242,7 +246,7 @@ def _rcnn_baseline(
         # whose speed drifts).
         spp = detector.score_windows(x, boxes)
         t4 = time.perf_counter()
-        detector.postprocess(spp, (x.shape[1], x.shape[2]))
+        postprocess_on_cpu(detector, spp, (x.shape[1], x.shape[2]))
         for stage, seconds in spp["timing"].items():
             spp_t[stage] += seconds
         spp_t["nms"] += time.perf_counter() - t4

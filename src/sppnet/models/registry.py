@@ -123,32 +123,27 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> SPPNet:
     return _MODELS[name](**chosen)
 
 
-def _from_arch(arch: ArchSpec, **kwargs: Any) -> SPPNet:
-    return SPPNet(name=arch.name, layers=arch.layers, pool5=arch.pool5, **kwargs)
+def _paper_model(arch: ArchSpec, doc: str) -> ModelFn:
+    """Register ``arch`` (a network of Table 1) under its name; the function is named so too."""
+
+    def build(**kwargs: Any) -> SPPNet:
+        return SPPNet(name=arch.name, layers=arch.layers, pool5=arch.pool5, **kwargs)
+
+    build.__name__ = build.__qualname__ = arch.name
+    build.__doc__ = doc
+    return register_model(arch.name)(build)
 
 
-@register_model("zf5")
-def zf5(**kwargs: Any) -> SPPNet:
-    """ZF-5 (Table 1): 5 convs, conv map 13x13 at 224, stride 16."""
-    return _from_arch(ZF5, **kwargs)
-
-
-@register_model("convnet5")
-def convnet5(**kwargs: Any) -> SPPNet:
-    """Convnet*-5 (Table 1): AlexNet with pools after conv2 and conv3, 13x13 at 224."""
-    return _from_arch(CONVNET5, **kwargs)
-
-
-@register_model("overfeat5")
-def overfeat5(**kwargs: Any) -> SPPNet:
-    """Overfeat-5 (Table 1): 5 convs, conv map 18x18 at 224, stride 12."""
-    return _from_arch(OVERFEAT5, **kwargs)
-
-
-@register_model("overfeat7")
-def overfeat7(**kwargs: Any) -> SPPNet:
-    """Overfeat-7 (Table 1): Overfeat-5 plus conv6 and conv7, 18x18 at 224."""
-    return _from_arch(OVERFEAT7, **kwargs)
+zf5 = _paper_model(ZF5, "ZF-5 (Table 1): 5 convs, conv map 13x13 at 224, stride 16.")
+convnet5 = _paper_model(
+    CONVNET5, "Convnet*-5 (Table 1): AlexNet with pools after conv2 and conv3, 13x13 at 224."
+)
+overfeat5 = _paper_model(
+    OVERFEAT5, "Overfeat-5 (Table 1): 5 convs, conv map 18x18 at 224, stride 12."
+)
+overfeat7 = _paper_model(
+    OVERFEAT7, "Overfeat-7 (Table 1): Overfeat-5 plus conv6 and conv7, 18x18 at 224."
+)
 
 
 def _lite(variant: str, pretrained: bool, *, width: float = 1.0, **kwargs: Any) -> SPPNet:
