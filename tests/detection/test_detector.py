@@ -198,3 +198,15 @@ def test_extra_repr_names_the_settings():
     assert det.extra_repr() == (
         "classes=3, scales=(100.0, 200.0), svm=False, box_regression=False, nms_threshold=0.3"
     )
+
+
+def test_stage_clock_waits_for_cuda_work(monkeypatch):
+    # CUDA queues work: a stage's time must be read after the device has finished it
+    from sppnet.detection import detector as detector_mod
+
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: waited.append(device))
+    assert isinstance(detector_mod._clock(torch.device("cpu")), float)
+    assert waited == []
+    detector_mod._clock(torch.device("cuda", 0))
+    assert waited == [torch.device("cuda", 0)]

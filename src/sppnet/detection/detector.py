@@ -151,6 +151,14 @@ class PostprocessStage:
         )
 
 
+def _clock(device: torch.device) -> float:
+    """``time.perf_counter()`` once the work queued on ``device`` is done (CUDA runs
+    asynchronously: without the wait a stage's time would be the time to queue it)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 def _check_svm_head(model: nn.Module, k: int, weight: Tensor | None, bias: Tensor | None) -> None:
     """SVMs ``Tensor[K, fc_dim]`` with a bias, or none and a ``K + 1``-way fc8."""
     fc_dim = getattr(model, "fc_dim", None)
@@ -267,11 +275,11 @@ class Detector(PostprocessStage, nn.Module):
     def pooled_features(self, image: Tensor, proposals: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Stages 1-2: ``Tensor[R, P]`` pooled features, and the seconds of each stage."""
         check_boxes(proposals, "proposals")
-        t0 = time.perf_counter()
+        t0 = _clock(image.device)
         maps = compute_conv_maps(self.model, image, self.scales, self.mean, self.max_long_side)
-        t1 = time.perf_counter()
+        t1 = _clock(image.device)
         pooled = pool_windows(self.model, maps, proposals.to(image.device))
-        t2 = time.perf_counter()
+        t2 = _clock(image.device)
         return pooled, {"conv": t1 - t0, "pooling": t2 - t1}
 
     def score_pooled(self, pooled: Tensor, proposals: Tensor) -> dict[str, object]:
@@ -284,15 +292,15 @@ class Detector(PostprocessStage, nn.Module):
         Returns:
             ``{"scores": Tensor[R, K], "boxes": Tensor[R, K, 4], "timing": {"fc", "svm"}}``.
         """
-        t0 = time.perf_counter()
+        t0 = _clock(pooled.device)
         k = self.num_classes
         if self.svm_weight is None:
             logits = self.model.forward_pooled(pooled)  # [R, K+1]
-            t1 = time.perf_counter()
+            t1 = _clock(pooled.device)
             scores = torch.softmax(logits.float(), dim=1)[:, 1:]  # [R, K]; 0 is background
         else:
             fc7 = self.model.forward_pooled(pooled, pre_logits=True)  # [R, D]
-            t1 = time.perf_counter()
+            t1 = _clock(pooled.device)
             # the feature scale goes into the [K, D] weights, not into the [R, D] features
             weight = (self.svm_weight * self.svm_scale).T  # [D, K]
             scores = torch.addmm(self.svm_bias, fc7.float(), weight)  # [R, K]
@@ -305,7 +313,7 @@ class Detector(PostprocessStage, nn.Module):
                 self.box_weight * self.box_scale,
                 self.box_bias,
             )
-        t2 = time.perf_counter()
+        t2 = _clock(pooled.device)
         return {"scores": scores, "boxes": boxes, "timing": {"fc": t1 - t0, "svm": t2 - t1}}
 
     @torch.inference_mode()
