@@ -210,3 +210,42 @@ def test_stage_clock_waits_for_cuda_work(monkeypatch):
     assert waited == []
     detector_mod._clock(torch.device("cuda", 0))
     assert waited == [torch.device("cuda", 0)]
+
+
+def test_proposals_as_a_future_are_awaited_after_the_convolutions(monkeypatch):
+    import threading
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from sppnet.detection import detector as detector_mod
+
+    model = _model(K + 1)
+    image, boxes = _image_and_windows()
+    det = Detector(model=model, class_names=["a", "b", "c"], scales=(100,))
+    want = det.score_windows(image, boxes)
+    # the proposals can only finish once the trunk has started: a detector that waited for
+    # them before its convolutions would hang here (the timeout fails the test instead)
+    conv_started = threading.Event()
+    real_maps = detector_mod.compute_conv_maps
+
+    def maps(*args, **kwargs):
+        conv_started.set()
+        return real_maps(*args, **kwargs)
+
+    def slow_proposals():
+        assert conv_started.wait(timeout=30), "the detector waited for proposals before conv"
+        return boxes
+
+    monkeypatch.setattr(detector_mod, "compute_conv_maps", maps)
+    with ThreadPoolExecutor(1) as pool:
+        got = det.score_windows(image, pool.submit(slow_proposals))
+    assert torch.equal(got["scores"], want["scores"]) and torch.equal(got["boxes"], want["boxes"])
+    assert set(got["timing"]) == {"conv", "proposals_wait", "pooling", "fc", "svm"}
+    # a future that failed, or that brings bad boxes, fails the call with its own error
+    failed: Future = Future()
+    failed.set_exception(ValueError("no proposals for this image"))
+    with pytest.raises(ValueError, match="no proposals for this image"):
+        det.score_windows(image, failed)
+    bad: Future = Future()
+    bad.set_result(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="proposals"):
+        det.score_windows(image, bad)

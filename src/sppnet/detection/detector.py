@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 
 import torch
 from torch import Tensor, nn
@@ -272,15 +273,29 @@ class Detector(PostprocessStage, nn.Module):
         )
 
     # ------------------------------------------------------------------------- stages
-    def pooled_features(self, image: Tensor, proposals: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """Stages 1-2: ``Tensor[R, P]`` pooled features, and the seconds of each stage."""
-        check_boxes(proposals, "proposals")
+    def pooled_features(
+        self, image: Tensor, proposals: Tensor | Future[Tensor]
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Stages 1-2: ``Tensor[R, P]`` pooled features, and the seconds of each stage.
+
+        ``proposals`` may be a :class:`~concurrent.futures.Future` of the windows (e.g. a
+        proposal method running in a thread): it is awaited after the convolutions, which
+        need only the image, and the seconds spent waiting are ``"proposals_wait"``.
+        """
+        if not isinstance(proposals, Future):  # checked before any work
+            check_boxes(proposals, "proposals")
         t0 = _clock(image.device)
         maps = compute_conv_maps(self.model, image, self.scales, self.mean, self.max_long_side)
         t1 = _clock(image.device)
+        timing = {"conv": t1 - t0}
+        if isinstance(proposals, Future):
+            proposals = proposals.result()
+            t1, waited = time.perf_counter(), t1
+            timing["proposals_wait"] = t1 - waited
+            check_boxes(proposals, "proposals")
         pooled = pool_windows(self.model, maps, proposals.to(image.device))
-        t2 = _clock(image.device)
-        return pooled, {"conv": t1 - t0, "pooling": t2 - t1}
+        timing["pooling"] = _clock(image.device) - t1
+        return pooled, timing
 
     def score_pooled(self, pooled: Tensor, proposals: Tensor) -> dict[str, object]:
         """Stages 3-4 on pooled features: per-class scores and class-specific boxes.
@@ -317,20 +332,25 @@ class Detector(PostprocessStage, nn.Module):
         return {"scores": scores, "boxes": boxes, "timing": {"fc": t1 - t0, "svm": t2 - t1}}
 
     @torch.inference_mode()
-    def score_windows(self, image: Tensor, proposals: Tensor) -> dict[str, object]:
+    def score_windows(self, image: Tensor, proposals: Tensor | Future[Tensor]) -> dict[str, object]:
         """Stages 1-4: every window scored for every class (no NMS).
 
         Args:
             image: ``Tensor[3, H, W]`` float pixels 0..255.
-            proposals: ``Tensor[R, 4]`` candidate windows in image pixels.
+            proposals: ``Tensor[R, 4]`` candidate windows in image pixels, or a
+                :class:`~concurrent.futures.Future` of them, awaited only after the
+                convolutions (so proposals computed in a thread overlap the trunk).
 
         Returns:
-            ``{"scores": Tensor[R, K], "boxes": Tensor[R, K, 4], "timing": {stage: s}}``.
+            ``{"scores": Tensor[R, K], "boxes": Tensor[R, K, 4], "timing": {stage: s}}``;
+            ``timing`` holds ``"proposals_wait"`` when ``proposals`` was a future.
         """
         was_training = self.model.training
         self.model.eval()
         try:
             pooled, timing = self.pooled_features(image, proposals)
+            if isinstance(proposals, Future):
+                proposals = proposals.result()
             out = self.score_pooled(pooled, proposals.to(pooled.device))
         finally:
             self.model.train(was_training)

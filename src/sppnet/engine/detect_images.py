@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ class ImageDetections:
         detections: ``{"boxes": Tensor[N, 4], "scores": Tensor[N], "labels": Tensor[N]}`` in
             the working copy's pixels, on the CPU.
         windows: R, the proposals scored.
-        timing: seconds per stage (proposals, conv, pooling, fc, svm, nms).
+        timing: seconds per stage (proposals, conv, pooling, fc, svm, nms) and the
+            image's wall time (``total``); with proposals computed beside ``conv`` the
+            stages add up to more than ``total``.
     """
 
     path: Path
@@ -140,33 +143,59 @@ def _detect_one(
     ready: tuple[Tensor, float] | str | None,
     proposals: str,
     max_proposals: int,
+    beside: ThreadPoolExecutor | None,
 ) -> ImageDetections:
-    """Detect in one image file; ``ready``: its proposals from a worker, or None."""
+    """Detect in one image file; ``ready``: its proposals from a worker, or None.
+
+    With a ``beside`` thread, computed proposals run there while the detector's trunk
+    computes the conv maps (OpenCV releases the GIL; the maps need only the image), and the
+    detector waits for them only before pooling: ``timing["proposals"]`` is then the
+    proposal method's own seconds, overlapping ``conv``. ``timing["total"]`` is the image's
+    wall time.
+    """
     if isinstance(ready, str):  # the worker could not read the image
         raise ValueError(ready)
     original = load_image(path)
     image, factor = detection_copy(original, max(detector.scales))  # factor [4]
     t0 = time.perf_counter()
+    spent: dict[str, float] = {}
+    windows: Tensor | Future[Tensor]
     if ready is not None:
-        boxes, seconds = ready
-        t0 = time.perf_counter() - seconds  # the worker's time for this image
+        windows, spent["proposals"] = ready  # the worker's time for this image
+    elif proposals in COMPUTED_PROPOSALS and beside is not None:
+        windows = beside.submit(_timed_proposals, image, proposals, max_proposals, spent)
     elif proposals in COMPUTED_PROPOSALS:
-        boxes = image_proposals(image, proposals, max_proposals)
+        windows = _timed_proposals(image, proposals, max_proposals, spent)
     else:
         from sppnet.detection.proposals import load_proposals
 
-        boxes = load_proposals(Path(proposals) / f"{path.stem}.npy", image_size=original.size[::-1])
-        boxes = boxes * factor
-    t1 = time.perf_counter()
+        t = time.perf_counter()
+        windows = load_proposals(
+            Path(proposals) / f"{path.stem}.npy", image_size=original.size[::-1]
+        )
+        windows = windows * factor
+        spent["proposals"] = time.perf_counter() - t
     from sppnet.data.transforms import to_tensor
 
     x = to_tensor(image).to(detector_device(detector))
-    scored = detector.score_windows(x, boxes)  # scores [R, K], boxes [R, K, 4]
+    scored = detector.score_windows(x, windows)  # scores [R, K], boxes [R, K, 4]
+    boxes = windows.result() if isinstance(windows, Future) else windows
     t2 = time.perf_counter()
     dets = postprocess_on_cpu(detector, scored, (x.shape[1], x.shape[2]))
-    timing = {"proposals": t1 - t0, **scored["timing"], "nms": time.perf_counter() - t2}
+    t3 = time.perf_counter()
+    timing = {"proposals": spent["proposals"], **scored["timing"], "nms": t3 - t2, "total": t3 - t0}
     size = original.size[::-1]
     return ImageDetections(path, name, image, size, factor, dets, int(boxes.shape[0]), timing)
+
+
+def _timed_proposals(
+    image: Image.Image, method: str, max_proposals: int, spent: dict[str, float]
+) -> Tensor:
+    """:func:`image_proposals`, its seconds written to ``spent["proposals"]``."""
+    t0 = time.perf_counter()
+    boxes = image_proposals(image, method, max_proposals)
+    spent["proposals"] = time.perf_counter() - t0
+    return boxes
 
 
 def detect_images(
@@ -176,6 +205,7 @@ def detect_images(
     proposals: str = "edge_boxes",
     max_proposals: int = 2000,
     proposal_workers: int = 0,
+    proposals_beside_conv: bool | None = None,
 ) -> Iterator[ImageDetections | ImageFailure]:
     """Detect in each image file, in order; a file that fails is reported, not raised.
 
@@ -190,6 +220,11 @@ def detect_images(
         max_proposals: R at most, for computed proposals.
         proposal_workers: with several images and computed proposals, processes computing
             every image's proposals first (0 or 1: one image after the other).
+        proposals_beside_conv: compute an image's proposals in a thread while the trunk
+            computes its conv maps. ``None`` (default): only when the detector is not on
+            the CPU (a GPU trunk leaves the CPU free). On a 2-core CPU the two compete for
+            the same cores, and overlapping them measured slower than one after the other
+            (``benchmarks/detect_image_speed.py``).
 
     Yields:
         :class:`ImageDetections` per image, or :class:`ImageFailure` for an image that
@@ -204,14 +239,18 @@ def detect_images(
         ready = map_in_processes(
             _worker_proposals, setting, [str(p) for p in paths], proposal_workers
         )
-    for path, name, pooled in zip(paths, output_names(paths), ready, strict=True):
-        try:
-            result: ImageDetections | ImageFailure = _detect_one(
-                detector, path, name, pooled, proposals, max_proposals
-            )
-        except _IMAGE_ERRORS as err:
-            result = ImageFailure(path, str(err))
-        yield result
+    if proposals_beside_conv is None:
+        proposals_beside_conv = detector_device(detector).type != "cpu"
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="proposals") as pool:
+        beside = pool if proposals_beside_conv else None
+        for path, name, pooled in zip(paths, output_names(paths), ready, strict=True):
+            try:
+                result: ImageDetections | ImageFailure = _detect_one(
+                    detector, path, name, pooled, proposals, max_proposals, beside
+                )
+            except _IMAGE_ERRORS as err:
+                result = ImageFailure(path, str(err))
+            yield result
 
 
 def save_image_detections(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -116,20 +117,30 @@ class OnnxDetector(PostprocessStage):
             maps.append(fmap)
         return factors, sizes, maps
 
-    def score_windows(self, image: Tensor, proposals: Tensor) -> dict[str, object]:
+    def score_windows(self, image: Tensor, proposals: Tensor | Future[Tensor]) -> dict[str, object]:
         """Stages 1-4: every window scored for every class (no NMS).
 
         Args:
             image: ``Tensor[3, H, W]`` float pixels 0..255.
-            proposals: ``Tensor[R, 4]`` windows ``(x1, y1, x2, y2)`` in image pixels.
+            proposals: ``Tensor[R, 4]`` windows ``(x1, y1, x2, y2)`` in image pixels, or a
+                :class:`~concurrent.futures.Future` of them, awaited after the conv maps
+                (as :meth:`sppnet.detection.Detector.score_windows`).
 
         Returns:
-            ``{"scores": Tensor[R, K], "boxes": Tensor[R, K, 4], "timing": {stage: s}}``.
+            ``{"scores": Tensor[R, K], "boxes": Tensor[R, K, 4], "timing": {stage: s}}``;
+            ``timing`` holds ``"proposals_wait"`` when ``proposals`` was a future.
         """
-        check_boxes(proposals, "proposals")
+        if not isinstance(proposals, Future):  # checked before any work
+            check_boxes(proposals, "proposals")
         t0 = time.perf_counter()
         factors, sizes, maps = self.conv_maps(image)
         t1 = time.perf_counter()
+        timing = {"conv": t1 - t0}
+        if isinstance(proposals, Future):
+            proposals = proposals.result()
+            t1, waited = time.perf_counter(), t1
+            timing["proposals_wait"] = t1 - waited
+            check_boxes(proposals, "proposals")
         height, width = int(image.shape[1]), int(image.shape[2])
         n_win, k = proposals.shape[0], self.num_classes
         scores = torch.zeros(n_win, k)
@@ -154,7 +165,7 @@ class OnnxDetector(PostprocessStage):
             boxes = decode_boxes(p, deltas.reshape(-1, 4 * k)).reshape(-1, k, 4)
         else:
             boxes = p[:, None, :].expand(-1, k, 4)
-        timing = {"conv": t1 - t0, "windows": t2 - t1}
+        timing["windows"] = t2 - t1
         return {"scores": scores, "boxes": boxes, "timing": timing}
 
     def __call__(self, image: Tensor, proposals: Tensor) -> dict[str, Tensor]:
