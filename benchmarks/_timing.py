@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import platform
@@ -11,7 +12,35 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["environment_line", "interleaved_ms", "markdown_table", "median_ms", "random_boxes"]
+from sppnet.memory import keep_freed_memory
+
+__all__ = [
+    "add_memory_option",
+    "apply_memory_option",
+    "environment_line",
+    "interleaved_ms",
+    "markdown_table",
+    "median_ms",
+    "random_boxes",
+]
+
+_MEMORY = {"policy": "glibc default (freed large blocks unmapped)"}
+
+
+def add_memory_option(parser: argparse.ArgumentParser) -> None:
+    """``--release-freed-memory``: time with glibc's default instead of the ``sppnet``
+    command's policy (freed memory kept for reuse, :mod:`sppnet.memory`)."""
+    parser.add_argument(
+        "--release-freed-memory",
+        action="store_true",
+        help="glibc's default: unmap freed large blocks (sppnet's commands keep them mapped)",
+    )
+
+
+def apply_memory_option(args: argparse.Namespace) -> None:
+    """Keep freed memory as the ``sppnet`` command does, unless ``--release-freed-memory``."""
+    if not args.release_freed_memory and keep_freed_memory():
+        _MEMORY["policy"] = "freed memory kept (as sppnet's commands)"
 
 
 def median_ms(fn: Callable[[], object], repeats: int = 10, warmup: int = 2) -> float:
@@ -51,7 +80,8 @@ def environment_line() -> str:
     thp = os.environ.get("THP_MEM_ALLOC_ENABLE", "0")
     return (
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}, THP_MEM_ALLOC_ENABLE={thp}"
+        f"{platform.processor() or platform.machine()}, THP_MEM_ALLOC_ENABLE={thp}, "
+        f"{_MEMORY['policy']}"
     )
 
 

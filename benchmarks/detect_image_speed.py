@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _timing import environment_line, markdown_table
+from _timing import add_memory_option, apply_memory_option, environment_line, markdown_table
 from tqdm import tqdm
 
 from sppnet.data.synthetic import render_synthetic_image
@@ -98,7 +98,9 @@ def main() -> None:
     parser.add_argument("--svd-ranks", type=int, nargs=2, default=(1024, 256), metavar=("R6", "R7"))
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each configuration")
     parser.add_argument("--seed", type=int, default=0)
+    add_memory_option(parser)
     args = parser.parse_args()
+    apply_memory_option(args)
     torch.set_num_threads(args.threads)
 
     pil, _ = render_synthetic_image(args.seed, min_side=375, max_side=500)

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _timing import environment_line, random_boxes
+from _timing import add_memory_option, apply_memory_option, environment_line, random_boxes
 from torch import nn
 
 from sppnet.data.synthetic import render_synthetic_image
@@ -136,7 +136,9 @@ def main() -> None:
     acc.add_argument(
         "--proposal-cache", type=Path, default=None, help="(DETECTOR/eval_SPLIT/proposals)"
     )
+    add_memory_option(parser)
     args = parser.parse_args()
+    apply_memory_option(args)
     if (args.detector is None) != (args.data is None):
         parser.error("--detector and --data go together")
 

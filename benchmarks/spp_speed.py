@@ -23,7 +23,13 @@ import contextlib
 
 import torch
 import torch.nn.functional as F
-from _timing import environment_line, interleaved_ms, markdown_table
+from _timing import (
+    add_memory_option,
+    apply_memory_option,
+    environment_line,
+    interleaved_ms,
+    markdown_table,
+)
 
 import sppnet.ops.compiled_pyramid_pool as compiled
 from sppnet.ops import spatial_pyramid_pool
@@ -67,7 +73,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=13, help="conv5 map side (13 for 224 input)")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    add_memory_option(parser)
     args = parser.parse_args()
+    apply_memory_option(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

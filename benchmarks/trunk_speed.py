@@ -31,7 +31,7 @@ import argparse
 from collections.abc import Callable
 
 import torch
-from _timing import interleaved_ms
+from _timing import add_memory_option, apply_memory_option, interleaved_ms
 from torch import Tensor, nn
 
 from sppnet.models import create_model, set_bn_folding
@@ -95,7 +95,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, default=(688, 917), metavar=("H", "W"))
     parser.add_argument("--runs", type=int, default=10, help="timed runs after warm-up")
     parser.add_argument("--warmup", type=int, default=3)
+    add_memory_option(parser)
     args = parser.parse_args()
+    apply_memory_option(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -25,7 +25,14 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from _timing import environment_line, interleaved_ms, markdown_table, random_boxes
+from _timing import (
+    add_memory_option,
+    apply_memory_option,
+    environment_line,
+    interleaved_ms,
+    markdown_table,
+    random_boxes,
+)
 
 from sppnet.ops import map_windows_to_features, window_pyramid_pool
 
@@ -50,7 +57,9 @@ def main() -> None:
     parser.add_argument("--map", type=int, nargs=2, default=(42, 56), metavar=("H", "W"))
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    add_memory_option(parser)
     args = parser.parse_args()
+    apply_memory_option(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)

@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
-    _large_pages()
+    _memory_policy()
     debug = args.debug or os.environ.get("SPPNET_DEBUG", "") not in ("", "0")
     try:
         check_options(args)  # before any work: data generated, images read, epochs run
@@ -113,8 +113,10 @@ def _report(err: BaseException, code: int | None = None) -> int:
     return code if code is not None else int(getattr(err, "exit_code", 2))
 
 
-def _large_pages() -> None:
-    """Let torch back large CPU tensors with transparent huge pages, unless the user chose.
+def _memory_policy() -> None:
+    """Let torch back large CPU tensors with transparent huge pages, unless the user chose,
+    and keep freed memory for reuse (:func:`sppnet.memory.keep_freed_memory`; off with
+    ``SPPNET_KEEP_FREED_MEMORY=0``).
 
     PyTorch reads ``THP_MEM_ALLOC_ENABLE`` when it allocates; with it, fresh multi-megabyte
     activations stop page-faulting on every forward pass: the pretrained Lite trunk runs
@@ -122,6 +124,10 @@ def _large_pages() -> None:
     Subprocesses (data workers, proposal pools) inherit it.
     """
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    if os.environ.get("SPPNET_KEEP_FREED_MEMORY", "1").strip() != "0":
+        from sppnet.memory import keep_freed_memory
+
+        keep_freed_memory()  # large buffers stay mapped from one image or batch to the next
 
 
 if __name__ == "__main__":  # pragma: no cover
