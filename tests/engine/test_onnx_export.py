@@ -226,6 +226,21 @@ def test_onnx_detector_equals_pytorch_detector(zf5_detector, size):
         assert dets["labels"].shape == ref["labels"].shape
 
 
+def test_onnx_detector_takes_a_future_of_the_proposals(zf5_detector):
+    from concurrent.futures import Future
+
+    _, directory = zf5_detector
+    onnx_det = load_onnx_detector(directory)
+    gen = torch.Generator().manual_seed(7)
+    image = torch.rand(3, 200, 260, generator=gen) * 255
+    proposals = _proposals(50, 200, 260, gen)
+    ready: Future = Future()
+    ready.set_result(proposals)
+    got, want = onnx_det.score_windows(image, ready), onnx_det.score_windows(image, proposals)
+    assert torch.equal(got["scores"], want["scores"]) and torch.equal(got["boxes"], want["boxes"])
+    assert "proposals_wait" in got["timing"] and "proposals_wait" not in want["timing"]
+
+
 def test_onnx_detector_refuses_maps_beyond_its_table(zf5_detector):
     _, directory = zf5_detector
     onnx_det = load_onnx_detector(directory, scales=(2000,))

@@ -36,7 +36,13 @@ from sppnet.detection.scales import DETECTION_SCALES_1
 from sppnet.detection.window_features import compute_conv_maps, pool_windows
 from sppnet.ops.boxes import batched_nms, check_boxes, clip_boxes
 
-__all__ = ["Detector", "PostprocessStage", "combine_scored_windows", "postprocess_detections"]
+__all__ = [
+    "Detector",
+    "PostprocessStage",
+    "await_proposals",
+    "combine_scored_windows",
+    "postprocess_detections",
+]
 
 
 def postprocess_detections(
@@ -150,6 +156,32 @@ class PostprocessStage:
             self.score_threshold,
             self.max_detections,
         )
+
+
+def await_proposals(
+    proposals: Tensor | Future[Tensor], since: float, timing: dict[str, float]
+) -> tuple[Tensor, float]:
+    """The windows of ``proposals``, waiting for them if they are a future.
+
+    Args:
+        proposals: ``Tensor[R, 4]`` (returned as is; its caller checked it before any work)
+            or a :class:`~concurrent.futures.Future` of one, checked once it arrives.
+        since: ``time.perf_counter()`` when the caller began to wait (its last stage's end).
+        timing: stage seconds; gains ``"proposals_wait"`` for a future.
+
+    Returns:
+        ``(windows, now)``: the windows and the clock when they were there.
+
+    Raises:
+        whatever the future raised; TypeError, ValueError for bad boxes.
+    """
+    if not isinstance(proposals, Future):
+        return proposals, since
+    windows = proposals.result()
+    now = time.perf_counter()
+    timing["proposals_wait"] = now - since
+    check_boxes(windows, "proposals")
+    return windows, now
 
 
 def _clock(device: torch.device) -> float:
@@ -288,11 +320,7 @@ class Detector(PostprocessStage, nn.Module):
         maps = compute_conv_maps(self.model, image, self.scales, self.mean, self.max_long_side)
         t1 = _clock(image.device)
         timing = {"conv": t1 - t0}
-        if isinstance(proposals, Future):
-            proposals = proposals.result()
-            t1, waited = time.perf_counter(), t1
-            timing["proposals_wait"] = t1 - waited
-            check_boxes(proposals, "proposals")
+        proposals, t1 = await_proposals(proposals, t1, timing)
         pooled = pool_windows(self.model, maps, proposals.to(image.device))
         timing["pooling"] = _clock(image.device) - t1
         return pooled, timing

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from sppnet.data.transforms import check_mean, resize_tensor, subtract_mean
-from sppnet.detection.detector import PostprocessStage
+from sppnet.detection.detector import PostprocessStage, await_proposals
 from sppnet.detection.scales import choose_window_scales, image_scale_factors
 from sppnet.engine.onnx_export import DETECTOR_FILES, require_onnx
 from sppnet.ops.boxes import check_boxes, decode_boxes
@@ -136,11 +136,7 @@ class OnnxDetector(PostprocessStage):
         factors, sizes, maps = self.conv_maps(image)
         t1 = time.perf_counter()
         timing = {"conv": t1 - t0}
-        if isinstance(proposals, Future):
-            proposals = proposals.result()
-            t1, waited = time.perf_counter(), t1
-            timing["proposals_wait"] = t1 - waited
-            check_boxes(proposals, "proposals")
+        proposals, t1 = await_proposals(proposals, t1, timing)
         height, width = int(image.shape[1]), int(image.shape[2])
         n_win, k = proposals.shape[0], self.num_classes
         scores = torch.zeros(n_win, k)
