@@ -82,6 +82,22 @@ def test_gradient_equals_reference_autograd(levels, mode, ties):
     torch.testing.assert_close(xg.grad, xr.grad, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("budget", [1, 10**9])
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_gradient_with_one_window_group_or_many(monkeypatch, budget, mode):
+    # a memory budget too small for two gradient maps leaves one group of windows; a large
+    # one gives 8 groups, whose maps are summed in group order
+    monkeypatch.setattr(compiled, "_GRAD_GROUP_BYTES", budget)
+    x, wins, bidx = _case(11, torch.float64, ties=True)
+    assert compiled._grad_groups(wins.numpy(), x.numel() * 8) == (1 if budget == 1 else 8)
+    weights = torch.randn(len(wins), x.shape[1] * 50, dtype=x.dtype)
+    xg = x.clone().requires_grad_()
+    (window_pyramid_pool(xg, wins, bidx, mode=mode) * weights).sum().backward()
+    xr = x.clone().requires_grad_()
+    (_reference(xr, wins, bidx, (6, 3, 2, 1), mode) * weights).sum().backward()
+    torch.testing.assert_close(xg.grad, xr.grad, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_gradient_layout_and_unused_images(channels_last):
     x, wins, bidx = _case(5, torch.float32, ties=False)

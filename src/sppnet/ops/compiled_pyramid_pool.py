@@ -20,6 +20,7 @@ import functools
 import os
 from types import ModuleType
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,6 +32,11 @@ _DTYPES = (torch.float32, torch.float64)
 # Block tables of the max kernels: 2x2 and 4x4 (see _table_count). On the benchmark of
 # benchmarks/window_pool_speed.py 1 and 2 tables time alike, 0 and 3 ~15% slower.
 _MAX_TABLES = 2
+# Window groups of the backward passes (see _grad_groups) and the memory their gradient
+# maps may take together: 8 float32 maps of the benchmark's 256 x 42 x 56 map are 19 MiB
+# (avg: float64 corner maps, 40 MiB).
+_GRAD_GROUPS = 8
+_GRAD_GROUP_BYTES = 256 * 2**20
 
 
 def _kernels() -> ModuleType | None:
@@ -107,6 +113,17 @@ def _table_count(wins: Tensor, levels: tuple[int, ...], mode: str) -> int:
     while (2 << k) <= side // finest and k < _MAX_TABLES:
         k += 1
     return k
+
+
+def _grad_groups(wins: np.ndarray, map_bytes: int) -> int:
+    """Window groups of a backward pass, each adding into a gradient map of its own.
+
+    Enough groups to keep every thread busy whatever the thread count, as many as the
+    memory budget allows for maps of ``map_bytes`` each, and never fewer than one: a
+    number that depends on the inputs alone, so results do not depend on the threads.
+    """
+    budget = _GRAD_GROUP_BYTES // max(1, map_bytes)
+    return max(1, min(_GRAD_GROUPS, wins.shape[0], budget))
 
 
 def _launch(name: str) -> tuple[object, int]:
@@ -206,17 +223,19 @@ class _CompiledWindowPool(torch.autograd.Function):
         if ctx.mode == "max":
             kernel, chunks = _launch("block_tables")
             tab, arg = kernel(ctx.fmap.numpy(), ctx.n_tables, True, chunks)
-            kernel, chunks = _launch("max_backward")
+            kernel, _ = _launch("max_backward")
+            groups = _grad_groups(w, grad.numel() * grad.element_size())
             kernel(
                 ctx.fmap.numpy(), tab, arg, w, b, p["levels"], p["source"], p["scratch_off"],
                 p["out_level"], p["out_off"], g_out,
-                grad.view(n_img, height * width, channels).numpy(), chunks,
+                grad.view(n_img, height * width, channels).numpy(), groups,
             )  # fmt: skip
         else:
             kernel, chunks = _launch("avg_backward")
+            corners = n_img * (height + 1) * (width + 1) * channels * 8  # float64 bytes
             kernel(
                 w, b, p["levels"], p["scratch_off"], p["out_level"], p["out_off"],
-                g_out, grad.numpy(), chunks,
+                g_out, grad.numpy(), _grad_groups(w, corners), chunks,
             )  # fmt: skip
         return _grad_in_input_layout(ctx, grad), None, None, None, None, None
 
