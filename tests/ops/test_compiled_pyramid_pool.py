@@ -84,11 +84,15 @@ def test_gradient_equals_reference_autograd(levels, mode, ties):
 
 @pytest.mark.parametrize("budget", [1, 10**9])
 @pytest.mark.parametrize("mode", ["max", "avg"])
-def test_gradient_with_one_window_group_or_many(monkeypatch, budget, mode):
+@pytest.mark.parametrize("by_image", [False, True])
+def test_gradient_with_one_window_group_or_many(monkeypatch, budget, mode, by_image):
     # a memory budget too small for two gradient maps leaves one group of windows; a large
-    # one gives 8 groups, whose maps are summed in group order
+    # one gives 8 groups, whose maps are summed in group order; windows sorted by image
+    # give each group a few images of its own (the first and last shared with neighbours)
     monkeypatch.setattr(compiled, "_GRAD_GROUP_BYTES", budget)
-    x, wins, bidx = _case(11, torch.float64, ties=True)
+    x, wins, bidx = _case(11, torch.float64, ties=True, n_img=7)
+    if by_image:
+        bidx = torch.sort(bidx).values
     assert compiled._grad_groups(wins.numpy(), x.numel() * 8) == (1 if budget == 1 else 8)
     weights = torch.randn(len(wins), x.shape[1] * 50, dtype=x.dtype)
     xg = x.clone().requires_grad_()

@@ -444,6 +444,49 @@ def _window_argmax(fmap, tab, arg, b, x0, y0, x1, y1, levels, source, scratch_of
                     icur = inxt
 
 
+@numba.njit(**_OPTS)
+def _group_images(bidx, bounds):
+    """The images each window group touches, and where its maps start.
+
+    Returns ``(lo, off)``, ``int64[G]`` and ``int64[G + 1]``: group ``t`` adds into images
+    ``lo[t] .. lo[t] + off[t + 1] - off[t] - 1``, kept at rows ``off[t] ..`` of the groups'
+    stacked maps (windows sorted by image, as a batch usually is, give each group a few
+    images rather than all of them).
+    """
+    n_groups = bounds.shape[0] - 1
+    lo = np.zeros(n_groups, np.int64)
+    off = np.zeros(n_groups + 1, np.int64)
+    for t in range(n_groups):
+        first, last = 0, -1
+        for r in range(bounds[t], bounds[t + 1]):
+            b = bidx[r]
+            if r == bounds[t] or b < first:
+                first = b
+            if b > last:
+                last = b
+        lo[t] = first
+        off[t + 1] = off[t] + last - first + 1
+    return lo, off
+
+
+@numba.njit(inline="always", **_OPTS)
+def _sum_groups(parts, lo, off, n_img, out):
+    """``out[b] = sum`` of the groups' maps of image ``b`` in group order (0 where no group
+    touches it): ``parts: [sum of group images, M, C]`` from :func:`_group_images`,
+    ``out: [N, M, C]``, rows in parallel."""
+    n_rows, n_chan = out.shape[1], out.shape[2]
+    for q in numba.prange(n_img * n_rows):
+        b = q // n_rows
+        y = q % n_rows
+        for c in range(n_chan):
+            out[b, y, c] = 0
+        for t in range(lo.shape[0]):
+            if lo[t] <= b < lo[t] + off[t + 1] - off[t]:
+                row = parts[off[t] + b - lo[t], y]
+                for c in range(n_chan):
+                    out[b, y, c] += row[c]
+
+
 @numba.njit(inline="always", **_OPTS)
 def _scatter_grad(iacc, scratch_off, out_level, out_off, g, gb):
     """Add one window's output gradient ``g`` to its bins' first maximal cells in
@@ -475,13 +518,9 @@ def max_backward(
     n_bins = scratch_off[-1]
     n_img, n_cells, n_chan = grad.shape
     bounds = _balanced_chunks(wins, levels, n_groups)
-    part = np.empty((n_groups, n_img, n_cells, n_chan), grad.dtype)
+    lo, off = _group_images(bidx, bounds)
+    parts = np.zeros((off[-1], n_cells, n_chan), grad.dtype)
     for t in numba.prange(n_groups):
-        gb = part[t]
-        for b in range(n_img):
-            for y in range(n_cells):
-                for c in range(n_chan):
-                    gb[b, y, c] = 0
         acc = np.empty((n_bins, n_chan), fmap.dtype)
         iacc = np.empty((n_bins, n_chan), np.int32)
         tmp = np.empty((2, n_chan), fmap.dtype)
@@ -492,15 +531,9 @@ def max_backward(
                 fmap, tab, arg, b, wins[r, 0], wins[r, 1], wins[r, 2], wins[r, 3], levels,
                 source, scratch_off, 0, n_chan, acc, iacc, tmp, itmp,
             )  # fmt: skip
-            _scatter_grad(iacc, scratch_off, out_level, out_off, grad_out[r], gb[b])
-    rows = part.reshape(n_groups, n_img * n_cells, n_chan)
-    out = grad.reshape(n_img * n_cells, n_chan)
-    for y in numba.prange(n_img * n_cells):
-        for c in range(n_chan):
-            total = rows[0, y, c]
-            for t in range(1, n_groups):
-                total += rows[t, y, c]
-            out[y, c] = total
+            gb = parts[off[t] + b - lo[t]]
+            _scatter_grad(iacc, scratch_off, out_level, out_off, grad_out[r], gb)
+    _sum_groups(parts, lo, off, n_img, grad)
 
 
 def integral_image(fmap, table, n_chunks):
@@ -564,12 +597,13 @@ def avg_forward(table, wins, bidx, levels, scratch_off, out_level, out_off, out,
 
 
 @numba.njit(inline="always", **_OPTS)
-def _add_corners(wins, bidx, levels, out_level, out_off, grad_out, r0, r1, corner):
+def _add_corners(wins, bidx, levels, out_level, out_off, grad_out, r0, r1, corner, first):
     """Add ``grad / area`` of every bin of windows ``r0 .. r1`` at its four integral-image
-    corners: ``corner: [N, H + 1, W + 1, C]`` float64, windows in order."""
+    corners: ``corner: [images, H + 1, W + 1, C]`` float64 from image ``first`` on, windows
+    in order."""
     n_chan = corner.shape[3]
     for r in range(r0, r1):
-        b = bidx[r]
+        b = bidx[r] - first
         x0 = wins[r, 0]
         y0 = wins[r, 1]
         h = wins[r, 3] - y0
@@ -606,24 +640,22 @@ def avg_backward(
     """
     n_img, height, width, n_chan = grad.shape
     bounds = _balanced_chunks(wins, levels, n_groups)
-    corner = np.zeros((n_groups, n_img, height + 1, width + 1, n_chan), np.float64)
+    lo, off = _group_images(bidx, bounds)
+    parts = np.zeros((off[-1], height + 1, width + 1, n_chan), np.float64)
     for t in numba.prange(n_groups):
         _add_corners(
-            wins, bidx, levels, out_level, out_off, grad_out, bounds[t], bounds[t + 1], corner[t]
-        )
-    rows = corner.reshape(n_groups, n_img * (height + 1) * (width + 1), n_chan)
-    for y in numba.prange(rows.shape[1]):
-        for c in range(n_chan):
-            total = rows[0, y, c]
-            for t in range(1, n_groups):
-                total += rows[t, y, c]
-            rows[0, y, c] = total
+            wins, bidx, levels, out_level, out_off, grad_out, bounds[t], bounds[t + 1],
+            parts[off[t] :], lo[t],
+        )  # fmt: skip
+    corner = np.empty((n_img, (height + 1) * (width + 1), n_chan), np.float64)
+    _sum_groups(parts.reshape(off[-1], (height + 1) * (width + 1), n_chan), lo, off, n_img, corner)
+    sums_all = corner.reshape(n_img, height + 1, width + 1, n_chan)
     cb = _channel_bounds(n_chan, n_chunks)
     for t in numba.prange(n_chunks * n_img):
         b = t // n_chunks
         c0 = cb[t % n_chunks]
         c1 = cb[t % n_chunks + 1]
-        sums = corner[0, b]
+        sums = sums_all[b]
         for y in range(height, -1, -1):
             for x in range(width - 1, -1, -1):
                 for c in range(c0, c1):
