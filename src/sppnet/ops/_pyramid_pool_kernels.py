@@ -89,6 +89,15 @@ def _span(i, size, n, origin):
 
 
 @numba.njit(inline="always", **_OPTS)
+def _bin_cells(j, i, n, x0, y0, w, h):
+    """Bin ``(j, i)`` of ``n x n`` over a ``w x h`` window at ``(x0, y0)``: its rows
+    ``[ys, ye)``, columns ``[xs, xe)`` and its area in cells (float64)."""
+    ys, ye = _span(j, h, n, y0)
+    xs, xe = _span(i, w, n, x0)
+    return ys, ye, xs, xe, np.float64((ye - ys) * (xe - xs))
+
+
+@numba.njit(inline="always", **_OPTS)
 def _finer_row(soff, m, q, j, i, u):
     """Scratch row of finer bin ``u`` (row-major in its ``q x q`` block) of the union that
     makes bin ``(j, i)`` of a coarser level, the finer level ``m x m`` starting at ``soff``."""
@@ -582,10 +591,8 @@ def avg_forward(table, wins, bidx, levels, scratch_off, out_level, out_off, out,
                 n = levels[k]
                 off = scratch_off[k]
                 for j in range(n):
-                    ys, ye = _span(j, h, n, y0)
                     for i in range(n):
-                        xs, xe = _span(i, w, n, x0)
-                        area = np.float64((ye - ys) * (xe - xs))
+                        ys, ye, xs, xe, area = _bin_cells(j, i, n, x0, y0, w, h)
                         s0 = table[b, ye, xe]
                         s1 = table[b, ys, xe]
                         s2 = table[b, ye, xs]
@@ -614,10 +621,8 @@ def _add_corners(wins, bidx, levels, out_level, out_off, grad_out, r0, r1, corne
             nn = n * n
             base = out_off[o]
             for j in range(n):
-                ys, ye = _span(j, h, n, y0)
                 for i in range(n):
-                    xs, xe = _span(i, w, n, x0)
-                    area = np.float64((ye - ys) * (xe - xs))
+                    ys, ye, xs, xe, area = _bin_cells(j, i, n, x0, y0, w, h)
                     s = base + j * n + i
                     for c in range(n_chan):
                         v = np.float64(g[s + c * nn]) / area
