@@ -10,12 +10,12 @@ sometimes compacts, 2 MiB pages on the fault). Measured on 2 cores, window pooli
 mapped, and one whole image 1.10 s against 0.89 s (``benchmarks/detect_image_speed.py``).
 
 :func:`keep_freed_memory` asks glibc (``mallopt``) to serve large blocks from its heap
-(no per-block ``mmap``) and never to trim that heap: freed blocks are reused by the next
-image at no cost. The price is that the process keeps its peak heap size (up to 2 GiB of
-it free) until it exits,
-which suits a command that works through images or epochs and then ends. PyTorch has no
-caching allocator on the CPU and no option for this, and a preloaded allocator (jemalloc,
-tcmalloc) needs the user's environment: hence these few lines of ``ctypes``.
+(no per-block ``mmap``) and to give the heap back only when over 2 GiB of it lies free:
+freed blocks are reused by the next image at no cost. The price is that the process keeps
+its peak heap size (up to that much of it free) until it exits, which suits a command that
+works through images or epochs and then ends. PyTorch has no caching allocator on the CPU
+and no option for this, and a preloaded allocator (jemalloc, tcmalloc) needs the user's
+environment: hence these few lines of ``ctypes``.
 
 The ``sppnet`` command applies it at start (``SPPNET_KEEP_FREED_MEMORY=0`` turns it off);
 library users call it themselves.
