@@ -208,44 +208,45 @@ def block_tables(fmap, n_tables, with_arg, n_chunks):
 
 
 @numba.njit(inline="always", **_OPTS)
-def _vmax(dst, a, a_off, b, b_off, cw):
-    """``dst[c] = max(a[a_off + c], b[b_off + c])`` for ``c < cw``."""
-    for c in range(cw):
-        v = b[b_off + c]
-        w = a[a_off + c]
+def _vmax(dst, a, b):
+    """``dst[c] = max(a[c], b[c])`` for every channel ``c``."""
+    for c in range(dst.shape[0]):
+        v = b[c]
+        w = a[c]
         dst[c] = v if v > w else w
 
 
 @numba.njit(inline="always", **_OPTS)
-def _vargmax(dst, idst, a, ia, a_off, a_cell, b, ib, b_off, b_cell, cw):
-    """Max of ``a[a_off + c]`` and ``b[b_off + c]`` into ``dst[c]``, its cell into ``idst[c]``.
+def _vargmax(dst, idst, a, ia, a_cell, b, ib, b_cell):
+    """Max of ``a[c]`` and ``b[c]`` into ``dst[c]``, its cell into ``idst[c]``.
 
-    Cells come from ``ia``/``ib`` at the same offsets, or are one cell for every channel
-    where ``*_cell >= 0``. On equal values the smaller cell (first in row-major order) wins.
+    Cells come from ``ia``/``ib``, or are one cell for every channel where
+    ``*_cell >= 0``. On equal values the smaller cell (first in row-major order) wins.
     One loop per case: a load behind a branch inside the loop would keep it scalar.
     """
+    n_chan = dst.shape[0]
     if a_cell >= 0 and b_cell >= 0:
         ca = np.int32(a_cell)
         cb = np.int32(b_cell)
-        for c in range(cw):
-            v = b[b_off + c]
-            w = a[a_off + c]
+        for c in range(n_chan):
+            v = b[c]
+            w = a[c]
             idst[c] = cb if (v > w) | ((v == w) & (cb < ca)) else ca
             dst[c] = v if v > w else w
     elif b_cell >= 0:
         cb = np.int32(b_cell)
-        for c in range(cw):
-            v = b[b_off + c]
-            w = a[a_off + c]
-            iw = ia[a_off + c]
+        for c in range(n_chan):
+            v = b[c]
+            w = a[c]
+            iw = ia[c]
             idst[c] = cb if (v > w) | ((v == w) & (cb < iw)) else iw
             dst[c] = v if v > w else w
     else:  # both from tables (a single cell ``a`` only ever meets a single cell ``b``)
-        for c in range(cw):
-            v = b[b_off + c]
-            w = a[a_off + c]
-            iv = ib[b_off + c]
-            iw = ia[a_off + c]
+        for c in range(n_chan):
+            v = b[c]
+            w = a[c]
+            iv = ib[c]
+            iw = ia[c]
             idst[c] = iv if (v > w) | ((v == w) & (iv < iw)) else iw
             dst[c] = v if v > w else w
 
@@ -259,8 +260,8 @@ def _blocks(ys, ye, xs, xe, n_tables):
 
 
 @numba.njit(inline="always", **_OPTS)
-def _bin_max(fmap, tab, b, ys, ye, xs, xe, c0, cw, dst, tmp):
-    """Max of one bin's cells, channels ``c0 .. c0 + cw``, into ``dst[:cw]``.
+def _bin_max(fmap, tab, b, ys, ye, xs, xe, dst, tmp):
+    """Max of one bin's cells, every channel, into ``dst: [C]``.
 
     The bin is covered by ``2**k x 2**k`` blocks (k as large as the bin and the tables
     allow), the last row and column of blocks moved back to end at the bin's edge.
@@ -270,22 +271,19 @@ def _bin_max(fmap, tab, b, ys, ye, xs, xe, c0, cw, dst, tmp):
     total = ny * nx
     cur = src[ys, xs]
     if total == 1:
-        for c in range(cw):
-            dst[c] = cur[c0 + c]
+        dst[:] = cur
         return
-    cur_off = c0
     for q in range(1, total):
         y = min(ys + (q // nx) * s, ye - s)
         x = min(xs + (q % nx) * s, xe - s)
         nxt = dst if q == total - 1 else tmp[q & 1]
-        _vmax(nxt, cur, cur_off, src[y, x], c0, cw)
+        _vmax(nxt, cur, src[y, x])
         cur = nxt
-        cur_off = 0
 
 
 @numba.njit(inline="always", **_OPTS)
-def _bin_argmax(fmap, tab, arg, b, ys, ye, xs, xe, c0, cw, dst, idst, tmp, itmp):
-    """:func:`_bin_max` and the bin's first maximal cell (row-major) into ``idst[:cw]``:
+def _bin_argmax(fmap, tab, arg, b, ys, ye, xs, xe, dst, idst, tmp, itmp):
+    """:func:`_bin_max` and the bin's first maximal cell (row-major) into ``idst: [C]``:
     the smallest cell among its blocks' first maximal cells that hold the max."""
     width = fmap.shape[2]
     k, s, ny, nx = _blocks(ys, ye, xs, xe, tab.shape[0])
@@ -295,15 +293,12 @@ def _bin_argmax(fmap, tab, arg, b, ys, ye, xs, xe, c0, cw, dst, idst, tmp, itmp)
     cur = src[ys, xs]
     icur = isrc[ys, xs] if k > 0 else idst
     cur_cell = ys * width + xs if k == 0 else -1
-    cur_off = c0
     if total == 1:
-        for c in range(cw):
-            dst[c] = cur[c0 + c]
+        dst[:] = cur
         if k == 0:
-            idst[:cw] = np.int32(cur_cell)
+            idst[:] = np.int32(cur_cell)
         else:
-            for c in range(cw):
-                idst[c] = icur[c0 + c]
+            idst[:] = icur
         return
     for q in range(1, total):
         y = min(ys + (q // nx) * s, ye - s)
@@ -312,18 +307,16 @@ def _bin_argmax(fmap, tab, arg, b, ys, ye, xs, xe, c0, cw, dst, idst, tmp, itmp)
         nxt = dst if last else tmp[q & 1]
         inxt = idst if last else itmp[q & 1]
         iblk = isrc[y, x] if k > 0 else idst
-        _vargmax(nxt, inxt, cur, icur, cur_off, cur_cell, src[y, x], iblk, c0,
-                 y * width + x if k == 0 else -1, cw)  # fmt: skip
+        _vargmax(nxt, inxt, cur, icur, cur_cell, src[y, x], iblk,
+                 y * width + x if k == 0 else -1)  # fmt: skip
         cur = nxt
         icur = inxt
-        cur_off = 0
         cur_cell = -1
 
 
 @numba.njit(inline="always", **_OPTS)
 def _window_max(fmap, tab, b, x0, y0, x1, y1, levels, source, scratch_off, acc, tmp):
     """Max of every bin of one window into ``acc: [B, C]``, distinct levels finest first."""
-    n_chan = acc.shape[1]
     h = y1 - y0
     w = x1 - x0
     for k in range(levels.shape[0]):
@@ -334,7 +327,7 @@ def _window_max(fmap, tab, b, x0, y0, x1, y1, levels, source, scratch_off, acc, 
                 ys, ye = _span(j, h, n, y0)
                 for i in range(n):
                     xs, xe = _span(i, w, n, x0)
-                    _bin_max(fmap, tab, b, ys, ye, xs, xe, 0, n_chan, acc[off + j * n + i], tmp)
+                    _bin_max(fmap, tab, b, ys, ye, xs, xe, acc[off + j * n + i], tmp)
             continue
         m = levels[source[k]]
         q = m // n
@@ -346,7 +339,7 @@ def _window_max(fmap, tab, b, x0, y0, x1, y1, levels, source, scratch_off, acc, 
                     acc[off + j * n + i, :] = cur
                 for u in range(1, q * q):
                     nxt = acc[off + j * n + i] if u == q * q - 1 else tmp[u & 1]
-                    _vmax(nxt, cur, 0, acc[_finer_row(soff, m, q, j, i, u)], 0, n_chan)
+                    _vmax(nxt, cur, acc[_finer_row(soff, m, q, j, i, u)])
                     cur = nxt
 
 
@@ -414,10 +407,10 @@ _channel_bounds = numba.njit(**_OPTS)(_channel_bounds)
 
 
 @numba.njit(inline="always", **_OPTS)
-def _window_argmax(fmap, tab, arg, b, x0, y0, x1, y1, levels, source, scratch_off, c0, cw, acc,
-                   iacc, tmp, itmp):  # fmt: skip
-    """:func:`_window_max` of channels ``c0 .. c0 + cw`` into ``acc: [B, cw]``, and each
-    bin's first maximal cell into ``iacc: [B, cw]``."""
+def _window_argmax(fmap, tab, arg, b, x0, y0, x1, y1, levels, source, scratch_off, acc, iacc,
+                   tmp, itmp):  # fmt: skip
+    """:func:`_window_max` into ``acc: [B, C]``, and each bin's first maximal cell into
+    ``iacc: [B, C]``."""
     h = y1 - y0
     w = x1 - x0
     for k in range(levels.shape[0]):
@@ -429,8 +422,8 @@ def _window_argmax(fmap, tab, arg, b, x0, y0, x1, y1, levels, source, scratch_of
                 for i in range(n):
                     xs, xe = _span(i, w, n, x0)
                     row = off + j * n + i
-                    _bin_argmax(fmap, tab, arg, b, ys, ye, xs, xe, c0, cw,
-                                acc[row], iacc[row], tmp, itmp)  # fmt: skip
+                    _bin_argmax(fmap, tab, arg, b, ys, ye, xs, xe, acc[row], iacc[row], tmp,
+                                itmp)  # fmt: skip
             continue
         m = levels[source[k]]
         q = m // n
@@ -448,7 +441,7 @@ def _window_argmax(fmap, tab, arg, b, x0, y0, x1, y1, levels, source, scratch_of
                     last = u == q * q - 1
                     nxt = acc[row] if last else tmp[u & 1]
                     inxt = iacc[row] if last else itmp[u & 1]
-                    _vargmax(nxt, inxt, cur, icur, 0, -1, acc[fine], iacc[fine], 0, -1, cw)
+                    _vargmax(nxt, inxt, cur, icur, -1, acc[fine], iacc[fine], -1)
                     cur = nxt
                     icur = inxt
 
@@ -538,7 +531,7 @@ def max_backward(
             b = bidx[r]
             _window_argmax(
                 fmap, tab, arg, b, wins[r, 0], wins[r, 1], wins[r, 2], wins[r, 3], levels,
-                source, scratch_off, 0, n_chan, acc, iacc, tmp, itmp,
+                source, scratch_off, acc, iacc, tmp, itmp,
             )  # fmt: skip
             gb = parts[off[t] + b - lo[t]]
             _scatter_grad(iacc, scratch_off, out_level, out_off, grad_out[r], gb)
