@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -215,3 +216,11 @@ def test_proposal_cache_errors(tmp_path) -> None:
     cache = ProposalCache(tmp_path, method="edge_boxes", max_boxes=50)
     with pytest.raises(ValueError, match="separator"):
         cache.get("../x", _image(60, 70))
+
+
+def test_selective_search_in_threads_matches_one_at_a_time(ss_boxes: torch.Tensor) -> None:
+    # the rank generators are process-wide: concurrent searches must not share a sequence
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda _: selective_search(_image()), range(3)))
+    for boxes in results:
+        assert torch.equal(boxes, ss_boxes)

@@ -23,6 +23,7 @@ import inspect
 import json
 import math
 import os
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Union
@@ -150,6 +151,12 @@ def _finish(boxes: Tensor, height: int, width: int, min_size: float = 0.0) -> tu
     return boxes[keep].contiguous(), keep
 
 
+# C ``rand()`` and OpenCV's generator are process-wide: two selective searches in threads
+# would draw from one sequence and rank each other's regions. One search at a time holds
+# this lock from seeding to the end of ``process()``.
+_RANK_RNG_LOCK = threading.Lock()
+
+
 def _seed_libc_rand(seed: int) -> bool:
     """Seed C ``rand()``; OpenCV's selective search ranks regions with it. False if no libc."""
     try:
@@ -175,8 +182,10 @@ def selective_search(
     ``max_proposals``, the set) would vary from run to run; we seed libc's generator and
     OpenCV's (``cv2.setRNGSeed``) with ``seed`` just before ``process()`` so that the same
     image always gives the same boxes in the same order. Both generators are process-wide:
-    calling this function resets them. Where libc cannot be reached (non-POSIX), the boxes
-    are sorted by coordinates instead, which is deterministic but loses the ranking.
+    calling this function resets them, and calls from several threads run their searches
+    one at a time so that each draws its own sequence. Where libc cannot be reached
+    (non-POSIX), the boxes are sorted by coordinates instead, which is deterministic but
+    loses the ranking.
     OpenCV's implementation is single-threaded; no global thread setting is changed.
 
     Args:
@@ -212,9 +221,10 @@ def selective_search(
         ss.switchToSelectiveSearchFast()
     else:
         ss.switchToSelectiveSearchQuality()
-    seeded = _seed_libc_rand(seed)
-    cv2.setRNGSeed(seed)
-    rects = ss.process()  # [R, 4] int32 (x, y, w, h), best ranked first
+    with _RANK_RNG_LOCK:
+        seeded = _seed_libc_rand(seed)
+        cv2.setRNGSeed(seed)
+        rects = ss.process()  # [R, 4] int32 (x, y, w, h), best ranked first
     boxes = _scale_back(_xywh_to_boxes(rects), rgb, height, width)
     if not seeded:  # pragma: no cover - non-POSIX fallback, see docstring
         order = np.lexsort(boxes.numpy().T[::-1])
