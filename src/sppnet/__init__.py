@@ -2,20 +2,45 @@
 
 The most used names are re-exported here; the full API lives in ``sppnet.ops`` (pooling,
 window mapping, boxes) and ``sppnet.models`` (the paper's networks and the registry).
+
+The re-exports are imported on first use (PEP 562): ``import sppnet`` alone does not
+import torch, so that the ``sppnet`` command answers ``--help`` and rejects a bad option
+without the second or two that importing torch takes.
 """
 
-from sppnet.models import SPPNet, create_model, list_models
-from sppnet.ops import (
-    SpatialPyramidPool,
-    batched_nms,
-    box_iou,
-    map_windows_to_features,
-    nms,
-    spatial_pyramid_pool,
-    window_pyramid_pool,
-)
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sppnet.models import SPPNet, create_model, list_models
+    from sppnet.ops import (
+        SpatialPyramidPool,
+        batched_nms,
+        box_iou,
+        map_windows_to_features,
+        nms,
+        spatial_pyramid_pool,
+        window_pyramid_pool,
+    )
 
 __version__ = "0.1.0"
+
+# re-exported name -> the module that defines it
+_EXPORTS = {
+    "SPPNet": "sppnet.models",
+    "create_model": "sppnet.models",
+    "list_models": "sppnet.models",
+    "SpatialPyramidPool": "sppnet.ops",
+    "batched_nms": "sppnet.ops",
+    "box_iou": "sppnet.ops",
+    "map_windows_to_features": "sppnet.ops",
+    "nms": "sppnet.ops",
+    "spatial_pyramid_pool": "sppnet.ops",
+    "window_pyramid_pool": "sppnet.ops",
+}
 
 __all__ = [
     "SPPNet",
@@ -30,3 +55,22 @@ __all__ = [
     "spatial_pyramid_pool",
     "window_pyramid_pool",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a re-exported name from its module, or a subpackage (``sppnet.ops`` after a
+    bare ``import sppnet``), the first time it is asked for."""
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"sppnet.{name}") is not None:
+        value = importlib.import_module(f"sppnet.{name}")
+    else:
+        raise AttributeError(f"module 'sppnet' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's names, the lazily imported re-exports included."""
+    return sorted(set(globals()) | set(_EXPORTS))
