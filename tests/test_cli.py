@@ -32,6 +32,14 @@ def test_models_lists_geometry(capsys):
     # the pretrained trunk: stride 16, 112 channels, any input size (ceil(side / 16))
     assert lines["efficientnet_lite0"].split()[1:4] == ["16", "0.5", "112"]
     assert "14x14" in lines["efficientnet_lite0"] and "12x15" in lines["efficientnet_lite0"]
+    # the table builds its models on the meta device: the counts are the real models' own
+    from sppnet.models import create_model
+
+    for name, width in (("zf5", 0.25), ("efficientnet_lite0", 1.0)):
+        model = create_model(name, width=width)
+        assert float(lines[name].split()[5]) == round(
+            sum(p.numel() for p in model.parameters()) / 1e6, 1
+        )
 
 
 @pytest.mark.parametrize("bad", ["0", "axb", "3x4x5", "-5"])
@@ -40,6 +48,23 @@ def test_bad_size_is_an_argument_error(bad, capsys):
         build_parser().parse_args(["models", "--input", bad])
     assert exit_info.value.code == 2
     assert "HEIGHTxWIDTH" in capsys.readouterr().err
+
+
+def test_help_and_option_errors_do_not_import_torch():
+    # `sppnet --help` and a mistyped option answer at once: torch (1-2 s to import) is
+    # loaded only by the commands that run
+    code = (
+        "import sys\n"
+        "from sppnet.cli import main\n"
+        "for argv in (['--help'], ['train', '--bogus']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_console_entry_point_runs():

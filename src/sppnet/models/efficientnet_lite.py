@@ -531,6 +531,8 @@ class EfficientNetLite(SPPNet):
             bins = self.pool.num_bins
         self._build_head(bins, num_classes, fc_dim, dropout)
         for fc in (self.fc6, self.fc7, self.fc8):  # N(0, 0.01), biases 0 (Sec. 4.2)
+            if fc.weight.is_meta:  # built on the meta device: shapes only
+                continue
             nn.init.normal_(fc.weight, 0.0, 0.01)
             nn.init.zeros_(fc.bias)
         if pretrained:

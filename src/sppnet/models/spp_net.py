@@ -313,8 +313,11 @@ class SPPNet(nn.Module):
         # ReLU activations' scale through the trunk whatever its depth or width, so the
         # narrow and 7-conv variants train from scratch without per-model tuning (the
         # paper's cuda-convnet runs used hand-set Gaussians). fc layers: N(0, 0.01) as in
-        # the paper's fine-tuning (Sec. 4.2). Biases 0.
+        # the paper's fine-tuning (Sec. 4.2). Biases 0. A model built on the meta device
+        # (shapes only, e.g. for `sppnet models`) has no values to draw.
         for module in self.modules():
+            if getattr(getattr(module, "weight", None), "is_meta", False):
+                continue
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
                 nn.init.zeros_(module.bias)
