@@ -131,3 +131,8 @@ def test_validation_errors():
         local_response_norm(torch.zeros(1, 3, 2, 2), beta="0.75")
     with pytest.raises(ValueError, match="size must be an int >= 1"):
         LocalResponseNorm(size=-1)
+    # the module refuses at construction what the function refuses at the first call
+    with pytest.raises(TypeError, match=r"alpha must be a number, got '0\.1'"):
+        LocalResponseNorm(alpha="0.1")
+    with pytest.raises(TypeError, match="k must be a number, got True"):
+        LocalResponseNorm(k=True)

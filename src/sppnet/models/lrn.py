@@ -41,12 +41,17 @@ def _check_size(size: int) -> None:
         raise ValueError(f"size must be an int >= 1 (channels in the window), got {size!r}")
 
 
-def _check_args(x: Tensor, size: int, alpha: float, beta: float, k: float) -> None:
-    check_feature_map(x, "x")
+def _check_settings(size: int, alpha: float, beta: float, k: float) -> None:
+    """The checks the function and the module share: ``size`` an int >= 1, the rest numbers."""
     _check_size(size)
     for name, value in (("alpha", alpha), ("beta", beta), ("k", k)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"{name} must be a number, got {value!r}")
+
+
+def _check_args(x: Tensor, size: int, alpha: float, beta: float, k: float) -> None:
+    check_feature_map(x, "x")
+    _check_settings(size, alpha, beta, k)
 
 
 def _window_sum_(acc: Tensor, sq: Tensor, size: int) -> None:
@@ -181,7 +186,7 @@ class LocalResponseNorm(nn.Module):
         inplace: bool = False,
     ) -> None:
         super().__init__()
-        _check_size(size)
+        _check_settings(size, alpha, beta, k)  # as the function: a string is refused here
         self.size = size
         self.alpha = float(alpha)
         self.beta = float(beta)
