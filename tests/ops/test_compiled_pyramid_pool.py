@@ -1,5 +1,7 @@
 """The compiled CPU kernels against the torch path and the per-window reference loop."""
 
+import os
+import subprocess
 import sys
 
 import pytest
@@ -201,3 +203,29 @@ def test_environment_switch_turns_the_kernels_off(monkeypatch):
     assert not compiled.compiled_pool_available(features, "max")
     monkeypatch.setenv("SPPNET_COMPILED_POOL", "1")
     assert compiled.compiled_pool_available(features, "max")
+
+
+def test_parallel_and_serial_builds_keep_separate_disk_caches(tmp_path):
+    # numba keys its cache by function name and signature, not by parallel=True (numba
+    # issue #6845): one shared entry let a serial build's code load as the parallel one
+    code = (
+        "import numpy as np\n"
+        "from sppnet.ops import _pyramid_pool_kernels as k\n"
+        "fmap = np.ones((1, 3, 4, 2), np.float32)\n"
+        "for build, chunks in ((k.integral_image[1], 1), (k.integral_image[0], 2)):\n"
+        "    table = np.empty((1, 4, 5, 2))\n"
+        "    build(fmap, table, chunks)\n"
+        "    assert table[0, 3, 4, 0] == 12.0\n"
+        "    print(sum(build.stats.cache_hits.values()))\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    for hits in ("0", "1"):  # compile and save both, then load both
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert done.stdout.split() == [hits, hits]
+    names = sorted(p.name.split("-")[0] for p in tmp_path.rglob("*integral_image*.nbi"))
+    assert names == [
+        "_pyramid_pool_kernels.integral_image",
+        "_pyramid_pool_kernels.integral_image_serial",
+    ]

@@ -44,6 +44,8 @@ several times slower than the loads and compares around them on x86.
 
 from __future__ import annotations
 
+import types
+
 import numba
 import numpy as np
 
@@ -670,8 +672,21 @@ def avg_backward(
 
 def _compile(fn):
     """A parallel and a serial build of ``fn``: the serial one never starts the threading
-    layer, so a single-threaded caller (a forked data-loader worker) stays fork-safe."""
-    return numba.njit(parallel=True, **_OPTS)(fn), numba.njit(**_OPTS)(fn)
+    layer, so a single-threaded caller (a forked data-loader worker) stays fork-safe.
+
+    The serial build compiles a copy of ``fn`` named ``<name>_serial``. numba's disk cache
+    names its files after the function and keys them by signature and CPU, not by the
+    compile options (numba issue #6845): two builds of one function share one cache entry,
+    and whichever compiled last is what both load in the next process. A data-loader
+    worker's serial build could so leave the parallel build running on one thread (window
+    pooling measured 25 ms instead of 11 until the cache was rebuilt).
+    """
+    serial = types.FunctionType(
+        fn.__code__, fn.__globals__, f"{fn.__name__}_serial", fn.__defaults__, fn.__closure__
+    )
+    serial.__qualname__ = f"{fn.__qualname__}_serial"
+    serial.__doc__ = fn.__doc__
+    return numba.njit(parallel=True, **_OPTS)(fn), numba.njit(**_OPTS)(serial)
 
 
 block_tables = _compile(block_tables)
