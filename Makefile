@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sppnet-installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-gpu clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench: $(STAMP)
 	THP_MEM_ALLOC_ENABLE=1 $(BIN)/python benchmarks/detect_image_speed.py --threads 2
 	$(BIN)/python benchmarks/lite_feature_maps.py
 	$(BIN)/python benchmarks/lite_trunk_speed.py
+
+# issue 15, item 5: per-image detection at 1 and 5 scales on a CUDA GPU (refused without one)
+bench-gpu: $(STAMP)
+	$(BIN)/python benchmarks/detection_speed.py --device cuda --threads 0
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -75,14 +75,17 @@ def interleaved_ms(
     return {name: (statistics.median(t), min(t)) for name, t in times.items()}
 
 
-def environment_line() -> str:
-    """One line describing what the numbers were measured on."""
+def environment_line(device: torch.device | None = None) -> str:
+    """One line describing what the numbers were measured on (a CUDA ``device`` by name)."""
     thp = os.environ.get("THP_MEM_ALLOC_ENABLE", "0")
-    return (
+    line = (
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.processor() or platform.machine()}, THP_MEM_ALLOC_ENABLE={thp}, "
         f"{_MEMORY['policy']}"
     )
+    if device is not None and device.type == "cuda":
+        line += f", on {torch.cuda.get_device_name(device)}"
+    return line
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

@@ -28,7 +28,9 @@ Run:
     THP_MEM_ALLOC_ENABLE=1 python benchmarks/detection_speed.py --windows 2000 --threads 2
     python benchmarks/detection_speed.py --no-rcnn --detector runs/demo/detection/train \
         --data runs/demo/data/voc --accuracy-images 10  # + mAP on the demo's test scenes
-    python benchmarks/detection_speed.py --width 0.25 --fc-dim 512 --windows 200  # quick
+    python benchmarks/detection_speed.py --width 0.25 --fc-dim 512 --windows 200 \
+        --svd-ranks 128 64  # quick
+    python benchmarks/detection_speed.py --device cuda --threads 0  # on a GPU (issue 15)
 """
 
 from __future__ import annotations
@@ -53,11 +55,28 @@ TOTAL_SPEEDUP_TARGET = 40.0  # 1 scale, exact fc
 SVD_SPEEDUP_TARGET = 100.0  # 1 scale, SVD fc (the paper's GPU ratio: 102x)
 
 
-def _ceiling_case() -> tuple[Callable[[], object], float]:
-    """One large oneDNN conv (256->256 3x3, channels_last 1x256x128x128) and its GFLOP."""
-    conv = nn.Conv2d(256, 256, 3, padding=1).eval().to(memory_format=torch.channels_last)
-    x = torch.randn(1, 256, 128, 128).contiguous(memory_format=torch.channels_last)
+def _ceiling_case(device: torch.device) -> tuple[Callable[[], object], float]:
+    """One large conv (256->256 3x3, channels_last 1x256x128x128; oneDNN on the CPU) on
+    ``device`` and its GFLOP."""
+    conv = nn.Conv2d(256, 256, 3, padding=1).eval().to(device, memory_format=torch.channels_last)
+    x = torch.randn(1, 256, 128, 128, device=device).contiguous(memory_format=torch.channels_last)
     return (lambda: conv(x)), 2 * 256 * 256 * 9 * 128 * 128 / 1e9
+
+
+def _device(parser: argparse.ArgumentParser, name: str) -> torch.device:
+    """``--device`` as a torch device, refused (exit 2) before any work when unusable."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        parser.error(f"--device: unknown device {name!r}; use cpu or cuda (cuda:N)")
+    if device.type not in ("cpu", "cuda"):
+        parser.error(f"--device: {name!r} is not timed here; use cpu or cuda (cuda:N)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            parser.error(f"--device {name}: no CUDA device here (torch {torch.__version__})")
+        if (device.index or 0) >= torch.cuda.device_count():
+            parser.error(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def check_targets(result: dict[str, float]) -> list[tuple[str, bool]]:
@@ -135,6 +154,12 @@ def main() -> None:
         help="truncated-SVD ranks of fc6 and fc7 (0 0: skip)",
     )
     parser.add_argument("--image", type=int, nargs=2, default=(375, 500), metavar=("H", "W"))
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where the network runs: cpu, or cuda / cuda:N (issue 15's GPU timing; each "
+        "timing waits for the device)",
+    )
     parser.add_argument("--no-rcnn", action="store_true", help="skip R-CNN (fast)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON")
@@ -152,20 +177,28 @@ def main() -> None:
     apply_memory_option(args)
     if (args.detector is None) != (args.data is None):
         parser.error("--detector and --data go together")
+    device = _device(parser, args.device)
+    if any(r < 0 or r > args.fc_dim for r in args.svd_ranks):
+        parser.error(
+            f"--svd-ranks {args.svd_ranks[0]} {args.svd_ranks[1]}: each rank must be in "
+            f"0..--fc-dim ({args.fc_dim}); 0 0 skips SVD"
+        )
 
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model = create_model("zf5", num_classes=21, width=args.width, fc_dim=args.fc_dim).eval()
+    model = create_model("zf5", num_classes=21, width=args.width, fc_dim=args.fc_dim)
+    model = model.eval().to(device)
     height, width = args.image
     pil, _ = render_synthetic_image(
         args.seed, min_side=min(height, width), max_side=max(height, width)
     )
-    image = to_tensor(pil.resize((width, height)))  # [3, H, W], 0..255
+    image = to_tensor(pil.resize((width, height))).to(device)  # [3, H, W], 0..255
     boxes = random_boxes(args.windows, height, width, torch.Generator().manual_seed(args.seed))
+    boxes = boxes.to(device)
     svd = None if tuple(args.svd_ranks) == (0, 0) else tuple(r or None for r in args.svd_ranks)
 
-    ceiling_fn, ceiling_gflop = _ceiling_case()
+    ceiling_fn, ceiling_gflop = _ceiling_case(device)
     result = time_detection(
         model,
         image,
@@ -186,7 +219,7 @@ def main() -> None:
         f"{height}x{width} image, {args.windows} windows; median of {args.repeats} "
         f"(R-CNN: {args.rcnn_repeats}), round-robin"
     )
-    print(environment_line())
+    print(environment_line(device))
     print(markdown_table(result))
     for text, met in check_targets(result):
         print(f"{'MET    ' if met else 'NOT met'}  {text}")

@@ -112,6 +112,24 @@ def test_extra_cases_timed_in_the_same_rounds(model):
         )
 
 
+def test_rounds_wait_for_the_images_device(model, monkeypatch):
+    # on CUDA each timing must wait for the queued work: the clock is read through
+    # device_clock with the image's device, at both ends of every case
+    from sppnet.engine import detection_timing
+
+    devices = []
+
+    def clock(device):
+        devices.append(device)
+        return float(len(devices))  # every timing lasts one "second"
+
+    monkeypatch.setattr(detection_timing, "device_clock", clock)
+    image, boxes = _inputs()
+    time_detection(model, image, boxes, scales_list=((100,),), rcnn=True, repeats=2)
+    # 2 rounds x (conv, pool, fc) cases + R-CNN's one batch, two readings each
+    assert devices == [torch.device("cpu")] * (2 * 3 * 2 + 2)
+
+
 def test_conv_multiply_adds_toy_model():
     toy = SPPNet(
         name="toy",
@@ -164,6 +182,8 @@ def test_validation(model):
         time_detection(model, image.long(), boxes, scales_list=((100,),))
     with pytest.raises(ValueError, match="svd_ranks"):
         time_detection(model, image, boxes, scales_list=((100,),), svd_ranks=(4,))
+    with pytest.raises(ValueError, match="image is on meta but the model on cpu"):
+        time_detection(model, image.to("meta"), boxes, scales_list=((100,),))
     with pytest.raises(TypeError, match="features"):
         conv_multiply_adds(nn.Linear(2, 2), 10, 10)
     with pytest.raises(ValueError, match="vanishes"):

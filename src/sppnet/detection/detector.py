@@ -29,6 +29,7 @@ from concurrent.futures import Future
 import torch
 from torch import Tensor, nn
 
+from sppnet._clock import device_clock
 from sppnet._repr import format_fields
 from sppnet.detection._checks import check_positive_finite
 from sppnet.detection.box_regression import apply_box_regression
@@ -184,14 +185,6 @@ def await_proposals(
     return windows, now
 
 
-def _clock(device: torch.device) -> float:
-    """``time.perf_counter()`` once the work queued on ``device`` is done (CUDA runs
-    asynchronously: without the wait a stage's time would be the time to queue it)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
 def _check_svm_head(model: nn.Module, k: int, weight: Tensor | None, bias: Tensor | None) -> None:
     """SVMs ``Tensor[K, fc_dim]`` with a bias, or none and a ``K + 1``-way fc8."""
     fc_dim = getattr(model, "fc_dim", None)
@@ -316,13 +309,13 @@ class Detector(PostprocessStage, nn.Module):
         """
         if not isinstance(proposals, Future):  # checked before any work
             check_boxes(proposals, "proposals")
-        t0 = _clock(image.device)
+        t0 = device_clock(image.device)
         maps = compute_conv_maps(self.model, image, self.scales, self.mean, self.max_long_side)
-        t1 = _clock(image.device)
+        t1 = device_clock(image.device)
         timing = {"conv": t1 - t0}
         proposals, t1 = await_proposals(proposals, t1, timing)
         pooled = pool_windows(self.model, maps, proposals.to(image.device))
-        timing["pooling"] = _clock(image.device) - t1
+        timing["pooling"] = device_clock(image.device) - t1
         return pooled, timing
 
     def score_pooled(self, pooled: Tensor, proposals: Tensor) -> dict[str, object]:
@@ -335,15 +328,15 @@ class Detector(PostprocessStage, nn.Module):
         Returns:
             ``{"scores": Tensor[R, K], "boxes": Tensor[R, K, 4], "timing": {"fc", "svm"}}``.
         """
-        t0 = _clock(pooled.device)
+        t0 = device_clock(pooled.device)
         k = self.num_classes
         if self.svm_weight is None:
             logits = self.model.forward_pooled(pooled)  # [R, K+1]
-            t1 = _clock(pooled.device)
+            t1 = device_clock(pooled.device)
             scores = torch.softmax(logits.float(), dim=1)[:, 1:]  # [R, K]; 0 is background
         else:
             fc7 = self.model.forward_pooled(pooled, pre_logits=True)  # [R, D]
-            t1 = _clock(pooled.device)
+            t1 = device_clock(pooled.device)
             # the feature scale goes into the [K, D] weights, not into the [R, D] features
             weight = (self.svm_weight * self.svm_scale).T  # [D, K]
             scores = torch.addmm(self.svm_bias, fc7.float(), weight)  # [R, K]
@@ -356,7 +349,7 @@ class Detector(PostprocessStage, nn.Module):
                 self.box_weight * self.box_scale,
                 self.box_bias,
             )
-        t2 = _clock(pooled.device)
+        t2 = device_clock(pooled.device)
         return {"scores": scores, "boxes": boxes, "timing": {"fc": t1 - t0, "svm": t2 - t1}}
 
     @torch.inference_mode()

@@ -27,13 +27,13 @@ import functools
 import math
 import re
 import statistics
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from sppnet._clock import device_clock
 from sppnet.data.transforms import check_mean, subtract_mean
 from sppnet.detection.rcnn import rcnn_pooled_features
 from sppnet.detection.scales import DETECTION_SCALES_1, DETECTION_SCALES_5, image_scale_factors
@@ -119,12 +119,14 @@ def _round_robin(
     repeats: int,
     spread: list[Callable[[], object]],
     passes: int,
+    device: torch.device | None = None,
 ) -> tuple[dict[str, float], float | None]:
     """Time ``cases`` round-robin and one long job, split in parts, across the rounds.
 
     Every round runs each case once, then its share of the ``passes * len(spread)`` parts
     of the long job (R-CNN's batches), so both see the same drift of the machine's speed
-    instead of the long job landing in one fast or slow stretch.
+    instead of the long job landing in one fast or slow stretch. The clock waits for
+    ``device``'s queued work at both ends of each timing (CUDA runs asynchronously).
 
     Returns:
         ``({name: median seconds}, median seconds of one pass over spread)``; the latter
@@ -135,13 +137,13 @@ def _round_robin(
     pass_times = [0.0] * passes
     for r in range(repeats):
         for name, fn in cases.items():
-            start = time.perf_counter()
+            start = device_clock(device)
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(device_clock(device) - start)
         for k in range(r * len(parts) // repeats, (r + 1) * len(parts) // repeats):
-            start = time.perf_counter()
+            start = device_clock(device)
             parts[k]()
-            pass_times[k // len(spread)] += time.perf_counter() - start
+            pass_times[k // len(spread)] += device_clock(device) - start
     medians = {name: statistics.median(t) for name, t in times.items()}
     return medians, (statistics.median(pass_times) if spread else None)
 
@@ -194,7 +196,8 @@ def time_detection(
 
     Args:
         model: an :class:`~sppnet.models.SPPNet`.
-        image: ``Tensor[3, H, W]`` float pixels 0..255, on the model's device.
+        image: ``Tensor[3, H, W]`` float pixels 0..255, on the model's device (a CUDA
+            device is synchronised around every timing).
         boxes: ``Tensor[R, 4]`` windows ``(x1, y1, x2, y2)`` in image pixels, ``R >= 1``.
         scales_list: scale sets for SPP-net (shorter sides), each with a distinct number
             of scales ``n``, which names its keys (``spp1_...``, ``spp5_...``).
@@ -225,8 +228,9 @@ def time_detection(
 
     Raises:
         TypeError: ``image`` not a floating tensor, bad boxes or non-int settings.
-        ValueError: ``image`` not ``[3, H, W]``, no windows, bad scale sets, counts < 1,
-            ``rcnn_size`` below the network's minimum input, or a bad SVD rank.
+        ValueError: ``image`` not ``[3, H, W]`` or not on the model's device, no windows,
+            bad scale sets, counts < 1, ``rcnn_size`` below the network's minimum input, or
+            a bad SVD rank.
     """
     job = _TimingJob.checked(
         model, image, boxes, scales_list, mean, rcnn, rcnn_size, svd_ranks, repeats,
@@ -273,6 +277,12 @@ class _TimingJob:
             raise TypeError(f"image must be a floating Tensor[3, H, W] of 0..255 pixels, got {got}")
         if image.dim() != 3 or image.shape[0] != 3:
             raise ValueError(f"image must be Tensor[3, H, W], got shape {tuple(image.shape)}")
+        model_device = next((p.device for p in model.parameters()), image.device)
+        if model_device != image.device:
+            raise ValueError(
+                f"image is on {image.device} but the model on {model_device}: move both to "
+                f"the device to time (model.to(device), image.to(device))"
+            )
         check_boxes(boxes, "boxes")
         if int(boxes.shape[0]) == 0:
             raise ValueError("boxes must hold at least one window to time, got 0")
@@ -321,7 +331,9 @@ def _measure(
                     raise ValueError(f"extra case {name!r} clashes with a timed case")
                 fn()
                 cases[name] = fn
-            timed, rcnn_conv_s = _round_robin(cases, job.repeats, batches, job.rcnn_repeats)
+            timed, rcnn_conv_s = _round_robin(
+                cases, job.repeats, batches, job.rcnn_repeats, job.image.device
+            )
     finally:
         model.train(was_training)
         torch.set_num_threads(old_threads)
