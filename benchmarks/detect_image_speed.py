@@ -3,7 +3,7 @@
 Builds an SPP-net detector on the full-width ZF-5 (random weights: speed does not depend on
 them; fc 4096, 20 classes with random SVMs and box regression, as a VOC detector has) at 1
 scale (688), renders one built-in 500 x 375 scene, saves it as a PNG and runs it through
-``sppnet.engine.detect_images.detect_images``, the function behind `sppnet detect`:
+``sppnet.detect.images.detect_images``, the function behind `sppnet detect`:
 
   proposals (EdgeBoxes, 2,000 windows; or selective search "fast"), conv (the trunk on the
   image resized to 688 x 917), pooling (the pyramid of every window), fc (fc6 + fc7, exact
@@ -37,8 +37,8 @@ from _timing import add_memory_option, apply_memory_option, environment_line, ma
 from tqdm import tqdm
 
 from sppnet.data.synthetic import render_synthetic_image
+from sppnet.detect.images import ImageFailure, detect_images
 from sppnet.detection import Detector
-from sppnet.engine.detect_images import ImageFailure, detect_images
 from sppnet.models import compress_fc, create_model
 
 TOTAL_TARGET_S = 1.0  # issue 15, item 3: EdgeBoxes + SVD fc, 2 cores

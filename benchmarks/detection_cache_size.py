@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from _timing import environment_line, markdown_table
 
+from sppnet.detect.cache import ConvMapCache, PooledFeatureCache
 from sppnet.detection import DETECTION_SCALES_1, DETECTION_SCALES_5
-from sppnet.engine.detection_cache import ConvMapCache, PooledFeatureCache
 from sppnet.models import create_model
 
 VOC07_TRAINVAL = 5011  # images in VOC 2007 trainval
@@ -90,8 +90,8 @@ def measure(args: argparse.Namespace) -> None:
     """Build both caches on the built-in scenes and time the stages that read them."""
     from sppnet.data.synthetic import generate_voc_dataset
     from sppnet.data.voc import VOCDetection
-    from sppnet.engine import train_detector as td
-    from sppnet.engine.detector_io import load_detector
+    from sppnet.detect import train as td
+    from sppnet.detect.io import load_detector
 
     out = Path(args.out)
     voc = generate_voc_dataset(

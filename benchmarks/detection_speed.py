@@ -22,7 +22,7 @@ drifts); the SVD of fc6 (4096 x 12800, float64) takes ~half a minute, untimed.
 With ``--detector DIR --data DIR`` (a trained detector, e.g. the demo's, and its VOC-layout
 data) it also reports accuracy: VOC07 mAP of SPP-net and of R-CNN on the same model, windows
 and SVMs over the first ``--accuracy-images`` images of ``--split``, with the measured time
-per image of both (:func:`sppnet.engine.evaluate_detector.evaluate_detector`).
+per image of both (:func:`sppnet.detect.evaluate.evaluate_detector`).
 
 Run:
     THP_MEM_ALLOC_ENABLE=1 python benchmarks/detection_speed.py --windows 2000 --threads 2
@@ -234,9 +234,9 @@ def main() -> None:
 def accuracy(args: argparse.Namespace) -> dict[str, object]:
     """mAP and time per image of SPP-net and R-CNN with a trained detector; printed too."""
     from sppnet.data.voc import VOCDetection
+    from sppnet.detect.evaluate import evaluate_detector
+    from sppnet.detect.io import load_detector
     from sppnet.detection.proposals import ProposalCache
-    from sppnet.engine.detector_io import load_detector
-    from sppnet.engine.evaluate_detector import evaluate_detector
 
     detector, _ = load_detector(args.detector)
     dataset = VOCDetection(args.data, args.split, classes=detector.class_names)

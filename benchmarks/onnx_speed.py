@@ -28,7 +28,7 @@ import torch
 from _timing import environment_line, interleaved_ms, markdown_table, random_boxes
 
 from sppnet.detection.detector import Detector
-from sppnet.engine.onnx_export import DEFAULT_OPSET, _export, export_classifier, export_detector
+from sppnet.export.onnx import DEFAULT_OPSET, _export, export_classifier, export_detector
 from sppnet.models import create_model
 from sppnet.ops import (
     map_windows_to_features,

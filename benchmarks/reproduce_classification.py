@@ -22,14 +22,9 @@ from pathlib import Path
 
 import torch
 
+from sppnet.classify import ClassifierTrainConfig, evaluate_classifier, train_classifier
 from sppnet.data import ImageFolder, generate_voc_dataset, make_classification_view
-from sppnet.engine import (
-    ClassifierTrainConfig,
-    evaluate_classifier,
-    find_checkpoint,
-    load_classifier,
-    train_classifier,
-)
+from sppnet.engine import find_checkpoint, load_classifier
 
 RUNS = {
     # name: (spp_levels, size_mode)

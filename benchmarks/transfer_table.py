@@ -42,9 +42,9 @@ import torch
 
 from sppnet.data import ImageFolder, VOCDetection, generate_voc_dataset, make_classification_view
 from sppnet.engine import load_classifier
-from sppnet.engine.extract_features import FEATURE_LAYERS, extract_features
-from sppnet.engine.svm import caltech_protocol, load_feature_dir, voc_classification_protocol
 from sppnet.models import create_model
+from sppnet.transfer.features import FEATURE_LAYERS, extract_features
+from sppnet.transfer.svm import caltech_protocol, load_feature_dir, voc_classification_protocol
 
 # (network, view) rows as in Tables 6 (a)-(c) and 7 (a)-(c), plus the warped image (Sec. 3.3)
 ROWS: tuple[tuple[str, str], ...] = (

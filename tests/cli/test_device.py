@@ -61,8 +61,8 @@ def test_eval_det_and_detect_with_device_cpu_equal_the_default(
 ):
     from sppnet.cli import main
     from sppnet.data.voc import VOCDetection
+    from sppnet.detect.io import save_detector
     from sppnet.detection.detector import Detector
-    from sppnet.engine.detector_io import save_detector
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the default is the CPU
     voc = tiny_voc(train=1, test=2, max_side=120)

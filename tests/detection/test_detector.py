@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sppnet.detect.io import load_detector, save_detector
 from sppnet.detection import compute_conv_maps, pool_windows
 from sppnet.detection.detector import Detector, combine_scored_windows, postprocess_detections
-from sppnet.engine.detector_io import load_detector, save_detector
 from sppnet.models import create_model
 
 K = 3

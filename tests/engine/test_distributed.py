@@ -9,8 +9,9 @@ import sys
 
 import pytest
 import torch
-from engine_train_helpers import TINY, make_colour_folder
+from train_helpers import TINY, make_colour_folder
 
+from sppnet.classify.train import ClassifierTrainConfig, train_classifier
 from sppnet.engine.checkpoint import load_checkpoint
 from sppnet.engine.distributed import (
     DistInfo,
@@ -18,7 +19,6 @@ from sppnet.engine.distributed import (
     init_distributed,
     shard_indices,
 )
-from sppnet.engine.train_classifier import ClassifierTrainConfig, train_classifier
 
 _DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE")
 

@@ -19,10 +19,10 @@ from PIL import Image
 from sppnet.cli import main
 from sppnet.data.synthetic import generate_voc_dataset
 from sppnet.data.voc import VOCDetection
+from sppnet.detect.io import load_detector
+from sppnet.detect.proposal_workers import map_in_processes
+from sppnet.detect.train import get_proposals
 from sppnet.engine.checkpoint import save_checkpoint
-from sppnet.engine.detector_io import load_detector
-from sppnet.engine.proposal_workers import map_in_processes
-from sppnet.engine.train_detector import get_proposals
 from sppnet.models import create_model
 
 _DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE")
@@ -182,7 +182,7 @@ def test_sharded_features_resume_from_written_batches(tmp_path, monkeypatch):
     from sppnet.engine.checkpoint import load_classifier
     from sppnet.engine.distributed import DistInfo
 
-    ef = importlib.import_module("sppnet.engine.extract_features")  # the module, not the function
+    ef = importlib.import_module("sppnet.transfer.features")  # the module, not the function
     model, _ = load_classifier(_classifier_run(tmp_path / "run"), "latest")
     rng = np.random.default_rng(1)
     for i in range(5):
@@ -220,8 +220,8 @@ def test_sharded_features_resume_from_written_batches(tmp_path, monkeypatch):
 
 
 def test_each_rank_computes_its_share_of_proposals_and_cache(voc, tmp_path, monkeypatch):
-    td = importlib.import_module("sppnet.engine.train_detector")
-    from sppnet.engine.detection_cache import ConvMapCache
+    td = importlib.import_module("sppnet.detect.train")
+    from sppnet.detect.cache import ConvMapCache
     from sppnet.engine.distributed import DistInfo
 
     data = VOCDetection(voc, "train")

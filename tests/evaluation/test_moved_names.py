@@ -11,9 +11,9 @@ import sppnet.evaluation.voc_detection
 @pytest.mark.parametrize(
     ("name", "home"),
     [
-        ("write_voc_results", "sppnet.engine.voc_results"),
-        ("read_voc_results", "sppnet.engine.voc_results"),
-        ("plot_precision_recall", "sppnet.engine.visualize"),
+        ("write_voc_results", "sppnet.detect.voc_results"),
+        ("read_voc_results", "sppnet.detect.voc_results"),
+        ("plot_precision_recall", "sppnet.visualize"),
     ],
 )
 @pytest.mark.parametrize("where", [sppnet.evaluation, sppnet.evaluation.voc_detection])

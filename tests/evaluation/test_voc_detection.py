@@ -302,7 +302,7 @@ def test_random_cases_are_not_trivial() -> None:
     assert sum(0.0 < ap < 1.0 for ap in aps) >= len(aps) // 3
 
 
-# --- result file texts, table (the files: tests/engine/test_voc_results.py) ------------------
+# --- result file texts, table (the files: tests/detect/test_voc_results.py) ------------------
 
 
 def test_result_texts_round_trip() -> None:

@@ -55,8 +55,8 @@ TINY_TRAIN = ["--width", "0.125", "--fc-dim", "16", "--crop", "64", "--small-cro
 @pytest.fixture(scope="session")
 def _store(tmp_path_factory) -> Path:
     from sppnet.cli import main
+    from sppnet.detect.io import save_detector
     from sppnet.detection.detector import Detector
-    from sppnet.engine.detector_io import save_detector
     from sppnet.models import create_model
 
     root = tmp_path_factory.mktemp("robust")

@@ -44,7 +44,7 @@ def test_os_errors_name_the_file(monkeypatch, tmp_path, capsys):
 
 
 def test_non_finite_loss_exits_1(monkeypatch, capsys):
-    from sppnet.engine.train_classifier import NonFiniteLossError
+    from sppnet.classify.train import NonFiniteLossError
 
     def diverged(args):
         raise NonFiniteLossError(epoch=1, step=0, lr=10.0, checkpoint=None)

@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         return _report(err)
     except RuntimeError as err:
-        from sppnet.engine.train_classifier import NonFiniteLossError  # torch is loaded
+        from sppnet.classify.train import NonFiniteLossError  # torch is loaded
 
         if debug or not isinstance(err, NonFiniteLossError):
             raise

@@ -77,9 +77,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
+    from sppnet.classify.evaluate import MULTIVIEW_SCALES, evaluate_classifier
     from sppnet.data.image_folder import ImageFolder
     from sppnet.engine.checkpoint import load_classifier
-    from sppnet.engine.evaluate_classifier import MULTIVIEW_SCALES, evaluate_classifier
 
     model, meta = load_classifier(
         args.checkpoint, args.which, map_location=resolve_device(args.device)
@@ -176,13 +176,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
-    from sppnet.engine.builtin_data import shared_builtin_data
-    from sppnet.engine.checkpoint import find_checkpoint
-    from sppnet.engine.train_classifier import (
+    from sppnet.classify.builtin_data import shared_builtin_data
+    from sppnet.classify.train import (
         ClassifierTrainConfig,
         load_train_config,
         train_classifier,
     )
+    from sppnet.engine.checkpoint import find_checkpoint
 
     rank = torchrun_rank()
     overrides = {name: getattr(args, name) for name in _TRAIN_FIELDS}
@@ -235,7 +235,7 @@ def _note(line: str) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sppnet.engine.predict import predict_images
+    from sppnet.classify.predict import predict_images
 
     for option, value in (("--top", args.top), ("--size", args.size)):
         if value is not None and value < 1:

@@ -17,20 +17,20 @@ __all__ = ["add_convert_parser"]
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     if args.direction == "voc2coco":
-        from sppnet.engine.convert import voc_to_coco
+        from sppnet.data.convert import voc_to_coco
 
         if args.images is not None:
             raise UserError("--images is for coco2voc (voc2coco reads ROOT/JPEGImages)")
         classes = None
         if args.classes is not None:
-            from sppnet.engine.detection_data import parse_classes
+            from sppnet.detect.data import parse_classes
 
             classes = parse_classes(args.classes)
         if os.path.isdir(args.out):
             raise UserError(f"--out {args.out} is a folder; voc2coco writes a .json file")
         done = voc_to_coco(args.data, args.split or "trainval", args.out, classes=classes)
     else:
-        from sppnet.engine.convert import coco_to_voc
+        from sppnet.data.convert import coco_to_voc
 
         if args.images is None:
             raise UserError("coco2voc needs --images DIR: the image folder of the COCO file")

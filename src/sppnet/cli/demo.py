@@ -14,7 +14,7 @@ __all__ = ["add_demo_parser"]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from sppnet.engine.demo import run_demo
+    from sppnet.demo import run_demo
 
     run_demo(
         args.out,

@@ -42,13 +42,13 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
-    from sppnet.engine.train_detector import DetectorTrainConfig, train_detector
+    from sppnet.detect.train import DetectorTrainConfig, train_detector
 
     data, split = args.data, args.split
     if data is None and args.images is not None:
         raise UserError("--images needs --data: the COCO annotation file of those images")
     if data is None:
-        from sppnet.engine.builtin_data import shared_builtin_data
+        from sppnet.classify.builtin_data import shared_builtin_data
 
         root = Path(args.out) / "data"
         shared_builtin_data(root, args.builtin_sizes, torchrun_rank(), log=_note)
@@ -64,7 +64,7 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
     if args.pretrained:
         overrides["pretrained"] = True
     if args.classes is not None:
-        from sppnet.engine.detection_data import parse_classes
+        from sppnet.detect.data import parse_classes
 
         overrides["classes"] = tuple(parse_classes(args.classes))
     config = dataclasses.replace(
@@ -95,7 +95,7 @@ def _detector_overrides(args: argparse.Namespace) -> dict[str, object]:
 def _load_detector_for(args: argparse.Namespace, device: str) -> Any:
     """The ``--detector`` of ``eval-det`` or ``detect`` on ``device``, with ``--svd-ranks``
     applied."""
-    from sppnet.engine.detector_io import load_detector
+    from sppnet.detect.io import load_detector
     from sppnet.models import compress_fc
 
     detector, _ = load_detector(args.detector, map_location=device, **_detector_overrides(args))
@@ -118,9 +118,9 @@ def _eval_det(args: argparse.Namespace, detector: Any, info: DistInfo) -> int:
     from pathlib import Path
 
     from sppnet._atomic import atomic_write_json
-    from sppnet.engine.detection_data import open_detection_dataset
-    from sppnet.engine.evaluate_detector import evaluate_detector
-    from sppnet.engine.train_detector import get_proposals
+    from sppnet.detect.data import open_detection_dataset
+    from sppnet.detect.evaluate import evaluate_detector
+    from sppnet.detect.train import get_proposals
 
     shown = not args.no_progress and info.is_main
     # the detector's own classes set the labels (it records them); a COCO file's categories
@@ -191,10 +191,10 @@ def _print_eval_det_result(result: dict[str, Any]) -> None:
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
-    from sppnet.engine.detect_images import ImageFailure, detect_images, save_image_detections
+    from sppnet.detect.images import ImageFailure, detect_images, save_image_detections
 
     if args.onnx is not None:
-        from sppnet.engine.onnx_detector import load_onnx_detector
+        from sppnet.export.onnx_detector import load_onnx_detector
 
         if args.svd_ranks is not None:
             raise UserError(

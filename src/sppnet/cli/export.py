@@ -17,7 +17,7 @@ __all__ = ["add_export_parser"]
 def _cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sppnet.engine.onnx_export import export_classifier, export_detector, require_onnx
+    from sppnet.export.onnx import export_classifier, export_detector, require_onnx
 
     require_onnx()
     out = Path(args.out)
@@ -33,7 +33,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             f"{meta['model']['name']} epoch {meta['epoch']} -> {out} ({kind}, opset {args.opset})"
         )
     else:
-        from sppnet.engine.detector_io import load_detector
+        from sppnet.detect.io import load_detector
 
         if out.exists() and not out.is_dir():
             raise UserError(f"--out {out} is a file; give the directory to write")

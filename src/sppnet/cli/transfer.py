@@ -30,7 +30,7 @@ __all__ = ["add_features_parser", "add_svm_parser"]
 
 
 def _cmd_svm(args: argparse.Namespace) -> int:
-    from sppnet.engine.svm import caltech_protocol, load_feature_dir, voc_classification_protocol
+    from sppnet.transfer.svm import caltech_protocol, load_feature_dir, voc_classification_protocol
 
     features, labels, meta = load_feature_dir(args.features)
     if args.protocol == "voc":
@@ -124,8 +124,8 @@ def _features_model(args: argparse.Namespace, device: str) -> tuple[object, obje
         ValueError: neither or both of --checkpoint and --pretrained, --model without
             --pretrained or naming a model without weights, fc6/fc7 of an untrained head.
     """
-    from sppnet.engine.extract_features import MAP_LAYERS
     from sppnet.models import EfficientNetLite, create_model, pretrained_models
+    from sppnet.transfer.features import MAP_LAYERS
 
     sources = "--checkpoint DIR (a trained run) or --pretrained --model NAME (an ImageNet trunk)"
     if args.checkpoint is not None and args.pretrained:
@@ -170,7 +170,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
 def _features(args: argparse.Namespace, device: str, info: DistInfo) -> int:
     import torch
 
-    from sppnet.engine.extract_features import estimate_feature_bytes, extract_features
+    from sppnet.transfer.features import estimate_feature_bytes, extract_features
 
     model, mean = _features_model(args, device)
     if args.format == "voc":

@@ -1,7 +1,7 @@
 """SPP-net detection (Sec. 4): proposals, scale choice, shared conv maps and window
 pyramids, training targets, SVMs, box regression, the detector and the R-CNN baseline.
 
-The training loops live in :mod:`sppnet.engine.train_detector`.
+The training loops live in :mod:`sppnet.detect.train`.
 """
 
 from sppnet.detection.box_regression import apply_box_regression, fit_ridge

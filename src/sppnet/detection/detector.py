@@ -131,7 +131,7 @@ def combine_scored_windows(scored: Sequence[Mapping[str, Tensor]]) -> dict[str, 
 class PostprocessStage:
     """Stage 5 of a detector that holds its settings: ``nms_threshold``,
     ``score_threshold`` and ``max_detections`` (:class:`Detector`, and the ONNX Runtime
-    detector of :mod:`sppnet.engine.onnx_detector`)."""
+    detector of :mod:`sppnet.export.onnx_detector`)."""
 
     nms_threshold: float
     score_threshold: float | None

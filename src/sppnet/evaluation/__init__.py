@@ -27,9 +27,9 @@ from sppnet.evaluation.voc_detection import (
 
 # name -> the module that holds it now (they write or read files, which evaluation does not)
 _MOVED = {
-    "write_voc_results": "sppnet.engine.voc_results",
-    "read_voc_results": "sppnet.engine.voc_results",
-    "plot_precision_recall": "sppnet.engine.visualize",
+    "write_voc_results": "sppnet.detect.voc_results",
+    "read_voc_results": "sppnet.detect.voc_results",
+    "plot_precision_recall": "sppnet.visualize",
 }
 
 

@@ -24,7 +24,7 @@ IoU: the devkit adds 1 to widths and heights because its boxes are 1-based and i
 (pixels 1..10 span 10 pixels). Our boxes are continuous (STYLE rule 4: pixels 0..9 are
 ``(0, 0, 10, 10)``), so plain ``x2 - x1`` is the same width, and plain areas give the
 devkit's IoU exactly. The conversion back to VOC coordinates happens only in
-:func:`format_voc_results` (the text of VOC result files; :mod:`sppnet.engine.voc_results`
+:func:`format_voc_results` (the text of VOC result files; :mod:`sppnet.detect.voc_results`
 writes and reads the files).
 
 Shape shorthand: D detections of one image, G ground-truth objects of one image, K classes.
@@ -363,7 +363,7 @@ def format_voc_results(
     detections: Mapping[object, Mapping[str, ArrayLike]], class_names: Sequence[str]
 ) -> list[str]:
     """The text of the VOC result file of each class (written by
-    :func:`sppnet.engine.voc_results.write_voc_results`).
+    :func:`sppnet.detect.voc_results.write_voc_results`).
 
     Each line is ``image_id score x1 y1 x2 y2`` in VOC's 1-based inclusive pixel coordinates,
     scores with 6 significant digits and coordinates with 3 decimals. Lines follow the order

@@ -1,0 +1,37 @@
+"""Classification runs: training (single/multi/random/variable size, DDP), evaluation with
+the paper's test views, prediction on image files, and the built-in data a run can use."""
+
+from sppnet.classify.evaluate import (
+    EVAL_VIEWS,
+    MULTIVIEW_SCALES,
+    evaluate_classifier,
+    feature_map_view_logits,
+)
+from sppnet.classify.predict import Prediction, predict_images
+from sppnet.classify.train import (
+    MODEL_DEFAULT,
+    SIZE_MODES,
+    ClassifierTrainConfig,
+    NonFiniteLossError,
+    TrainResult,
+    load_train_config,
+    prepare_builtin_data,
+    train_classifier,
+)
+
+__all__ = [
+    "EVAL_VIEWS",
+    "MODEL_DEFAULT",
+    "MULTIVIEW_SCALES",
+    "SIZE_MODES",
+    "ClassifierTrainConfig",
+    "NonFiniteLossError",
+    "Prediction",
+    "TrainResult",
+    "evaluate_classifier",
+    "feature_map_view_logits",
+    "load_train_config",
+    "predict_images",
+    "prepare_builtin_data",
+    "train_classifier",
+]

@@ -1,0 +1,253 @@
+"""The feature directory: the one module that writes and reads its files.
+
+:func:`sppnet.transfer.features` fills it; ``sppnet svm`` reads it back with
+:func:`load_feature_dir`::
+
+    features.npy   float32 [N, D], a .npy file to open with np.load(mmap_mode="r")
+    labels.npy     int64 [N] (image folder) or [N, K] in {1, 0, -1} (VOC classification)
+    ids.json       N image ids (relative paths for image folders, VOC ids)
+    meta.json      layer, view, size, crop, mean, normalize, model, N, D, rows_done, ...
+    shards/        under ``torchrun`` only, until rank 0 merges them: ``settings.json`` and
+                   each finished batch ``k`` as ``batch_<k>.npz`` (rows, skipped images)
+
+Every file but ``features.npy`` is replaced atomically; ``features.npy`` is a memory-mapped
+array filled in place, flushed before ``meta.json`` counts its rows as done.
+
+Shape shorthand: N images, D feature length, K classes, B images of one batch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sppnet._atomic import atomic_path, atomic_save_npy, atomic_write_bytes, atomic_write_json
+from sppnet.engine.safe_load import load_json_file, load_npy_file
+from sppnet.errors import DamagedFileError
+
+__all__ = [
+    "FEATURES_FILE",
+    "IDS_FILE",
+    "LABELS_FILE",
+    "META_FILE",
+    "SHARDS_DIR",
+    "clear_shards",
+    "compact_feature_dir",
+    "create_feature_dir",
+    "has_features",
+    "load_feature_dir",
+    "open_features",
+    "read_meta",
+    "read_shard",
+    "shard_written",
+    "start_shards",
+    "write_meta",
+    "write_shard",
+]
+
+FEATURES_FILE = "features.npy"
+LABELS_FILE = "labels.npy"
+IDS_FILE = "ids.json"
+META_FILE = "meta.json"
+SHARDS_DIR = "shards"  # under torchrun: each rank's finished batches, until rank 0 merges them
+_COMPACT_CHUNK = 4096  # rows copied at a time: features.npy may not fit in memory
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_json(path, obj, indent=1)
+
+
+def _read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+# ------------------------------------------------------------------------------ writing
+def read_meta(root: Path) -> dict[str, Any] | None:
+    """The folder's ``meta.json``, or None when there is none yet."""
+    path = root / META_FILE
+    return _read_json(path) if path.is_file() else None
+
+
+def write_meta(root: Path, meta: dict[str, Any]) -> None:
+    """Replace ``meta.json`` atomically (after the rows it counts are flushed)."""
+    _write_json(root / META_FILE, meta)
+
+
+def has_features(root: Path) -> bool:
+    """Whether ``features.npy`` exists."""
+    return (root / FEATURES_FILE).is_file()
+
+
+def create_feature_dir(
+    root: Path,
+    ids: Sequence[str],
+    labels: np.ndarray | None,
+    meta: dict[str, Any],
+) -> None:
+    """Start a folder: ids, labels, a zero ``features.npy`` of ``[N, D]`` and, last, the meta.
+
+    Args:
+        root: the folder (it exists).
+        ids: the ``N`` image ids.
+        labels: ``[N]`` or ``[N, K]`` int64, or None for none.
+        meta: the run's meta, with ``num_images`` (N) and ``dim`` (D).
+    """
+    _write_json(root / IDS_FILE, list(ids))
+    if labels is not None:
+        atomic_save_npy(root / LABELS_FILE, labels)
+    shape = (int(meta["num_images"]), int(meta["dim"]))
+    np.lib.format.open_memmap(root / FEATURES_FILE, mode="w+", dtype=np.float32, shape=shape)
+    write_meta(root, meta)
+
+
+def open_features(root: Path) -> np.memmap:
+    """``features.npy`` memory-mapped for writing rows in place: ``ndarray[N, D]``."""
+    return np.load(root / FEATURES_FILE, mmap_mode="r+")
+
+
+def compact_feature_dir(root: Path, meta: dict[str, Any]) -> None:
+    """Drop the skipped images' rows from features, labels and ids; mark the folder complete.
+
+    Each file is compacted only while it still has N rows, so a crash in here is
+    finished by the next call.
+
+    Args:
+        root: a folder whose ``meta["rows_done"]`` rows are all written.
+        meta: its meta; ``"rows"``, ``"complete"`` (and ``"labels_shape"``) are updated in
+            place and written.
+    """
+    n = meta["num_images"]
+    bad = sorted({s["index"] for s in meta["skipped"]})
+    n_rows = n - len(bad)
+    if bad:
+        keep = np.setdiff1d(np.arange(n), bad)
+        _compact_features(root / FEATURES_FILE, keep, n)
+        if (root / LABELS_FILE).is_file():
+            label_arr = np.load(root / LABELS_FILE)
+            if label_arr.shape[0] == n:
+                atomic_save_npy(root / LABELS_FILE, label_arr[keep])
+        ids = _read_json(root / IDS_FILE)
+        if len(ids) == n:
+            _write_json(root / IDS_FILE, [ids[i] for i in keep])
+        if meta.get("labels_shape"):
+            meta["labels_shape"][0] = n_rows
+    meta["rows"] = n_rows
+    meta["complete"] = True
+    write_meta(root, meta)
+
+
+def _compact_features(path: Path, keep: np.ndarray, n: int) -> None:
+    """Rewrite ``features.npy`` with only the rows ``keep`` (if it still has ``n`` rows)."""
+    src = np.load(path, mmap_mode="r")
+    if src.shape[0] == n:
+        shape = (len(keep), src.shape[1])
+        with atomic_path(path, suffix=".npy") as tmp:
+            dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            for lo in range(0, len(keep), _COMPACT_CHUNK):
+                dst[lo : lo + _COMPACT_CHUNK] = src[keep[lo : lo + _COMPACT_CHUNK]]
+            dst.flush()
+            del dst
+    del src
+
+
+# ------------------------------------------------------------------------------- shards
+def _shard_path(root: Path, k: int) -> Path:
+    return root / SHARDS_DIR / f"batch_{k:06d}.npz"
+
+
+def start_shards(root: Path, settings: dict[str, Any]) -> None:
+    """Keep ``shards/`` if it holds batches of the same ``settings``, else start it empty."""
+    shards = root / SHARDS_DIR
+    stored = None
+    if (shards / "settings.json").is_file():
+        stored = _read_json(shards / "settings.json")
+    if stored != settings:  # batches of another run: not ours
+        shutil.rmtree(shards, ignore_errors=True)
+        shards.mkdir(parents=True)
+        _write_json(shards / "settings.json", settings)
+
+
+def shard_written(root: Path, k: int) -> bool:
+    """Whether batch ``k`` is in ``shards/``."""
+    return _shard_path(root, k).is_file()
+
+
+def write_shard(root: Path, k: int, rows: np.ndarray, skipped: list[dict[str, Any]]) -> None:
+    """Write batch ``k`` atomically: ``rows`` float32 ``[B, D]`` and its skipped images
+    (``{"index", "file"}`` each)."""
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        rows=rows,
+        bad_index=np.array([s["index"] for s in skipped], dtype=np.int64),
+        bad_file=np.array([s["file"] for s in skipped], dtype=np.str_),
+    )
+    atomic_write_bytes(_shard_path(root, k), buf.getvalue())
+
+
+def read_shard(root: Path, k: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Batch ``k`` as written by :func:`write_shard`: ``(rows [B, D], skipped)``."""
+    with np.load(_shard_path(root, k), allow_pickle=False) as part:
+        files = part["bad_file"].tolist()
+        skipped = [
+            {"index": int(index), "file": file}
+            for index, file in zip(part["bad_index"].tolist(), files, strict=True)
+        ]
+        return part["rows"], skipped
+
+
+def clear_shards(root: Path) -> None:
+    """Remove ``shards/`` (merged, or left by an interrupted ``torchrun``)."""
+    shutil.rmtree(root / SHARDS_DIR, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------ reading
+def load_feature_dir(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Open a directory written by ``sppnet features``.
+
+    Args:
+        path: a folder with ``features.npy`` (float32 ``[N, D]``), ``labels.npy`` (int64
+            ``[N]`` or ``[N, K]``) and ``meta.json``.
+
+    Returns:
+        ``(features, labels, meta)``: features memory-mapped read-only, labels in memory.
+
+    Raises:
+        FileNotFoundError: a missing file (named).
+        sppnet.errors.DamagedFileError: a truncated or corrupt file, an object array, or
+            NaN / infinite features (the file and row named).
+        ValueError: an unfinished extraction (``meta["complete"]`` false, or
+            ``meta["rows_done"] < meta["num_images"]``) or row counts that differ between
+            the files.
+    """
+    root = Path(path)
+    for name in (FEATURES_FILE, LABELS_FILE, META_FILE):
+        if not (root / name).is_file():
+            raise FileNotFoundError(f"{root / name} not found; write it with `sppnet features`")
+    fix = f"re-extract it: delete {root} and rerun `sppnet features`"
+    meta = load_json_file(root / META_FILE, fix=fix)
+    if not isinstance(meta, dict):
+        raise DamagedFileError(root / META_FILE, "not a JSON object", fix)
+    features = load_npy_file(root / FEATURES_FILE, mmap_mode="r", fix=fix, finite=True)
+    labels = load_npy_file(root / LABELS_FILE, fix=fix)
+    if features.ndim != 2:
+        raise DamagedFileError(root / FEATURES_FILE, f"expected [N, D], got {features.shape}", fix)
+    n = features.shape[0]
+    total = int(meta.get("num_images", n))
+    done = int(meta.get("rows_done", total))
+    # "complete" is set once the skipped images' rows are dropped (then N <= num_images)
+    if not meta.get("complete", True) or done < total:
+        raise ValueError(
+            f"{root} holds an unfinished extraction ({done} of {total} images done); "
+            "rerun `sppnet features` with the same arguments to finish it"
+        )
+    if labels.shape[0] != n:
+        raise ValueError(f"{root}: features.npy has {n} rows, labels.npy {labels.shape[0]}")
+    return features, labels, meta
