@@ -8,12 +8,13 @@ STAMP := $(VENV)/.sppnet-installed
 
 .PHONY: demo test lint bench bench-gpu clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	@# torch goes first and pinned: 2.13.0 is the local CPU wheel; an unpinned torch
 	@# would pull gigabytes of CUDA packages. A torch already in the venv is kept.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@# constraints.txt: the exact versions the README's numbers come from (see its header)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
 demo: $(STAMP)
