@@ -3,7 +3,7 @@
 Builds ZF-5 with random weights (speed does not depend on them), one built-in synthetic
 image resized to ``--image H W`` (375 x 500, a typical VOC size) and ``--windows`` random
 windows (log-uniform sides from 16 px to the image side, seeded), then times with
-:func:`sppnet.engine.detection_timing.time_detection`:
+:func:`_timing.time_detection`:
 
   * SPP-net: conv maps of the whole image at 1 scale (688) and 5 scales (480..1200),
     window pooling, fc6 + fc7 for every window;
@@ -41,12 +41,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _timing import add_memory_option, apply_memory_option, environment_line, random_boxes
+from _timing import (
+    add_memory_option,
+    apply_memory_option,
+    detection_table,
+    environment_line,
+    random_boxes,
+    time_detection,
+)
 from torch import nn
 
 from sppnet.data.synthetic import render_synthetic_image
 from sppnet.data.transforms import to_tensor
-from sppnet.engine.detection_timing import markdown_table, time_detection
 from sppnet.models import create_model
 
 CONV_EFFICIENCY_TARGET = 0.95  # conv speedup / conv work ratio
@@ -220,7 +226,7 @@ def main() -> None:
         f"(R-CNN: {args.rcnn_repeats}), round-robin"
     )
     print(environment_line(device))
-    print(markdown_table(result))
+    print(detection_table(result))
     for text, met in check_targets(result):
         print(f"{'MET    ' if met else 'NOT met'}  {text}")
     if args.detector is not None:
