@@ -1,4 +1,4 @@
-# The two commands of the README:
+# The two commands of the README (docs/benchmarks.md for bench and bench-gpu):
 #   make demo   set everything up, then run the main job
 #   make test   set everything up, then lint and run the test suite (what CI runs)
 PYTHON ?= python3
