@@ -158,7 +158,8 @@ def measure(args: argparse.Namespace) -> None:
     print(f"\nthe two detectors are {'equal' if same else 'DIFFERENT'} (SVMs, box regressors)")
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--windows", type=int, default=2000, help="windows per image (2000)")
     parser.add_argument("--width", type=float, default=1.0, help="ZF-5 channel multiplier")
@@ -169,7 +170,11 @@ def main() -> None:
     parser.add_argument("--scales", type=int, nargs="+", default=[400], help="--measure")
     parser.add_argument("--fc-dim", type=int, default=1024, help="--measure: fc width")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.measure:

@@ -281,10 +281,23 @@ def _map_size_summary(sizes: list[dict[str, tuple[int, int]]], name: str) -> str
     )
 
 
-def run(args: argparse.Namespace, data: Path) -> dict[str, object]:
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    total_start = time.perf_counter()
+TABLE_HEADER = [
+    "map / pyramid / pool",
+    "padding",
+    "dim",
+    "ms/img (median)",
+    "C (CV)",
+    "CV err %",
+    "test err % (CV's C)",
+    "vs head 3-2-1 sym: +/- (p)",
+]
+
+
+def load_data(
+    args: argparse.Namespace, data: Path
+) -> tuple[Path, list[Tensor], np.ndarray, list[Tensor], np.ndarray, list[str]]:
+    """The classification view (generated when missing) and its train and test crops with
+    labels; prints the run's header and the data line."""
     sizes = {"train": args.train_scenes, "val": args.val_scenes, "test": args.test_scenes}
     start = time.perf_counter()
     view = classification_view(data, args.seed, sizes)
@@ -299,11 +312,14 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, object]:
         f"train per class {np.bincount(y_train, minlength=len(classes)).tolist()}, "
         f"test per class {np.bincount(y_test, minlength=len(classes)).tolist()}"
     )
+    return view, train_images, y_train, test_images, y_test, classes
 
+
+def all_features(images: list[Tensor]) -> dict[str, dict[Row, np.ndarray]]:
+    """``{padding: {row: features [N, D]}}`` of every crop, one pass per padding (printed)."""
     feats: dict[str, dict[Row, np.ndarray]] = {}
-    n_train = len(train_images)
     for padding in PADDINGS:
-        f, seconds, map_sizes = extract(train_images + test_images, padding)
+        f, seconds, map_sizes = extract(images, padding)
         feats[padding] = f
         n = len(map_sizes)
         print(
@@ -311,30 +327,21 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, object]:
             f"({1e3 * seconds / n:.0f} ms/crop, all maps in one pass); maps: "
             + "; ".join(_map_size_summary(map_sizes, name) for name in MAPS)
         )
+    return feats
 
-    timed = test_images[: args.time_images]
-    test_feats = {p: {r: v[n_train:] for r, v in f.items()} for p, f in feats.items()}
-    ms, worst = time_rows(timed, test_feats)
-    print(
-        f"timing: {len(timed)} test crops per configuration, batch 1; per-configuration "
-        f"models vs bulk features: max abs difference {worst:.2e} (l2-normalised vectors)"
-    )
 
-    results = []
-    header = [
-        "map / pyramid / pool",
-        "padding",
-        "dim",
-        "ms/img (median)",
-        "C (CV)",
-        "CV err %",
-        "test err % (CV's C)",
-        "vs head 3-2-1 sym: +/- (p)",
-        *(f"test err % C={c:g}" for c in args.c_values),
-    ]
-    table = []
+def score_rows(
+    args: argparse.Namespace,
+    feats: dict[str, dict[Row, np.ndarray]],
+    labels: tuple[np.ndarray, np.ndarray],
+    ms: dict[tuple[Row, str], float],
+) -> tuple[list[list[str]], list[dict[str, object]]]:
+    """SVMs on every (row, padding): the table's rows and the JSON records, each row
+    compared with the first (head 3-2-1, symmetric) by a paired test."""
+    y_train, y_test = labels
+    n_train = len(y_train)
+    table, results = [], []
     reference: np.ndarray | None = None  # the first row, symmetric
-    svm_start = time.perf_counter()
     for row in ROWS:
         for padding in PADDINGS:
             x = feats[padding][row]
@@ -378,6 +385,29 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, object]:
                     "not_converged": res.warnings,
                 }
             )
+    return table, results
+
+
+def run(args: argparse.Namespace, data: Path) -> dict[str, object]:
+    """The whole measurement on ``data``: features, timings, SVMs; prints the table and
+    returns the JSON record."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    total_start = time.perf_counter()
+    view, train_images, y_train, test_images, y_test, _ = load_data(args, data)
+    feats = all_features(train_images + test_images)
+    n_train = len(train_images)
+
+    timed = test_images[: args.time_images]
+    test_feats = {p: {r: v[n_train:] for r, v in f.items()} for p, f in feats.items()}
+    ms, worst = time_rows(timed, test_feats)
+    print(
+        f"timing: {len(timed)} test crops per configuration, batch 1; per-configuration "
+        f"models vs bulk features: max abs difference {worst:.2e} (l2-normalised vectors)"
+    )
+
+    svm_start = time.perf_counter()
+    table, results = score_rows(args, feats, (y_train, y_test), ms)
     print(f"SVMs: {time.perf_counter() - svm_start:.0f} s ({args.threads} threads)")
     print()
     print(
@@ -386,6 +416,7 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, object]:
         f"{len(y_train)} train crops"
     )
     print()
+    header = [*TABLE_HEADER, *(f"test err % C={c:g}" for c in args.c_values)]
     print(markdown_table(header, table))
     total = time.perf_counter() - total_start
     print()
@@ -402,7 +433,8 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, object]:
     }
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options (:func:`parse_args` checks their values)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
         "--data",
@@ -425,6 +457,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="LinearSVC C values to cross-validate (default: 0.1 1 10)",
     )
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The options, counts and C values checked (exit 2 with one error line otherwise)."""
+    p = build_parser()
     args = p.parse_args(argv)
     for name in ("train_scenes", "val_scenes", "test_scenes", "time_images", "threads"):
         if getattr(args, name) < 1:

@@ -35,13 +35,18 @@ from _timing import environment_line, interleaved_ms, markdown_table
 from sppnet.models import create_model, set_bn_folding
 
 
-def main() -> None:
-    """Parse the options, time the cases, print the table."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    """Parse the options, time the cases, print the table."""
+    args = build_parser().parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = create_model("efficientnet_lite0", pretrained=True, num_classes=8).eval()

@@ -35,7 +35,8 @@ RUNS = {
 VIEWS = ("center", "ten", "full", "multiview")
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/repro_classification")
     parser.add_argument("--epochs", type=int, default=20)
@@ -53,10 +54,11 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    return parser
+
+
+def make_data(args: argparse.Namespace, out: Path) -> tuple[Path, ImageFolder]:
+    """The built-in scenes and their object-crop view (generated once), and its test split."""
     train_n, val_n, test_n = args.images
     voc = generate_voc_dataset(
         out / "data" / "voc",
@@ -69,42 +71,51 @@ def main() -> None:
     print(
         f"data: {data} ({len(ImageFolder(data, split='train'))} train / {len(test_set)} test crops)"
     )
+    return data, test_set
 
-    results: dict[str, dict] = {}
-    for name, (levels, size_mode) in RUNS.items():
-        run_dir = out / name.replace(", ", "_").replace(" ", "-").replace("/", "")
-        config = ClassifierTrainConfig(
-            data=str(data),
-            out=str(run_dir),
-            width=args.width,
-            fc_dim=args.fc_dim,
-            spp_levels=levels,
-            size_mode=size_mode,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            plateau_patience=4,
-            seed=args.seed,
-        )
-        start = time.perf_counter()
-        done = find_checkpoint(run_dir) if (run_dir / "checkpoints").exists() else None
-        state = json.loads((done / "state.json").read_text()) if done else {}
-        if state.get("epoch", 0) < args.epochs:
-            train_classifier(config, resume=done is not None)
-        model, meta = load_classifier(run_dir)
-        train_s = time.perf_counter() - start
-        views = VIEWS if levels is not None else ("center", "ten")
-        start = time.perf_counter()
-        errors = evaluate_classifier(model, test_set, views=views, mean=meta["mean"])
-        results[name] = {
-            "config": dataclasses.asdict(config),
-            "errors": errors,
-            "train_seconds": round(train_s, 1),
-            "eval_seconds": round(time.perf_counter() - start, 1),
-        }
-        print(name, {v: e and round(100 * e["top1_error"], 1) for v, e in errors.items()})
 
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+def train_and_evaluate(
+    args: argparse.Namespace,
+    name: str,
+    data: Path,
+    test_set: ImageFolder,
+) -> dict[str, object]:
+    """Train one of :data:`RUNS` (or reuse / resume its run) and test it with every view."""
+    levels, size_mode = RUNS[name]
+    run_dir = Path(args.out) / name.replace(", ", "_").replace(" ", "-").replace("/", "")
+    config = ClassifierTrainConfig(
+        data=str(data),
+        out=str(run_dir),
+        width=args.width,
+        fc_dim=args.fc_dim,
+        spp_levels=levels,
+        size_mode=size_mode,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        plateau_patience=4,
+        seed=args.seed,
+    )
+    start = time.perf_counter()
+    done = find_checkpoint(run_dir) if (run_dir / "checkpoints").exists() else None
+    state = json.loads((done / "state.json").read_text()) if done else {}
+    if state.get("epoch", 0) < args.epochs:
+        train_classifier(config, resume=done is not None)
+    model, meta = load_classifier(run_dir)
+    train_s = time.perf_counter() - start
+    views = VIEWS if levels is not None else ("center", "ten")
+    start = time.perf_counter()
+    errors = evaluate_classifier(model, test_set, views=views, mean=meta["mean"])
+    return {
+        "config": dataclasses.asdict(config),
+        "errors": errors,
+        "train_seconds": round(train_s, 1),
+        "eval_seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def print_table(results: dict[str, dict]) -> None:
+    """The markdown table: top-1 error % (top-5) per model and test view."""
     header = ["model", "1 crop", "10 views", "full image", "multi-view (98 views)"]
     print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for name, r in results.items():
@@ -115,6 +126,21 @@ def main() -> None:
                 "n/a" if not e else f"{100 * e['top1_error']:.1f} ({100 * e['top5_error']:.1f})"
             )
         print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    data, test_set = make_data(args, out)
+    results: dict[str, dict] = {}
+    for name in RUNS:
+        results[name] = train_and_evaluate(args, name, data, test_set)
+        errors = results[name]["errors"]
+        print(name, {v: e and round(100 * e["top1_error"], 1) for v, e in errors.items()})
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    print_table(results)
     print(
         f"\ntop-1 error % (top-5 in parentheses) on {len(test_set)} test crops; "
         f"ZF-5 width {args.width}, fc {args.fc_dim}, {args.epochs} epochs; "

@@ -9,8 +9,9 @@ Compares, side by side in one run (median of several runs):
               a full-size input gradient once);
 and a padded batch of different-size maps pooled with ``extents`` (beyond the paper), in one
 call of the compiled window kernels (numba) and on the pure-PyTorch path (grouped by size).
-Target (issue 15): sppnet forward + backward <= 9 ms on 2 threads. The plain batch stays on
-adaptive pooling: the compiled kernels took twice as long on it.
+Target, the project's own for this 2-core CPU machine class: sppnet forward + backward
+<= 9 ms on 2 threads. The plain batch stays on adaptive pooling: the compiled kernels took
+twice as long on it.
 
 Run:
     THP_MEM_ALLOC_ENABLE=1 python benchmarks/spp_speed.py [--batch 64] [--repeats 20]
@@ -66,7 +67,8 @@ def fwd_bwd(fn, x: torch.Tensor):
     return step
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--channels", type=int, default=256)
@@ -74,7 +76,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     add_memory_option(parser)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     apply_memory_option(args)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -109,7 +109,8 @@ def _plain(value: object) -> object:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="example:\n  python benchmarks/transfer_table.py --out runs/transfer",
@@ -139,12 +140,14 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=5, help="Caltech-style: random splits")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    start = time.perf_counter()
-    out = Path(args.out)
+    return parser
 
+
+def load_data(
+    args: argparse.Namespace, out: Path
+) -> tuple[Path, VOCDetection, VOCDetection, ImageFolder, dict[str, int]]:
+    """The VOC-layout root and its train and test splits (generated when no ``--voc``), the
+    classification view of the same images and each image's Caltech-style label."""
     if args.voc:
         voc = Path(args.voc)
     else:
@@ -158,13 +161,63 @@ def main() -> None:
         )
     train_set = VOCDetection(voc, args.train_split)
     test_set = VOCDetection(voc, args.test_split)
-    class_names = list(train_set.class_names)
     # Caltech-style labels: the classification view of the same images (largest object)
     view_root = make_classification_view(
         voc, out / "data" / "classification", splits=(args.train_split, args.test_split)
     )
     view = ImageFolder(view_root)
     label_of = {Path(path).stem: int(label) for path, label in view.samples}
+    return voc, train_set, test_set, view, label_of
+
+
+def score_cell(
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    mean: float,
+    sets: tuple[VOCDetection, VOCDetection],
+    label_of: dict[str, int],
+    tag: str,
+    img_view: str,
+    layer: str,
+) -> dict[str, object]:
+    """One (network, view, layer) cell: features of both splits, then the VOC-style and the
+    Caltech-style protocols."""
+    train_set, test_set = sets
+    out = Path(args.out)
+    common = dict(layer=layer, view=img_view, size=args.size, crop=args.crop, mean=mean)
+    xtr, ytr, ids_tr = _features(model, train_set, out / "features" / f"{tag}_tr", **common)
+    xte, yte, ids_te = _features(model, test_set, out / "features" / f"{tag}_te", **common)
+    voc_res = voc_classification_protocol(
+        xtr, ytr, xte, yte, C=args.C, seed=args.seed, class_names=list(train_set.class_names)
+    )
+    ids = ids_tr + ids_te
+    rows = [i for i, image_id in enumerate(ids) if image_id in label_of]
+    x_all = np.concatenate([xtr, xte])[rows]
+    y_all = np.array([label_of[ids[i]] for i in rows], dtype=np.int64)
+    cal_res = caltech_protocol(
+        x_all, y_all, n_train=args.n_train, n_test=args.n_test,
+        n_splits=args.splits, seed=args.seed, C=args.C,
+    )  # fmt: skip
+    return {"voc": voc_res, "caltech": cal_res, "dim": int(xtr.shape[1])}
+
+
+def print_table(title: str, layers: list[str], results: dict[str, dict], cell) -> None:
+    """One markdown table: a row per (network, view), a column per layer."""
+    print(f"\n{title}\n")
+    print("| | " + " | ".join(layers) + " |\n|---|" + "---|" * len(layers))
+    for row, by_layer in results.items():
+        cells = [cell(by_layer[layer]) if layer in by_layer else "-" for layer in layers]
+        print(f"| {row} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    out = Path(args.out)
+    voc, train_set, test_set, view, label_of = load_data(args, out)
+    class_names = list(train_set.class_names)
     models = _models(args)
     print(
         f"data: {voc} ({len(train_set)} train / {len(test_set)} test images, "
@@ -183,43 +236,29 @@ def main() -> None:
             if not _applicable(net == "SPP", img_view, layer):
                 continue
             tag = f"{net.replace(' ', '')}_{img_view}_{layer}"
-            common = dict(layer=layer, view=img_view, size=args.size, crop=args.crop, mean=mean)
-            xtr, ytr, ids_tr = _features(model, train_set, out / "features" / f"{tag}_tr", **common)
-            xte, yte, ids_te = _features(model, test_set, out / "features" / f"{tag}_te", **common)
-            voc_res = voc_classification_protocol(
-                xtr, ytr, xte, yte, C=args.C, seed=args.seed, class_names=class_names
+            res = score_cell(
+                args, model, mean, (train_set, test_set), label_of, tag, img_view, layer
             )
-            ids = ids_tr + ids_te
-            rows = [i for i, image_id in enumerate(ids) if image_id in label_of]
-            x_all = np.concatenate([xtr, xte])[rows]
-            y_all = np.array([label_of[ids[i]] for i in rows], dtype=np.int64)
-            cal_res = caltech_protocol(
-                x_all, y_all, n_train=args.n_train, n_test=args.n_test,
-                n_splits=args.splits, seed=args.seed, C=args.C,
-            )  # fmt: skip
-            results[row][layer] = {"voc": voc_res, "caltech": cal_res, "dim": int(xtr.shape[1])}
+            results[row][layer] = res
             print(
-                f"  {row:<24} {layer:<6} D={xtr.shape[1]:<6} mAP {100 * voc_res['map']:5.1f}  "
-                f"accuracy {100 * cal_res['mean']:5.1f} +- {100 * cal_res['std']:.1f}  "
-                f"({time.perf_counter() - start:.0f} s)",
+                f"  {row:<24} {layer:<6} D={res['dim']:<6} mAP {100 * res['voc']['map']:5.1f}  "
+                f"accuracy {100 * res['caltech']['mean']:5.1f} +- "
+                f"{100 * res['caltech']['std']:.1f}  ({time.perf_counter() - start:.0f} s)",
                 flush=True,
             )
 
-    def table(title: str, cell) -> None:
-        print(f"\n{title}\n")
-        print("| | " + " | ".join(args.layers) + " |\n|---|" + "---|" * len(args.layers))
-        for row, by_layer in results.items():
-            cells = [cell(by_layer[layer]) if layer in by_layer else "-" for layer in args.layers]
-            print(f"| {row} | " + " | ".join(cells) + " |")
-
-    table(
+    print_table(
         f"VOC-style classification mAP (%), {len(class_names)} classes, "
         f"{len(train_set)} train / {len(test_set)} test images",
+        args.layers,
+        results,
         lambda r: "n/a" if math.isnan(r["voc"]["map"]) else f"{100 * r['voc']['map']:.1f}",
     )
-    table(
+    print_table(
         f"Caltech-style accuracy (%), {args.n_train} train / up to {args.n_test} test images "
         f"per class, {args.splits} splits (mean +- std)",
+        args.layers,
+        results,
         lambda r: f"{100 * r['caltech']['mean']:.1f} +- {100 * r['caltech']['std']:.1f}",
     )
     source = "checkpoints " + " ".join(args.checkpoint) if args.checkpoint else "random weights"

@@ -297,7 +297,7 @@ def test_voc_detection_bad_annotation_and_image(tmp_path):
 
 
 def test_own_classes_without_a_class_list_say_how_to_fix_it(tmp_path):
-    """Issue 13: a VOC root whose annotations name their own classes and that has no
+    """A VOC root whose annotations name their own classes and that has no
     classes.txt is an error naming the file, the split's classes and both fixes."""
     _make_voc(tmp_path)
     write_voc_xml(

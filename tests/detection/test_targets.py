@@ -189,7 +189,7 @@ def test_svm_positives():
 
 
 def test_svm_negatives_iou_band():
-    # IoU with GT: exactly 0.3 (a negative, SPEC "<= 0.3"), 0.31 (not), 0 (negative).
+    # IoU with GT: exactly 0.3 (a negative: the paper's "<= 0.3"), 0.31 (not), 0 (negative).
     proposals = torch.tensor([_strip(3.0), _strip(3.1), [50.0, 50, 60, 60]])
     assert svm_negatives(proposals, GT).tolist() == [0, 2]
     # No positive of the class in the image: every window is a negative (then the two

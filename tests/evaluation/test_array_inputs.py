@@ -1,5 +1,5 @@
-"""Every metric takes torch tensors, numpy arrays and plain lists alike (issue 13, item 4):
-the same inputs in the three forms give the same numbers, bad inputs the same errors."""
+"""Every metric takes torch tensors, numpy arrays and plain lists alike: the
+same inputs in the three forms give the same numbers, bad inputs the same errors."""
 
 from __future__ import annotations
 

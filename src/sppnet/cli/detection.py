@@ -260,7 +260,7 @@ examples:
   # proposals in 4 processes; or 2 processes sharing out the proposals and the cache
   # (rank 0 then trains; the same files and detector as one process). Several
   # machines: torchrun --nnodes M --node_rank I --master_addr HOST ... with --out
-  # on a shared file system (README: several processes and machines)
+  # on a shared file system (docs/distributed.md)
   sppnet train-det --checkpoint runs/cls --out runs/det --proposal-workers 4
   torchrun --nproc_per_node 2 -m sppnet train-det --checkpoint runs/cls --out runs/det
 """
@@ -295,7 +295,7 @@ def add_train_det_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--cache", choices=("maps", "windows"),
         help="training cache: conv maps, windows pooled when needed (default; ~40x less disk) "
-        "or every pooled window (faster fc fine-tuning on small data, see README)",
+        "or every pooled window (faster fc fine-tuning on small data, see docs/detection.md)",
     )  # fmt: skip
     train.add_argument("--finetune-iterations", type=int, help="fc fine-tuning mini-batches")
     train.add_argument("--finetune-lr", type=float, help="fc fine-tuning learning rate (1e-3)")

@@ -1,15 +1,23 @@
-"""Detection timing: result keys, analytic conv work, table, validation (tiny model)."""
+"""The benchmarks' detection timing (benchmarks/_timing.py): result keys, analytic conv
+work, table, validation (tiny model)."""
 
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from sppnet.engine.detection_timing import conv_multiply_adds, markdown_table, time_detection
 from sppnet.models import ConvSpec, LrnSpec, PoolSpec, SPPNet, create_model
+
+# benchmarks/ is a folder of scripts, not a package: they import their helpers as the
+# script's own folder puts them on the path, and so does this test
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+import _timing
+from _timing import conv_multiply_adds, detection_table, time_detection
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +86,7 @@ def test_result_keys_finite_and_positive(model):
         result["spp1_conv_s"] + result["spp1_pool_s"] + result["fc_s"]
     )
     assert result["spp2_speedup"] == pytest.approx(result["rcnn_total_s"] / result["spp2_total_s"])
-    table = markdown_table(result)
+    table = detection_table(result)
     assert "R-CNN" in table and "SPP (2-scale) + SVD fc (16/8)" in table
     assert len(table.splitlines()) == 10
 
@@ -87,7 +95,7 @@ def test_without_rcnn_or_svd(model):
     image, boxes = _inputs()
     result = time_detection(model, image, boxes, scales_list=((100,),), rcnn=False, repeats=1)
     assert not any(k.startswith("rcnn") or "svd" in k or "speedup" in k for k in result)
-    table = markdown_table(result)
+    table = detection_table(result)
     assert "R-CNN" not in table and "SVD" not in table
     assert len(table.splitlines()) == 7
 
@@ -115,7 +123,6 @@ def test_extra_cases_timed_in_the_same_rounds(model):
 def test_rounds_wait_for_the_images_device(model, monkeypatch):
     # on CUDA each timing must wait for the queued work: the clock is read through
     # device_clock with the image's device, at both ends of every case
-    from sppnet.engine import detection_timing
 
     devices = []
 
@@ -123,7 +130,7 @@ def test_rounds_wait_for_the_images_device(model, monkeypatch):
         devices.append(device)
         return float(len(devices))  # every timing lasts one "second"
 
-    monkeypatch.setattr(detection_timing, "device_clock", clock)
+    monkeypatch.setattr(_timing, "device_clock", clock)
     image, boxes = _inputs()
     time_detection(model, image, boxes, scales_list=((100,),), rcnn=True, repeats=2)
     # 2 rounds x (conv, pool, fc) cases + R-CNN's one batch, two readings each
@@ -189,4 +196,4 @@ def test_validation(model):
     with pytest.raises(ValueError, match="vanishes"):
         conv_multiply_adds(model, 5, 5)
     with pytest.raises(ValueError, match="no spp"):
-        markdown_table({"fc_s": 1.0})
+        detection_table({"fc_s": 1.0})
