@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(err: BaseException, code: int | None = None) -> int:
     """Print ``err`` as one ``error:`` line on stderr; return the exit code."""
-    text = str(err)
+    text = _worker_message(str(err))
     if isinstance(err, OSError) and getattr(err, "filename", None) is not None:
         text = f"{err.filename}: {err.strerror or text}"
     if isinstance(err, ImportError) and not text:
@@ -111,6 +111,16 @@ def _report(err: BaseException, code: int | None = None) -> int:
         text = f"[rank {rank}] {text}"
     print("error: " + " ".join(text.split()), file=sys.stderr)
     return code if code is not None else int(getattr(err, "exit_code", 2))
+
+
+def _worker_message(text: str) -> str:
+    """The error's own message where a DataLoader worker re-raised it with its traceback
+    ("Caught X in DataLoader worker process 0. Original Traceback ...: X: message")."""
+    if not (text.startswith("Caught ") and "Original Traceback" in text):
+        return text
+    last = text.rstrip().splitlines()[-1]  # "package.module.ErrorName: message"
+    name, _, message = last.partition(": ")
+    return message if message and " " not in name else text
 
 
 def _memory_policy() -> None:

@@ -131,6 +131,9 @@ def _eval_det(args: argparse.Namespace, detector: Any, info: DistInfo) -> int:
     if args.images is not None and len(dataset) == 0:
         raise UserError(f"--data {args.data} lists no images")
     require_images(dataset, args)
+    from sppnet.detection.scales import check_dataset_scales
+
+    check_dataset_scales(dataset, detector.scales, detector.max_long_side, args.max_images)
     name = args.split if args.images is None else Path(args.data).stem
     out = Path(args.out) if args.out else Path(args.detector) / f"eval_{name}"
     cache_dir = Path(args.proposal_cache) if args.proposal_cache else out / "proposals"

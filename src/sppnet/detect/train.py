@@ -61,6 +61,7 @@ from sppnet.detection.box_regression import fit_ridge
 from sppnet.detection.detector import Detector
 from sppnet.detection.linear_svm import feature_norm_scale, fit_linear_svm
 from sppnet.detection.proposals import ProposalCache, load_proposals
+from sppnet.detection.scales import check_dataset_scales
 from sppnet.detection.targets import (
     hard_negative_round,
     label_windows,
@@ -932,6 +933,7 @@ def _open_training_set(config: DetectorTrainConfig, out: Path, info: DistInfo) -
         )
     if config.max_images is not None:
         keep_first_images(dataset, config.max_images)
+    check_dataset_scales(dataset, config.scales, config.max_long_side)  # before any work
     return dataset
 
 

@@ -72,6 +72,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from sppnet._validate import check_int
 from sppnet.data.decode import ImageDecodeError
+from sppnet.data.limits import ImageTooLargeError
 from sppnet.data.transforms import (
     check_mean,
     five_crop_boxes,
@@ -413,9 +414,13 @@ class _Inputs(Dataset):
                 f"dataset items must be PIL images or (PIL image, target) pairs; item {index} "
                 f"holds {type(image).__name__} (build the dataset without a transform)"
             )
-        x = representation_input(
-            image, view=self.view, size=self.size, crop=self.crop, mean=self.mean
-        )
+        try:
+            x = representation_input(
+                image, view=self.view, size=self.size, crop=self.crop, mean=self.mean
+            )
+        except ImageTooLargeError as err:
+            samples = getattr(self.dataset, "samples", None)
+            raise err.at(samples[index][0] if samples is not None else f"item {index}") from None
         return {"index": index, "x": x, "bad": None}
 
 
