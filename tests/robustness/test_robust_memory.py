@@ -16,7 +16,7 @@ from conftest import one_error, train_det_args
 from PIL import Image
 
 from sppnet.cli import main
-from sppnet.data.limits import (
+from sppnet.limits import (
     MAX_RESIZED_PIXELS,
     MAX_RESIZED_SIDE,
     ImageTooLargeError,

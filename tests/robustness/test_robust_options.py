@@ -137,3 +137,57 @@ def test_out_in_a_read_only_folder_fails_before_the_first_epoch(data, tmp_path, 
 def test_json_that_is_a_folder(run, data, tmp_path, capsys):
     assert main([*_eval(run, data), "--json", str(tmp_path)]) == 2
     one_error(capsys, "--json", "is a folder")
+
+
+# the least argv each command parses with (the values are never read: the checks come first)
+_BASE = {
+    "models": [],
+    "eval": ["--checkpoint", "r", "--data", "d"],
+    "train": ["--out", "OUT"],
+    "svm": ["--features", "f", "--protocol", "caltech"],
+    "features": ["--data", "d", "--layer", "spp", "--view", "full", "--out", "OUT"],
+    "train-det": ["--out", "OUT"],
+    "eval-det": ["--detector", "x", "--data", "d"],
+    "detect": ["x.jpg", "--detector", "x", "--out", "OUT"],
+    "export": ["--checkpoint", "r", "--out", "OUT.onnx"],
+    "predict": ["x.jpg"],
+    "demo": ["--out", "OUT"],
+}
+
+
+def _numeric_options() -> list[tuple[str, str, int]]:
+    """(command, option, values it takes) of every int/float/size option of every command."""
+    import argparse
+
+    from sppnet.cli import build_parser
+    from sppnet.cli._common import parse_size
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    found = []
+    for command, parser in sub.choices.items():
+        for action in parser._actions:
+            if action.type in (int, float, parse_size) and action.option_strings:
+                nargs = action.nargs if isinstance(action.nargs, int) else 1
+                found.append((command, action.option_strings[0], nargs))
+    return found
+
+
+@pytest.mark.parametrize(("command", "option", "nargs"), _numeric_options(), ids=str)
+def test_every_number_has_an_upper_bound(command, option, nargs, tmp_path, capsys):
+    if command == "export":
+        pytest.importorskip("onnx")
+    base = [a.replace("OUT", str(tmp_path / "out")) for a in _BASE[command]]
+    assert main([command, *base, option, *["1000000000000"] * nargs]) == 2
+    line = one_error(capsys, option, "<")
+    assert "1000000000000" in line
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_the_command_table_covers_every_command():
+    import argparse
+
+    from sppnet.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert {c for c, _, _ in _numeric_options()} <= set(_BASE)
+    assert set(sub.choices) - set(_BASE) == {"convert"}  # no number options

@@ -42,10 +42,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from sppnet._validate import check_int
 from sppnet.data.decode import ImageDecodeError
-from sppnet.data.limits import ImageTooLargeError
 from sppnet.data.transforms import check_mean, hflip, resize_shorter, subtract_mean, to_tensor
 from sppnet.data.views import feature_map_view_boxes, ten_view_boxes
 from sppnet.evaluation.classification import topk_errors
+from sppnet.limits import ImageTooLargeError
 from sppnet.ops import map_windows_to_features, window_pyramid_pool
 
 __all__ = ["EVAL_VIEWS", "MULTIVIEW_SCALES", "evaluate_classifier", "feature_map_view_logits"]

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from sppnet.data.decode import load_image
-from sppnet.data.limits import ImageTooLargeError
 from sppnet.data.transforms import resize_shorter, subtract_mean, to_tensor
+from sppnet.limits import ImageTooLargeError
 
 __all__ = ["Prediction", "predict_images"]
 
@@ -57,7 +57,7 @@ def predict_images(
 
     Raises:
         ValueError: an unreadable image (names the file), ``top``/``size``/``crop`` < 1.
-        sppnet.data.limits.ImageTooLargeError: (a ``ValueError``) an image over the
+        sppnet.limits.ImageTooLargeError: (a ``ValueError``) an image over the
             memory cap once resized (names the file).
     """
     for name, value in (("top", top), ("size", size), ("crop", crop or 1)):

@@ -32,7 +32,7 @@ from PIL import Image
 
 from sppnet._repr import format_fields
 from sppnet.data.decode import ImageDecodeError, load_image, open_image
-from sppnet.data.limits import ImageTooLargeError
+from sppnet.limits import ImageTooLargeError
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "read_image_size"]
 
@@ -203,7 +203,7 @@ class ImageFolder:
             IndexError: ``index`` out of range.
             ImageDecodeError: the file cannot be decoded (``skip_bad=False``), or no file
                 in the dataset can (``skip_bad=True``).
-            sppnet.data.limits.ImageTooLargeError: the transform would resize the image
+            sppnet.limits.ImageTooLargeError: the transform would resize the image
                 over the memory cap (names the file).
         """
         n = len(self.samples)

@@ -33,7 +33,7 @@ from PIL import Image
 from torch import Tensor
 
 from sppnet._validate import check_int
-from sppnet.data.limits import check_resized_size
+from sppnet.limits import check_resized_size
 
 __all__ = [
     "PCA_EIGENVALUES",
@@ -127,7 +127,7 @@ def resize_shorter(img: Image.Image, size: int) -> Image.Image:
     Raises:
         TypeError: ``img`` is not a PIL image or ``size`` is not an int.
         ValueError: ``size < 1``.
-        sppnet.data.limits.ImageTooLargeError: (a ``ValueError``) the resized image would
+        sppnet.limits.ImageTooLargeError: (a ``ValueError``) the resized image would
             be over the memory cap (a very elongated image).
     """
     _check_pil(img)
@@ -452,7 +452,7 @@ class FullImageTransform:
 
         Raises:
             TypeError: ``img`` is not a PIL image.
-            sppnet.data.limits.ImageTooLargeError: the resized image would be over the
+            sppnet.limits.ImageTooLargeError: the resized image would be over the
                 memory cap.
         """
         _check_pil(img)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from sppnet._validate import check_real
-from sppnet.data.limits import check_resized_size
+from sppnet.limits import check_resized_size
 from sppnet.ops.boxes import check_boxes
 
 __all__ = [
@@ -55,7 +55,7 @@ def image_scale_factors(
     it is lowered to ``max_long_side / max(height, width)`` (a memory cap for very
     elongated images; the paper has none, so the default is ``None``). Factors keep the
     order of ``scales``. A resized image over the memory cap
-    (:func:`~sppnet.data.limits.check_resized_size`) is refused here, before any pixel is
+    (:func:`~sppnet.limits.check_resized_size`) is refused here, before any pixel is
     resized.
 
     Args:
@@ -72,7 +72,7 @@ def image_scale_factors(
         TypeError: if a size, scale or the cap is not a real number.
         ValueError: if a size, scale or the cap is not positive and finite, or ``scales``
             is empty.
-        sppnet.data.limits.ImageTooLargeError: (a ``ValueError``) a resized image over
+        sppnet.limits.ImageTooLargeError: (a ``ValueError``) a resized image over
             the memory cap.
     """
     h = check_real("height", height, positive=True)
@@ -118,10 +118,10 @@ def check_dataset_scales(
         n: check only the first ``n`` images (all: None).
 
     Raises:
-        sppnet.data.limits.ImageTooLargeError: an image over the memory cap at a scale;
+        sppnet.limits.ImageTooLargeError: an image over the memory cap at a scale;
             the message names its file.
     """
-    from sppnet.data.limits import ImageTooLargeError
+    from sppnet.limits import ImageTooLargeError
 
     sizes = list(dataset.sizes)[:n]
     for i, (height, width) in enumerate(sizes):

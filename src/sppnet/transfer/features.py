@@ -72,7 +72,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from sppnet._validate import check_int
 from sppnet.data.decode import ImageDecodeError
-from sppnet.data.limits import ImageTooLargeError
 from sppnet.data.transforms import (
     check_mean,
     five_crop_boxes,
@@ -81,6 +80,7 @@ from sppnet.data.transforms import (
     to_tensor,
 )
 from sppnet.engine.distributed import DistInfo, barrier, shard_indices
+from sppnet.limits import ImageTooLargeError
 from sppnet.ops import spatial_pyramid_pool
 from sppnet.transfer.store import (
     clear_shards,
