@@ -58,3 +58,36 @@ def test_eval_classes_that_differ_are_named(run, data, capsys):
     (data / "red").rename(data / "yellow")
     assert main(["eval", "--checkpoint", str(run), "--data", str(data), "--split", "all"]) == 2
     one_error(capsys, "differ from the checkpoint", "yellow")
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["train"], ("required: --out", "sppnet train --help")),
+        (["bogus"], ("invalid choice: 'bogus'", "sppnet --help")),
+        (["export", "--checkpoint", "r", "--out", "x", "--opset", "1e12"],
+         ("--opset", "invalid int value: '1e12'", "sppnet export --help")),
+        (["export", "--checkpoint", "r", "--out", "x", "--max-image-side", "1e12"],
+         ("--max-image-side", "'1e12'")),
+        (["models", "--input", "3x4x5"], ("--input", "HEIGHTxWIDTH", "sppnet models --help")),
+        (["detect"], ("required: IMAGE",)),
+        (["train", "--out", "o", "--frob"], ("unrecognized arguments: --frob", "--help")),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)  # fmt: skip
+def test_argument_errors_are_one_line(argv, needles, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" not in err and err.count("\n") == 1, err
+    assert err.startswith("error: ")
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+def test_help_still_prints_the_usage(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"])
+    assert done.value.code == 0
+    assert "usage: sppnet train" in capsys.readouterr().out

@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from sppnet import __version__
 from sppnet.cli import classify, convert, demo, detection, export, transfer
@@ -35,9 +36,23 @@ examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one ``error:`` line (exit code 2), as every other
+    expected failure of the command, with a pointer to the usage instead of printing it."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``error: MESSAGE; see: PROG --help`` on stderr and exit with code 2."""
+        text = " ".join(message.split())
+        self.exit(2, f"error: {text}; see: {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``sppnet`` command (subcommands and their options)."""
-    parser = argparse.ArgumentParser(
+    """The argument parser of the ``sppnet`` command (subcommands and their options).
+
+    A bad argument ends it with one line ``error: ...; see: sppnet COMMAND --help`` on
+    stderr and ``SystemExit(2)``.
+    """
+    parser = _Parser(
         prog="sppnet",
         description="Spatial pyramid pooling networks (He et al., TPAMI 2015): "
         "classification at any image size and detection with shared convolutions.",
@@ -78,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     its traceback. ``--debug`` or ``SPPNET_DEBUG=1`` re-raises expected failures as well.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # SystemExit: --help, --version, an argument error (2)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
