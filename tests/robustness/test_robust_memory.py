@@ -89,7 +89,7 @@ def test_detect_refuses_the_image_before_its_proposals(detector, tmp_path, capsy
     monkeypatch.setattr(detect_images, "image_proposals", no_proposals)
     strip = _strip(tmp_path / "strip.png")  # detector scale 96: 96 x 160,000
     code = main(["detect", str(strip), "--detector", str(detector), "--out", str(tmp_path / "o")])
-    assert code == 1
+    assert code == 2
     line = one_error(capsys, "strip.png", "scale 96", "memory cap", "--scales")
     assert re.search(r"96x160000", line)
 

@@ -212,7 +212,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         detector = load_onnx_detector(args.onnx, **_detector_overrides(args))
     else:
         detector = _load_detector_for(args, resolve_device(args.device))
-    failed = 0
+    failed: list[str] = []
     for done in detect_images(
         detector,
         args.images,
@@ -221,8 +221,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         proposal_workers=args.proposal_workers,
     ):
         if isinstance(done, ImageFailure):
-            print(f"error: {done.path}: {done.message}", file=sys.stderr)
-            failed += 1
+            failed.append(f"{done.path}: {done.message}")
+            if len(args.images) > 1:  # named now; the count comes last
+                print(f"failed: {failed[-1]}", file=sys.stderr)
             continue
         picture, record, replaced = save_image_detections(
             done, args.out, detector.class_names, draw_threshold=args.draw_threshold
@@ -232,7 +233,26 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         n = len(done.detections["scores"])
         print(f"{done.path}: {n} detections -> {picture}, {record}")
         print_timing("  time", done.timing)
-    return 1 if failed else 0
+    return _detect_exit_code(failed, len(args.images), args.out)
+
+
+def _detect_exit_code(failed: list[str], total: int, out: str) -> int:
+    """0: every image detected; 1: some failed (the others' files are written); 2: all
+    failed. A failure ends with one ``error:`` line: the image's own, or the count."""
+    if not failed:
+        return 0
+    if total == 1:
+        print(f"error: {failed[0]}", file=sys.stderr)
+    elif len(failed) == total:
+        print(f"error: all {total} images failed (each named above)", file=sys.stderr)
+    else:
+        print(
+            f"error: {len(failed)} of {total} images failed (each named above); the "
+            f"detections of the other {total - len(failed)} are in {out}",
+            file=sys.stderr,
+        )
+        return 1
+    return 2
 
 
 _TRAIN_DET_TEXT = r"""
@@ -386,7 +406,9 @@ is the file's stem, with -2, -3, ... for later images of the same stem (a/x.jpg 
 x, x-2); files of an earlier run are replaced with a warning. An image whose shorter side
 exceeds the detector's largest scale is detected (and drawn) on a copy of that size; the
 JSON boxes are in its own pixels. Proposals: EdgeBoxes (default, fast), selective search, or
-a directory of <stem>.npy files.
+a directory of <stem>.npy files. An image that fails (unreadable, too large, no proposals
+file) is named and the others are still detected; exit code 0: all detected, 1: some
+failed, 2: all failed (or a bad option, detector or folder).
 
 examples:
   sppnet detect runs/det/data/voc/JPEGImages/000601.jpg --detector runs/det \
