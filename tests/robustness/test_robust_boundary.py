@@ -91,3 +91,60 @@ def test_help_still_prints_the_usage(capsys):
         main(["train", "--help"])
     assert done.value.code == 0
     assert "usage: sppnet train" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "needle"),
+    [
+        ("train", "sppnet.engine.train_classifier.train_classifier", "--resume"),
+        ("eval", "sppnet.engine.evaluate_classifier.evaluate_classifier", "nothing"),
+    ],
+)
+def test_ctrl_c_is_one_line_and_exit_130(command, target, needle, run, data, tmp_path,
+                                         monkeypatch, capsys):  # fmt: skip
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    import importlib
+
+    module, name = target.rsplit(".", 1)
+    monkeypatch.setattr(importlib.import_module(module), name, interrupted)
+    argv = {
+        "train": ["train", "--data", str(data), "--out", str(tmp_path / "o"), "--epochs", "2"],
+        "eval": ["eval", "--checkpoint", str(run), "--data", str(data), "--split", "all"],
+    }[command]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted: ") and err.count("\n") == 1, err
+    assert needle in err and "Traceback" not in err
+
+
+def test_ctrl_c_in_a_real_training_run(data, tmp_path):
+    """SIGINT to a running ``sppnet train``: one line, exit 130, and --resume continues."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import TINY_TRAIN
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "sppnet", "train", "--data", str(data), "--out", str(out),
+            "--epochs", "500", *TINY_TRAIN]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoints" / "epoch_0001").exists():  # mid-training now
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    text = err.decode()
+    assert proc.returncode == 130, text
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines[-1].startswith("interrupted: ") and "--resume" in lines[-1], text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text

@@ -46,6 +46,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {text}; see: {self.prog} --help\n")
 
 
+# what an interrupted (Ctrl-C) command leaves, and how to continue it
+_AGAIN = "stopped before the end, nothing to resume: run the command again"
+_RESUME = {
+    "train": "run the same command with --resume to continue from the last finished epoch",
+    "train-det": "run the same command again to continue (finished stages and cached "
+    "images are reused)",
+    "demo": "run the same command again to continue (finished stages are reused)",
+    "features": "run the same command again to continue (the batches written are kept)",
+    "eval-det": "run the same command again (the proposals computed are cached)",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sppnet`` command (subcommands and their options).
 
@@ -89,8 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     The one error boundary: an expected failure (:data:`sppnet.errors.EXPECTED_ERRORS`: a
     bad file, option value, device or output folder) ends as one ``error: ...`` line on
-    stderr and exit code 2 (a training loss gone NaN: 1); anything else is a bug and keeps
-    its traceback. ``--debug`` or ``SPPNET_DEBUG=1`` re-raises expected failures as well.
+    stderr and exit code 2 (a training loss gone NaN: 1); Ctrl-C is one ``interrupted:``
+    line (how to continue, where the command can) and exit code 130; anything else is a bug
+    and keeps its traceback. ``--debug`` or ``SPPNET_DEBUG=1`` re-raises expected failures
+    (and Ctrl-C) as well.
     """
     parser = build_parser()
     args = parser.parse_args(argv)  # SystemExit: --help, --version, an argument error (2)
@@ -102,6 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_options(args)  # before any work: data generated, images read, epochs run
         return int(args.func(args))
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"interrupted: {_RESUME.get(args.command, _AGAIN)}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports it
     except EXPECTED_ERRORS as err:
         if debug:
             raise
