@@ -102,6 +102,14 @@ def test_unknown_device(run, data, capsys):
     one_error(capsys, "--device gpu0", "not a device")
 
 
+@pytest.mark.parametrize("device", ["meta", "xpu", "cpu:x", "CUDA"])
+def test_only_real_devices_on_a_healthy_checkpoint(device, run, data, capsys):
+    """torch knows ``meta``: loading there made a healthy checkpoint look damaged."""
+    assert main([*_eval(run, data), "--device", device]) == 2
+    line = one_error(capsys, f"--device {device}", "cpu, cuda, cuda:N, mps or auto")
+    assert "damaged" not in line and "delete" not in line
+
+
 def test_out_that_is_a_file(data, tmp_path, capsys):
     target = tmp_path / "run.txt"
     target.write_text("keep me", encoding="utf-8")
