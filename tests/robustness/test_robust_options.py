@@ -199,3 +199,13 @@ def test_the_command_table_covers_every_command():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert {c for c, _, _ in _numeric_options()} <= set(_BASE)
     assert set(sub.choices) - set(_BASE) == {"convert"}  # no number options
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1", "1.5"])
+def test_dropout_has_one_range(value, tmp_path, capsys):
+    """One check and one wording: 1 passed the option check ("<= 1") and then failed in
+    the training config with another range ("[0, 1)")."""
+    argv = ["train", "--out", str(tmp_path / "o"), "--dropout", value]
+    assert main(argv) == 2
+    one_error(capsys, f"--dropout must be >= 0 and < 1, got {value}")
+    assert not (tmp_path / "o").exists()

@@ -57,7 +57,7 @@ _RANGES: dict[str, _Range] = {
     "trunk_lr_scale": (0, 100, True, True),
     "lighting": (0, 10, True, True),
     "width": (0, 16, False, True),
-    "dropout": (0, 1, True, True),
+    "dropout": (0, 1, True, False),  # 1 would drop every unit
     "nms_threshold": (0, 1, True, True),
     **dict.fromkeys(("score_threshold", "draw_threshold"), (-_SCORE, _SCORE, True, True)),
 }  # fmt: skip
