@@ -104,12 +104,21 @@ def check_options(args: argparse.Namespace) -> None:
             _check_number(dest, v)
     if getattr(args, "out", None) is not None and args.command in _OUT_FOLDERS:
         check_writable_folder(args.out, "--out")
+    elif args.command in ("export", "convert"):  # a file (classifier, voc2coco) or a folder
+        folder = args.command == "export" and args.detector is not None
+        folder = folder or (args.command == "convert" and args.direction == "coco2voc")
+        check_writable_folder(args.out if folder else _parent(args.out), "--out")
     if getattr(args, "json", None) is not None:
-        check_writable_folder(os.path.dirname(os.path.abspath(args.json)), "--json")
+        check_writable_folder(_parent(args.json), "--json")
         if os.path.isdir(args.json):
             raise UserError(f"--json {args.json} is a folder; give a file name")
     if getattr(args, "device", None) is not None:
         check_device(args.device)
+
+
+def _parent(path: str) -> str:
+    """The folder a file ``path`` goes into."""
+    return os.path.dirname(os.path.abspath(path))
 
 
 def _flat(value: object) -> list[object]:
