@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import one_error
+from conftest import one_error, train_det_args
 
 from sppnet.cli import classify, main
 
@@ -148,3 +148,15 @@ def test_ctrl_c_in_a_real_training_run(data, tmp_path):
     lines = [line for line in text.splitlines() if line.strip()]
     assert lines[-1].startswith("interrupted: ") and "--resume" in lines[-1], text
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
+
+
+def test_train_det_nan_advice_names_its_own_options(voc, tmp_path, monkeypatch, capsys):
+    """A diverged fc fine-tuning in train-det: exit 1, advice with train-det's options (it
+    has no --lr and no --resume)."""
+    import torch.nn.functional as F
+
+    real = F.cross_entropy
+    monkeypatch.setattr(F, "cross_entropy", lambda *a, **k: real(*a, **k) * float("nan"))
+    assert main(train_det_args(voc, tmp_path / "det")) == 1
+    line = one_error(capsys, "non-finite training loss", "--finetune-lr", "same command again")
+    assert "--resume" not in line and "(--lr)" not in line

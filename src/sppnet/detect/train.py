@@ -535,10 +535,21 @@ def finetune_fc(
         x = table.gather(idx).to(device)  # [B, P]
         y = table.labels[idx].to(device)  # [B] in 0..K
         loss = F.cross_entropy(model.forward_pooled(x), y)
-        sgd_step(loss, opt, epoch=1, step=it, lr=opt.param_groups[0]["lr"])
+        sgd_step(loss, opt, epoch=1, step=it, lr=opt.param_groups[0]["lr"], advice=_NAN_FC)
         losses.append(float(loss.detach()))
     model.eval()
     return losses
+
+
+# what a diverged fine-tuning tells the user: the options train-det has
+_NAN_FC = (
+    "fc fine-tuning diverged: run the same command again with a lower --finetune-lr (the "
+    "proposals and the feature cache are reused)"
+)
+_NAN_E2E = (
+    "end-to-end fine-tuning diverged: run the same command again with a lower --e2e-lr, "
+    "or --e2e-iterations 0 (the finished stages are reused)"
+)
 
 
 def _train_with_frozen_batch_norm(model: nn.Module) -> None:
@@ -608,7 +619,7 @@ def finetune_end_to_end(
         )
         pooled = pool_windows(model, maps, windows[idx].to(device))  # [B, P], differentiable
         loss = F.cross_entropy(model.forward_pooled(pooled), labels[idx].to(device))
-        sgd_step(loss, opt, epoch=1, step=it, lr=config.e2e_lr)
+        sgd_step(loss, opt, epoch=1, step=it, lr=config.e2e_lr, advice=_NAN_E2E)
         losses.append(float(loss.detach()))
     model.eval()
     return losses
