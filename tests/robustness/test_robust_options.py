@@ -209,3 +209,31 @@ def test_dropout_has_one_range(value, tmp_path, capsys):
     assert main(argv) == 2
     one_error(capsys, f"--dropout must be >= 0 and < 1, got {value}")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["train", "--data", "DATA", "--out", "DATA/red/run", "--epochs", "1"], "--data"),
+        (["train", "--data", "DATA", "--out", "DATA", "--epochs", "1"], "--data"),
+        (["features", "--checkpoint", "RUN", "--data", "DATA", "--layer", "spp", "--view",
+          "full", "--out", "DATA/green/f"], "--data"),
+        (["train-det", "--data", "VOC", "--split", "train", "--out", "VOC/JPEGImages/det"],
+         "--data"),
+        (["eval-det", "--detector", "DET", "--data", "VOC", "--out", "VOC/eval"], "--data"),
+        (["convert", "coco2voc", "--data", "x.json", "--images", "DATA/red", "--out",
+          "DATA/red/voc"], "--images"),
+    ],
+    ids=lambda v: " ".join(v[:1]) if isinstance(v, list) else v,
+)  # fmt: skip
+def test_out_inside_the_input_data_is_refused(argv, option, data, run, voc, detector,
+                                              tmp_path, capsys):  # fmt: skip
+    voc_copy = tmp_path / "voc"
+    voc_copy.symlink_to(voc)  # seen through a link: the real paths are compared
+    names = {"DATA": str(data), "RUN": str(run), "VOC": str(voc_copy), "DET": str(detector)}
+    argv = [next((a.replace(k, v) for k, v in names.items() if a.startswith(k)), a)
+            for a in argv]  # fmt: skip
+    before = sorted(p for p in data.rglob("*"))
+    assert main(argv) == 2
+    one_error(capsys, "--out", f"inside {option}", "outside")
+    assert sorted(p for p in data.rglob("*")) == before  # nothing written into the data

@@ -96,8 +96,9 @@ def check_options(args: argparse.Namespace) -> None:
 
     Raises:
         UserError: a NaN/infinite number, a value out of range, an image side above
-            :data:`MAX_IMAGE_SIDE`, an output folder that is a file or cannot be written, a
-            JSON output that is a folder, or a device that is not here.
+            :data:`MAX_IMAGE_SIDE`, an output folder that is a file or cannot be written or
+            lies inside the input data, a JSON output that is a folder, or a device that is
+            not here.
     """
     for dest, value in vars(args).items():
         for v in _flat(value):
@@ -108,12 +109,43 @@ def check_options(args: argparse.Namespace) -> None:
         folder = args.command == "export" and args.detector is not None
         folder = folder or (args.command == "convert" and args.direction == "coco2voc")
         check_writable_folder(args.out if folder else _parent(args.out), "--out")
+    _check_out_outside_inputs(args)
     if getattr(args, "json", None) is not None:
         check_writable_folder(_parent(args.json), "--json")
         if os.path.isdir(args.json):
             raise UserError(f"--json {args.json} is a folder; give a file name")
     if getattr(args, "device", None) is not None:
         check_device(args.device)
+
+
+# commands that read a folder of --data (or --images) and write files under --out
+_READ_AND_WRITE = ("train", "features", "train-det", "eval-det", "convert")
+
+
+def _check_out_outside_inputs(args: argparse.Namespace) -> None:
+    """``--out`` is not inside the folder the command reads (``--data``, ``--images``):
+    its files (checkpoints, curves.png, features, linked images) would become input, e.g.
+    a class folder's extra training image.
+
+    Raises:
+        UserError: ``--out`` is that folder or inside it.
+    """
+    out = getattr(args, "out", None)
+    if out is None or args.command not in _READ_AND_WRITE:
+        return
+    if args.command == "convert" and args.direction == "voc2coco":
+        return  # one JSON file, read by nothing of the root
+    target = os.path.realpath(out)
+    for option in ("--data", "--images"):
+        source = getattr(args, option[2:], None)
+        if source is None or not os.path.isdir(source):
+            continue  # a COCO file, or missing (named later)
+        folder = os.path.realpath(source)
+        if os.path.commonpath([folder, target]) == folder:
+            raise UserError(
+                f"--out {out} is inside {option} {source}: what it writes would be read as "
+                f"input; choose an --out outside {source}"
+            )
 
 
 def _parent(path: str) -> str:
