@@ -237,3 +237,30 @@ def test_out_inside_the_input_data_is_refused(argv, option, data, run, voc, dete
     assert main(argv) == 2
     one_error(capsys, "--out", f"inside {option}", "outside")
     assert sorted(p for p in data.rglob("*")) == before  # nothing written into the data
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        (["--width", "0.25"], ["--width 0.25 (the checkpoint's: 0.125)"]),
+        (["--model", "overfeat5", "--fc-dim", "64"],
+         ["--model overfeat5 (the checkpoint's: zf5)", "--fc-dim 64 (the checkpoint's: 16)"]),
+        (["--spp-levels", "4", "2", "1"], ["--spp-levels 4 2 1 (the checkpoint's: 3 2 1)"]),
+        (["--pretrained"], ["--pretrained with --checkpoint"]),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) and v[0].startswith("--") else None,
+)  # fmt: skip
+def test_checkpoint_and_network_options_that_disagree(extra, needles, run, tmp_path, capsys):
+    argv = ["train-det", "--checkpoint", str(run), "--out", str(tmp_path / "o"), *extra]
+    assert main(argv) == 2
+    one_error(capsys, *needles)
+    assert not (tmp_path / "o").exists()
+
+
+def test_checkpoint_with_network_options_that_agree(run, tmp_path, capsys):
+    argv = ["train-det", "--checkpoint", str(run), "--out", str(tmp_path / "o"), "--model",
+            "zf5", "--width", "0.125", "--fc-dim", "16", "--spp-levels", "3", "2", "1",
+            "--data", str(tmp_path / "no_such_voc")]  # fmt: skip
+    assert main(argv) == 2  # past the network check: the missing data is what stops it
+    line = one_error(capsys, "no_such_voc")
+    assert "disagree" not in line

@@ -44,6 +44,8 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
 
     from sppnet.detect.train import DetectorTrainConfig, train_detector
 
+    if args.checkpoint is not None:  # before the built-in data are generated
+        _check_network_options(args)
     data, split = args.data, args.split
     if data is None and args.images is not None:
         raise UserError("--images needs --data: the COCO annotation file of those images")
@@ -76,6 +78,48 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
     print_timing("time per stage (s, whole training set)", summary["timing"])
     print(f"detector: {summary['detector']}")
     return 0
+
+
+def _check_network_options(args: argparse.Namespace) -> None:
+    """With ``--checkpoint`` the network is the checkpoint's: ``--model``, ``--width``,
+    ``--fc-dim`` and ``--spp-levels`` may only repeat its values, and ``--pretrained`` (other
+    weights) is refused, rather than silently ignored.
+
+    Raises:
+        FileNotFoundError: no checkpoint under ``--checkpoint``.
+        UserError: an option that disagrees with the checkpoint's network.
+    """
+    from sppnet.engine.checkpoint import find_checkpoint
+    from sppnet.engine.safe_load import load_json_file
+
+    if args.pretrained:
+        raise UserError(
+            f"--pretrained with --checkpoint {args.checkpoint}: the network and its weights "
+            "are the checkpoint's; drop one of them"
+        )
+    found = find_checkpoint(args.checkpoint, args.which or "best")
+    if found is None:
+        raise FileNotFoundError(f"no checkpoint found under {args.checkpoint!r}")
+    state = load_json_file(found / "state.json")
+    model = dict(state.get("model") or {}) if isinstance(state, dict) else {}
+    given = {"--model": (args.model, "name"), "--width": (args.width, "width"),
+             "--fc-dim": (args.fc_dim, "fc_dim"),
+             "--spp-levels": (args.spp_levels, "spp_levels")}  # fmt: skip
+    differ = [
+        f"{option} {_shown(value)} (the checkpoint's: {_shown(model[key])})"
+        for option, (value, key) in given.items()
+        if value is not None and key in model and _shown(value) != _shown(model[key])
+    ]
+    if differ:
+        raise UserError(
+            f"{', '.join(differ)} disagree with --checkpoint {found}, whose network is used; "
+            "drop these options, or drop --checkpoint to build that network"
+        )
+
+
+def _shown(value: object) -> str:
+    """An option value as typed: ``6 3 2 1`` for a list."""
+    return " ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
 def _note(line: str) -> None:
