@@ -96,8 +96,8 @@ def test_help_still_prints_the_usage(capsys):
 @pytest.mark.parametrize(
     ("command", "target", "needle"),
     [
-        ("train", "sppnet.engine.train_classifier.train_classifier", "--resume"),
-        ("eval", "sppnet.engine.evaluate_classifier.evaluate_classifier", "nothing"),
+        ("train", "sppnet.classify.train.train_classifier", "--resume"),
+        ("eval", "sppnet.classify.evaluate.evaluate_classifier", "nothing"),
     ],
 )
 def test_ctrl_c_is_one_line_and_exit_130(command, target, needle, run, data, tmp_path,

@@ -81,7 +81,7 @@ def test_features_name_the_elongated_image(run, data, tmp_path, capsys):
 
 
 def test_detect_refuses_the_image_before_its_proposals(detector, tmp_path, capsys, monkeypatch):
-    from sppnet.engine import detect_images
+    from sppnet.detect import images as detect_images
 
     def no_proposals(*args, **kwargs):
         raise AssertionError("proposals computed for an image that is refused")
