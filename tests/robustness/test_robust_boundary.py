@@ -71,7 +71,8 @@ def test_eval_classes_that_differ_are_named(run, data, capsys):
          ("--max-image-side", "'1e12'")),
         (["models", "--input", "3x4x5"], ("--input", "HEIGHTxWIDTH", "sppnet models --help")),
         (["detect"], ("required: IMAGE",)),
-        (["train", "--out", "o", "--frob"], ("unrecognized arguments: --frob", "--help")),
+        (["train", "--out", "o", "--frob"],
+         ("unrecognized arguments: --frob", "sppnet train --help")),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )  # fmt: skip

@@ -45,6 +45,22 @@ class _Parser(argparse.ArgumentParser):
         text = " ".join(message.split())
         self.exit(2, f"error: {text}; see: {self.prog} --help\n")
 
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's, but an unknown option is reported by its subcommand's parser (its
+        ``--help`` is the one to read)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            subcommand = self._subcommand(getattr(parsed, "command", None))
+            subcommand.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _subcommand(self, name: str | None) -> argparse.ArgumentParser:
+        """The parser of subcommand ``name``, or this one."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+                return action.choices[name]
+        return self
+
 
 # what an interrupted (Ctrl-C) command leaves, and how to continue it
 _AGAIN = "stopped before the end, nothing to resume: run the command again"
