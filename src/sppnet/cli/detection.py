@@ -44,6 +44,8 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
 
     from sppnet.detect.train import DetectorTrainConfig, train_detector
 
+    if args.checkpoint is not None:  # before the built-in data are generated
+        _check_network_options(args)
     data, split = args.data, args.split
     if data is None and args.images is not None:
         raise UserError("--images needs --data: the COCO annotation file of those images")
@@ -76,6 +78,48 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
     print_timing("time per stage (s, whole training set)", summary["timing"])
     print(f"detector: {summary['detector']}")
     return 0
+
+
+def _check_network_options(args: argparse.Namespace) -> None:
+    """With ``--checkpoint`` the network is the checkpoint's: ``--model``, ``--width``,
+    ``--fc-dim`` and ``--spp-levels`` may only repeat its values, and ``--pretrained`` (other
+    weights) is refused, rather than silently ignored.
+
+    Raises:
+        FileNotFoundError: no checkpoint under ``--checkpoint``.
+        UserError: an option that disagrees with the checkpoint's network.
+    """
+    from sppnet.engine.checkpoint import find_checkpoint
+    from sppnet.engine.safe_load import load_json_file
+
+    if args.pretrained:
+        raise UserError(
+            f"--pretrained with --checkpoint {args.checkpoint}: the network and its weights "
+            "are the checkpoint's; drop one of them"
+        )
+    found = find_checkpoint(args.checkpoint, args.which or "best")
+    if found is None:
+        raise FileNotFoundError(f"no checkpoint found under {args.checkpoint!r}")
+    state = load_json_file(found / "state.json")
+    model = dict(state.get("model") or {}) if isinstance(state, dict) else {}
+    given = {"--model": (args.model, "name"), "--width": (args.width, "width"),
+             "--fc-dim": (args.fc_dim, "fc_dim"),
+             "--spp-levels": (args.spp_levels, "spp_levels")}  # fmt: skip
+    differ = [
+        f"{option} {_shown(value)} (the checkpoint's: {_shown(model[key])})"
+        for option, (value, key) in given.items()
+        if value is not None and key in model and _shown(value) != _shown(model[key])
+    ]
+    if differ:
+        raise UserError(
+            f"{', '.join(differ)} disagree with --checkpoint {found}, whose network is used; "
+            "drop these options, or drop --checkpoint to build that network"
+        )
+
+
+def _shown(value: object) -> str:
+    """An option value as typed: ``6 3 2 1`` for a list."""
+    return " ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
 def _note(line: str) -> None:
@@ -131,6 +175,9 @@ def _eval_det(args: argparse.Namespace, detector: Any, info: DistInfo) -> int:
     if args.images is not None and len(dataset) == 0:
         raise UserError(f"--data {args.data} lists no images")
     require_images(dataset, args)
+    from sppnet.detection.scales import check_dataset_scales
+
+    check_dataset_scales(dataset, detector.scales, detector.max_long_side, args.max_images)
     name = args.split if args.images is None else Path(args.data).stem
     out = Path(args.out) if args.out else Path(args.detector) / f"eval_{name}"
     cache_dir = Path(args.proposal_cache) if args.proposal_cache else out / "proposals"
@@ -209,7 +256,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         detector = load_onnx_detector(args.onnx, **_detector_overrides(args))
     else:
         detector = _load_detector_for(args, resolve_device(args.device))
-    failed = 0
+    failed: list[str] = []
     for done in detect_images(
         detector,
         args.images,
@@ -218,8 +265,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         proposal_workers=args.proposal_workers,
     ):
         if isinstance(done, ImageFailure):
-            print(f"error: {done.path}: {done.message}", file=sys.stderr)
-            failed += 1
+            failed.append(f"{done.path}: {done.message}")
+            if len(args.images) > 1:  # named now; the count comes last
+                print(f"failed: {failed[-1]}", file=sys.stderr)
             continue
         picture, record, replaced = save_image_detections(
             done, args.out, detector.class_names, draw_threshold=args.draw_threshold
@@ -229,7 +277,26 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         n = len(done.detections["scores"])
         print(f"{done.path}: {n} detections -> {picture}, {record}")
         print_timing("  time", done.timing)
-    return 1 if failed else 0
+    return _detect_exit_code(failed, len(args.images), args.out)
+
+
+def _detect_exit_code(failed: list[str], total: int, out: str) -> int:
+    """0: every image detected; 1: some failed (the others' files are written); 2: all
+    failed. A failure ends with one ``error:`` line: the image's own, or the count."""
+    if not failed:
+        return 0
+    if total == 1:
+        print(f"error: {failed[0]}", file=sys.stderr)
+    elif len(failed) == total:
+        print(f"error: all {total} images failed (each named above)", file=sys.stderr)
+    else:
+        print(
+            f"error: {len(failed)} of {total} images failed (each named above); the "
+            f"detections of the other {total - len(failed)} are in {out}",
+            file=sys.stderr,
+        )
+        return 1
+    return 2
 
 
 _TRAIN_DET_TEXT = r"""
@@ -383,7 +450,9 @@ is the file's stem, with -2, -3, ... for later images of the same stem (a/x.jpg 
 x, x-2); files of an earlier run are replaced with a warning. An image whose shorter side
 exceeds the detector's largest scale is detected (and drawn) on a copy of that size; the
 JSON boxes are in its own pixels. Proposals: EdgeBoxes (default, fast), selective search, or
-a directory of <stem>.npy files.
+a directory of <stem>.npy files. An image that fails (unreadable, too large, no proposals
+file) is named and the others are still detected; exit code 0: all detected, 1: some
+failed, 2: all failed (or a bad option, detector or folder).
 
 examples:
   sppnet detect runs/det/data/voc/JPEGImages/000601.jpg --detector runs/det \
