@@ -173,9 +173,10 @@ class TrunkSPPNet(SPPNet):
         return self.geometry.map_side(size)
 
     # --------------------------------------------------------------------------- forward
-    def _trunk_map(self, x: Tensor) -> Tensor:
-        out = select_map(self.features(x * self._scale + self._shift), self.feature_key)
-        return out
+    def forward_trunk(self, x: Tensor) -> Tensor:
+        """The trunk's chosen map of ``Tensor[N, 3, H, W]`` (pixels - 128), unchecked (for
+        tracing and export; :meth:`forward_features` checks the input and the map)."""
+        return select_map(self.features(x * self._scale + self._shift), self.feature_key)
 
     def forward_features(self, x: Tensor, extents: Tensor | None = None) -> Tensor:
         """Run the trunk: ``Tensor[N, 3, H, W]`` (pixels - 128) -> ``Tensor[N, C, h, w]``.
@@ -199,7 +200,7 @@ class TrunkSPPNet(SPPNet):
             full = bool((ext[:, 0] == x.shape[2]).all()) and bool((ext[:, 1] == x.shape[3]).all())
             if not full:
                 return self._padded_forward(x, ext)
-        fmap = self._trunk_map(x)
+        fmap = self.forward_trunk(x)
         want = (self.feature_channels, *self.feature_size(x.shape[2], x.shape[3]))
         if tuple(fmap.shape[1:]) != want:
             raise ValueError(
@@ -212,7 +213,7 @@ class TrunkSPPNet(SPPNet):
         h, w = self.feature_size(x.shape[2], x.shape[3])
         maps = []
         for i, (eh, ew) in enumerate(ext.tolist()):
-            fmap = self._trunk_map(x[i : i + 1, :, :eh, :ew])  # [1, C, h_i, w_i]
+            fmap = self.forward_trunk(x[i : i + 1, :, :eh, :ew])  # [1, C, h_i, w_i]
             maps.append(nn.functional.pad(fmap, (0, w - fmap.shape[3], 0, h - fmap.shape[2])))
         return torch.cat(maps)  # [N, C, h, w]
 

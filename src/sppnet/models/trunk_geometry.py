@@ -180,62 +180,79 @@ def _first_working(shapes: _Shapes) -> int:
     return size
 
 
-def _axis_formula(shapes: _Shapes, axis: int, start: int) -> tuple[int, int, int]:
-    """``(S, r, q)`` of one axis: ``h(s) = (s - r) // S + q``, checked at many sizes."""
+def _not_growing(name: str, sizes: tuple[int, int], sides: tuple[Any, Any]) -> ValueError:
+    return ValueError(
+        f"the trunk's map {name} is not a growing function of the input {name} (got "
+        f"{sides[0]} then {sides[1]} at {sizes[0]} and {sizes[1]} pixels)"
+    )
+
+
+def _next_step(shapes: _Shapes, axis: int, low: int) -> int:
+    """The least square side ``> low`` whose map side exceeds that of ``low`` (doubling the
+    distance, then bisection), checked to grow by one cell."""
     name = ("height", "width")[axis]
-    steps: list[int] = []
-    last = _side(shapes, axis, start, start)
-    far = start + 2 * _MAX_STRIDE + 1
-    if last is not None and _side(shapes, axis, far, start) == last:
-        raise ValueError(
-            f"the trunk's map {name} does not follow the input {name} (it stays {last} from "
-            f"{start} to {far} pixels): global pooling, a flatten or a resize to a fixed "
-            "size inside; give a trunk that ends with a conv map"
-        )
-    size = start
-    while len(steps) < 2 and size < start + 2 * _MAX_STRIDE + 1:
-        size += 1
-        side = _side(shapes, axis, size, start)
-        if side is None or last is None or side < last:
+    base = _side(shapes, axis, low, low)
+    step = 1
+    while True:
+        high = low + step
+        side = _side(shapes, axis, high, high)
+        if side is None or base is None or side < base:
+            raise _not_growing(name, (low, high), (base, side))
+        if side > base:
+            break
+        if step > 2 * _MAX_STRIDE:
             raise ValueError(
-                f"the trunk's map {name} is not a growing function of the input {name} "
-                f"(got {last} then {side} at {size - 1} and {size} pixels)"
+                f"the trunk's map {name} does not follow the input {name} (it stays {base} "
+                f"from {low} to {high} pixels): global pooling, a flatten or a resize to a "
+                "fixed size inside; give a trunk that ends with a conv map"
             )
-        if side > last + 1:
-            raise ValueError(
-                f"the trunk's map {name} jumps from {last} to {side} cells between {size - 1} "
-                f"and {size} pixels: not one fixed stride (a stride that varies with the "
-                "input, or upsampling)"
-            )
-        if side == last + 1:
-            steps.append(size)
-        last = side
-    if len(steps) < 2:
+        low, step = high, 2 * step
+    while high - low > 1:  # side(low) == base < side(high)
+        mid = (low + high) // 2
+        if _side(shapes, axis, mid, mid) > base:
+            high = mid
+        else:
+            low = mid
+    if _side(shapes, axis, high, high) > base + 1:
         raise ValueError(
-            f"the trunk's map {name} does not follow the input {name} (it stays "
-            f"{last} from {start} to {size} pixels): global pooling, a flatten or a resize to "
-            "a fixed size inside; give a trunk that ends with a conv map"
+            f"the trunk's map {name} jumps from {base} to {_side(shapes, axis, high, high)} "
+            f"cells between {high - 1} and {high} pixels: not one fixed stride (a stride that "
+            "varies with the input, or upsampling)"
         )
-    stride = steps[1] - steps[0]
-    residue = steps[0] % stride
-    base = _side(shapes, axis, steps[0], start) - (steps[0] - residue) // stride
-    for s in (start + 1, steps[1] + stride // 2, start + 5 * stride + 3, 8 * start + 13):
-        want, got = (s - residue) // stride + base, _side(shapes, axis, s, start)
+    return high
+
+
+def _axis_formula(shapes: _Shapes, axis: int, start: int) -> tuple[int, int, int]:
+    """``(S, r, q)`` of one axis: ``h(s) = (s - r) // S + q``, checked at more sizes.
+
+    Square inputs find the sizes where the side grows (shared by both axes); the checks at
+    far sizes vary this axis alone, the other held at ``start``.
+    """
+    name = ("height", "width")[axis]
+    first = _next_step(shapes, axis, start)
+    second = _next_step(shapes, axis, first)
+    stride = second - first
+    residue = first % stride
+    base = _side(shapes, axis, first, first) - (first - residue) // stride
+    checks = [(s, s) for s in (start + 1, second + stride // 2, start + 5 * stride + 3)]
+    checks += [(8 * start + 13, start)]
+    for size, other in checks:
+        want, got = (size - residue) // stride + base, _side(shapes, axis, size, other)
         if got != want:
             raise ValueError(
                 f"the trunk's stride varies: its map {name} grows by one every {stride} "
-                f"pixels from {steps[0]}, which predicts {want} at {s} pixels, but it is "
+                f"pixels from {first}, which predicts {want} at {size} pixels, but it is "
                 f"{got}; sppnet needs one fixed stride"
             )
     return stride, residue, base
 
 
-def _least_side(shapes: _Shapes, axis: int, start: int) -> int:
-    """Smallest side that runs with a non-empty map (bisection on a growing map)."""
+def _least_side(shapes: _Shapes, start: int) -> int:
+    """Smallest square side that runs with a non-empty map (bisection on a growing map)."""
     low, high = 0, start  # low fails (or is 0), high works
     while high - low > 1:
         mid = (low + high) // 2
-        if _side(shapes, axis, mid, start) is None:
+        if shapes(mid, mid) is None:
             low = mid
         else:
             high = mid
@@ -275,9 +292,7 @@ def measure_trunk_geometry(
             "width); sppnet needs one geometry for both axes"
         )
     stride, residue, base = formulas[0]
-    least = max(_least_side(shapes, axis, start) for axis in (0, 1))
-    while shapes(least, least) is None:  # both sides small at once
-        least += 1
+    least = _least_side(shapes, start)
     channels = shapes(start, start)[0]
     if feature_offset is not None:
         offset, field = float(feature_offset), None
