@@ -276,3 +276,12 @@ def test_geometry_probe_leaves_weights_and_modes_alone():
     for k, v in trunk.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert math.isfinite(measure_trunk_geometry(trunk).offset)
+
+
+def test_meta_trunk_measures_shapes_and_asks_for_the_offset():
+    with torch.device("meta"):
+        trunk = toy_trunks.odd_s8()
+    geometry = measure_trunk_geometry(trunk, feature_offset=2.5)
+    assert (geometry.stride, geometry.min_input_size, geometry.channels) == (8, 9, 12)
+    with pytest.raises(ValueError, match=r"meta device .* pass feature_offset"):
+        measure_trunk_geometry(trunk)

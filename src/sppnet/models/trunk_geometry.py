@@ -294,8 +294,14 @@ def measure_trunk_geometry(
     stride, residue, base = formulas[0]
     least = _least_side(shapes, start)
     channels = shapes(start, start)[0]
+    on_meta = any(p.is_meta for p in trunk.parameters())
     if feature_offset is not None:
         offset, field = float(feature_offset), None
+    elif on_meta:
+        raise ValueError(
+            "a trunk on the meta device has shapes but no values: its map sizes are measured, "
+            "but the receptive-field offset needs real weights; pass feature_offset"
+        )
     else:
         offset, field = _measure_offset(trunk, feature_key, stride, least, residue, base)
     return TrunkGeometry(channels, stride, offset, field, least, residue, base)
