@@ -235,6 +235,12 @@ def test_timm_adapter_takes_the_stride16_stage_by_default(monkeypatch):
         trunk_source.timm_features_trunk(_create, "standin", feature_index=5)
 
 
+@pytest.mark.parametrize("key", ["checkpoint_path", "pretrained_cfg_overlay", "out_indices"])
+def test_timm_args_cannot_load_files(key):
+    with pytest.raises(ValueError, match=f"arguments \\['{key}'\\] of timm/standin would load"):
+        trunk_source.timm_features_trunk(_create, "standin", **{key: "x.pth"})
+
+
 def test_timm_without_stride16_stage_names_the_reductions():
     def create(name, **kwargs):
         trunk = _create(name, **kwargs)

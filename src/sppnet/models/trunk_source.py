@@ -43,6 +43,10 @@ __all__ = [
 ]
 
 TRUNK_PREFIX = "trunk/"
+# timm.create_model arguments that a recorded trunk_args must not carry: they load files or
+# weights, or pick the features_only stages that feature_index sets
+_TIMM_RESERVED = frozenset({"features_only", "out_indices", "feature_cls", "pretrained"})
+_TIMM_FILE_WORDS = re.compile(r"pretrained|checkpoint|path|file|url|cache|hub", re.IGNORECASE)
 _TIMM_PREFIX = "timm/"
 _IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _TRUNKS: dict[str, Callable[..., nn.Module]] = {}
@@ -284,10 +288,18 @@ def timm_features_trunk(
         The module, returning a list holding the one chosen map.
 
     Raises:
-        ValueError: no stride-16 stage (the message lists the reductions) or an index out
-            of range.
+        ValueError: no stride-16 stage (the message lists the reductions), an index out
+            of range, or ``kwargs`` that would load a file or weights (``checkpoint_path``,
+            ``pretrained_cfg``, ...): a checkpoint's arguments must not make timm read files.
         FileNotFoundError: ``pretrained`` and no cached weights.
     """
+    loading = sorted(k for k in kwargs if k in _TIMM_RESERVED or _TIMM_FILE_WORDS.search(k))
+    if loading:
+        raise ValueError(
+            f"arguments {loading} of timm/{name} would load files or weights or change the "
+            "features_only stage; weights come only from pretrained=True (timm's local "
+            "cache) and the stage from feature_index"
+        )
     probe = create(name, features_only=True, pretrained=False, **kwargs)
     info = probe.feature_info
     reductions, channels = list(info.reduction()), list(info.channels())
