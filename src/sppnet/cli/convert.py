@@ -47,8 +47,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from sppnet.data import yolo_convert
-    from sppnet.data import convert
+    from sppnet.data import convert, yolo_convert
 
     _check(args)
     split = args.split or _DIRECTIONS[args.direction][2]
