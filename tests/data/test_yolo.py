@@ -54,13 +54,18 @@ def test_boxes_are_fractions_of_the_image_size(tmp_path):
 def test_names_as_mapping_classes_option_and_no_names(tmp_path):
     root = _root(tmp_path, "1 0.5 0.5 0.2 0.2\n", names="nc: 2\nnames:\n  0: cat\n  1: dog\n")
     assert YoloDetection(root, "train").class_names == ["cat", "dog"]
-    assert YoloDetection(root, "train", classes=["x", "y"]).annotations[0]["names"] == ["y"]
+    # classes given: the file's index goes through data.yaml's names (matched by name)
+    swapped = YoloDetection(root, "train", classes=["dog", "cat", "bird"]).annotations[0]
+    assert swapped["names"] == ["dog"] and swapped["labels"].tolist() == [0]
+    with pytest.raises(ValueError, match=r"names classes \['cat'\] that are not among"):
+        YoloDetection(root, "train", classes=["dog", "bird"])
     (root / "data.yaml").write_text("nc: 3\nnames: [cat, dog]\n")
     with pytest.raises(ValueError, match="nc is 3 but 'names' holds 2"):
         YoloDetection(root, "train")
     (root / "data.yaml").unlink()
     with pytest.raises(ValueError, match=r"no data\.yaml with 'names'; pass the classes"):
         YoloDetection(root, "train")
+    assert YoloDetection(root, "train", classes=["x", "y"]).annotations[0]["names"] == ["y"]
 
 
 def test_yaml_is_parsed_safely(tmp_path):

@@ -302,7 +302,9 @@ class YoloDetection(torch.utils.data.Dataset):
             root: the folder holding ``images/``, ``labels/`` and ``data.yaml``.
             split: a folder under ``images/``, a ``data.yaml`` entry, or ``"all"`` for a
                 flat root.
-            classes: class names in label order (``None``: ``data.yaml``'s ``names``).
+            classes: class names in label order (``None``: ``data.yaml``'s ``names``); with
+                a ``data.yaml``, each file index maps to its name there, then to the label of
+                that name here (every name must be among ``classes``).
             transform: applied to the PIL image only.
             skip_bad: drop images with a bad label file or header instead of raising.
 
@@ -317,7 +319,8 @@ class YoloDetection(torch.utils.data.Dataset):
         self.skip_bad = skip_bad
         if not (self.root / "images").is_dir():
             raise FileNotFoundError(f"no YOLO images folder {self.root / 'images'}")
-        names = list(classes) if classes is not None else read_yolo_names(self.root)
+        file_names = read_yolo_names(self.root)
+        names = list(classes) if classes is not None else file_names
         if not names:
             raise ValueError(
                 f"{self.root} has no data.yaml with 'names'; pass the classes in label order "
@@ -327,6 +330,15 @@ class YoloDetection(torch.utils.data.Dataset):
             raise ValueError(f"classes must be distinct, got {names}")
         self.class_names = names
         self.class_to_idx = {name: i for i, name in enumerate(names)}
+        # the files' class indices go through data.yaml's names to ``classes`` (as a COCO
+        # file's categories are matched by name); without names they index ``classes``
+        self._file_classes = file_names or names
+        missing = [n for n in self._file_classes if n not in self.class_to_idx]
+        if missing:
+            raise ValueError(
+                f"{self.root / 'data.yaml'} names classes {missing} that are not among the "
+                f"classes given {names}; the label files' indices are read through its names"
+            )
         self.ids: list[str] = []
         self.annotations: list[dict[str, Any]] = []
         self.skipped_ids: list[str] = []
@@ -359,11 +371,11 @@ class YoloDetection(torch.utils.data.Dataset):
         label_file = _label_path(self.root, image)
         found = []
         if label_file.is_file():
-            found = parse_yolo_labels(label_file, width, height, len(self.class_names))
+            found = parse_yolo_labels(label_file, width, height, len(self._file_classes))
         objects = [
-            {"box": box, "label": label, "difficult": False, "truncated": False,
-             "name": self.class_names[label]}
-            for box, label in found
+            {"box": box, "label": self.class_to_idx[name], "difficult": False,
+             "truncated": False, "name": name}
+            for box, name in ((box, self._file_classes[i]) for box, i in found)
         ]  # fmt: skip
         return make_annotation(image.relative_to(base).as_posix(), width, height, objects)
 
