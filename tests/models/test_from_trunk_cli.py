@@ -131,6 +131,8 @@ def test_bad_model_args_and_missing_timm(tmp_path, capsys, monkeypatch):
         return real(name)
 
     monkeypatch.setattr(trunk_source.importlib, "import_module", no_timm)
-    for argv in ([*base, "--data", str(tmp_path)], ["train-det", "--out", str(tmp_path / "d")]):
+    (tmp_path / "data").mkdir()
+    train = [*base, "--data", str(tmp_path / "data")]
+    for argv in (train, ["train-det", "--out", str(tmp_path / "d")]):
         assert main([*argv, "--model", "timm/resnet18"]) == 2  # before any data is read
         assert "timm trunks need timm, which is not installed" in _error(capsys)
