@@ -498,7 +498,8 @@ def study(cache: dict[str, dict], sections: Sequence[str], seed: int) -> dict[st
     return {"probes": probes, "trained": trained, "final": final}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The study's options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, type=Path, help="a classification set")
     parser.add_argument("--cache", required=True, type=Path, help="feature cache folder")
@@ -509,6 +510,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sections", nargs="+", default=("probe", "head", "part"),
                         choices=("probe", "head", "part"))  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the rows here")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     extract(args.data, args.cache, args.seed, args.views)
