@@ -39,7 +39,7 @@ ratio, split into train / val / test. classify-a: ten objects (astronaut, cat, c
 stars, text, ...) as blob-shaped regions on scene photographs, test patches cut from parts
 of the photographs that training never sees; detect: one to four of the ten objects per
 image with their boxes (Pascal VOC layout). Classification kinds write an image-folder
-tree with splits/*.txt for `sppnet train --data` and `sppnet svm --data`. The same seed
+tree with splits/*.txt for `sppnet train --data` and `sppnet features --data`. The same seed
 writes the same files. Needs scikit-image: pip install 'sppnet[photos]'.
 
 examples:
