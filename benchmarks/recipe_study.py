@@ -437,14 +437,15 @@ def part_rows() -> list[Recipe]:
             schedule="constant",
             warmup=0,
         ),
-        replace(_PART, name="tune stage6-7+head: scale 0.1", feature="stage6+"),
+        replace(_PART, name="tune stage6-7+head: scale 1", feature="stage6+", trunk_scale=1.0),
         replace(
             _PART,
-            name="tune stage5 + SPP head (LN, fc 1024): scale 0.1",
+            name="tune stage5 + SPP head (LN, fc 1024): scale 1",
             feature="stage5+",
             hidden=1024,
             norm="ln",
             dropout=0.5,
+            trunk_scale=1.0,
         ),
     ]
 
@@ -471,8 +472,22 @@ def _line(res: dict, with_test: bool) -> str:
     return f"| {res['row']} | {val}{test} | {cost} |"
 
 
-def study(cache: dict[str, dict], sections: Sequence[str], seed: int) -> dict[str, object]:
-    """Run the rows of ``sections``; the best probe and best trained row also on test."""
+def _add_test(result: dict, errors: dict[str, Callable], cache: dict[str, dict]) -> None:
+    """Add a trained row's test error to its result."""
+    if "test" not in result:
+        result["test"] = errors[result["row"]]("test")
+        result["n_test"] = len(cache[f"test_{result['recipe']['eval_view']}"]["labels"])
+
+
+def study(
+    cache: dict[str, dict],
+    sections: Sequence[str],
+    seed: int,
+    only: Sequence[str] = (),
+    test_all: bool = False,
+) -> dict[str, object]:
+    """Run the rows of ``sections`` (those whose name holds a string of ``only``, if given);
+    the best probe and the best trained row (every row with ``test_all``) also on test."""
     probes, trained, errors = [], [], {}
     if "probe" in sections:
         for feature in PROBE_FEATURES:
@@ -483,17 +498,22 @@ def study(cache: dict[str, dict], sections: Sequence[str], seed: int) -> dict[st
     rows = (head_rows() if "head" in sections else []) + (
         part_rows() if "part" in sections else [])  # fmt: skip
     for r in rows:
+        if only and not any(text in r.name for text in only):
+            continue
         if all(f"train_{v}" in cache for v in (*r.views, r.eval_view)):
             result, errors[r.name] = run_row(cache, r, seed)
             trained.append(result)
             print(_line(result, False), flush=True)
+    if test_all:
+        for result in trained:
+            _add_test(result, errors, cache)
+            print(_line(result, True), flush=True)
     final = []
     for group in (probes, trained):
         if group:
             best = dict(min(group, key=lambda res: res["val"]))
             if best["row"] in errors:
-                best["test"] = errors[best["row"]]("test")
-                best["n_test"] = len(cache[f"test_{best['recipe']['eval_view']}"]["labels"])
+                _add_test(best, errors, cache)
             final.append(best)
     return {"probes": probes, "trained": trained, "final": final}
 
@@ -510,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sections", nargs="+", default=("probe", "head", "part"),
                         choices=("probe", "head", "part"))  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--only", nargs="+", default=(), help="rows whose name holds one")
+    parser.add_argument("--test", action="store_true", help="every trained row on test too")
     return parser
 
 
@@ -520,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extract(args.data, args.cache, args.seed, args.views)
     if args.extract_only:
         return 0
-    result = study(load_cache(args.cache), args.sections, args.seed)
+    result = study(load_cache(args.cache), args.sections, args.seed, args.only, args.test)
     print("\nchosen on val, then test:")
     for res in result["final"]:
         print(_line(res, True))
