@@ -429,6 +429,9 @@ def part_rows() -> list[Recipe]:
         replace(_PART, name="tune stage7+head: scale 1", trunk_scale=1.0),
         replace(_PART, name="tune stage7+head: scale 0.1, BN train stats", bn="train"),
         replace(
+            _PART, name="tune stage7+head: scale 1, BN train stats", bn="train", trunk_scale=1.0
+        ),
+        replace(
             _PART,
             name="tune stage7+head: scale 0.1, SGD 0.01 const",
             optimiser="sgd",
