@@ -443,6 +443,13 @@ def part_rows() -> list[Recipe]:
         replace(_PART, name="tune stage6-7+head: scale 1", feature="stage6+", trunk_scale=1.0),
         replace(
             _PART,
+            name="tune stage6-7+head: scale 1, BN train stats",
+            feature="stage6+",
+            trunk_scale=1.0,
+            bn="train",
+        ),
+        replace(
+            _PART,
             name="tune stage5 + SPP head (LN, fc 1024): scale 1",
             feature="stage5+",
             hidden=1024,
