@@ -14,8 +14,8 @@ photos --kind classify-a|classify-b``), with the ImageNet Lite0 trunk, it measur
 - partial fine-tuning of the last stages (stage 6, 7 and the head conv on cached stage-5
   maps, or stage 5 on cached stage-4 maps), trunk learning-rate scales 0.01 / 0.1 / 1,
   batch norms frozen (ImageNet statistics) vs training statistics, SGD vs AdamW;
-- one row of the present ``--pretrained`` default (the from-scratch schedule: SGD lr 0.01,
-  whole trunk learning; the full trunk runs every step) for a few epochs (``--full-epochs``).
+- not run: the whole trunk learning (the present ``--pretrained`` default); every epoch
+  would run the full trunk forward and backward, beyond this study's budget on a CPU.
 
 Trunk features are computed once per image and view (``--cache DIR``, reused) with one
 ``forward_intermediates`` pass; every head row trains from them, so a row costs seconds to
