@@ -160,6 +160,7 @@ _BASE = {
     "export": ["--checkpoint", "r", "--out", "OUT.onnx"],
     "predict": ["x.jpg"],
     "demo": ["--out", "OUT"],
+    "make-data": ["photos", "--kind", "detect", "--out", "OUT"],
 }
 
 

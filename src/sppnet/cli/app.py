@@ -1,9 +1,9 @@
 """The ``sppnet`` command: its parser and its one error boundary.
 
 :func:`build_parser` gathers the subcommands of each command group (``classify``,
-``transfer``, ``detection``, ``export``, ``demo``, ``convert``); :func:`main` checks the
-options (:mod:`sppnet.cli.checks`), runs the chosen handler, and turns every expected
-failure into one ``error:`` line.
+``transfer``, ``detection``, ``export``, ``demo``, ``convert``, ``make-data``); :func:`main`
+checks the options (:mod:`sppnet.cli.checks`), runs the chosen handler, and turns every
+expected failure into one ``error:`` line.
 
 Examples:
     sppnet --help
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from sppnet import __version__
-from sppnet.cli import classify, convert, demo, detection, export, transfer
+from sppnet.cli import classify, convert, demo, detection, export, make_data, transfer
 from sppnet.cli._common import torchrun_rank
 from sppnet.cli.checks import check_options
 from sppnet.errors import EXPECTED_ERRORS
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         classify.add_predict_parser,
         demo.add_demo_parser,
         convert.add_convert_parser,
+        make_data.add_make_data_parser,
     ):
         add(sub)
     return parser

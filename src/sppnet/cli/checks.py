@@ -33,7 +33,8 @@ _SCORE = 1e6  # score thresholds: SVM margins and probabilities are far inside +
 # would take the machine's memory, processes or time, or break a library below.
 _Range = tuple[float, float, bool, bool]
 _RANGES: dict[str, _Range] = {
-    **dict.fromkeys(("crop", "small_crop", "shorter", "max_side", "size", "scales", "input"),
+    **dict.fromkeys(("crop", "small_crop", "shorter", "max_side", "size", "scales", "input",
+                     "sides"),
                     (1, MAX_IMAGE_SIDE, True, True)),
     "max_image_side": (1, MAX_RESIZED_SIDE, True, True),
     "batch_size": (1, 1024, True, True),
@@ -46,7 +47,7 @@ _RANGES: dict[str, _Range] = {
     "max_proposals": (1, 100_000, True, True),
     "splits": (1, 1000, True, True),
     **dict.fromkeys(("n_train", "n_test"), (1, 100_000, True, True)),
-    "builtin_sizes": (0, 100_000, True, True),
+    **dict.fromkeys(("builtin_sizes", "sizes"), (0, 100_000, True, True)),
     "finetune_iterations": (1, 10**7, True, True),
     "e2e_iterations": (0, 10**7, True, True),
     "cache_views": (0, 1000, True, True),
@@ -70,7 +71,9 @@ _WHY = {
     2**32 - 1: "the largest seed numpy takes",
 }
 # commands whose --out is a folder they write into
-_OUT_FOLDERS = ("train", "train-det", "features", "eval-det", "detect", "demo")
+_OUT_FOLDERS = (
+    "train", "train-det", "features", "eval-det", "detect", "demo", "make-data",
+)  # fmt: skip
 
 
 def _option(dest: str) -> str:

@@ -1,9 +1,10 @@
-"""Datasets, the built-in data generator, image decoding, transforms, batching, test views."""
+"""Datasets, built-in data generators (shapes, photographs), decoding, transforms, batching."""
 
 from sppnet.data.batching import SizeGroupedBatchSampler, pad_collate, padding_fraction
 from sppnet.data.coco import CocoDetection, coco_ground_truth
 from sppnet.data.decode import ImageDecodeError, load_image
 from sppnet.data.image_folder import IMAGE_EXTENSIONS, ImageFolder, read_image_size
+from sppnet.data.photos import PHOTO_CLASSES, PHOTO_KINDS, generate_photo_dataset
 from sppnet.data.splits import class_balanced_splits
 from sppnet.data.synthetic import (
     GENERATOR_VERSION,
@@ -46,6 +47,8 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "PCA_EIGENVALUES",
     "PCA_EIGENVECTORS",
+    "PHOTO_CLASSES",
+    "PHOTO_KINDS",
     "SYNTHETIC_CLASSES",
     "VOC_CLASSES",
     "CocoDetection",
@@ -63,6 +66,7 @@ __all__ = [
     "collect_class_names",
     "feature_map_view_boxes",
     "five_crop_boxes",
+    "generate_photo_dataset",
     "generate_voc_dataset",
     "hflip",
     "image_seed",
