@@ -53,6 +53,8 @@ def postprocess_detections(
     nms_threshold: float = 0.3,
     score_threshold: float | None = None,
     max_detections: int = 100,
+    *,
+    return_windows: bool = False,
 ) -> dict[str, Tensor]:
     """Per-class NMS over scored windows, then a score threshold and a cap (Sec. 4.2).
 
@@ -63,6 +65,8 @@ def postprocess_detections(
         nms_threshold: IoU above which a lower-scored box of the same class is suppressed.
         score_threshold: keep only scores above it (``None``: keep all).
         max_detections: at most this many detections per image, best first.
+        return_windows: also return ``"windows"``, ``LongTensor[M]``: the row of
+            ``scores`` (the proposal) each detection came from.
 
     Returns:
         ``{"boxes": Tensor[M, 4], "scores": Tensor[M], "labels": LongTensor[M]}``, by
@@ -98,7 +102,10 @@ def postprocess_detections(
         flat_boxes[idx], flat_scores[idx], flat_labels[idx], nms_threshold, max_keep=max_detections
     )
     idx = idx[kept]
-    return {"boxes": flat_boxes[idx], "scores": flat_scores[idx], "labels": flat_labels[idx]}
+    out = {"boxes": flat_boxes[idx], "scores": flat_scores[idx], "labels": flat_labels[idx]}
+    if return_windows:
+        out["windows"] = torch.div(idx, k, rounding_mode="floor")
+    return out
 
 
 def combine_scored_windows(scored: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
