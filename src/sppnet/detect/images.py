@@ -54,7 +54,8 @@ class ImageDetections:
         original_size: ``(height, width)`` of the file's image.
         factor: ``Tensor[4]`` ``(fx, fy, fx, fy)``, copy pixels per original pixel.
         detections: ``{"boxes": Tensor[N, 4], "scores": Tensor[N], "labels": Tensor[N]}`` in
-            the working copy's pixels, on the CPU.
+            the working copy's pixels, on the CPU, and ``"probs"`` ``Tensor[N]`` (the fc8
+            softmax) for a detector whose fc8 gives them.
         windows: R, the proposals scored.
         timing: seconds per stage (proposals, conv, pooling, fc, svm, nms) and the
             image's wall time (``total``); with proposals computed beside ``conv`` the
@@ -181,7 +182,7 @@ def _detect_one(
     scored = detector.score_windows(x, windows)  # scores [R, K], boxes [R, K, 4]
     boxes = windows.result() if isinstance(windows, Future) else windows
     t2 = time.perf_counter()
-    dets = postprocess_on_cpu(detector, scored, (x.shape[1], x.shape[2]))
+    dets = postprocess_on_cpu(detector, scored, (x.shape[1], x.shape[2]), probs=True)
     t3 = time.perf_counter()
     timing = {"proposals": spent["proposals"], **scored["timing"], "nms": t3 - t2, "total": t3 - t0}
     size = original.size[::-1]
@@ -284,6 +285,9 @@ def save_image_detections(
         image=str(result.path),
         image_size=result.original_size,
     )
+    if "probs" in dets:  # the fc8 softmax beside the SVM score
+        for row, prob in zip(record["detections"], dets["probs"].tolist(), strict=True):
+            row["prob"] = round(prob, 6)
     record["windows"] = result.windows
     record["timing"] = result.timing
     save_json(record, targets[1])

@@ -31,9 +31,9 @@ import torch
 from torch import Tensor
 
 from sppnet.data.inputs import as_image_list, check_images, image_label, to_pil
-from sppnet.detect.device import detector_device
+from sppnet.detect.device import detector_device, postprocess_on_cpu
 from sppnet.detect.images import COMPUTED_PROPOSALS, detection_copy, image_proposals
-from sppnet.detection.detector import Detector, postprocess_detections
+from sppnet.detection.detector import Detector
 
 __all__ = ["DetectionPredictor", "load_detector"]
 
@@ -67,9 +67,9 @@ class DetectionPredictor:
     @property
     def has_probs(self) -> bool:
         """Whether results carry ``probs``: a PyTorch detector with a ``K + 1``-way fc8."""
-        model = getattr(self.detector, "model", None)
+        fc8 = getattr(getattr(self.detector, "model", None), "fc8", None)
         return isinstance(self.detector, Detector) and (
-            getattr(model, "num_classes", None) == len(self.class_names) + 1
+            getattr(fc8, "out_features", None) == len(self.class_names) + 1
         )
 
     def predict(
@@ -142,47 +142,20 @@ class DetectionPredictor:
         else:
             windows = given[index].float().cpu() * factor
         x = to_tensor(image).to(self.device)
-        threshold = detector.score_threshold if score_threshold is None else score_threshold
-        if self.has_probs:
-            scored, pooled = _score_keeping_pooled(detector, x, windows)
-        else:
-            scored, pooled = detector.score_windows(x, windows), None
-        dets = postprocess_detections(
-            scored["scores"].cpu(),
-            scored["boxes"].cpu(),
-            (int(x.shape[1]), int(x.shape[2])),
-            detector.nms_threshold,
-            threshold,
-            detector.max_detections,
-            return_windows=True,
-        )
+        scored = detector.score_windows(x, windows)  # scores [R, K], boxes [R, K, 4]
+        dets = postprocess_on_cpu(
+            detector, scored, (int(x.shape[1]), int(x.shape[2])),
+            probs=True, score_threshold=score_threshold,
+        )  # fmt: skip
         out: dict[str, Any] = {
             "boxes": dets["boxes"] / factor,
             "scores": dets["scores"],
             "labels": dets["labels"],
             "names": [self.class_names[int(c)] for c in dets["labels"]],
         }
-        if pooled is not None:
-            out["probs"] = _fc8_probs(detector, pooled, dets["windows"], dets["labels"])
+        if "probs" in dets:
+            out["probs"] = dets["probs"]
         return out
-
-
-@torch.inference_mode()
-def _score_keeping_pooled(detector: Detector, x: Tensor, windows: Tensor) -> tuple[dict, Tensor]:
-    """:meth:`Detector.score_windows`, keeping the pooled features for :func:`_fc8_probs`."""
-    detector.model.eval()
-    pooled, _ = detector.pooled_features(x, windows)
-    return detector.score_pooled(pooled, windows.to(pooled.device)), pooled
-
-
-@torch.inference_mode()
-def _fc8_probs(detector: Detector, pooled: Tensor, windows: Tensor, labels: Tensor) -> Tensor:
-    """``Tensor[M]``: the fc8 softmax of each detection's class at its window."""
-    if windows.numel() == 0:
-        return torch.zeros(0)
-    logits = detector.model.forward_pooled(pooled[windows.to(pooled.device)])  # [M, K+1]
-    probs = torch.softmax(logits.float(), dim=1).cpu()  # column 0 is the background
-    return probs[torch.arange(len(labels)), labels + 1]
 
 
 def _check_proposals(
