@@ -12,47 +12,18 @@ from sppnet.detection import Detector
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-CLASSES = ["cat", "dog", "car", "bus"]
+CLASSES = ["cat", "dog", "car", "bus"]  # the saved_detector fixture's
 
 
-def _scene(path, size=(100, 75), seed=0):
-    """A picture with edges (rectangles on noise), so EdgeBoxes finds windows."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    pixels = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
-    for _ in range(4):
-        x, y = int(rng.integers(0, w - 30)), int(rng.integers(0, h - 30))
-        pixels[y : y + 25, x : x + 28] = rng.integers(120, 255, 3, dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
-    return path
-
-
-@pytest.fixture
-def saved(tmp_path, tiny_zf5):
-    """A tiny detector (random SVMs on a K + 1-way fc8 network) saved as train-det saves it."""
-    from sppnet.detect.io import save_detector
-
-    gen = torch.Generator().manual_seed(3)
-    model = tiny_zf5(len(CLASSES) + 1, seed=1)
-    det = Detector(
-        model=model, class_names=CLASSES, scales=(80,),
-        svm_weight=torch.randn(len(CLASSES), 16, generator=gen),
-        svm_bias=torch.randn(len(CLASSES), generator=gen), max_detections=20,
-    )  # fmt: skip
-    out = tmp_path / "det"
-    save_detector(out / "detector", det, {"name": "zf5"})
-    return out
-
-
-def test_predict_gives_the_boxes_of_the_detect_command(saved, tmp_path):
+def test_predict_gives_the_boxes_of_the_detect_command(saved_detector, tmp_path, scene):
     from sppnet.detect.images import detect_images
     from sppnet.detect.io import load_detector
 
     # the second image is larger than the scale: detected on a copy, boxes scaled back
-    paths = [_scene(tmp_path / "a.png"), _scene(tmp_path / "b.png", (200, 150), seed=1)]
-    predictor = sppnet.load_detector(saved, device="cpu")
+    paths = [scene(tmp_path / "a.png"), scene(tmp_path / "b.png", (200, 150), seed=1)]
+    predictor = sppnet.load_detector(saved_detector, device="cpu")
     got = predictor.predict(paths, max_proposals=60)
-    engine, _ = load_detector(saved)
+    engine, _ = load_detector(saved_detector)
     for result, done in zip(got, detect_images(engine, paths, max_proposals=60), strict=True):
         dets = done.detections
         assert len(dets["scores"]) > 0
@@ -62,13 +33,13 @@ def test_predict_gives_the_boxes_of_the_detect_command(saved, tmp_path):
         assert result["names"] == [CLASSES[int(c)] for c in dets["labels"]]
 
 
-def test_every_input_kind_gives_the_same_detections(saved, tmp_path):
-    path = _scene(tmp_path / "a.png")
+def test_every_input_kind_gives_the_same_detections(saved_detector, tmp_path, scene):
+    path = scene(tmp_path / "a.png")
     pil = Image.open(path).convert("RGB")
     array = np.array(pil)
     tensor = torch.from_numpy(array).permute(2, 0, 1).float() / 255
     windows = torch.tensor([[0, 0, 60, 50], [10, 5, 90, 70], [40, 30, 99, 74.0]])
-    predictor = sppnet.load_detector(saved, device="cpu")
+    predictor = sppnet.load_detector(saved_detector, device="cpu")
     results = predictor.predict([path, str(path), pil, array, tensor], proposals=[windows] * 5)
     for result in results[1:]:
         for key in ("boxes", "scores", "labels", "probs"):
@@ -77,17 +48,17 @@ def test_every_input_kind_gives_the_same_detections(saved, tmp_path):
     assert torch.equal(one["boxes"], results[0]["boxes"])
 
 
-def test_probs_are_the_fc8_softmax_at_the_detected_window(saved, tmp_path):
+def test_probs_are_the_fc8_softmax_at_the_detected_window(saved_detector, tmp_path, scene):
     from sppnet.data.transforms import to_tensor
     from sppnet.detect.io import load_detector
 
-    path = _scene(tmp_path / "a.png")
+    path = scene(tmp_path / "a.png")
     windows = torch.tensor([[0, 0, 60, 50], [10, 5, 90, 70], [40, 30, 99, 74.0]])
-    predictor = sppnet.load_detector(saved, device="cpu")
+    predictor = sppnet.load_detector(saved_detector, device="cpu")
     (result,) = predictor.predict(path, proposals=[windows])
     assert predictor.has_probs and len(result["probs"]) == len(result["scores"]) > 0
     # the reference: the same network without SVMs scores every window by fc8's softmax
-    engine, _ = load_detector(saved)
+    engine, _ = load_detector(saved_detector)
     softmax = Detector(model=engine.model, class_names=CLASSES, scales=(80,))
     table = softmax.score_windows(to_tensor(Image.open(path).convert("RGB")), windows)["scores"]
     for box, label, prob in zip(result["boxes"], result["labels"], result["probs"], strict=True):
@@ -96,12 +67,12 @@ def test_probs_are_the_fc8_softmax_at_the_detected_window(saved, tmp_path):
         assert 0 <= prob <= 1
 
 
-def test_score_threshold_and_the_detector_call_still_work(saved, tmp_path):
+def test_score_threshold_and_the_detector_call_still_work(saved_detector, tmp_path, scene):
     from sppnet.data.transforms import to_tensor
 
-    path = _scene(tmp_path / "a.png")
+    path = scene(tmp_path / "a.png")
     windows = torch.tensor([[0, 0, 60, 50], [10, 5, 90, 70], [40, 30, 99, 74.0]])
-    predictor = sppnet.load_detector(saved, device="cpu")
+    predictor = sppnet.load_detector(saved_detector, device="cpu")
     (every,) = predictor.predict(path, proposals=[windows])
     cut = float(every["scores"].median())
     (kept,) = predictor.predict(path, proposals=[windows], score_threshold=cut)
@@ -110,11 +81,11 @@ def test_score_threshold_and_the_detector_call_still_work(saved, tmp_path):
     assert torch.equal(direct["boxes"], every["boxes"])
 
 
-def test_errors_name_the_image(saved, tmp_path):
-    good = _scene(tmp_path / "a.png")
+def test_errors_name_the_image(saved_detector, tmp_path, scene):
+    good = scene(tmp_path / "a.png")
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg")
-    predictor = sppnet.load_detector(saved, device="cpu")
+    predictor = sppnet.load_detector(saved_detector, device="cpu")
     with pytest.raises(ValueError, match=r"image 1 \(.*bad\.jpg\)"):
         predictor.predict([good, bad], max_proposals=20)
     with pytest.raises(FileNotFoundError, match=r"image 2 \(.*gone\.jpg\): no such image file"):
