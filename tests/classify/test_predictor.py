@@ -96,3 +96,29 @@ def test_the_imagenet_classifier_by_name(tmp_path):
     assert (predictor.size, predictor.shorter, predictor.crop) == (224, 256, 224)
     (result,) = predictor.predict(_picture(tmp_path / "x.png", (240, 230)), top=3)
     assert len(result["probs"]) == 1000 and len(result["names"]) == 3
+
+
+def test_predict_command_over_a_folder_with_skip_bad(run, tmp_path, capsys):
+    from sppnet.cli.app import main
+
+    folder, _ = run
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    _picture(photos / "b.png")
+    _picture(photos / "sub" / "a.png", (100, 80))
+    (photos / "c.jpg").write_bytes(b"not a jpeg")
+    argv = ["predict", str(photos), "--checkpoint", str(folder), "--top", "2", "--no-progress"]
+    assert main(argv) == 2  # the first unreadable image stops the command
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "c.jpg" in err and err.count("\n") == 1
+    assert main([*argv, "--skip-bad", "--view", "ten"]) == 0
+    captured = capsys.readouterr()
+    heads = [line for line in captured.out.splitlines() if not line.startswith(" ")]
+    assert heads == [f"{photos / 'b.png'} (90x80):", f"{photos / 'sub' / 'a.png'} (100x80):"]
+    assert "skipped 1 of 3 images that could not be read" in captured.err
+    # the printed probabilities are the predictor's
+    (want,) = sppnet.load_classifier(folder, device="cpu").predict(photos / "b.png", view="ten")
+    first = captured.out.splitlines()[1].split()
+    assert first[1] == want["names"][0] and float(first[2][:-1]) == pytest.approx(
+        100 * float(want["scores"][0]), abs=0.06
+    )
