@@ -1,28 +1,74 @@
 """CI smoke test of the main job: `sppnet demo --quick` end to end (about 2-3 minutes).
 
 This is the pretrained EfficientNet-Lite0 path (the default); test_demo.py runs the
-from-scratch ZF-5 path on tiny settings.
+from-scratch ZF-5 path on tiny settings. The quick run is compared with its recorded
+reference (docs/reference/demo_quick.json): a fresh clone on this machine class, with the
+versions of constraints.txt, must give every result to the last digit.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
+import pytest
 import torch
 from demo_helpers import json_numbers
 
 from sppnet.cli import main
+from sppnet.demo._common import _usable_cpus
+from sppnet.demo.reference import compare_results, read_reference
+
+REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "demo_quick.json"
 
 
-def test_demo_quick_writes_the_whole_report(tmp_path, capsys):
+def _demo(args: list[str]) -> int:
     threads = torch.get_num_threads()
     try:
-        assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+        return main(["demo", "--quick", "--no-progress", *args])
     finally:
         torch.set_num_threads(threads)
-    printed = capsys.readouterr().out
-    assert "report.md" in printed
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One quick demo (about 2-3 minutes), shared by the tests below."""
+    out = tmp_path_factory.mktemp("quick")
+    return {"out": out, "code": _demo(["--out", str(out)])}
+
+
+def test_demo_quick_gives_the_recorded_reference_numbers(quick_run, capsys):
+    reference = read_reference(REFERENCE)
+    if reference["threads"] != _usable_cpus():
+        pytest.skip(f"the reference was recorded on {reference['threads']} CPUs")
+    metrics = json.loads((quick_run["out"] / "metrics.json").read_text(encoding="utf-8"))
+    differences = compare_results(metrics, reference)
+    assert differences == [], "\n".join(differences)
+    # the same check through the CLI (every stage is reused: seconds)
+    assert _demo(["--out", str(quick_run["out"]), "--reference", str(REFERENCE)]) == 0
+    assert "every result equals the reference" in capsys.readouterr().out
+
+
+def test_demo_quick_reference_mismatch_is_one_error_line(quick_run, tmp_path, capsys):
+    reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    reference["threads"] = _usable_cpus()
+    reference["detection"]["map"] += 0.01
+    reference["detection"]["ap"]["ring"] = None
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(reference), encoding="utf-8")
+    capsys.readouterr()
+    assert _demo(["--out", str(quick_run["out"]), "--reference", str(changed)]) == 2  # reused
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "2 result(s) differ" in errors[0], captured.err
+    assert "/detection/map: measured" in captured.out
+    assert "/detection/ap/ring: measured" in captured.out
+
+
+def test_demo_quick_writes_the_whole_report(quick_run):
+    tmp_path = quick_run["out"]
+    assert quick_run["code"] == 0
     report = (tmp_path / "report.md").read_text(encoding="utf-8")
     for heading in ("Classification", "Transfer", "Detection", "R-CNN"):
         assert heading in report

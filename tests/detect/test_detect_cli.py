@@ -71,13 +71,22 @@ def test_skip_bad_counts_the_skipped_images(saved_detector, photos, tmp_path, ca
     (photos / "broken.jpg").write_bytes(b"not a jpeg")
     (photos / "zz.png").write_bytes(b"")
     base = ["detect", str(photos), "--detector", str(saved_detector), "--no-pictures", *COMMON]
-    assert main([*base, "--out", str(tmp_path / "strict")]) == 1
+    assert main([*base, "--out", str(tmp_path / "strict")]) == 1  # some failed
     err = capsys.readouterr().err
-    assert err.count("error: ") == 2 and "broken.jpg" in err
+    assert err.count("failed: ") == 2 and "broken.jpg" in err
+    assert err.strip().splitlines()[-1].startswith("error: 2 of 4 images failed")
     assert main([*base, "--out", str(tmp_path / "lax"), "--skip-bad"]) == 0
     err = capsys.readouterr().err
     assert "skipped 2 of 4 images that could not be read" in err
     assert sorted(p.name for p in (tmp_path / "lax").iterdir()) == ["a.json", "b.json"]
+    bad = [str(photos / "broken.jpg"), str(photos / "zz.png")]
+    only_bad = ["detect", *bad, "--skip-bad", "--detector", str(saved_detector),
+                "--out", str(tmp_path / "none"), *COMMON]  # fmt: skip
+    assert main(only_bad) == 2  # nothing detected
+    assert (
+        capsys.readouterr().err.strip().splitlines()[-1]
+        == "error: all 2 images failed (each named above)"
+    )
 
 
 def test_outputs_never_overwrite_inputs(saved_detector, tmp_path, scene, capsys):

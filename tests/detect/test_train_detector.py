@@ -230,7 +230,7 @@ def test_cli_train_eval_detect(voc, tmp_path, capsys):
     assert record["windows"] <= 50 and set(record["timing"]) >= {"proposals", "conv", "nms"}
     assert (tmp_path / "d" / f"{image.stem}.png").is_file()
     # bad input: a missing image is named and the exit code says so
-    assert main(["detect", str(tmp_path / "nope.jpg"), "--detector", str(out)]) == 1
+    assert main(["detect", str(tmp_path / "nope.jpg"), "--detector", str(out)]) == 2
     assert "nope.jpg" in capsys.readouterr().err
     assert main(["eval-det", "--detector", str(tmp_path / "none"), "--data", str(voc)]) == 2
 

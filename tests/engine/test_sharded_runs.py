@@ -276,7 +276,10 @@ def test_detect_with_proposal_workers_equals_serial(voc, one_process_run, tmp_pa
     assert main(["detect", *images, *common, "--out", str(tmp_path / "pool"),
                  "--proposal-workers", "2"]) == 1  # fmt: skip
     pooled_err = capsys.readouterr().err
-    assert "missing.jpg" in serial_err and serial_err == pooled_err
+    assert "missing.jpg" in serial_err
+    assert serial_err.replace(str(tmp_path / "serial"), "OUT") == pooled_err.replace(
+        str(tmp_path / "pool"), "OUT"
+    )  # the last line names the output folder
     for image in images[:3]:
         name = Path(image).stem + ".json"
         a = json.loads((tmp_path / "serial" / name).read_text())

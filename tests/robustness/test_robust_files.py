@@ -7,6 +7,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import TINY_TRAIN, checkpoint_file, one_error, train_det_args
 
 from sppnet.cli import main
@@ -208,3 +209,35 @@ def test_empty_split_in_train_det(voc, tmp_path, capsys):
     argv[argv.index("--split") + 1] = "empty"
     assert main(argv) == 2
     one_error(capsys, "empty.txt", "no images", "--split")
+
+
+def test_convert_names_the_real_output_not_its_temporary(voc, tmp_path, capsys):
+    coco = tmp_path / "test.json"
+    assert main(["convert", "voc2coco", "--data", str(voc), "--split", "test", "--out",
+                 str(coco)]) == 0  # fmt: skip
+    out = tmp_path / "back"
+    (out / "classes.txt").mkdir(parents=True)  # the file it writes is a folder
+    argv = ["convert", "coco2voc", "--data", str(coco), "--images", str(voc / "JPEGImages"),
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    line = one_error(capsys, str(out / "classes.txt"))
+    assert ".tmp" not in line and ".classes.txt." not in line
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "--checkpoint", "RUN", "--out", "FILE/cls.onnx"],
+        ["export", "--detector", "DET", "--out", "FILE/det"],
+        ["convert", "voc2coco", "--data", "VOC", "--out", "FILE/x.json"],
+        ["convert", "coco2voc", "--data", "x.json", "--images", "VOC", "--out", "FILE/voc"],
+    ],
+    ids=lambda v: " ".join(v[:2]),
+)
+def test_export_and_convert_check_out_before_any_work(argv, run, detector, voc, tmp_path,
+                                                      capsys):  # fmt: skip
+    (tmp_path / "file").write_text("a file", encoding="utf-8")
+    names = {"RUN": str(run), "DET": str(detector), "VOC": str(voc)}
+    argv = [names.get(a, a.replace("FILE", str(tmp_path / "file"))) for a in argv]
+    assert main(argv) == 2
+    one_error(capsys, "--out", str(tmp_path / "file"), "is a file")

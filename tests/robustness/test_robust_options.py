@@ -102,6 +102,14 @@ def test_unknown_device(run, data, capsys):
     one_error(capsys, "--device gpu0", "not a device")
 
 
+@pytest.mark.parametrize("device", ["meta", "xpu", "cpu:x", "CUDA"])
+def test_only_real_devices_on_a_healthy_checkpoint(device, run, data, capsys):
+    """torch knows ``meta``: loading there made a healthy checkpoint look damaged."""
+    assert main([*_eval(run, data), "--device", device]) == 2
+    line = one_error(capsys, f"--device {device}", "cpu, cuda, cuda:N, mps or auto")
+    assert "damaged" not in line and "delete" not in line
+
+
 def test_out_that_is_a_file(data, tmp_path, capsys):
     target = tmp_path / "run.txt"
     target.write_text("keep me", encoding="utf-8")
@@ -137,3 +145,122 @@ def test_out_in_a_read_only_folder_fails_before_the_first_epoch(data, tmp_path, 
 def test_json_that_is_a_folder(run, data, tmp_path, capsys):
     assert main([*_eval(run, data), "--json", str(tmp_path)]) == 2
     one_error(capsys, "--json", "is a folder")
+
+
+# the least argv each command parses with (the values are never read: the checks come first)
+_BASE = {
+    "models": [],
+    "eval": ["--checkpoint", "r", "--data", "d"],
+    "train": ["--out", "OUT"],
+    "svm": ["--features", "f", "--protocol", "caltech"],
+    "features": ["--data", "d", "--layer", "spp", "--view", "full", "--out", "OUT"],
+    "train-det": ["--out", "OUT"],
+    "eval-det": ["--detector", "x", "--data", "d"],
+    "detect": ["x.jpg", "--detector", "x", "--out", "OUT"],
+    "export": ["--checkpoint", "r", "--out", "OUT.onnx"],
+    "predict": ["x.jpg"],
+    "demo": ["--out", "OUT"],
+}
+
+
+def _numeric_options() -> list[tuple[str, str, int]]:
+    """(command, option, values it takes) of every int/float/size option of every command."""
+    import argparse
+
+    from sppnet.cli import build_parser
+    from sppnet.cli._common import parse_size
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    found = []
+    for command, parser in sub.choices.items():
+        for action in parser._actions:
+            if action.type in (int, float, parse_size) and action.option_strings:
+                nargs = action.nargs if isinstance(action.nargs, int) else 1
+                found.append((command, action.option_strings[0], nargs))
+    return found
+
+
+@pytest.mark.parametrize(("command", "option", "nargs"), _numeric_options(), ids=str)
+def test_every_number_has_an_upper_bound(command, option, nargs, tmp_path, capsys):
+    if command == "export":
+        pytest.importorskip("onnx")
+    base = [a.replace("OUT", str(tmp_path / "out")) for a in _BASE[command]]
+    assert main([command, *base, option, *["1000000000000"] * nargs]) == 2
+    line = one_error(capsys, option, "<")
+    assert "1000000000000" in line
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_the_command_table_covers_every_command():
+    import argparse
+
+    from sppnet.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert {c for c, _, _ in _numeric_options()} <= set(_BASE)
+    assert set(sub.choices) - set(_BASE) == {"convert"}  # no number options
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1", "1.5"])
+def test_dropout_has_one_range(value, tmp_path, capsys):
+    """One check and one wording: 1 passed the option check ("<= 1") and then failed in
+    the training config with another range ("[0, 1)")."""
+    argv = ["train", "--out", str(tmp_path / "o"), "--dropout", value]
+    assert main(argv) == 2
+    one_error(capsys, f"--dropout must be >= 0 and < 1, got {value}")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["train", "--data", "DATA", "--out", "DATA/red/run", "--epochs", "1"], "--data"),
+        (["train", "--data", "DATA", "--out", "DATA", "--epochs", "1"], "--data"),
+        (["features", "--checkpoint", "RUN", "--data", "DATA", "--layer", "spp", "--view",
+          "full", "--out", "DATA/green/f"], "--data"),
+        (["train-det", "--data", "VOC", "--split", "train", "--out", "VOC/JPEGImages/det"],
+         "--data"),
+        (["eval-det", "--detector", "DET", "--data", "VOC", "--out", "VOC/eval"], "--data"),
+        (["convert", "coco2voc", "--data", "x.json", "--images", "DATA/red", "--out",
+          "DATA/red/voc"], "--images"),
+    ],
+    ids=lambda v: " ".join(v[:1]) if isinstance(v, list) else v,
+)  # fmt: skip
+def test_out_inside_the_input_data_is_refused(argv, option, data, run, voc, detector,
+                                              tmp_path, capsys):  # fmt: skip
+    voc_copy = tmp_path / "voc"
+    voc_copy.symlink_to(voc)  # seen through a link: the real paths are compared
+    names = {"DATA": str(data), "RUN": str(run), "VOC": str(voc_copy), "DET": str(detector)}
+    argv = [next((a.replace(k, v) for k, v in names.items() if a.startswith(k)), a)
+            for a in argv]  # fmt: skip
+    before = sorted(p for p in data.rglob("*"))
+    assert main(argv) == 2
+    one_error(capsys, "--out", f"inside {option}", "outside")
+    assert sorted(p for p in data.rglob("*")) == before  # nothing written into the data
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        (["--width", "0.25"], ["--width 0.25 (the checkpoint's: 0.125)"]),
+        (["--model", "overfeat5", "--fc-dim", "64"],
+         ["--model overfeat5 (the checkpoint's: zf5)", "--fc-dim 64 (the checkpoint's: 16)"]),
+        (["--spp-levels", "4", "2", "1"], ["--spp-levels 4 2 1 (the checkpoint's: 3 2 1)"]),
+        (["--pretrained"], ["--pretrained with --checkpoint"]),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) and v[0].startswith("--") else None,
+)  # fmt: skip
+def test_checkpoint_and_network_options_that_disagree(extra, needles, run, tmp_path, capsys):
+    argv = ["train-det", "--checkpoint", str(run), "--out", str(tmp_path / "o"), *extra]
+    assert main(argv) == 2
+    one_error(capsys, *needles)
+    assert not (tmp_path / "o").exists()
+
+
+def test_checkpoint_with_network_options_that_agree(run, tmp_path, capsys):
+    argv = ["train-det", "--checkpoint", str(run), "--out", str(tmp_path / "o"), "--model",
+            "zf5", "--width", "0.125", "--fc-dim", "16", "--spp-levels", "3", "2", "1",
+            "--data", str(tmp_path / "no_such_voc")]  # fmt: skip
+    assert main(argv) == 2  # past the network check: the missing data is what stops it
+    line = one_error(capsys, "no_such_voc")
+    assert "disagree" not in line

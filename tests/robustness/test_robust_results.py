@@ -142,3 +142,28 @@ def test_detect_on_an_image_larger_than_the_scale_works_on_a_copy(detector, tmp_
     assert boxes[:, 3].max() <= 400
     with Image.open(out / "big.png") as picture:
         assert picture.size == (120, 96)  # drawn on the working copy
+
+
+def _detect(detector: Path, out: Path, *images: Path) -> list[str]:
+    return ["detect", *map(str, images), "--detector", str(detector), "--out", str(out),
+            "--max-proposals", "20"]  # fmt: skip
+
+
+def test_detect_exit_code_says_how_many_failed(detector, image, tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    out = tmp_path / "out"
+    assert main(_detect(detector, out, bad)) == 2  # the one image failed: one line
+    one_error(capsys, "bad.png", "cannot decode")
+    assert main(_detect(detector, out, image, bad)) == 1  # some failed: the others written
+    err = capsys.readouterr().err
+    assert "failed: " in err and "bad.png" in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert lines == [f"error: 1 of 2 images failed (each named above); the detections of "
+                     f"the other 1 are in {out}"]  # fmt: skip
+    assert (out / "x.json").is_file()
+    other = tmp_path / "other.png"
+    other.write_bytes(b"")
+    assert main(_detect(detector, out, bad, other)) == 2  # all failed
+    err = capsys.readouterr().err
+    assert err.count("failed: ") == 2 and "error: all 2 images failed" in err

@@ -45,6 +45,7 @@ from sppnet.data.decode import ImageDecodeError
 from sppnet.data.transforms import check_mean, hflip, resize_shorter, subtract_mean, to_tensor
 from sppnet.data.views import feature_map_view_boxes, ten_view_boxes
 from sppnet.evaluation.classification import topk_errors
+from sppnet.limits import ImageTooLargeError
 from sppnet.ops import map_windows_to_features, window_pyramid_pool
 
 __all__ = ["EVAL_VIEWS", "MULTIVIEW_SCALES", "evaluate_classifier", "feature_map_view_logits"]
@@ -132,8 +133,14 @@ class _ViewInputs(Dataset):
                 f"dataset item {index} must be (PIL image, label) (an ImageFolder without a "
                 f"transform), got ({type(img).__name__}, ...)"
             )
-        img = img.convert("RGB")
-        item: dict[str, Any] = {"label": int(label)}
+        try:
+            return self._views(img.convert("RGB"), int(label))
+        except ImageTooLargeError as err:
+            raise err.at(_sample_path(self.dataset, index)) from None
+
+    def _views(self, img: Image.Image, label: int) -> dict[str, Any]:
+        """The views of one decoded image (see the module docstring)."""
+        item: dict[str, Any] = {"label": label}
         base = resize_shorter(img, self.shorter)
         if "center" in self.views or "ten" in self.views:
             boxes, flipped = ten_view_boxes(base.width, base.height, self.crop)
@@ -153,6 +160,12 @@ class _ViewInputs(Dataset):
                 boxes = feature_map_view_boxes(scaled.width, scaled.height, self.crop)
                 item["scales"].append((self._pair(scaled), boxes))
         return item
+
+
+def _sample_path(dataset: Any, index: int) -> str:
+    """The file of item ``index`` where the dataset names it (``samples``), else its index."""
+    samples = getattr(dataset, "samples", None)
+    return str(samples[index][0]) if samples is not None else f"item {index}"
 
 
 # ---------------------------------------------------------------------------- scoring

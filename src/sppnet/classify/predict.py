@@ -16,6 +16,7 @@ from torch import nn
 
 from sppnet.data.decode import load_image
 from sppnet.data.transforms import resize_shorter, subtract_mean, to_tensor
+from sppnet.limits import ImageTooLargeError
 
 __all__ = ["Prediction", "predict_images"]
 
@@ -56,6 +57,8 @@ def predict_images(
 
     Raises:
         ValueError: an unreadable image (names the file), ``top``/``size``/``crop`` < 1.
+        sppnet.limits.ImageTooLargeError: (a ``ValueError``) an image over the
+            memory cap once resized (names the file).
     """
     for name, value in (("top", top), ("size", size), ("crop", crop or 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -71,7 +74,10 @@ def predict_images(
     try:
         with torch.inference_mode():
             for path, img in zip(paths, images, strict=True):
-                resized = resize_shorter(img, size)
+                try:
+                    resized = resize_shorter(img, size)
+                except ImageTooLargeError as err:
+                    raise err.at(path) from None
                 x = subtract_mean(to_tensor(resized), mean)  # [3, H, W]
                 if crop is not None:
                     top_px = (x.shape[1] - crop) // 2

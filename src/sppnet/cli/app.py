@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from sppnet import __version__
 from sppnet.cli import classify, convert, demo, detection, export, transfer
@@ -35,9 +36,51 @@ examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one ``error:`` line (exit code 2), as every other
+    expected failure of the command, with a pointer to the usage instead of printing it."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``error: MESSAGE; see: PROG --help`` on stderr and exit with code 2."""
+        text = " ".join(message.split())
+        self.exit(2, f"error: {text}; see: {self.prog} --help\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's, but an unknown option is reported by its subcommand's parser (its
+        ``--help`` is the one to read)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            subcommand = self._subcommand(getattr(parsed, "command", None))
+            subcommand.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _subcommand(self, name: str | None) -> argparse.ArgumentParser:
+        """The parser of subcommand ``name``, or this one."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+                return action.choices[name]
+        return self
+
+
+# what an interrupted (Ctrl-C) command leaves, and how to continue it
+_AGAIN = "stopped before the end, nothing to resume: run the command again"
+_RESUME = {
+    "train": "run the same command with --resume to continue from the last finished epoch",
+    "train-det": "run the same command again to continue (finished stages and cached "
+    "images are reused)",
+    "demo": "run the same command again to continue (finished stages are reused)",
+    "features": "run the same command again to continue (the batches written are kept)",
+    "eval-det": "run the same command again (the proposals computed are cached)",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``sppnet`` command (subcommands and their options)."""
-    parser = argparse.ArgumentParser(
+    """The argument parser of the ``sppnet`` command (subcommands and their options).
+
+    A bad argument ends it with one line ``error: ...; see: sppnet COMMAND --help`` on
+    stderr and ``SystemExit(2)``.
+    """
+    parser = _Parser(
         prog="sppnet",
         description="Spatial pyramid pooling networks (He et al., TPAMI 2015): "
         "classification at any image size and detection with shared convolutions.",
@@ -74,11 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     The one error boundary: an expected failure (:data:`sppnet.errors.EXPECTED_ERRORS`: a
     bad file, option value, device or output folder) ends as one ``error: ...`` line on
-    stderr and exit code 2 (a training loss gone NaN: 1); anything else is a bug and keeps
-    its traceback. ``--debug`` or ``SPPNET_DEBUG=1`` re-raises expected failures as well.
+    stderr and exit code 2 (a training loss gone NaN: 1); Ctrl-C is one ``interrupted:``
+    line (how to continue, where the command can) and exit code 130; anything else is a bug
+    and keeps its traceback. ``--debug`` or ``SPPNET_DEBUG=1`` re-raises expected failures
+    (and Ctrl-C) as well.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # SystemExit: --help, --version, an argument error (2)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
@@ -87,6 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_options(args)  # before any work: data generated, images read, epochs run
         return int(args.func(args))
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"interrupted: {_RESUME.get(args.command, _AGAIN)}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports it
     except EXPECTED_ERRORS as err:
         if debug:
             raise
@@ -101,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(err: BaseException, code: int | None = None) -> int:
     """Print ``err`` as one ``error:`` line on stderr; return the exit code."""
-    text = str(err)
+    text = _worker_message(str(err))
     if isinstance(err, OSError) and getattr(err, "filename", None) is not None:
         text = f"{err.filename}: {err.strerror or text}"
     if isinstance(err, ImportError) and not text:
@@ -111,6 +161,16 @@ def _report(err: BaseException, code: int | None = None) -> int:
         text = f"[rank {rank}] {text}"
     print("error: " + " ".join(text.split()), file=sys.stderr)
     return code if code is not None else int(getattr(err, "exit_code", 2))
+
+
+def _worker_message(text: str) -> str:
+    """The error's own message where a DataLoader worker re-raised it with its traceback
+    ("Caught X in DataLoader worker process 0. Original Traceback ...: X: message")."""
+    if not (text.startswith("Caught ") and "Original Traceback" in text):
+        return text
+    last = text.rstrip().splitlines()[-1]  # "package.module.ErrorName: message"
+    name, _, message = last.partition(": ")
+    return message if message and " " not in name else text
 
 
 def _memory_policy() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from sppnet.cli._common import parse_size, print_table, require_images, torchrun_rank
 from sppnet.cli.device import add_device_option, resolve_device
@@ -239,7 +240,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     from sppnet.classify.predictor import load_classifier
     from sppnet.cli.inputs import expand_images
-    from sppnet.data.decode import load_image
 
     for option, value in (("--top", args.top), ("--size", args.size)):
         if value is not None and value < 1:
@@ -255,14 +255,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     bad = 0
     for path in tqdm(images, unit="img", disable=True if args.no_progress else None):
         try:
-            image = load_image(path)  # its errors name the file
+            result = _predict_file(predictor, path, args.view, args.top)
         except (ValueError, OSError) as err:
             if not args.skip_bad:
                 raise
             print(f"skipped: {err}", file=sys.stderr)
             bad += 1
             continue
-        (result,) = predictor.predict(image, view=args.view, top=args.top)
+        image = result["image"]
         print(f"{path} ({image.width}x{image.height}):")
         labels, probs = result["labels"].tolist(), result["scores"].tolist()
         ranked = zip(labels, result["names"], probs, strict=True)
@@ -271,6 +271,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if bad:
         print(f"skipped {bad} of {len(images)} images that could not be read", file=sys.stderr)
     return 1 if bad == len(images) else 0
+
+
+def _predict_file(predictor: Any, path: Any, view: str | None, top: int) -> dict[str, Any]:
+    """One file's prediction, with its PIL image under ``"image"``; errors name the file."""
+    from sppnet.data.decode import load_image
+    from sppnet.limits import ImageTooLargeError
+
+    image = load_image(path)  # its errors name the file
+    try:
+        (result,) = predictor.predict(image, view=view, top=top)
+    except ValueError as err:
+        cause = err.__cause__ if isinstance(err.__cause__, ValueError) else err
+        if isinstance(cause, ImageTooLargeError):
+            raise cause.at(path) from None
+        raise ValueError(f"{path}: {cause}") from None
+    return {**result, "image": image}
 
 
 _MODELS_TEXT = r"""

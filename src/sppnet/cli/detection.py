@@ -44,6 +44,8 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
 
     from sppnet.detect.train import DetectorTrainConfig, train_detector
 
+    if args.checkpoint is not None:  # before the built-in data are generated
+        _check_network_options(args)
     data, split = args.data, args.split
     if data is None and args.images is not None:
         raise UserError("--images needs --data: the COCO annotation file of those images")
@@ -76,6 +78,48 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
     print_timing("time per stage (s, whole training set)", summary["timing"])
     print(f"detector: {summary['detector']}")
     return 0
+
+
+def _check_network_options(args: argparse.Namespace) -> None:
+    """With ``--checkpoint`` the network is the checkpoint's: ``--model``, ``--width``,
+    ``--fc-dim`` and ``--spp-levels`` may only repeat its values, and ``--pretrained`` (other
+    weights) is refused, rather than silently ignored.
+
+    Raises:
+        FileNotFoundError: no checkpoint under ``--checkpoint``.
+        UserError: an option that disagrees with the checkpoint's network.
+    """
+    from sppnet.engine.checkpoint import find_checkpoint
+    from sppnet.engine.safe_load import load_json_file
+
+    if args.pretrained:
+        raise UserError(
+            f"--pretrained with --checkpoint {args.checkpoint}: the network and its weights "
+            "are the checkpoint's; drop one of them"
+        )
+    found = find_checkpoint(args.checkpoint, args.which or "best")
+    if found is None:
+        raise FileNotFoundError(f"no checkpoint found under {args.checkpoint!r}")
+    state = load_json_file(found / "state.json")
+    model = dict(state.get("model") or {}) if isinstance(state, dict) else {}
+    given = {"--model": (args.model, "name"), "--width": (args.width, "width"),
+             "--fc-dim": (args.fc_dim, "fc_dim"),
+             "--spp-levels": (args.spp_levels, "spp_levels")}  # fmt: skip
+    differ = [
+        f"{option} {_shown(value)} (the checkpoint's: {_shown(model[key])})"
+        for option, (value, key) in given.items()
+        if value is not None and key in model and _shown(value) != _shown(model[key])
+    ]
+    if differ:
+        raise UserError(
+            f"{', '.join(differ)} disagree with --checkpoint {found}, whose network is used; "
+            "drop these options, or drop --checkpoint to build that network"
+        )
+
+
+def _shown(value: object) -> str:
+    """An option value as typed: ``6 3 2 1`` for a list."""
+    return " ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
 def _note(line: str) -> None:
@@ -131,6 +175,9 @@ def _eval_det(args: argparse.Namespace, detector: Any, info: DistInfo) -> int:
     if args.images is not None and len(dataset) == 0:
         raise UserError(f"--data {args.data} lists no images")
     require_images(dataset, args)
+    from sppnet.detection.scales import check_dataset_scales
+
+    check_dataset_scales(dataset, detector.scales, detector.max_long_side, args.max_images)
     name = args.split if args.images is None else Path(args.data).stem
     out = Path(args.out) if args.out else Path(args.detector) / f"eval_{name}"
     cache_dir = Path(args.proposal_cache) if args.proposal_cache else out / "proposals"
@@ -242,16 +289,17 @@ def _detect_all(args: argparse.Namespace, detector: Any, images: list, out: Any)
         if earlier:
             print(f"warning: replacing {', '.join(map(str, earlier))} (an earlier run)",
                   file=sys.stderr)  # fmt: skip
-    bad, bar = 0, tqdm(total=len(images), unit="img", disable=True if args.no_progress else None)
+    failed: list[str] = []
+    bar = tqdm(total=len(images), unit="img", disable=True if args.no_progress else None)
     for done in detect_images(
         detector, images, proposals=args.proposals, max_proposals=args.max_proposals,
         proposal_workers=args.proposal_workers,
     ):  # fmt: skip
         bar.update(1)
         if isinstance(done, ImageFailure):
-            kind = "skipped" if args.skip_bad else "error"
-            print(f"{kind}: {done.path}: {done.message}", file=sys.stderr)
-            bad += 1
+            failed.append(f"{done.path}: {done.message}")
+            if args.skip_bad or len(images) > 1:  # named now; the count comes last
+                print(f"{'skipped' if args.skip_bad else 'failed'}: {failed[-1]}", file=sys.stderr)
             continue
         picture, record, replaced = save_image_detections(
             done, out, detector.class_names, draw_threshold=args.draw_threshold,
@@ -269,13 +317,34 @@ def _detect_all(args: argparse.Namespace, detector: Any, images: list, out: Any)
         print(f"{done.path}: {n} detections" + (f" -> {', '.join(written)}" if written else ""))
         print_timing("  time", done.timing)
     bar.close()
-    if writer is not None and len(images) > bad:
+    if writer is not None and len(images) > len(failed):
         files = writer.close()
         if args.format != "yolo":
             print(f"{args.format}: {', '.join(str(p) for p in files)}")
-    if bad and args.skip_bad:
-        print(f"skipped {bad} of {len(images)} images that could not be read", file=sys.stderr)
-    return 1 if bad == len(images) or (bad and not args.skip_bad) else 0
+    if failed and args.skip_bad and len(failed) < len(images):
+        print(f"skipped {len(failed)} of {len(images)} images that could not be read",
+              file=sys.stderr)  # fmt: skip
+        return 0
+    return _detect_exit_code(failed, len(images), str(out))
+
+
+def _detect_exit_code(failed: list[str], total: int, out: str) -> int:
+    """0: every image detected; 1: some failed (the others' files are written); 2: all
+    failed. A failure ends with one ``error:`` line: the image's own, or the count."""
+    if not failed:
+        return 0
+    if total == 1:
+        print(f"error: {failed[0]}", file=sys.stderr)
+    elif len(failed) == total:
+        print(f"error: all {total} images failed (each named above)", file=sys.stderr)
+    else:
+        print(
+            f"error: {len(failed)} of {total} images failed (each named above); the "
+            f"detections of the other {total - len(failed)} are in {out}",
+            file=sys.stderr,
+        )
+        return 1
+    return 2
 
 
 _TRAIN_DET_TEXT = r"""
@@ -432,7 +501,10 @@ is the file's stem, with -2, -3, ... for later images of the same stem (a/x.jpg 
 x, x-2); files of an earlier run are replaced with a warning. An image whose shorter side
 exceeds the detector's largest scale is detected (and drawn) on a copy of that size; the
 JSON boxes are in its own pixels. Proposals: EdgeBoxes (default, fast), selective search, or
-a directory of <stem>.npy files.
+a directory of <stem>.npy files. An image that fails (unreadable, too large, no proposals
+file) is named and the others are still detected; exit code 0: all detected, 1: some
+failed, 2: all failed (or a bad option, detector or folder). --skip-bad: exit code 0 when
+some were detected, the skipped images counted.
 
 examples:
   sppnet detect runs/det/data/voc/JPEGImages/000601.jpg --detector runs/det \
@@ -488,8 +560,8 @@ def add_detect_parser(sub: argparse._SubParsersAction) -> None:
     detect.add_argument("--no-pictures", action="store_true", help="write no PNG pictures")
     detect.add_argument(
         "--skip-bad", action="store_true",
-        help="skip images that cannot be read, count them and exit 0 (default: each is an "
-        "error and the exit code is 1)",
+        help="skip images that fail, count them and exit 0 when some were detected (default: "
+        "exit code 1 when some failed)",
     )  # fmt: skip
     add_no_progress(detect)
     add_detector_settings(detect)

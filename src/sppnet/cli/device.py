@@ -1,9 +1,10 @@
 """The one ``--device`` policy of the ``sppnet`` commands.
 
 Every command that computes with a network takes ``--device``: ``cpu``, ``cuda``,
-``cuda:N`` or ``auto``; ``auto`` (the default) is ``cuda`` where torch sees a CUDA device,
-else ``cpu``. The name is checked before any work (:func:`check_device`) and turned into a
-torch device name in the handler (:func:`resolve_device`), the only place torch is loaded.
+``cuda:N``, ``mps`` or ``auto`` (no other kind torch knows, e.g. ``meta``); ``auto`` (the
+default) is ``cuda`` where torch sees a CUDA device, else ``cpu``. The name is checked
+before any work (:func:`check_device`) and turned into a torch device name in the handler
+(:func:`resolve_device`), the only place torch is loaded.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sppnet.errors import UserError
 __all__ = ["AUTO", "add_device_option", "check_device", "resolve_device"]
 
 AUTO = "auto"
-_HELP = "cpu, cuda, cuda:N or auto (default auto: cuda if available, else cpu)"
+_HELP = "cpu, cuda, cuda:N, mps or auto (default auto: cuda if available, else cpu)"
 
 
 def add_device_option(parser: argparse.ArgumentParser, note: str = "") -> None:
@@ -39,7 +40,9 @@ def check_device(device: str) -> None:
     """``--device`` names a device torch knows and this machine has (``auto`` always does).
 
     Raises:
-        UserError: not a device name, or a CUDA/MPS device this machine lacks.
+        UserError: not ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (torch's other
+            kinds, e.g. ``meta``, hold no data: a checkpoint loaded there would look
+            damaged), or a CUDA/MPS device this machine lacks.
     """
     if device == AUTO:
         return
@@ -48,7 +51,11 @@ def check_device(device: str) -> None:
     try:
         kind = torch.device(device).type
     except (RuntimeError, ValueError):
-        raise UserError(f"--device {device} is not a device; use cpu, cuda[:N] or auto") from None
+        kind = None
+    if kind not in ("cpu", "cuda", "mps"):  # meta, xpu, ...: torch names them, we do not run
+        raise UserError(
+            f"--device {device} is not a device sppnet runs on; use cpu, cuda, cuda:N, mps or auto"
+        )
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise UserError(f"--device {device}: no CUDA device here; use --device cpu")

@@ -20,6 +20,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from sppnet.export.onnx import export_classifier, export_detector, require_onnx
 
     require_onnx()
+    _check_opset(args.opset)
     out = Path(args.out)
     if args.checkpoint is not None:
         from sppnet.engine.checkpoint import load_classifier
@@ -44,6 +45,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
             f"{args.opset}); run it with: sppnet detect IMAGE --onnx {out}"
         )
     return 0
+
+
+def _check_opset(opset: int) -> None:
+    """``--opset`` between the exporter's oldest (18) and the newest the onnx package knows.
+
+    Raises:
+        UserError: out of that range.
+    """
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if not 18 <= opset <= newest:
+        raise UserError(
+            f"--opset must be >= 18 (the exporter's oldest) and <= {newest} (the newest this "
+            f"onnx {onnx.__version__} knows), got {opset}"
+        )
 
 
 _EXPORT_TEXT = r"""

@@ -32,6 +32,7 @@ from PIL import Image
 
 from sppnet._repr import format_fields
 from sppnet.data.decode import ImageDecodeError, load_image, open_image
+from sppnet.limits import ImageTooLargeError
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "read_image_size"]
 
@@ -202,6 +203,8 @@ class ImageFolder:
             IndexError: ``index`` out of range.
             ImageDecodeError: the file cannot be decoded (``skip_bad=False``), or no file
                 in the dataset can (``skip_bad=True``).
+            sppnet.limits.ImageTooLargeError: the transform would resize the image
+                over the memory cap (names the file).
         """
         n = len(self.samples)
         if not -n <= index < n:
@@ -221,7 +224,12 @@ class ImageFolder:
                 self._mark_bad(i)
                 self.skipped += 1
                 continue
-            return (self.transform(img) if self.transform is not None else img), label
+            if self.transform is None:
+                return img, label
+            try:
+                return self.transform(img), label
+            except ImageTooLargeError as err:
+                raise err.at(path) from None
         raise ImageDecodeError(self.root, f"none of the {n} images of this dataset can be decoded")
 
     def image_sizes(self) -> list[tuple[int, int]]:

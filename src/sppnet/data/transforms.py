@@ -33,6 +33,7 @@ from PIL import Image
 from torch import Tensor
 
 from sppnet._validate import check_int
+from sppnet.limits import check_resized_size
 
 __all__ = [
     "PCA_EIGENVALUES",
@@ -126,12 +127,15 @@ def resize_shorter(img: Image.Image, size: int) -> Image.Image:
     Raises:
         TypeError: ``img`` is not a PIL image or ``size`` is not an int.
         ValueError: ``size < 1``.
+        sppnet.limits.ImageTooLargeError: (a ``ValueError``) the resized image would
+            be over the memory cap (a very elongated image).
     """
     _check_pil(img)
     check_int("size", size, min=1)
     new = _shorter_side_size(img.width, img.height, size)
     if new == img.size:
         return img
+    check_resized_size((img.height, img.width), new[::-1], f"resized to shorter side {size}")
     return img.resize(new, Image.Resampling.BILINEAR)
 
 
@@ -448,10 +452,14 @@ class FullImageTransform:
 
         Raises:
             TypeError: ``img`` is not a PIL image.
+            sppnet.limits.ImageTooLargeError: the resized image would be over the
+                memory cap.
         """
         _check_pil(img)
         h, w = self.output_size(img.height, img.width)
         if (w, h) != img.size:
+            check_resized_size((img.height, img.width), (h, w), f"resized to shorter side "
+                               f"{self.shorter}")  # fmt: skip
             img = img.resize((w, h), Image.Resampling.BILINEAR)
         return subtract_mean(to_tensor(img), self.mean)
 

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from sppnet.data.decode import ImageDecodeError, load_image
 from sppnet.detect.device import detector_device, postprocess_on_cpu
+from sppnet.detection.scales import image_scale_factors
 
 __all__ = [
     "COMPUTED_PROPOSALS",
@@ -159,6 +160,9 @@ def _detect_one(
         raise ValueError(ready)
     original = load_image(path)
     image, factor = detection_copy(original, max(detector.scales))  # factor [4]
+    # an image too large at a scale is refused before its proposals are computed
+    cap = getattr(detector, "max_long_side", None)
+    image_scale_factors(image.height, image.width, detector.scales, cap)
     t0 = time.perf_counter()
     spent: dict[str, float] = {}
     windows: Tensor | Future[Tensor]

@@ -35,7 +35,13 @@ _WORKER_STATE: dict[str, Any] = {}
 
 
 def _init_worker(state: Any) -> None:
+    import signal
+
     import torch
+
+    # Ctrl-C reaches the whole process group: the parent reports it (one line) and ends
+    # the pool; a worker's own KeyboardInterrupt traceback would only clutter the terminal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     torch.set_num_threads(1)  # as in DataLoader workers: one core each
     _WORKER_STATE["state"] = state

@@ -61,6 +61,7 @@ from sppnet.detection.box_regression import fit_ridge
 from sppnet.detection.detector import Detector
 from sppnet.detection.linear_svm import feature_norm_scale, fit_linear_svm
 from sppnet.detection.proposals import ProposalCache, load_proposals
+from sppnet.detection.scales import check_dataset_scales
 from sppnet.detection.targets import (
     hard_negative_round,
     label_windows,
@@ -534,10 +535,21 @@ def finetune_fc(
         x = table.gather(idx).to(device)  # [B, P]
         y = table.labels[idx].to(device)  # [B] in 0..K
         loss = F.cross_entropy(model.forward_pooled(x), y)
-        sgd_step(loss, opt, epoch=1, step=it, lr=opt.param_groups[0]["lr"])
+        sgd_step(loss, opt, epoch=1, step=it, lr=opt.param_groups[0]["lr"], advice=_NAN_FC)
         losses.append(float(loss.detach()))
     model.eval()
     return losses
+
+
+# what a diverged fine-tuning tells the user: the options train-det has
+_NAN_FC = (
+    "fc fine-tuning diverged: run the same command again with a lower --finetune-lr (the "
+    "proposals and the feature cache are reused)"
+)
+_NAN_E2E = (
+    "end-to-end fine-tuning diverged: run the same command again with a lower --e2e-lr, "
+    "or --e2e-iterations 0 (the finished stages are reused)"
+)
 
 
 def _train_with_frozen_batch_norm(model: nn.Module) -> None:
@@ -607,7 +619,7 @@ def finetune_end_to_end(
         )
         pooled = pool_windows(model, maps, windows[idx].to(device))  # [B, P], differentiable
         loss = F.cross_entropy(model.forward_pooled(pooled), labels[idx].to(device))
-        sgd_step(loss, opt, epoch=1, step=it, lr=config.e2e_lr)
+        sgd_step(loss, opt, epoch=1, step=it, lr=config.e2e_lr, advice=_NAN_E2E)
         losses.append(float(loss.detach()))
     model.eval()
     return losses
@@ -932,6 +944,7 @@ def _open_training_set(config: DetectorTrainConfig, out: Path, info: DistInfo) -
         )
     if config.max_images is not None:
         keep_first_images(dataset, config.max_images)
+    check_dataset_scales(dataset, config.scales, config.max_long_side)  # before any work
     return dataset
 
 

@@ -15,16 +15,19 @@ Shape shorthand:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from sppnet._validate import check_real
+from sppnet.limits import check_resized_size
 from sppnet.ops.boxes import check_boxes
 
 __all__ = [
     "DETECTION_SCALES_1",
     "DETECTION_SCALES_5",
+    "check_dataset_scales",
     "choose_window_scales",
     "image_scale_factors",
 ]
@@ -51,7 +54,9 @@ def image_scale_factors(
     is ``s``. With ``max_long_side`` set, a factor that would make the longer side exceed
     it is lowered to ``max_long_side / max(height, width)`` (a memory cap for very
     elongated images; the paper has none, so the default is ``None``). Factors keep the
-    order of ``scales``.
+    order of ``scales``. A resized image over the memory cap
+    (:func:`~sppnet.limits.check_resized_size`) is refused here, before any pixel is
+    resized.
 
     Args:
         height: image height in pixels, ``> 0``.
@@ -67,6 +72,8 @@ def image_scale_factors(
         TypeError: if a size, scale or the cap is not a real number.
         ValueError: if a size, scale or the cap is not positive and finite, or ``scales``
             is empty.
+        sppnet.limits.ImageTooLargeError: (a ``ValueError``) a resized image over
+            the memory cap.
     """
     h = check_real("height", height, positive=True)
     w = check_real("width", width, positive=True)
@@ -84,8 +91,44 @@ def image_scale_factors(
         f = s / short
         if cap is not None and f * long > cap:
             f = cap / long
+        resized = (max(1, round(h * f)), max(1, round(w * f)))
+        check_resized_size(
+            (round(h), round(w)), resized, f"resized for scale {s:g}",
+            "use smaller --scales, or crop the image to a less elongated shape",
+        )  # fmt: skip
         factors.append(f)
     return factors
+
+
+def check_dataset_scales(
+    dataset: Any,
+    scales: Sequence[float],
+    max_long_side: float | None = None,
+    n: int | None = None,
+) -> None:
+    """Refuse, before any work, an image of ``dataset`` too large at one of ``scales``.
+
+    Reads only the sizes the annotations give (``dataset.sizes``), nothing is decoded.
+
+    Args:
+        dataset: a detection dataset with ``sizes`` (``(height, width)`` per image) and
+            ``image_path(i)``.
+        scales: the detector's shorter-side scales.
+        max_long_side: its cap on the resized longer side, if any.
+        n: check only the first ``n`` images (all: None).
+
+    Raises:
+        sppnet.limits.ImageTooLargeError: an image over the memory cap at a scale;
+            the message names its file.
+    """
+    from sppnet.limits import ImageTooLargeError
+
+    sizes = list(dataset.sizes)[:n]
+    for i, (height, width) in enumerate(sizes):
+        try:
+            image_scale_factors(height, width, scales, max_long_side)
+        except ImageTooLargeError as err:
+            raise err.at(dataset.image_path(i)) from None
 
 
 def choose_window_scales(

@@ -25,10 +25,26 @@ class NonFiniteLossError(RuntimeError):
         step: 0-based step within that epoch.
         lr: the learning rate in use.
         checkpoint: the last good checkpoint directory (None if none was written yet).
+        advice: what to do, naming the options of the command that ran (default: the
+            classifier's ``--lr`` and ``--resume``); a run without epochs and checkpoints
+            (a detector stage) gives its own.
     """
 
-    def __init__(self, epoch: int, step: int, lr: float, checkpoint: Path | None) -> None:
+    def __init__(
+        self,
+        epoch: int,
+        step: int,
+        lr: float,
+        checkpoint: Path | None,
+        advice: str | None = None,
+    ) -> None:
         self.epoch, self.step, self.lr, self.checkpoint = epoch, step, lr, checkpoint
+        if advice is not None:
+            super().__init__(
+                f"non-finite training loss at step {step} (lr {lr:g}); the run stopped before "
+                f"this step's update. {advice}"
+            )
+            return
         kept = (
             f"the last good checkpoint is kept at {checkpoint}"
             if checkpoint is not None
@@ -50,6 +66,7 @@ def sgd_step(
     lr: float,
     checkpoint: Path | None = None,
     info: DistInfo | None = None,
+    advice: str | None = None,
 ) -> None:
     """Check ``loss`` is finite (on every process), then zero the gradients, backward, step.
 
@@ -61,6 +78,7 @@ def sgd_step(
         lr: the learning rate in use, for the error.
         checkpoint: the last good checkpoint, for the error.
         info: the process group under DDP (the verdict is all-reduced); None for one process.
+        advice: what the error tells the user to do (see :class:`NonFiniteLossError`).
 
     Raises:
         NonFiniteLossError: the loss is NaN or infinite here or on another process; no
@@ -72,7 +90,7 @@ def sgd_step(
         all_reduce_sum(finite, info)
         world_size = info.world_size
     if float(finite) < world_size:
-        raise NonFiniteLossError(epoch, step, lr, checkpoint)
+        raise NonFiniteLossError(epoch, step, lr, checkpoint, advice)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

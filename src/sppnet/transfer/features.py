@@ -80,6 +80,7 @@ from sppnet.data.transforms import (
     to_tensor,
 )
 from sppnet.engine.distributed import DistInfo, barrier, shard_indices
+from sppnet.limits import ImageTooLargeError
 from sppnet.ops import spatial_pyramid_pool
 from sppnet.transfer.store import (
     clear_shards,
@@ -413,9 +414,13 @@ class _Inputs(Dataset):
                 f"dataset items must be PIL images or (PIL image, target) pairs; item {index} "
                 f"holds {type(image).__name__} (build the dataset without a transform)"
             )
-        x = representation_input(
-            image, view=self.view, size=self.size, crop=self.crop, mean=self.mean
-        )
+        try:
+            x = representation_input(
+                image, view=self.view, size=self.size, crop=self.crop, mean=self.mean
+            )
+        except ImageTooLargeError as err:
+            samples = getattr(self.dataset, "samples", None)
+            raise err.at(samples[index][0] if samples is not None else f"item {index}") from None
         return {"index": index, "x": x, "bad": None}
 
 
