@@ -1,9 +1,12 @@
-"""Fixtures of the detection-run tests: a tiny saved detector and pictures with edges.
+"""Helpers of the detection tests: a tiny saved detector and pictures with edges.
 
 - ``scene(path, size=(100, 75), seed=0)``: writes rectangles on noise (EdgeBoxes finds
   windows there) and returns the path;
-- ``saved_detector``: a tiny ZF-5 detector (4 classes, random SVMs on a ``K + 1``-way fc8
-  network, scale 80) saved as ``sppnet train-det`` saves it; the run folder.
+- ``save_tiny_detector(root, tiny_zf5)``: a tiny ZF-5 detector (4 classes, random SVMs on a
+  ``K + 1``-way fc8 network, scale 80) saved as ``sppnet train-det`` saves it into
+  ``root/det/detector``; returns ``root/det``.
+
+(A module, not a conftest.py: tests elsewhere import ``conftest`` by name.)
 """
 
 from __future__ import annotations
@@ -12,14 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
 DETECTOR_CLASSES = ["cat", "dog", "car", "bus"]
 
 
-def _scene(path: Path, size: tuple[int, int] = (100, 75), seed: int = 0) -> Path:
+def scene(path: Path, size: tuple[int, int] = (100, 75), seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     w, h = size
     pixels = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
@@ -30,14 +32,7 @@ def _scene(path: Path, size: tuple[int, int] = (100, 75), seed: int = 0) -> Path
     return path
 
 
-@pytest.fixture(scope="session")
-def scene() -> Callable[..., Path]:
-    """``scene(path, size=(100, 75), seed=0)``: a picture with edges, written to ``path``."""
-    return _scene
-
-
-@pytest.fixture
-def saved_detector(tmp_path, tiny_zf5) -> Path:
+def save_tiny_detector(root: Path, tiny_zf5: Callable[..., torch.nn.Module]) -> Path:
     """A tiny detector saved as train-det saves it (``<run>/detector/``); the run folder."""
     from sppnet.detect.io import save_detector
     from sppnet.detection import Detector
@@ -49,6 +44,6 @@ def saved_detector(tmp_path, tiny_zf5) -> Path:
         svm_weight=torch.randn(k, 16, generator=gen), svm_bias=torch.randn(k, generator=gen),
         max_detections=20,
     )  # fmt: skip
-    out = tmp_path / "det"
+    out = root / "det"
     save_detector(out / "detector", det, {"name": "zf5"})
     return out
