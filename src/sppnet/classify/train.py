@@ -135,6 +135,10 @@ class ClassifierTrainConfig:
     out: str = "runs/classifier"  # run directory: checkpoints, logs, curves
     model: str = "zf5"  # ZF-5 is the paper's main network (Sec. 3.1.1, Table 1)
     pretrained: bool = False  # start from ImageNet weights (sppnet.models.pretrained_models())
+    # a trunk source as model ("package.module:factory", "timm/NAME"): its JSON kwargs and,
+    # for timm, the features_only stage (None: stride 16); see sppnet.models.from_trunk
+    model_args: dict[str, Any] | None = None
+    feature_index: int | None = None
     width: float = 1.0  # conv channel multiplier; 1.0 is the paper's network
     fc_dim: int | None = None  # fc6/fc7 width; None: the model's (4096, Sec. 3.1.1)
     # pyramid levels; "default": the model's ((6, 3, 2, 1), Sec. 3.1.2); None: no SPP
@@ -185,7 +189,7 @@ class ClassifierTrainConfig:
         if self.pretrained:
             from sppnet.models import pretrained_models
 
-            if self.model not in pretrained_models():
+            if self.model not in pretrained_models() and not self.model.startswith("timm/"):
                 raise ValueError(
                     f"pretrained=True needs a model with ImageNet weights, one of "
                     f"pretrained_models(): {', '.join(pretrained_models())}; got {self.model!r} "
@@ -397,7 +401,7 @@ def _open_datasets(config: ClassifierTrainConfig) -> tuple[Any, Any | None]:
 
 
 def _build_model(
-    config: ClassifierTrainConfig, num_classes: int
+    config: ClassifierTrainConfig, num_classes: int, trust: bool | str = False
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The run's model (seeded init, ImageNet trunk if ``pretrained``) and its kwargs.
 
@@ -409,10 +413,18 @@ def _build_model(
     """
     from sppnet.models import create_model
     from sppnet.models.registry import DEFAULT
+    from sppnet.models.trunk_source import is_trunk_source
 
+    trunk: dict[str, Any] = {}
+    if is_trunk_source(config.model):
+        trunk = {"trunk_args": config.model_args, "feature_index": config.feature_index}
+        trunk["trust_model_code"] = trust
+    elif config.model_args is not None or config.feature_index is not None:
+        raise ValueError("model_args and feature_index go with a trunk source as model")
     torch.manual_seed(_derive_seed(config.seed, _TAG_INIT))
     model = create_model(
         config.model,
+        **trunk,
         num_classes=num_classes,
         spp_levels=DEFAULT if config.spp_levels == MODEL_DEFAULT else config.spp_levels,
         width=config.width,
@@ -885,6 +897,7 @@ def train_classifier(
     train_set: Any | None = None,
     val_set: Any | None = None,
     resume_lr: float | None = None,
+    trust_model_code: bool | str = False,
 ) -> TrainResult:
     """Train an SPP-net classifier, writing checkpoints and logs to ``config.out``.
 
@@ -905,6 +918,9 @@ def train_classifier(
         resume_lr: with ``resume``, continue at this learning rate instead of the
             checkpoint's (``--resume --lr X``, e.g. after a NaN loss); the plateau schedule
             goes on from it. Ignored when there is no checkpoint (``config.lr`` starts).
+        trust_model_code: a ``config.model`` that is an import path
+            (``package.module:factory``) is imported only when this is True or that same
+            path (a config read back from a run must not import code by itself).
 
     Returns:
         A :class:`TrainResult` with the trained model (eval mode) and the per-epoch history.
@@ -949,6 +965,7 @@ def train_classifier(
                 resume_from=existing if resume else None,
                 progress=progress and info.is_main,
                 resume_lr=resume_lr,
+                trust=trust_model_code,
             )
     finally:
         cleanup_distributed(info)
@@ -993,9 +1010,10 @@ def _run(
     resume_from: Path | None,
     progress: bool,
     resume_lr: float | None = None,
+    trust: bool | str = False,
 ) -> TrainResult:
     """The training loop behind :func:`train_classifier` (process group already set up)."""
-    model, kwargs = _checked_model(config, len(classes), info)
+    model, kwargs = _checked_model(config, len(classes), info, trust)
     optimizer = torch.optim.SGD(
         _param_groups(model),
         lr=config.lr,
@@ -1040,10 +1058,10 @@ def _run(
 
 
 def _checked_model(
-    config: ClassifierTrainConfig, num_classes: int, info: DistInfo
+    config: ClassifierTrainConfig, num_classes: int, info: DistInfo, trust: bool | str
 ) -> tuple[nn.Module, dict[str, Any]]:
     """:func:`_build_model` on the process's device, after checking its least input size."""
-    model, kwargs = _build_model(config, num_classes)
+    model, kwargs = _build_model(config, num_classes, trust)
     model = model.to(info.device)
     smallest = config.crop if config.size_mode == "single" else config.small_crop
     if smallest < model.min_input_size:

@@ -50,6 +50,7 @@ _RANGES: dict[str, _Range] = {
     "finetune_iterations": (1, 10**7, True, True),
     "e2e_iterations": (0, 10**7, True, True),
     "cache_views": (0, 1000, True, True),
+    "feature_index": (0, 64, True, True),  # a timm features_only stage (they have ~5)
     **dict.fromkeys(("workers", "proposal_workers"), (0, _MAX_PROCESSES, True, True)),
     "seed": (0, 2**32 - 1, True, True),
     **dict.fromkeys(("lr", "finetune_lr", "e2e_lr"), (0, 10, False, True)),

@@ -26,6 +26,10 @@ from sppnet.cli.options import (
     add_json,
     add_loader_options,
     add_no_progress,
+    add_trunk_options,
+    add_trust_model,
+    check_timm_model,
+    model_args_of,
 )
 from sppnet.errors import UserError
 
@@ -35,7 +39,7 @@ __all__ = ["add_eval_parser", "add_models_parser", "add_predict_parser", "add_tr
 _TRAIN_FIELDS = (
     "model", "pretrained", "size_mode", "width", "fc_dim", "epochs", "batch_size", "lr",
     "trunk_lr_scale", "crop", "small_crop", "shorter", "max_side", "dropout", "lighting",
-    "seed", "workers", "plateau_patience", "cache_views",
+    "seed", "workers", "plateau_patience", "cache_views", "feature_index",
 )  # fmt: skip
 
 
@@ -83,8 +87,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from sppnet.engine.checkpoint import load_classifier
 
     model, meta = load_classifier(
-        args.checkpoint, args.which, map_location=resolve_device(args.device)
-    )
+        args.checkpoint, args.which, map_location=resolve_device(args.device),
+        trust_model_code=args.model or False,
+    )  # fmt: skip
     split = None if args.split == "all" else args.split
     # the dataset raises on a bad image; evaluate_classifier leaves it out of every count
     dataset = ImageFolder(args.data, split=split)
@@ -188,6 +193,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     rank = torchrun_rank()
     overrides = {name: getattr(args, name) for name in _TRAIN_FIELDS}
     overrides = {name: value for name, value in overrides.items() if value is not None}
+    check_timm_model(args.model)
+    if args.model_args is not None:
+        overrides["model_args"] = model_args_of(args)
     if args.no_spp:
         overrides["spp_levels"] = None
     elif args.spp_levels is not None:
@@ -196,6 +204,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     base = ClassifierTrainConfig(out=args.out)
     if resuming:
         base = load_train_config(args.out)  # the run's settings; flags given override
+        _check_trusted(base.model, args.model, f"{args.out}'s checkpoint")
     if args.device is not None or not resuming:  # a resumed run keeps its own device
         overrides["device"] = resolve_device(args.device)
     # Validates every flag (e.g. --pretrained with a model without weights) before the
@@ -213,6 +222,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.no_progress,
         resume_lr=args.lr if resuming else None,  # --resume --lr X continues at X
+        trust_model_code=args.model or False,  # only the path the user typed is imported
     )
     if rank == 0 and result.history:
         last = result.history[-1]
@@ -226,6 +236,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"checkpoint: {result.checkpoint}")
         print(f"logs: {Path(args.out) / 'log.csv'}, {Path(args.out) / 'curves.png'}")
     return 0
+
+
+def _check_trusted(recorded: str, given: str | None, where: str) -> None:
+    """A recorded import-path model is built only when ``--model`` names it again.
+
+    Raises:
+        UntrustedModelCodeError: it is an import path and ``given`` is another.
+    """
+    from sppnet.models.trunk_source import UntrustedModelCodeError, is_import_path
+
+    if is_import_path(recorded) and given != recorded:
+        raise UntrustedModelCodeError(recorded, where)
 
 
 def _note(line: str) -> None:
@@ -333,6 +355,7 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet eval``."""
     evaluate = add_command(sub, "eval", _cmd_eval, _EVAL_TEXT)
     add_checkpoint_options(evaluate, required=True)
+    add_trust_model(evaluate)
     evaluate.add_argument(
         "--data", required=True, metavar="DIR", help="image-folder dataset (one folder per class)"
     )
@@ -420,14 +443,18 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
     train.add_argument(
         "--model",
-        help="network: zf5, convnet5, overfeat5, overfeat7, efficientnet_lite0/1/2 (zf5)",
+        help="network: zf5, convnet5, overfeat5, overfeat7, efficientnet_lite0/1/2 (zf5), or "
+        "an SPP head on your own trunk: package.module:factory (with --model-args; named "
+        "again to --resume) or timm/NAME",
     )
+    add_trunk_options(train)
     train.add_argument(
         "--pretrained",
         action="store_true",
         default=None,
-        help="start from the model's ImageNet weights (efficientnet_lite0/1/2; the fc layers "
-        "start random); its batch norms keep their ImageNet statistics",
+        help="start from the model's ImageNet weights (efficientnet_lite0/1/2, or timm/NAME "
+        "from timm's local cache; the fc layers start random); its batch norms keep their "
+        "ImageNet statistics",
     )
     train.add_argument(
         "--trunk-lr-scale",

@@ -1,7 +1,8 @@
-"""``sppnet convert``: detection data between the VOC layout and COCO JSON.
+"""``sppnet convert``: detection data between the VOC layout, COCO JSON and the YOLO layout.
 
 Example:
     sppnet convert voc2coco --data VOCdevkit/VOC2007 --split test --out voc07_test.json
+    sppnet convert yolo2voc --data datasets/pets --split val --out pets_voc
 """
 
 from __future__ import annotations
@@ -14,68 +15,105 @@ from sppnet.errors import UserError
 
 __all__ = ["add_convert_parser"]
 
+# direction -> (what --data is, what --out is, --split default, takes --images, --classes)
+_DIRECTIONS = {
+    "voc2coco": ("folder", "file", "trainval", False, True),
+    "coco2voc": ("file", "folder", "all", True, False),
+    "yolo2voc": ("folder", "folder", "all", False, True),
+    "yolo2coco": ("folder", "file", "all", False, True),
+    "voc2yolo": ("folder", "folder", "trainval", False, True),
+    "coco2yolo": ("file", "folder", "all", True, False),
+}
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Refuse options the direction does not take, before any file is read."""
+    data_kind, out_kind, _, images, classes = _DIRECTIONS[args.direction]
+    source = args.direction.split("2")[0]
+    if images and args.images is None:
+        raise UserError(f"{args.direction} needs --images DIR: the image folder of the COCO file")
+    if not images and args.images is not None:
+        raise UserError(f"--images is for coco2voc / coco2yolo ({source} data has its images)")
+    if not classes and args.classes is not None:
+        raise UserError("--classes is not for a COCO file (it names its categories)")
+    if out_kind == "file" and os.path.isdir(args.out):
+        raise UserError(f"--out {args.out} is a folder; {args.direction} writes a .json file")
+    if out_kind == "folder" and os.path.isfile(args.out):
+        raise UserError(f"--out {args.out} is a file; {args.direction} writes a root folder")
+    if data_kind == "folder" and not os.path.isdir(args.data):
+        raise UserError(
+            f"--data {args.data} is not a folder ({args.direction} reads a {source} root)"
+        )
+
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    if args.direction == "voc2coco":
-        from sppnet.data.convert import voc_to_coco
+    from sppnet.data import convert, yolo_convert
 
-        if args.images is not None:
-            raise UserError("--images is for coco2voc (voc2coco reads ROOT/JPEGImages)")
-        classes = None
-        if args.classes is not None:
-            from sppnet.detect.data import parse_classes
+    _check(args)
+    split = args.split or _DIRECTIONS[args.direction][2]
+    classes = None
+    if args.classes is not None:
+        from sppnet.detect.data import parse_classes
 
-            classes = parse_classes(args.classes)
-        if os.path.isdir(args.out):
-            raise UserError(f"--out {args.out} is a folder; voc2coco writes a .json file")
-        done = voc_to_coco(args.data, args.split or "trainval", args.out, classes=classes)
-    else:
-        from sppnet.data.convert import coco_to_voc
-
-        if args.images is None:
-            raise UserError("coco2voc needs --images DIR: the image folder of the COCO file")
-        if args.classes is not None:
-            raise UserError("--classes is for voc2coco (a COCO file names its categories)")
-        if os.path.isfile(args.out):
-            raise UserError(f"--out {args.out} is a file; coco2voc writes a VOC root folder")
-        done = coco_to_voc(args.data, args.images, args.out, split=args.split or "all")
+        classes = parse_classes(args.classes)
+    direction = args.direction
+    if direction == "voc2coco":
+        done = convert.voc_to_coco(args.data, split, args.out, classes=classes)
+    elif direction == "coco2voc":
+        done = convert.coco_to_voc(args.data, args.images, args.out, split=split)
+    elif direction == "coco2yolo":
+        done = yolo_convert.coco_to_yolo(args.data, args.images, args.out, split=split)
+    else:  # from or to YOLO, with a root folder and a split
+        fn = {"yolo2voc": yolo_convert.yolo_to_voc, "yolo2coco": yolo_convert.yolo_to_coco,
+              "voc2yolo": yolo_convert.voc_to_yolo}[direction]  # fmt: skip
+        done = fn(args.data, split, args.out, classes=classes)
     print(
-        f"{args.direction}: {done['images']} images, {done['objects']} objects, "
+        f"{direction}: {done['images']} images, {done['objects']} objects, "
         f"{len(done['classes'])} classes -> {args.out}"
     )
     return 0
 
 
 _CONVERT_TEXT = r"""
-convert detection data: VOC layout <-> COCO JSON
+convert detection data: VOC layout, COCO JSON, YOLO layout
 
 voc2coco: one split of a VOC-layout root -> a COCO annotation file (difficult -> iscrowd;
 file_name relative to ROOT/JPEGImages). coco2voc: a COCO file -> a VOC-layout root
 (Annotations/*.xml, ImageSets/Main/SPLIT.txt, classes.txt, JPEGImages as hard links or
-copies; iscrowd -> difficult; fractional boxes grow to whole pixels).
+copies; iscrowd -> difficult; fractional boxes grow to whole pixels). yolo2voc, yolo2coco:
+one split of a YOLO root (data.yaml names or --classes; images/SPLIT, labels/SPLIT; split
+"all" for a flat root) -> a VOC root / a COCO file (file_name relative to the YOLO root).
+voc2yolo, coco2yolo: -> one split of a YOLO root (images/SPLIT, labels/SPLIT, data.yaml;
+difficult and crowd objects become plain objects: YOLO has no such flag).
 
 examples:
   sppnet convert voc2coco --data VOCdevkit/VOC2007 --split test --out voc07_test.json
   sppnet convert coco2voc --data coco/annotations/instances_val.json \
       --images coco/val --split val --out coco_voc
+  sppnet convert yolo2voc --data datasets/pets --split val --out pets_voc
+  sppnet convert voc2yolo --data VOCdevkit/VOC2007 --split trainval --out voc07_yolo
+  sppnet convert coco2yolo --data coco/annotations/instances_val.json \
+      --images coco/val --split val --out coco_yolo
 """
 
 
 def add_convert_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet convert``."""
     convert = add_command(sub, "convert", _cmd_convert, _CONVERT_TEXT)
-    convert.add_argument("direction", choices=("voc2coco", "coco2voc"))
+    convert.add_argument("direction", choices=tuple(_DIRECTIONS))
     add_detection_data(
         convert, required=True,
-        help="voc2coco: the VOC root; coco2voc: the COCO annotation file",
-        images_help="coco2voc: the COCO image folder",
+        help="the VOC root, the YOLO root, or the COCO annotation file converted",
+        images_help="coco2voc, coco2yolo: the COCO image folder",
     )  # fmt: skip
     convert.add_argument(
-        "--split", help="voc2coco: the split read (trainval); coco2voc: the split written (all)"
+        "--split",
+        help="the split read (VOC: trainval, YOLO: all) and written (coco2voc, coco2yolo: all)",
     )
     convert.add_argument(
-        "--classes", metavar="A,B,C|FILE", help="voc2coco: class names (default classes.txt)"
-    )
+        "--classes", metavar="A,B,C|FILE",
+        help="class names in label order (VOC: default classes.txt; YOLO: data.yaml names)",
+    )  # fmt: skip
     convert.add_argument(
-        "--out", required=True, metavar="JSON|DIR", help="the COCO file / the VOC root written"
+        "--out", required=True, metavar="JSON|DIR", help="the COCO file / the root written"
     )

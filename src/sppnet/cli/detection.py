@@ -22,6 +22,10 @@ from sppnet.cli.options import (
     add_detector_settings,
     add_no_progress,
     add_proposal_options,
+    add_trunk_options,
+    add_trust_model,
+    check_timm_model,
+    model_args_of,
 )
 from sppnet.errors import UserError
 
@@ -34,7 +38,7 @@ __all__ = ["add_detect_parser", "add_eval_det_parser", "add_train_det_parser"]
 _TRAIN_DET_FIELDS = (
     "checkpoint", "which", "model", "width", "fc_dim", "spp_levels", "proposals",
     "max_proposals", "finetune_iterations", "finetune_lr", "e2e_iterations", "e2e_lr",
-    "svm_c", "max_images", "seed", "proposal_workers", "cache", "images",
+    "svm_c", "max_images", "seed", "proposal_workers", "cache", "images", "feature_index",
 )  # fmt: skip
 
 
@@ -44,7 +48,8 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
 
     from sppnet.detect.train import DetectorTrainConfig, train_detector
 
-    if args.checkpoint is not None:  # before the built-in data are generated
+    check_timm_model(args.model)  # before the built-in data are generated
+    if args.checkpoint is not None:
         _check_network_options(args)
     data, split = args.data, args.split
     if data is None and args.images is not None:
@@ -65,6 +70,8 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
         overrides["box_regression"] = False
     if args.pretrained:
         overrides["pretrained"] = True
+    if args.model_args is not None:
+        overrides["model_args"] = model_args_of(args)
     if args.classes is not None:
         from sppnet.detect.data import parse_classes
 
@@ -72,7 +79,9 @@ def _cmd_train_det(args: argparse.Namespace) -> int:
     config = dataclasses.replace(
         DetectorTrainConfig(data=data, out=args.out, split=split or "trainval"), **overrides
     )
-    summary = train_detector(config, progress=not args.no_progress, log=print)
+    summary = train_detector(
+        config, progress=not args.no_progress, log=print, trust_model_code=args.model or False
+    )
     if summary["detector"] is None:
         return 0  # a torchrun rank other than 0: its share of the cache is written
     print_timing("time per stage (s, whole training set)", summary["timing"])
@@ -142,7 +151,10 @@ def _load_detector_for(args: argparse.Namespace, device: str) -> Any:
     from sppnet.detect.io import load_detector
     from sppnet.models import compress_fc
 
-    detector, _ = load_detector(args.detector, map_location=device, **_detector_overrides(args))
+    detector, _ = load_detector(
+        args.detector, map_location=device, trust_model_code=args.model or False,
+        **_detector_overrides(args),
+    )  # fmt: skip
     if args.svd_ranks is not None:
         detector.model = compress_fc(detector.model, *args.svd_ranks)
     return detector
@@ -429,8 +441,12 @@ def add_train_det_parser(sub: argparse._SubParsersAction) -> None:
 def _add_train_det_net_options(train: argparse.ArgumentParser) -> None:
     """The network of ``train-det`` without ``--checkpoint``."""
     train.add_argument(
-        "--model", help="without --checkpoint: the network (zf5; random unless --pretrained)"
+        "--model",
+        help="without --checkpoint: the network (zf5; random unless --pretrained), or an SPP "
+        "head on your own trunk: package.module:factory or timm/NAME; with a --checkpoint "
+        "whose trunk is package.module:factory, that path again (to allow importing it)",
     )
+    add_trunk_options(train, "without --checkpoint: ")
     train.add_argument(
         "--pretrained", action="store_true",
         help="without --checkpoint: ImageNet trunk weights (efficientnet_lite0/1/2)",
@@ -472,6 +488,7 @@ def add_eval_det_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet eval-det``."""
     evaluate = add_command(sub, "eval-det", _cmd_eval_det, _EVAL_DET_TEXT)
     evaluate.add_argument("--detector", required=True, metavar="DIR", help="train-det output")
+    add_trust_model(evaluate, "detector")
     add_detection_data(
         evaluate, required=True, help="VOC-layout root, or a COCO annotation file with --images"
     )
@@ -539,6 +556,7 @@ def add_detect_parser(sub: argparse._SubParsersAction) -> None:
         help="an exported detector (sppnet export --detector): ONNX Runtime runs the network",
     )  # fmt: skip
     detect.add_argument("--out", default="detections", metavar="DIR", help="output folder")
+    add_trust_model(detect, "detector")
     add_proposal_options(
         detect, default="edge_boxes",
         help="edge_boxes (default), selective_search, or a directory of <name>.npy",

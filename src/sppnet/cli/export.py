@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from sppnet.cli.options import add_command
+from sppnet.cli.options import add_command, add_trust_model
 from sppnet.errors import UserError
 
 __all__ = ["add_export_parser"]
@@ -27,7 +27,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
         if out.is_dir():
             raise UserError(f"--out {out} is a directory; give the .onnx file to write")
-        model, meta = load_classifier(args.checkpoint, args.which)
+        model, meta = load_classifier(
+            args.checkpoint, args.which, trust_model_code=args.model or False
+        )
         export_classifier(model, out, classes=meta["classes"], mean=meta["mean"], opset=args.opset)
         kind = "SPP: N, H, W dynamic" if model.spp_levels is not None else "no-SPP: 224x224"
         print(
@@ -38,7 +40,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
         if out.exists() and not out.is_dir():
             raise UserError(f"--out {out} is a file; give the directory to write")
-        detector, _ = load_detector(args.detector)
+        detector, _ = load_detector(args.detector, trust_model_code=args.model or False)
         export_detector(detector, out, max_image_side=args.max_image_side, opset=args.opset)
         print(
             f"{args.detector} -> {out} (conv.onnx, windows.onnx, onnx_detector.json; opset "
@@ -94,6 +96,7 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
         help="classifier checkpoint (latest)",
     )  # fmt: skip
     export.add_argument("--opset", type=int, default=20, help="ONNX opset (20)")
+    add_trust_model(export, "classifier or detector")
     export.add_argument(
         "--max-image-side", type=int, metavar="PX",
         help="detector: the longest resized image side the window graph is exact for "

@@ -21,6 +21,10 @@ __all__ = [
     "add_loader_options",
     "add_no_progress",
     "add_proposal_options",
+    "add_trunk_options",
+    "add_trust_model",
+    "check_timm_model",
+    "model_args_of",
 ]
 
 # sppnet.models.LITE_VARIANTS, written out so that --help does not import torch
@@ -77,6 +81,65 @@ def add_loader_options(parser: argparse.ArgumentParser, batch_default: int, unit
     parser.add_argument(
         "--workers", type=int, default=0, help="image decoding worker processes (default 0)"
     )
+
+
+def add_trunk_options(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """``--model-args JSON`` and ``--feature-index N`` of a trunk-source ``--model``."""
+    parser.add_argument(
+        "--model-args", metavar="JSON",
+        help=f"{note}keyword arguments of --model package.module:factory (or timm/NAME) as a "
+        "JSON object, e.g. '{\"depth\": 18}'",
+    )  # fmt: skip
+    parser.add_argument(
+        "--feature-index", type=int, metavar="N",
+        help=f"{note}--model timm/NAME: the features_only stage under the SPP head (default: "
+        "the stride-16 one)",
+    )  # fmt: skip
+
+
+def model_args_of(args: argparse.Namespace) -> dict | None:
+    """``--model-args`` parsed: a JSON object (None when not given).
+
+    Raises:
+        UserError: not JSON, or not an object.
+    """
+    import json
+
+    from sppnet.errors import UserError
+
+    text = getattr(args, "model_args", None)
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"--model-args {text!r} is not JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise UserError(
+            f"--model-args must be a JSON object like '{{\"depth\": 18}}', got {text!r}"
+        )
+    return value
+
+
+def check_timm_model(model: str | None) -> None:
+    """``--model timm/NAME``: timm must import, checked before any data is read.
+
+    Raises:
+        ImportError: timm is not installed or does not import (the message says which).
+    """
+    if model is not None and model.startswith("timm/"):
+        from sppnet.models.trunk_source import import_timm
+
+        import_timm()
+
+
+def add_trust_model(parser: argparse.ArgumentParser, what: str = "checkpoint") -> None:
+    """``--model PACKAGE.MODULE:FACTORY``: name a saved model's trunk again to import it."""
+    parser.add_argument(
+        "--model", metavar="PACKAGE.MODULE:FACTORY",
+        help=f"a {what} whose trunk is an import path is rebuilt only when you name that path "
+        "here again (a file alone never makes sppnet import code)",
+    )  # fmt: skip
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:

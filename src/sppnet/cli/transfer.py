@@ -133,11 +133,18 @@ def _features_model(args: argparse.Namespace, device: str) -> tuple[object, obje
     if args.checkpoint is None and not args.pretrained:
         raise ValueError(f"give {sources}")
     if not args.pretrained:
-        if args.model is not None:
-            raise ValueError("--model goes with --pretrained; a --checkpoint names its own model")
+        from sppnet.models.trunk_source import is_import_path
+
+        if args.model is not None and not is_import_path(args.model):
+            raise ValueError(
+                "--model goes with --pretrained; a --checkpoint names its own model (--model "
+                "with a checkpoint only names its trunk's import path again, to trust it)"
+            )
         from sppnet.engine.checkpoint import load_classifier
 
-        model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
+        model, meta = load_classifier(
+            args.checkpoint, args.which, map_location=device, trust_model_code=args.model or False
+        )
         return model, meta.get("mean", 128.0)
     if args.model not in pretrained_models():
         raise ValueError(
@@ -302,7 +309,9 @@ def add_features_parser(sub: argparse._SubParsersAction) -> None:
         "fc6/fc7)",
     )
     features.add_argument(
-        "--model", help="with --pretrained: efficientnet_lite0, efficientnet_lite1 or _lite2"
+        "--model",
+        help="with --pretrained: efficientnet_lite0, efficientnet_lite1 or _lite2; with a "
+        "--checkpoint whose trunk is package.module:factory: that path again, to trust it",
     )
     features.add_argument("--data", required=True, metavar="DIR", help="dataset root")
     features.add_argument(

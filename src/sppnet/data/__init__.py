@@ -39,6 +39,7 @@ from sppnet.data.voc import (
     read_split_ids,
     write_voc_xml,
 )
+from sppnet.data.yolo import YoloDetection, parse_yolo_labels, read_yolo_names, yolo_splits
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -55,6 +56,7 @@ __all__ = [
     "SizeGroupedBatchSampler",
     "TrainTransform",
     "VOCDetection",
+    "YoloDetection",
     "check_mean",
     "class_balanced_splits",
     "coco_ground_truth",
@@ -69,11 +71,13 @@ __all__ = [
     "pad_collate",
     "padding_fraction",
     "parse_voc_xml",
+    "parse_yolo_labels",
     "pca_lighting",
     "read_class_file",
     "read_class_names",
     "read_image_size",
     "read_split_ids",
+    "read_yolo_names",
     "render_synthetic_image",
     "resize_shorter",
     "resize_tensor",
@@ -81,4 +85,5 @@ __all__ = [
     "ten_view_boxes",
     "to_tensor",
     "write_voc_xml",
+    "yolo_splits",
 ]

@@ -1,5 +1,6 @@
-"""Opening a detection dataset from the command line's words: a VOC-layout root, or a COCO
-annotation file with its image folder; the class list given as names or as a file."""
+"""Opening a detection dataset from the command line's words: a VOC-layout root, a YOLO root
+(``data.yaml``, ``images/``, ``labels/``), or a COCO annotation file with its image folder;
+the class list given as names or as a file."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from sppnet.data.coco import CocoDetection
 from sppnet.data.voc import VOCDetection, read_class_file
+from sppnet.data.yolo import YoloDetection, is_yolo_root
 from sppnet.errors import UserError
 
 __all__ = ["keep_first_images", "open_detection_dataset", "parse_classes"]
@@ -49,12 +51,13 @@ def open_detection_dataset(
     *,
     images: str | Path | None = None,
     classes: Sequence[str] | None = None,
-) -> VOCDetection | CocoDetection:
-    """A VOC-layout split, or (with ``images``) a COCO annotation file.
+) -> VOCDetection | CocoDetection | YoloDetection:
+    """A VOC-layout or YOLO split, or (with ``images``) a COCO annotation file.
 
     Args:
-        data: the VOC root, or the COCO ``.json`` file.
-        split: the VOC split (a COCO file is its own split: ignored then).
+        data: the VOC or YOLO root (a YOLO root has ``data.yaml``, or ``images/`` and
+            ``labels/``), or the COCO ``.json`` file.
+        split: the VOC or YOLO split (a COCO file is its own split: ignored then).
         images: the COCO image folder; ``None`` for VOC layout.
         classes: class names in label order (``None``: the dataset's own, see
             :class:`~sppnet.data.VOCDetection` and :class:`~sppnet.data.CocoDetection`).
@@ -74,8 +77,10 @@ def open_detection_dataset(
     if path.is_file():
         raise UserError(
             f"--data {data} is a file: for a COCO annotation file name its image folder with "
-            "--images DIR; for VOC layout give the root folder"
+            "--images DIR; for VOC or YOLO layout give the root folder"
         )
+    if is_yolo_root(path):
+        return YoloDetection(path, split, classes=classes)
     return VOCDetection(path, split, classes=classes)
 
 

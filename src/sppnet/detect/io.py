@@ -30,11 +30,12 @@ _TENSORS = ("svm_weight", "svm_bias", "box_weight", "box_bias")
 _FORMAT = 1
 
 
-def _build_model(name: str, kwargs: dict[str, Any]) -> torch.nn.Module:
+def _build_model(name: str, kwargs: dict[str, Any], trust: bool | str) -> torch.nn.Module:
     """Rebuild a network from recorded arguments (random weights, never pretrained ones)."""
     from sppnet.models import create_model
 
-    return create_model(name, **{k: v for k, v in kwargs.items() if k != "pretrained"})
+    chosen = {k: v for k, v in kwargs.items() if k != "pretrained"}
+    return create_model(name, trust_model_code=trust, **chosen)
 
 
 def save_detector(
@@ -88,7 +89,11 @@ def save_detector(
 
 
 def load_detector(
-    directory: str | os.PathLike[str], *, map_location: str = "cpu", **overrides: Any
+    directory: str | os.PathLike[str],
+    *,
+    map_location: str = "cpu",
+    trust_model_code: bool | str = False,
+    **overrides: Any,
 ) -> tuple[Detector, dict[str, Any]]:
     """Rebuild a detector saved by :func:`save_detector`, in eval mode.
 
@@ -96,6 +101,9 @@ def load_detector(
         directory: the detector directory (or a training run's output holding
             ``detector/``).
         map_location: device.
+        trust_model_code: a network whose trunk is an import path
+            (``package.module:factory``) is built only when this is True or that same path:
+            the file alone never makes sppnet import code.
         **overrides: Detector settings to change (``scales``, ``nms_threshold``,
             ``score_threshold``, ``max_detections``, ``max_long_side``).
 
@@ -105,6 +113,7 @@ def load_detector(
     Raises:
         FileNotFoundError: no detector files there.
         ValueError: a malformed ``detector.json`` or tensors that do not fit the network.
+        sppnet.models.UntrustedModelCodeError: an import-path trunk not trusted.
     """
     from sppnet.engine.safe_load import load_json_file, load_safetensors_file
 
@@ -131,8 +140,12 @@ def load_detector(
     if kwargs.get("spp_levels") is not None:
         kwargs["spp_levels"] = tuple(kwargs["spp_levels"])
     tensors = load_safetensors_file(weights_path, device=map_location, fix=fix)
+    from sppnet.models import UntrustedModelCodeError
+
     try:
-        model = _build_model(name, kwargs)
+        model = _build_model(name, kwargs, trust_model_code)
+    except UntrustedModelCodeError as err:
+        raise UntrustedModelCodeError(err.source, str(meta_path)) from None
     except (TypeError, ValueError) as err:
         raise ValueError(f"{meta_path}: cannot rebuild {name} {kwargs} ({err})") from err
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}

