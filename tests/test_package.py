@@ -9,13 +9,15 @@ import sppnet
 
 
 def test_reexports_are_the_modules_objects():
-    import sppnet.models
-    import sppnet.ops
+    import importlib
 
     for name in sppnet.__all__:
         if name == "__version__":
             continue
-        module = sppnet.models if name in ("SPPNet", "create_model", "list_models") else sppnet.ops
+        module = importlib.import_module(sppnet._EXPORTS[name])
+        assert module.__name__.startswith(
+            ("sppnet.models", "sppnet.ops", "sppnet.classify", "sppnet.detect")
+        )
         assert getattr(sppnet, name) is getattr(module, name)
         assert name in dir(sppnet)
 

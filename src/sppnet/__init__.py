@@ -15,6 +15,8 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sppnet.classify.predictor import load_classifier
+    from sppnet.detect.predictor import load_detector
     from sppnet.models import SPPNet, create_model, list_models
     from sppnet.ops import (
         SpatialPyramidPool,
@@ -40,6 +42,8 @@ _EXPORTS = {
     "nms": "sppnet.ops",
     "spatial_pyramid_pool": "sppnet.ops",
     "window_pyramid_pool": "sppnet.ops",
+    "load_classifier": "sppnet.classify.predictor",
+    "load_detector": "sppnet.detect.predictor",
 }
 
 __all__ = [
@@ -50,6 +54,8 @@ __all__ = [
     "box_iou",
     "create_model",
     "list_models",
+    "load_classifier",
+    "load_detector",
     "map_windows_to_features",
     "nms",
     "spatial_pyramid_pool",

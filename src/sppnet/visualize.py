@@ -199,15 +199,17 @@ def draw_detections(
 ) -> Path:
     """Draw detections (and optionally the ground truth) on an image and save a PNG.
 
-    Boxes are coloured by class and captioned ``"name 0.87"``; the highest-scoring ones
-    are drawn last (on top). Ground-truth boxes are dashed and captioned with the class
+    Boxes are coloured by class and captioned ``"name 0.87"`` (or, when ``detections``
+    holds ``"probs"``, the probability a person reads: ``"name 87%"``); the highest-scoring
+    ones are drawn last (on top). Ground-truth boxes are dashed and captioned with the class
     name only. The PNG has exactly the image's pixel size.
 
     Args:
         image: the image the boxes refer to (any PIL mode; shown as RGB).
         detections: ``{"boxes": [N, 4], "scores": [N], "labels": [N]}`` (Tensors or numpy
             arrays), boxes ``(x1, y1, x2, y2)`` in continuous pixel coordinates, labels
-            ``0..K-1`` indexing ``class_names``.
+            ``0..K-1`` indexing ``class_names``; optional ``"probs"`` ``[N]`` in [0, 1]
+            for the captions (the threshold and order stay by ``"scores"``).
         class_names: ``K`` names, index = label.
         path: the PNG to write (parent folders are created).
         score_threshold: detections scoring below it are not drawn.
@@ -238,6 +240,11 @@ def draw_detections(
         else _check_detections(ground_truth, len(names), "ground_truth", scores=False)
     )
 
+    probs = detections.get("probs")
+    if probs is not None:
+        probs = np.asarray(probs.cpu() if isinstance(probs, Tensor) else probs, dtype=float)
+        if probs.shape != scores.shape:
+            raise ValueError(f"probs must be [{len(scores)}], got {list(probs.shape)}")
     keep = np.nonzero(scores >= threshold)[0]
     keep = keep[np.argsort(-scores[keep], kind="stable")][:limit]
     fig, ax = _image_figure(rgb.width, rgb.height)
@@ -247,7 +254,8 @@ def draw_detections(
         _draw_ground_truth(ax, gt[0], gt[2], names, linewidth)
     for i in keep[::-1]:  # lowest score first, so the best boxes end up on top
         colour = _class_colour(int(labels[i]))
-        caption = f"{names[labels[i]]} {scores[i]:.2f}"
+        value = f"{scores[i]:.2f}" if probs is None else f"{100 * probs[i]:.0f}%"
+        caption = f"{names[labels[i]]} {value}"
         _draw_box(ax, boxes[i], colour, linewidth, caption, colour, alpha=0.8, below=False)
     return atomic_save_figure(path, fig, dpi=_DPI)
 

@@ -40,6 +40,9 @@ class _OnMeta:
     def postprocess(self, scored, image_size):
         return self.inner.postprocess(scored, image_size)
 
+    def __getattr__(self, name):  # the stage-5 settings: nms_threshold, ...
+        return getattr(self.inner, name)
+
 
 def test_detector_device_is_the_networks(tiny_zf5):
     detector = _detector(tiny_zf5, ["a", "b"])

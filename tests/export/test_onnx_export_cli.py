@@ -129,3 +129,22 @@ def test_missing_onnx_packages_name_the_extra(run_dir, detector_dir, tmp_path, c
         err = capsys.readouterr().err
         assert err.startswith("error: ") and "pip install sppnet[onnx]" in err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_load_detector_opens_an_onnx_export(detector_dir, tmp_path):
+    import sppnet
+
+    onnx_dir = tmp_path / "onnx"
+    assert main(["export", "--detector", str(detector_dir / "det"), "--out", str(onnx_dir)]) == 0
+    windows = [torch.from_numpy(np.load(detector_dir / "props" / "img.npy"))]
+    image = detector_dir / "img.png"
+    (got,) = sppnet.load_detector(onnx_dir).predict(image, proposals=windows)
+    (want,) = sppnet.load_detector(detector_dir / "det", device="cpu").predict(
+        image, proposals=windows
+    )
+    assert "probs" not in got and "probs" in want  # the window graph gives SVM scores only
+    assert got["names"] == want["names"] and len(got["names"]) > 0
+    torch.testing.assert_close(got["boxes"], want["boxes"], atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(got["scores"], want["scores"], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        sppnet.load_detector(onnx_dir, device="cuda")

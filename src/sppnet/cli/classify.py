@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from sppnet.cli._common import parse_size, print_table, require_images, torchrun_rank
 from sppnet.cli.device import add_device_option, resolve_device
@@ -257,39 +258,57 @@ def _note(line: str) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sppnet.classify.predict import predict_images
+    from tqdm.auto import tqdm
+
+    from sppnet.classify.predictor import load_classifier
+    from sppnet.cli.inputs import expand_images
 
     for option, value in (("--top", args.top), ("--size", args.size)):
         if value is not None and value < 1:
             raise UserError(f"{option} must be >= 1, got {value}")
-    missing = [p for p in args.images if not Path(p).is_file()]
-    if missing:
+    images, _ = expand_images(args.images)
+    missing = [str(p) for p in images if not Path(p).is_file()]
+    if missing and not args.skip_bad:
         raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
-    device = resolve_device(args.device)
-    crop = None
-    if args.checkpoint is not None:
-        from sppnet.engine.checkpoint import load_classifier
-
-        model, meta = load_classifier(args.checkpoint, args.which, map_location=device)
-        names = list(meta.get("classes") or [])
-        if not names:
-            names = [str(i) for i in range(model.num_classes)]
-        size = args.size or int(meta.get("shorter") or 256)
-        if model.spp_levels is None:  # the no-SPP net takes its one fixed size
-            crop = int(meta.get("crop") or 224)
-    else:
-        from sppnet.data.imagenet import imagenet_class_names
-        from sppnet.models.efficientnet_lite import LITE_VARIANTS, EfficientNetLiteImageNet
-
-        model = EfficientNetLiteImageNet(args.model, pretrained=True).to(device)
-        names = imagenet_class_names()
-        size = args.size or LITE_VARIANTS[args.model].resolution
-    results = predict_images(model, args.images, names, size=size, top=args.top, crop=crop)
-    for result in results:
-        print(f"{result.image} ({result.width}x{result.height}):")
-        for rank, (index, name, prob) in enumerate(result.top, start=1):
+    source = args.checkpoint if args.checkpoint is not None else args.model
+    predictor = load_classifier(source, args.which or "latest", resolve_device(args.device))
+    if args.size is not None:
+        predictor.size = predictor.shorter = args.size
+    bad = 0
+    for path in tqdm(images, unit="img", disable=True if args.no_progress else None):
+        try:
+            result = _predict_file(predictor, path, args.view, args.top)
+        except (ValueError, OSError) as err:
+            if not args.skip_bad:
+                raise
+            print(f"skipped: {err}", file=sys.stderr)
+            bad += 1
+            continue
+        image = result["image"]
+        print(f"{path} ({image.width}x{image.height}):")
+        labels, probs = result["labels"].tolist(), result["scores"].tolist()
+        ranked = zip(labels, result["names"], probs, strict=True)
+        for rank, (index, name, prob) in enumerate(ranked, start=1):
             print(f"  {rank}. {name:<32} {100 * prob:5.1f}%  (class {index})")
-    return 0
+    if bad:
+        print(f"skipped {bad} of {len(images)} images that could not be read", file=sys.stderr)
+    return 1 if bad == len(images) else 0
+
+
+def _predict_file(predictor: Any, path: Any, view: str | None, top: int) -> dict[str, Any]:
+    """One file's prediction, with its PIL image under ``"image"``; errors name the file."""
+    from sppnet.data.decode import load_image
+    from sppnet.limits import ImageTooLargeError
+
+    image = load_image(path)  # its errors name the file
+    try:
+        (result,) = predictor.predict(image, view=view, top=top)
+    except ValueError as err:
+        cause = err.__cause__ if isinstance(err.__cause__, ValueError) else err
+        if isinstance(cause, ImageTooLargeError):
+            raise cause.at(path) from None
+        raise ValueError(f"{path}: {cause}") from None
+    return {**result, "image": image}
 
 
 _MODELS_TEXT = r"""
@@ -513,14 +532,28 @@ examples:
   sppnet predict photo.jpg other.png --top 5
   sppnet predict photo.jpg --model efficientnet_lite2
   sppnet predict crop.jpg --checkpoint runs/lite0 --which best
+  # a folder (recursive) and a list file, the 10-view average, unreadable files skipped
+  sppnet predict photos/ @more.txt --view ten --skip-bad
 """
 
 
 def add_predict_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet predict``."""
     predict = add_command(sub, "predict", _cmd_predict, _PREDICT_TEXT)
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    predict.add_argument(
+        "images", nargs="+", metavar="IMAGE",
+        help="image files, folders (recursive), quoted globs or @list.txt",
+    )  # fmt: skip
     predict.add_argument("--top", type=int, default=5, help="classes to show (default 5)")
+    predict.add_argument(
+        "--view", choices=("full", "center", "ten"),
+        help="the whole image (default), the center crop, or the 10 crops averaged (a "
+        "network without SPP: center by default, no full)",
+    )  # fmt: skip
+    predict.add_argument(
+        "--skip-bad", action="store_true",
+        help="skip images that cannot be read and count them (default: stop at the first)",
+    )  # fmt: skip
     predict.add_argument(
         "--model",
         choices=LITE_MODELS,
@@ -537,3 +570,4 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> None:
         predict, help="a `sppnet train` run to use", which_help="with --checkpoint"
     )
     add_device_option(predict)
+    add_no_progress(predict)

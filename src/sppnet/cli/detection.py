@@ -250,46 +250,94 @@ def _print_eval_det_result(result: dict[str, Any]) -> None:
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sppnet.cli.inputs import expand_images, refuse_overwriting_inputs
+    from sppnet.detect.formats import format_files
+    from sppnet.detect.images import output_names
+
+    images, lists = expand_images(args.images)
+    detector = _detect_detector(args)
+    out, names = Path(args.out), output_names(images)
+    planned = format_files(args.format, out, names, detector.class_names, args.voc_split)
+    if not args.no_pictures:
+        planned += [out / f"{name}.png" for name in names]
+    refuse_overwriting_inputs(planned, [*images, *lists])
+    return _detect_all(args, detector, images, out)
+
+
+def _detect_detector(args: argparse.Namespace) -> Any:
+    """The PyTorch (``--detector``) or ONNX Runtime (``--onnx``) detector of ``detect``."""
+    if args.onnx is None:
+        return _load_detector_for(args, resolve_device(args.device))
+    from sppnet.export.onnx_detector import load_onnx_detector
+
+    if args.svd_ranks is not None:
+        raise UserError(
+            "--svd-ranks changes the PyTorch network; export the compressed detector "
+            "instead of passing it with --onnx"
+        )
+    if args.device not in (None, "auto", "cpu"):
+        raise UserError(
+            f"--device {args.device}: --onnx runs in ONNX Runtime on the CPU; pass the "
+            "PyTorch detector (--detector) to use another device"
+        )
+    return load_onnx_detector(args.onnx, **_detector_overrides(args))
+
+
+def _detect_all(args: argparse.Namespace, detector: Any, images: list, out: Any) -> int:
+    """Detect in every image, write the pictures and the ``--format`` files, report."""
+    from tqdm.auto import tqdm
+
+    from sppnet.detect.formats import DetectionsWriter, format_files
     from sppnet.detect.images import ImageFailure, detect_images, save_image_detections
 
-    if args.onnx is not None:
-        from sppnet.export.onnx_detector import load_onnx_detector
-
-        if args.svd_ranks is not None:
-            raise UserError(
-                "--svd-ranks changes the PyTorch network; export the compressed detector "
-                "instead of passing it with --onnx"
-            )
-        if args.device not in (None, "auto", "cpu"):
-            raise UserError(
-                f"--device {args.device}: --onnx runs in ONNX Runtime on the CPU; pass the "
-                "PyTorch detector (--detector) to use another device"
-            )
-        detector = load_onnx_detector(args.onnx, **_detector_overrides(args))
-    else:
-        detector = _load_detector_for(args, resolve_device(args.device))
+    writer = None if args.format == "json" else DetectionsWriter(
+        args.format, out, detector.class_names, args.voc_split
+    )  # fmt: skip
+    if args.format in ("coco", "voc", "csv"):
+        earlier = [p for p in format_files(args.format, out, [], detector.class_names,
+                                           args.voc_split) if p.exists()]  # fmt: skip
+        if earlier:
+            print(f"warning: replacing {', '.join(map(str, earlier))} (an earlier run)",
+                  file=sys.stderr)  # fmt: skip
     failed: list[str] = []
+    bar = tqdm(total=len(images), unit="img", disable=True if args.no_progress else None)
     for done in detect_images(
-        detector,
-        args.images,
-        proposals=args.proposals,
-        max_proposals=args.max_proposals,
+        detector, images, proposals=args.proposals, max_proposals=args.max_proposals,
         proposal_workers=args.proposal_workers,
-    ):
+    ):  # fmt: skip
+        bar.update(1)
         if isinstance(done, ImageFailure):
             failed.append(f"{done.path}: {done.message}")
-            if len(args.images) > 1:  # named now; the count comes last
-                print(f"failed: {failed[-1]}", file=sys.stderr)
+            if args.skip_bad or len(images) > 1:  # named now; the count comes last
+                print(f"{'skipped' if args.skip_bad else 'failed'}: {failed[-1]}", file=sys.stderr)
             continue
         picture, record, replaced = save_image_detections(
-            done, args.out, detector.class_names, draw_threshold=args.draw_threshold
-        )
+            done, out, detector.class_names, draw_threshold=args.draw_threshold,
+            picture=not args.no_pictures, record=writer is None,
+        )  # fmt: skip
+        written = [str(p) for p in (picture, record) if p is not None]
+        if args.format == "yolo":
+            text = out / f"{done.name}.txt"
+            replaced += [str(text)] if text.exists() else []
+        if writer is not None:
+            written += [str(p) for p in writer.add(done)]
         if replaced:  # a rerun into the same folder: say so, never silently
             print(f"warning: replacing {', '.join(replaced)} (an earlier run)", file=sys.stderr)
         n = len(done.detections["scores"])
-        print(f"{done.path}: {n} detections -> {picture}, {record}")
+        print(f"{done.path}: {n} detections" + (f" -> {', '.join(written)}" if written else ""))
         print_timing("  time", done.timing)
-    return _detect_exit_code(failed, len(args.images), args.out)
+    bar.close()
+    if writer is not None and len(images) > len(failed):
+        files = writer.close()
+        if args.format != "yolo":
+            print(f"{args.format}: {', '.join(str(p) for p in files)}")
+    if failed and args.skip_bad and len(failed) < len(images):
+        print(f"skipped {len(failed)} of {len(images)} images that could not be read",
+              file=sys.stderr)  # fmt: skip
+        return 0
+    return _detect_exit_code(failed, len(images), str(out))
 
 
 def _detect_exit_code(failed: list[str], total: int, out: str) -> int:
@@ -461,15 +509,19 @@ def add_eval_det_parser(sub: argparse._SubParsersAction) -> None:
 _DETECT_TEXT = r"""
 detect objects in images: a picture with the boxes and a JSON per image
 
-Run a trained detector on image files. For each IMAGE writes OUT/<name>.png (boxes drawn)
-and OUT/<name>.json (boxes in pixels, scores, class names, windows, time per stage); <name>
+Run a trained detector on image files, folders (every image below, sorted), quoted globs
+or @list.txt files (one entry per line). For each image writes OUT/<name>.png (boxes drawn,
+captioned with the fc8 probability) and OUT/<name>.json (boxes in pixels, SVM scores, fc8
+probabilities, class names, windows, time per stage), or with --format the detections of
+all images as one COCO file, VOC result files, YOLO txt files or one CSV; <name>
 is the file's stem, with -2, -3, ... for later images of the same stem (a/x.jpg b/x.jpg ->
 x, x-2); files of an earlier run are replaced with a warning. An image whose shorter side
 exceeds the detector's largest scale is detected (and drawn) on a copy of that size; the
 JSON boxes are in its own pixels. Proposals: EdgeBoxes (default, fast), selective search, or
 a directory of <stem>.npy files. An image that fails (unreadable, too large, no proposals
 file) is named and the others are still detected; exit code 0: all detected, 1: some
-failed, 2: all failed (or a bad option, detector or folder).
+failed, 2: all failed (or a bad option, detector or folder). --skip-bad: exit code 0 when
+some were detected, the skipped images counted.
 
 examples:
   sppnet detect runs/det/data/voc/JPEGImages/000601.jpg --detector runs/det \
@@ -479,15 +531,24 @@ examples:
       --out detections --max-proposals 500
   # on the GPU: conv maps, pooling and fc there; proposals and NMS on the CPU
   sppnet detect photos/*.jpg --detector runs/det --out detections --device cuda
-  # many images: their proposals first, in 4 processes
-  sppnet detect photos/*.jpg --detector runs/det --out detections --proposal-workers 4
+  # a folder (recursive), a quoted glob, a list file; one COCO file, no pictures,
+  # unreadable images skipped and counted
+  sppnet detect photos/ "more/**/*.png" @todo.txt --detector runs/det --out dets \
+      --format coco --no-pictures --skip-bad
+  # VOC devkit result files (comp4_det_test_<class>.txt), YOLO txt per image, one CSV
+  sppnet detect photos/ --detector runs/det --out dets --format voc
+  # proposals of the next images in 2 processes while the network runs
+  sppnet detect photos/ --detector runs/det --out detections --proposal-workers 2
 """
 
 
 def add_detect_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet detect``."""
     detect = add_command(sub, "detect", _cmd_detect, _DETECT_TEXT)
-    detect.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    detect.add_argument(
+        "images", nargs="+", metavar="IMAGE",
+        help="image files, folders (recursive), quoted globs or @list.txt",
+    )  # fmt: skip
     which = detect.add_mutually_exclusive_group(required=True)
     which.add_argument("--detector", metavar="DIR", help="train-det output (PyTorch)")
     which.add_argument(
@@ -499,9 +560,27 @@ def add_detect_parser(sub: argparse._SubParsersAction) -> None:
     add_proposal_options(
         detect, default="edge_boxes",
         help="edge_boxes (default), selective_search, or a directory of <name>.npy",
-        workers_help="with several images: processes computing their proposals in parallel "
-        "first (the same boxes; default 0: one image after the other)",
+        workers_help="with several images: processes computing the next images' proposals "
+        "while the network runs (the same boxes; default 0: one image after the other)",
     )  # fmt: skip
     detect.add_argument("--draw-threshold", type=float, default=0.0, help="least score drawn (0.0)")
+    detect.add_argument(
+        "--format", choices=("json", "coco", "voc", "yolo", "csv"), default="json",
+        help="detections as: a JSON per image (default), one COCO file, VOC devkit result "
+        "files, a YOLO txt per image, one CSV",
+    )  # fmt: skip
+    detect.add_argument(
+        "--voc-split",
+        default="test",
+        metavar="SPLIT",
+        help="<split> of comp4_det_<split>_<class>.txt",
+    )
+    detect.add_argument("--no-pictures", action="store_true", help="write no PNG pictures")
+    detect.add_argument(
+        "--skip-bad", action="store_true",
+        help="skip images that fail, count them and exit 0 when some were detected (default: "
+        "exit code 1 when some failed)",
+    )  # fmt: skip
+    add_no_progress(detect)
     add_detector_settings(detect)
     add_device_option(detect, "; --onnx runs on the CPU")

@@ -37,7 +37,12 @@ def detector_device(detector: Any) -> torch.device:
 
 
 def postprocess_on_cpu(
-    detector: Any, scored: Mapping[str, Any], image_size: tuple[int, int]
+    detector: Any,
+    scored: Mapping[str, Any],
+    image_size: tuple[int, int],
+    *,
+    probs: bool = False,
+    score_threshold: float | None = None,
 ) -> dict[str, Tensor]:
     """Stage 5 (per-class NMS, threshold, cap) of ``detector`` on the CPU.
 
@@ -46,9 +51,26 @@ def postprocess_on_cpu(
         scored: ``{"scores": Tensor[R, K], "boxes": Tensor[R, K, 4], ...}`` on any device,
             as ``score_windows`` returns it.
         image_size: ``(height, width)`` of the image.
+        probs: also return ``"probs"`` ``Tensor[M]`` (each detection's class at its window
+            in ``scored["probs"]``, the fc8 softmax) when ``scored`` has them.
+        score_threshold: in place of the detector's own (``None``: the detector's).
 
     Returns:
-        ``{"boxes": Tensor[M, 4], "scores": Tensor[M], "labels": LongTensor[M]}`` on the CPU.
+        ``{"boxes": Tensor[M, 4], "scores": Tensor[M], "labels": LongTensor[M]}`` on the CPU
+        (and ``"probs"``).
     """
     on_cpu = {"scores": scored["scores"].cpu(), "boxes": scored["boxes"].cpu()}
-    return detector.postprocess(on_cpu, image_size)
+    with_probs = probs and scored.get("probs") is not None
+    if not with_probs and score_threshold is None:
+        return detector.postprocess(on_cpu, image_size)
+    from sppnet.detection.detector import postprocess_detections
+
+    dets = postprocess_detections(
+        on_cpu["scores"], on_cpu["boxes"], image_size, detector.nms_threshold,
+        detector.score_threshold if score_threshold is None else score_threshold,
+        detector.max_detections, return_windows=True,
+    )  # fmt: skip
+    windows = dets.pop("windows")
+    if with_probs:
+        dets["probs"] = scored["probs"].cpu()[windows, dets["labels"]]
+    return dets

@@ -3,8 +3,9 @@
 For each image: a working copy no larger than the detector's largest scale, its proposals
 (EdgeBoxes, selective search, or a ``<stem>.npy`` file), the windows scored and the
 detections kept by NMS, with the seconds of each stage; then a picture and a JSON record.
-With several images and ``proposal_workers > 1`` every image's proposals are computed
-first in parallel processes (the same boxes as one by one).
+With several images and ``proposal_workers >= 1`` the proposals are computed ahead in
+worker processes while the network runs on the earlier images (the same boxes as one by
+one).
 
 Shape shorthand: R windows, K classes.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,8 @@ class ImageDetections:
         original_size: ``(height, width)`` of the file's image.
         factor: ``Tensor[4]`` ``(fx, fy, fx, fy)``, copy pixels per original pixel.
         detections: ``{"boxes": Tensor[N, 4], "scores": Tensor[N], "labels": Tensor[N]}`` in
-            the working copy's pixels, on the CPU.
+            the working copy's pixels, on the CPU, and ``"probs"`` ``Tensor[N]`` (the fc8
+            softmax) for a detector whose fc8 gives them.
         windows: R, the proposals scored.
         timing: seconds per stage (proposals, conv, pooling, fc, svm, nms) and the
             image's wall time (``total``); with proposals computed beside ``conv`` the
@@ -185,7 +187,7 @@ def _detect_one(
     scored = detector.score_windows(x, windows)  # scores [R, K], boxes [R, K, 4]
     boxes = windows.result() if isinstance(windows, Future) else windows
     t2 = time.perf_counter()
-    dets = postprocess_on_cpu(detector, scored, (x.shape[1], x.shape[2]))
+    dets = postprocess_on_cpu(detector, scored, (x.shape[1], x.shape[2]), probs=True)
     t3 = time.perf_counter()
     timing = {"proposals": spent["proposals"], **scored["timing"], "nms": t3 - t2, "total": t3 - t0}
     size = original.size[::-1]
@@ -223,7 +225,8 @@ def detect_images(
             boxes in the original image's pixels.
         max_proposals: R at most, for computed proposals.
         proposal_workers: with several images and computed proposals, processes computing
-            every image's proposals first (0 or 1: one image after the other).
+            the proposals of the next images while the network runs on this one (0: each
+            image's proposals, then its network, one image after the other).
         proposals_beside_conv: compute an image's proposals in a thread while the trunk
             computes its conv maps. ``None`` (default): only when the detector is not on
             the CPU (a GPU trunk leaves the CPU free). On a 2-core CPU the two compete for
@@ -235,12 +238,12 @@ def detect_images(
         cannot be read or has no proposals file.
     """
     paths = [Path(p) for p in images]
-    ready: list[Any] = [None] * len(paths)
-    if proposals in COMPUTED_PROPOSALS and proposal_workers > 1 and len(paths) > 1:
-        from sppnet.detect.proposal_workers import map_in_processes
+    ready: Iterable[Any] = [None] * len(paths)
+    if proposals in COMPUTED_PROPOSALS and proposal_workers >= 1 and len(paths) > 1:
+        from sppnet.detect.proposal_workers import iter_in_processes
 
         setting = (proposals, max_proposals, max(detector.scales))
-        ready = map_in_processes(
+        ready = iter_in_processes(
             _worker_proposals, setting, [str(p) for p in paths], proposal_workers
         )
     if proposals_beside_conv is None:
@@ -263,32 +266,43 @@ def save_image_detections(
     class_names: Sequence[str],
     *,
     draw_threshold: float = 0.0,
-) -> tuple[Path, Path, list[str]]:
+    picture: bool = True,
+    record: bool = True,
+) -> tuple[Path | None, Path | None, list[str]]:
     """Write ``out/<name>.png`` (the boxes drawn) and ``out/<name>.json`` (the record).
 
     The picture is at the working size (a huge PNG costs memory and seconds); the JSON
     boxes are in the original image's pixels, with the windows and the time per stage.
+    ``picture=False`` or ``record=False`` leaves that file out.
 
     Returns:
-        ``(picture, json_file, replaced)``: the files written, and those of them an earlier
-        run had written (now replaced).
+        ``(picture, json_file, replaced)``: the files written (None for one left out), and
+        those of them an earlier run had written (now replaced).
     """
     from sppnet.visualize import detections_to_json, draw_detections, save_json
 
     out = Path(out)
     targets = [out / f"{result.name}.png", out / f"{result.name}.json"]
+    targets = [t for t, wanted in zip(targets, (picture, record), strict=True) if wanted]
     replaced = [str(t) for t in targets if t.exists()]
     dets = result.detections
-    picture = draw_detections(
-        result.image, dets, class_names, targets[0], score_threshold=draw_threshold
-    )
-    record = detections_to_json(
+    drawn = None
+    if picture:
+        drawn = Path(draw_detections(
+            result.image, dets, class_names, targets[0], score_threshold=draw_threshold
+        ))  # fmt: skip
+    if not record:
+        return drawn, None, replaced
+    data = detections_to_json(
         {**dets, "boxes": dets["boxes"] / result.factor},
         class_names,
         image=str(result.path),
         image_size=result.original_size,
     )
-    record["windows"] = result.windows
-    record["timing"] = result.timing
-    save_json(record, targets[1])
-    return Path(picture), targets[1], replaced
+    if "probs" in dets:  # the fc8 softmax beside the SVM score
+        for row, prob in zip(data["detections"], dets["probs"].tolist(), strict=True):
+            row["prob"] = round(prob, 6)
+    data["windows"] = result.windows
+    data["timing"] = result.timing
+    save_json(data, targets[-1])
+    return drawn, targets[-1], replaced

@@ -20,10 +20,10 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["map_in_processes"]
+__all__ = ["iter_in_processes", "map_in_processes"]
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -132,3 +132,39 @@ def map_in_processes(
     finally:
         if bar is not None:
             bar.close()
+
+
+def iter_in_processes(
+    work: Callable[[S, T], R], state: S, items: Sequence[T], workers: int
+) -> Iterator[R]:
+    """:func:`map_in_processes` as a stream: each result as soon as it and those before it
+    are done, so the caller works on item ``i`` while the workers compute the next ones.
+
+    Args:
+        work, state, items: as for :func:`map_in_processes`.
+        workers: processes (>= 1); all items are queued at once (their results are small).
+
+    Yields:
+        The results in the order of ``items``.
+
+    Raises:
+        ValueError: ``workers`` is not an int >= 1.
+        Exception: a failing item's exception, re-raised when its turn comes.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "fork" if sys.platform == "linux" else "spawn"
+    context = multiprocessing.get_context(method)
+    pool = ProcessPoolExecutor(
+        min(workers, max(1, len(items))), mp_context=context, initializer=_init_worker,
+        initargs=(state,),
+    )  # fmt: skip
+    try:
+        for ok, value in pool.map(_run_one, [(work, i) for i in items]):
+            if not ok:
+                raise value
+            yield value
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

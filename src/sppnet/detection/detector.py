@@ -53,6 +53,8 @@ def postprocess_detections(
     nms_threshold: float = 0.3,
     score_threshold: float | None = None,
     max_detections: int = 100,
+    *,
+    return_windows: bool = False,
 ) -> dict[str, Tensor]:
     """Per-class NMS over scored windows, then a score threshold and a cap (Sec. 4.2).
 
@@ -63,6 +65,8 @@ def postprocess_detections(
         nms_threshold: IoU above which a lower-scored box of the same class is suppressed.
         score_threshold: keep only scores above it (``None``: keep all).
         max_detections: at most this many detections per image, best first.
+        return_windows: also return ``"windows"``, ``LongTensor[M]``: the row of
+            ``scores`` (the proposal) each detection came from.
 
     Returns:
         ``{"boxes": Tensor[M, 4], "scores": Tensor[M], "labels": LongTensor[M]}``, by
@@ -98,7 +102,10 @@ def postprocess_detections(
         flat_boxes[idx], flat_scores[idx], flat_labels[idx], nms_threshold, max_keep=max_detections
     )
     idx = idx[kept]
-    return {"boxes": flat_boxes[idx], "scores": flat_scores[idx], "labels": flat_labels[idx]}
+    out = {"boxes": flat_boxes[idx], "scores": flat_scores[idx], "labels": flat_labels[idx]}
+    if return_windows:
+        out["windows"] = torch.div(idx, k, rounding_mode="floor")
+    return out
 
 
 def combine_scored_windows(scored: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
@@ -326,20 +333,28 @@ class Detector(PostprocessStage, nn.Module):
             proposals: ``Tensor[R, 4]`` the windows.
 
         Returns:
-            ``{"scores": Tensor[R, K], "boxes": Tensor[R, K, 4], "timing": {"fc", "svm"}}``.
+            ``{"scores": Tensor[R, K], "boxes": Tensor[R, K, 4], "probs": Tensor[R, K],
+            "timing": {"fc", "svm"}}``. ``probs`` is the softmax of the fine-tuned
+            ``(K + 1)``-way fc8, background dropped (a probability a person can read beside
+            the SVM margins; the scores themselves without SVMs); it is absent when the
+            network's fc8 is not ``K + 1``-way.
         """
         t0 = device_clock(pooled.device)
         k = self.num_classes
+        probs = None
         if self.svm_weight is None:
             logits = self.model.forward_pooled(pooled)  # [R, K+1]
             t1 = device_clock(pooled.device)
-            scores = torch.softmax(logits.float(), dim=1)[:, 1:]  # [R, K]; 0 is background
+            scores = probs = torch.softmax(logits.float(), dim=1)[:, 1:]  # [R, K]; 0: background
         else:
             fc7 = self.model.forward_pooled(pooled, pre_logits=True)  # [R, D]
             t1 = device_clock(pooled.device)
             # the feature scale goes into the [K, D] weights, not into the [R, D] features
             weight = (self.svm_weight * self.svm_scale).T  # [D, K]
             scores = torch.addmm(self.svm_bias, fc7.float(), weight)  # [R, K]
+            fc8 = getattr(self.model, "fc8", None)
+            if isinstance(fc8, nn.Linear) and fc8.out_features == k + 1:
+                probs = torch.softmax(fc8(fc7).float(), dim=1)[:, 1:]  # [R, K]
         boxes = proposals.to(scores.dtype)[:, None, :].expand(-1, k, 4)  # [R, K, 4]
         if self.box_weight is not None and proposals.shape[0] > 0:
             # likewise: scaling the [K, P, 4] weights spares a copy of the [R, P] features
@@ -350,7 +365,10 @@ class Detector(PostprocessStage, nn.Module):
                 self.box_bias,
             )
         t2 = device_clock(pooled.device)
-        return {"scores": scores, "boxes": boxes, "timing": {"fc": t1 - t0, "svm": t2 - t1}}
+        out = {"scores": scores, "boxes": boxes, "timing": {"fc": t1 - t0, "svm": t2 - t1}}
+        if probs is not None:
+            out["probs"] = probs
+        return out
 
     @torch.inference_mode()
     def score_windows(self, image: Tensor, proposals: Tensor | Future[Tensor]) -> dict[str, object]:
