@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sppnet._moved import moved_name
 from sppnet.evaluation._arrays import ArrayLike, as_array
 from sppnet.evaluation.voc_ap import voc_ap
 from sppnet.ops.boxes import check_boxes
@@ -520,11 +521,16 @@ def per_class_ap_table(
     return "\n".join(rows) + "\n"
 
 
+# name -> the module that holds it now (they write or read files, which evaluation does not)
+_MOVED = {
+    "write_voc_results": "sppnet.detect.voc_results",
+    "read_voc_results": "sppnet.detect.voc_results",
+    "plot_precision_recall": "sppnet.visualize",
+}
+
+
 def __getattr__(name: str) -> object:
     """``write_voc_results``, ``read_voc_results`` and ``plot_precision_recall`` moved to
-    the engine: still found here, with a DeprecationWarning."""
-    if name not in ("write_voc_results", "read_voc_results", "plot_precision_recall"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from sppnet.evaluation import moved_name
-
-    return moved_name(name, __name__)
+    :mod:`sppnet.detect.voc_results` and :mod:`sppnet.visualize`: still found here, with a
+    DeprecationWarning."""
+    return moved_name(name, __name__, _MOVED)
