@@ -1,6 +1,7 @@
 """Classification runs: training (single/multi/random/variable size, DDP), evaluation with
 the paper's test views, prediction on image files, and the built-in data a run can use."""
 
+from sppnet.classify.builtin_data import prepare_builtin_data, shared_builtin_data
 from sppnet.classify.evaluate import (
     EVAL_VIEWS,
     MULTIVIEW_SCALES,
@@ -15,7 +16,6 @@ from sppnet.classify.train import (
     NonFiniteLossError,
     TrainResult,
     load_train_config,
-    prepare_builtin_data,
     train_classifier,
 )
 
@@ -33,5 +33,6 @@ __all__ = [
     "load_train_config",
     "predict_images",
     "prepare_builtin_data",
+    "shared_builtin_data",
     "train_classifier",
 ]

@@ -39,7 +39,6 @@ import contextlib
 import csv
 import dataclasses
 import io
-import json
 import math
 import os
 import time
@@ -48,14 +47,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
-from sppnet._atomic import atomic_save_figure, atomic_write_json, atomic_write_text
+from sppnet._atomic import atomic_write_json, atomic_write_text
+from sppnet.data.batching import (
+    SeededTransformDataset,
+    SizeGroupedBatchSampler,
+    derive_seed,
+    pad_collate,
+    seeded_generator,
+)
+from sppnet.data.transforms import EvalCropTransform, TrainTransform, VariableTrainTransform
 from sppnet.engine.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from sppnet.engine.distributed import (
     DistInfo,
@@ -67,6 +73,7 @@ from sppnet.engine.distributed import (
 )
 from sppnet.engine.safe_load import load_json_file
 from sppnet.engine.sgd_step import NonFiniteLossError, sgd_step
+from sppnet.visualize import plot_training_curves
 
 __all__ = [
     "MODEL_DEFAULT",
@@ -75,7 +82,6 @@ __all__ = [
     "NonFiniteLossError",
     "TrainResult",
     "load_train_config",
-    "prepare_builtin_data",
     "train_classifier",
 ]
 
@@ -84,8 +90,9 @@ SIZE_MODES = ("single", "multi", "random", "variable")
 #: ``ClassifierTrainConfig.spp_levels`` meaning "the model's own pyramid" (None is no SPP).
 MODEL_DEFAULT = "default"
 
-# Tags that keep the derived random streams apart.
-_TAG_INIT, _TAG_SHUFFLE, _TAG_SAMPLE, _TAG_DROPOUT, _TAG_SIZE, _TAG_REPLAY = range(6)
+# Tags that keep the derived random streams apart (2, each sample's augmentation, is
+# sppnet.data.batching.SAMPLE_STREAM).
+_TAG_INIT, _TAG_SHUFFLE, _TAG_DROPOUT, _TAG_SIZE, _TAG_REPLAY = 0, 1, 3, 4, 5
 
 _PLOT_EVERY_EPOCH_S = 30.0
 
@@ -290,16 +297,6 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------ helpers
-def _derive_seed(*parts: int) -> int:
-    """A 63-bit seed mixing ``parts`` (numpy's SeedSequence hashes them thoroughly)."""
-    state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
-
-
-def _generator(*parts: int) -> torch.Generator:
-    return torch.Generator().manual_seed(_derive_seed(*parts))
-
-
 def _input_size(config: ClassifierTrainConfig, epoch: int) -> int | None:
     """The crop side for 0-based ``epoch`` (None in the variable mode)."""
     if config.size_mode == "single":
@@ -309,59 +306,9 @@ def _input_size(config: ClassifierTrainConfig, epoch: int) -> int | None:
         return config.crop if epoch % 2 == 0 else config.small_crop
     if config.size_mode == "random":
         # s uniform in [180, 224], drawn once per epoch (Sec. 2.3).
-        gen = _generator(config.seed, _TAG_SIZE, epoch)
+        gen = seeded_generator(config.seed, _TAG_SIZE, epoch)
         return int(torch.randint(config.small_crop, config.crop + 1, (1,), generator=gen))
     return None
-
-
-class _VariableTrainTransform:
-    """Full image (shorter side ``crop``, long side capped), flip, lighting, mean."""
-
-    def __init__(self, config: ClassifierTrainConfig) -> None:
-        from sppnet.data.transforms import FullImageTransform
-
-        max_side = config.max_side if config.max_side is not None else 2 * config.crop
-        self.full = FullImageTransform(config.crop, config.mean, max_long_side=max_side)
-        self.flip = config.flip
-        self.lighting = config.lighting
-
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        return self.full.output_size(height, width)
-
-    def __call__(self, img: Any, generator: torch.Generator | None = None) -> Tensor:
-        from sppnet.data.transforms import hflip, pca_lighting
-
-        t = self.full(img)  # [3, H, W], mean subtracted
-        if self.flip and float(torch.rand(1, generator=generator)) < 0.5:
-            t = hflip(t)
-        if self.lighting > 0:
-            # The lighting offset is one constant per channel, so adding it after the
-            # (constant) mean subtraction equals adding it before.
-            t = pca_lighting(t, self.lighting, generator)
-        return t
-
-
-class _SeededTransformDataset(Dataset):
-    """Applies ``transform(img, generator)`` with a generator seeded by (seed, epoch, index).
-
-    Re-creating the generator per sample makes the augmentation of a sample a function of
-    ``(seed, epoch, index)`` only: identical with 0 or 8 loader workers, 1 or 8 processes,
-    and after a resume.
-    """
-
-    def __init__(self, base: Any, transform: Callable[..., Tensor], seed: int) -> None:
-        self.base, self.transform, self.seed, self.epoch = base, transform, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        img, label = self.base[index]
-        gen = _generator(self.seed, _TAG_SAMPLE, self.epoch, index)
-        return self.transform(img, generator=gen), int(label)
 
 
 def _image_sizes(dataset: Any) -> list[tuple[int, int]]:
@@ -410,7 +357,7 @@ def _build_model(
     from sppnet.models import create_model
     from sppnet.models.registry import DEFAULT
 
-    torch.manual_seed(_derive_seed(config.seed, _TAG_INIT))
+    torch.manual_seed(derive_seed(config.seed, _TAG_INIT))
     model = create_model(
         config.model,
         num_classes=num_classes,
@@ -533,38 +480,7 @@ def _write_logs(
     atomic_write_text(out / "log.csv", buffer.getvalue())
     atomic_write_json(out / "log.json", {"config": config.to_dict(), "history": history})
     if plot and config.plot:
-        _plot_curves(out / "curves.png", history)
-
-
-def _plot_curves(path: Path, history: list[dict[str, Any]]) -> None:
-    # Figure + FigureCanvasAgg: renders off-screen without touching pyplot's global backend.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    epochs = [row["epoch"] for row in history]
-    fig = Figure(figsize=(12, 3.6))
-    FigureCanvasAgg(fig)
-    ax_loss, ax_err, ax_lr = fig.subplots(1, 3)
-    ax_loss.plot(epochs, [row["train_loss"] for row in history], "o-", label="train loss")
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_title("loss")
-    for key, label in (
-        ("train_error", "train top-1"),
-        ("val_top1_error", "val top-1 (center crop)"),
-        ("val_top5_error", "val top-5 (center crop)"),
-    ):
-        points = [(row["epoch"], row[key]) for row in history if row.get(key) is not None]
-        if points:
-            ax_err.plot(*zip(*points, strict=True), "o-", label=label)
-    ax_err.set_xlabel("epoch")
-    ax_err.set_title("error")
-    ax_err.legend(fontsize=8)
-    ax_lr.plot(epochs, [row["lr"] for row in history], "o-")
-    ax_lr.set_yscale("log")
-    ax_lr.set_xlabel("epoch")
-    ax_lr.set_title("learning rate")
-    fig.tight_layout()
-    atomic_save_figure(path, fig, dpi=80)
+        plot_training_curves(out / "curves.png", {"": history}, dpi=80)
 
 
 @contextlib.contextmanager
@@ -687,7 +603,7 @@ def _replay_epoch(
     net.train()
     totals = torch.zeros(3, dtype=torch.float64, device=info.device)
     lr = optimizer.param_groups[-1]["lr"]
-    order = torch.randperm(len(labels), generator=_generator(order_seed)).to(vectors.device)
+    order = torch.randperm(len(labels), generator=seeded_generator(order_seed)).to(vectors.device)
     for step, start in enumerate(range(0, len(order), batch_size)):
         index = order[start : start + batch_size]
         logits = net(None, pooled=vectors[index])  # [n, K]
@@ -831,51 +747,6 @@ def load_train_config(run_dir: str | os.PathLike[str]) -> ClassifierTrainConfig:
     return ClassifierTrainConfig.from_dict(state["config"])
 
 
-def prepare_builtin_data(
-    root: str | os.PathLike[str],
-    *,
-    seed: int = 0,
-    sizes: dict[str, int] | None = None,
-    progress: bool = False,
-) -> Path:
-    """Generate the built-in dataset (once) and its image-folder classification view.
-
-    The classification view holds one crop per non-difficult object, with some context
-    (``make_classification_view(crop_objects=True)``): images of every size and aspect
-    ratio, one object each. Whole scenes labelled by their largest object are a much
-    harder task for a network trained from scratch on a few hundred images (a narrow ZF-5
-    stayed at chance for 6 epochs on them, while it learns on the crops).
-
-    Args:
-        root: folder to write into; the VOC-layout data goes to ``root/voc`` and the
-            classification view (one folder per class, ``splits/*.txt``) to
-            ``root/classification``.
-        seed: generator seed.
-        sizes: images per split, e.g. ``{"train": 300, "val": 100, "test": 200}``; None
-            uses the generator's default.
-        progress: show the generator's progress bar.
-
-    Returns:
-        The classification view's root, ready for ``ClassifierTrainConfig(data=...)``.
-    """
-    from sppnet.data.synthetic import generate_voc_dataset, make_classification_view
-
-    root = Path(root)
-    view = root / "classification"
-    marker = root / ".complete"
-    settings = json.dumps({"seed": seed, "sizes": sizes, "view": "object crops"}, sort_keys=True)
-    if marker.is_file() and view.is_dir() and marker.read_text(encoding="utf-8") == settings:
-        return view
-    kwargs: dict[str, Any] = {"seed": seed, "progress": progress}
-    if sizes is not None:
-        kwargs["sizes"] = sizes
-    # Resumable: finished images are skipped; other settings in root raise a ValueError.
-    voc = generate_voc_dataset(root / "voc", **kwargs)
-    view = Path(make_classification_view(voc, view, crop_objects=True))
-    atomic_write_text(marker, settings)  # written last: other ranks wait for it
-    return view
-
-
 # ------------------------------------------------------------------------------ main entry
 def train_classifier(
     config: ClassifierTrainConfig,
@@ -975,7 +846,7 @@ class _Loop:
 class _Data:
     """One process's loaders: its share of the global batch, and of the val images."""
 
-    train_data: _SeededTransformDataset
+    train_data: SeededTransformDataset
     sampler: Any  # set_epoch(epoch); len() is this process's samples (or batches)
     train_loader: DataLoader
     val_loader: DataLoader | None
@@ -1075,15 +946,15 @@ def _loaders(
     config: ClassifierTrainConfig, train_set: Any, val_set: Any | None, info: DistInfo
 ) -> _Data:
     """The training loader (batches grouped by size in the variable mode) and the val one."""
-    from sppnet.data.batching import SizeGroupedBatchSampler, pad_collate
-    from sppnet.data.transforms import EvalCropTransform, TrainTransform
 
     local_batch = config.batch_size // info.world_size
     pin = info.device.type == "cuda"
-    shuffle_seed = _derive_seed(config.seed, _TAG_SHUFFLE) % 2**31
+    shuffle_seed = derive_seed(config.seed, _TAG_SHUFFLE) % 2**31
     if config.size_mode == "variable":
-        transform: Callable[..., Tensor] = _VariableTrainTransform(config)
-        train_data = _SeededTransformDataset(train_set, transform, config.seed)
+        transform: Callable[..., Tensor] = VariableTrainTransform(
+            config.crop, config.mean, config.max_side, flip=config.flip, lighting=config.lighting
+        )
+        train_data = SeededTransformDataset(train_set, transform, config.seed)
         sizes = [transform.output_size(h, w) for h, w in _image_sizes(train_set)]
         sampler: Any = SizeGroupedBatchSampler(
             sizes, local_batch, shuffle=True, seed=shuffle_seed, drop_last=False,
@@ -1098,7 +969,7 @@ def _loaders(
             crop=config.crop, shorter=config.shorter, flip=config.flip,
             lighting=config.lighting, mean=config.mean,
         )  # fmt: skip
-        train_data = _SeededTransformDataset(train_set, transform, config.seed)
+        train_data = SeededTransformDataset(train_set, transform, config.seed)
         # A DistributedSampler also for one process: its permutation depends only on
         # (seed, epoch), and the union of the processes' batches at step t is the
         # one-process batch t (the indices are dealt round-robin).
@@ -1112,7 +983,7 @@ def _loaders(
         )  # fmt: skip
     val_loader = None
     if val_set is not None and len(val_set) > 0:
-        val_data = _SeededTransformDataset(
+        val_data = SeededTransformDataset(
             val_set, EvalCropTransform(config.crop, config.shorter, config.mean), config.seed
         )
         val_loader = DataLoader(
@@ -1135,7 +1006,7 @@ def _epoch(
     """One epoch: train (or replay cached vectors), validate, step the schedule, log, save."""
     config, info = loop.config, loop.info
     # Dropout's randomness: torch's default generator, re-seeded per (epoch, rank).
-    torch.manual_seed(_derive_seed(config.seed, _TAG_DROPOUT, epoch, info.rank))
+    torch.manual_seed(derive_seed(config.seed, _TAG_DROPOUT, epoch, info.rank))
     # The epoch whose crops this one sees (itself unless replaying cached vectors).
     source = epoch % config.cache_views if config.cache_views else epoch
     data.sampler.set_epoch(source)
@@ -1205,13 +1076,13 @@ def _replayed_epoch(
         # The loader drew from torch's generator: re-seed, so dropout does not
         # depend on whether this process recorded (a resumed run did, an unbroken
         # one had the vectors already).
-        torch.manual_seed(_derive_seed(config.seed, _TAG_DROPOUT, epoch, info.rank))
+        torch.manual_seed(derive_seed(config.seed, _TAG_DROPOUT, epoch, info.rank))
     loss, train_error, count = _replay_epoch(
         cached=replay[source],
         net=net,
         optimizer=loop.optimizer,
         batch_size=data.local_batch,
-        order_seed=_derive_seed(config.seed, _TAG_REPLAY, epoch, info.rank),
+        order_seed=derive_seed(config.seed, _TAG_REPLAY, epoch, info.rank),
         info=info,
         epoch=epoch,
         last_checkpoint=loop.last_checkpoint,
