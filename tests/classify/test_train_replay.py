@@ -28,6 +28,7 @@ from sppnet.engine.distributed import DistInfo
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 tc = importlib.import_module("sppnet.classify.train")
+epochs = importlib.import_module("sppnet.classify.epochs")  # where the memory check runs
 
 
 @pytest.fixture(scope="module")
@@ -191,9 +192,9 @@ def test_cache_views_validation(overrides, match):
 def test_replay_that_would_not_fit_in_memory_is_refused_before_training(
     colour_root, tmp_path, monkeypatch
 ):
-    real = tc.os.sysconf
+    real = epochs.os.sysconf
     monkeypatch.setattr(
-        tc.os, "sysconf", lambda name: 16 if name == "SC_PHYS_PAGES" else real(name)
+        epochs.os, "sysconf", lambda name: 16 if name == "SC_PHYS_PAGES" else real(name)
     )
     config = _config(colour_root, tmp_path, cache_views=3)
     with pytest.raises(ValueError, match=r"cache_views=3 keeps 3 x 12 pooled vectors"):
