@@ -2,7 +2,7 @@
 
 Shape shorthand: N images per batch, H x W the largest height and width in the batch.
 
-Beyond the paper (SPEC Sec. 3): instead of resizing every image to one size, images keep
+Beyond the paper: instead of resizing every image to one size, images keep
 their own size; :func:`pad_collate` pads them bottom/right with zeros (the mean colour,
 after mean subtraction) and returns each image's extent, so the network pools every image
 over its own valid region only. :class:`SizeGroupedBatchSampler` puts images of similar
@@ -37,7 +37,7 @@ SAMPLE_STREAM = 2
 
 # Grouping keys: log aspect ratio in bins of 0.1 (~10% aspect difference), then log2 area
 # in bins of 0.5 (a factor ~1.41); images are random within a (aspect, area) cell.
-_LOG_ASPECT_BIN = 0.1
+_LOG_SIDE_RATIO_BIN = 0.1
 _LOG2_AREA_BIN = 0.5
 
 
@@ -210,7 +210,7 @@ class SizeGroupedBatchSampler:
             )
         log_aspect = np.log(hw[:, 1] / hw[:, 0])
         log2_area = np.log2(hw[:, 0] * hw[:, 1])
-        self._aspect_bin = np.floor(log_aspect / _LOG_ASPECT_BIN).astype(np.int64)
+        self._aspect_bin = np.floor(log_aspect / _LOG_SIDE_RATIO_BIN).astype(np.int64)
         self._area_bin = np.floor(log2_area / _LOG2_AREA_BIN).astype(np.int64)
 
     def set_epoch(self, epoch: int) -> None:

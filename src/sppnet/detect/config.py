@@ -47,7 +47,7 @@ class DetectorTrainConfig:
     svm_c: float = 1e-3  # R-CNN's SVM C
     svm_positive_weight: float = 2.0  # R-CNN's positive loss weight
     svm_initial_negatives: int = 40  # negatives per image and class before mining
-    hard_negative_rounds: int = 1  # "mining iterated once" (SPEC section 6)
+    hard_negative_rounds: int = 1  # the paper iterates mining once (Sec. 4.2)
     box_regression: bool = True  # class-specific ridge on pooled conv5 (Sec. 4.2)
     box_lambda: float = 1000.0  # R-CNN's ridge lambda
     max_images: int | None = None  # use only the first N training images (quick runs)

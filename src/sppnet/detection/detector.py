@@ -8,7 +8,7 @@ Stages (Sec. 4.1-4.2), each a method so the engine can time it and tests can che
 4. ``svm``: per-class linear SVM scores on fc7 (or, without SVMs, the softmax of the
    fine-tuned ``(K+1)``-way fc8, background dropped), and box regression on the pooled
    features;
-5. ``nms``: per class, at IoU 0.3 (SPEC section 6), then a score threshold and a cap.
+5. ``nms``: per class, at IoU 0.3 (Sec. 4.2), then a score threshold and a cap.
 
 Labels are class indices ``0..K-1`` into ``class_names`` (the dataset's convention, and
 what :func:`~sppnet.evaluation.voc_detection_map` takes with ``class_names``).
