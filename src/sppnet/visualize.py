@@ -22,7 +22,6 @@ Shape shorthand:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -34,8 +33,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from sppnet._atomic import atomic_save_figure, atomic_write_text
+from sppnet._atomic import atomic_save_figure
 from sppnet._validate import check_int, check_real
+from sppnet.engine.json_io import write_json
 from sppnet.evaluation.voc_detection import per_class_ap_rows
 from sppnet.ops.pyramid_bins import bin_edges, check_levels, num_pyramid_bins
 
@@ -655,7 +655,4 @@ def save_json(obj: Any, path: str | os.PathLike[str], indent: int | None = 1) ->
         TypeError: ``obj`` holds something JSON cannot encode.
         ValueError: ``obj`` holds NaN or infinity (not valid JSON).
     """
-    text = json.dumps(obj, indent=indent, allow_nan=False)
-    out = Path(path)
-    atomic_write_text(out, text + "\n")
-    return out
+    return write_json(path, obj, indent=indent)

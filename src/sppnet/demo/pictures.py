@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from sppnet._atomic import atomic_write_bytes
-from sppnet.demo._common import _read_json
 from sppnet.demo.config import DemoConfig
 from sppnet.detect.data import keep_first_images
+from sppnet.engine.json_io import read_json
 
 
 def _draw_detections(root: Path, voc: str, n: int, pictures: Path) -> list[str]:
@@ -22,7 +22,7 @@ def _draw_detections(root: Path, voc: str, n: int, pictures: Path) -> list[str]:
 
     test_dir = root / "detection" / "test"
     test = keep_first_images(VOCDetection(voc, "test"), n)
-    stored = _read_json(test_dir / "detections.json")
+    stored = read_json(test_dir / "detections.json")
     by_id = {entry["image"]: entry for entry in stored["images"]}
     names = stored["class_names"]
     drawn = []
@@ -65,7 +65,7 @@ def _pictures_stage(
     written: dict[str, Any] = {}
 
     loss_file = root / "detection" / "train" / "finetune" / "loss.json"
-    finetune_loss = _read_json(loss_file) if loss_file.is_file() else []
+    finetune_loss = read_json(loss_file) if loss_file.is_file() else []
     curves = pictures / "training_curves.png"
     plot_training_curves(
         curves, {name: run["history"] for name, run in train_runs.items()}, finetune_loss

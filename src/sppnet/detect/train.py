@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sppnet._atomic import atomic_write_bytes, atomic_write_json
+from sppnet._atomic import atomic_write_bytes
 from sppnet.data.voc import VOCDetection
 from sppnet.detect.cache import ConvMapCache, PooledFeatureCache, model_fingerprint
 from sppnet.detect.config import _CACHE_DIRS, DetectorTrainConfig, _StageStamps
@@ -61,6 +61,7 @@ from sppnet.engine.distributed import (
     DistInfo,
     process_group,
 )
+from sppnet.engine.json_io import write_json
 from sppnet.engine.safe_load import load_json_file, load_safetensors_file
 from sppnet.engine.stages import StageRunner
 from sppnet.errors import UserError
@@ -95,10 +96,6 @@ def _check_same_classes(out: Path, class_names: list[str]) -> None:
             f"caches hold the old labels: use another --out, or delete "
             f"{', '.join(str(d) for d in caches)}"
         )
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_json(path, obj)
 
 
 def _save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
@@ -246,7 +243,7 @@ def _open_training_set(config: DetectorTrainConfig, out: Path, info: DistInfo) -
     )
     _check_same_classes(out, dataset.class_names)
     if info.is_main:
-        _write_json(out / "train_config.json", dataclasses.asdict(config))
+        write_json(out / "train_config.json", dataclasses.asdict(config), indent=2, allow_nan=True)
     torch.manual_seed(config.seed)
     if len(dataset) == 0 and config.images is not None:
         raise UserError(f"{config.data} lists no images (its 'images' list is empty)")
@@ -387,7 +384,7 @@ def _finetune_step(run: _Run, table: _WindowTable) -> None:
 
     def compute() -> list[float]:
         losses = finetune_fc(model, table, num_classes, config, run.progress)
-        _write_json(ft_dir / "loss.json", losses)
+        write_json(ft_dir / "loss.json", losses, indent=2, allow_nan=True)
         _save_tensors(ft_dir / "fc.safetensors", _fc_state(model))
         return losses
 
@@ -423,7 +420,7 @@ def _end_to_end_step(run: _Run, cache_dir: Path) -> None:
         losses = finetune_end_to_end(
             model, run.dataset, run.proposals, config, run.mean, run.progress
         )
-        _write_json(e2e_dir / "loss.json", losses)
+        write_json(e2e_dir / "loss.json", losses, indent=2, allow_nan=True)
         _save_tensors(e2e_dir / "model.safetensors", model.state_dict())
         return losses
 
@@ -448,7 +445,7 @@ def _svm_step(run: _Run, table: _WindowTable) -> tuple[Tensor, Tensor, float]:
         weight, bias, scale, stats = train_svms(
             run.model, table, run.num_classes, run.config, run.progress
         )
-        _write_json(svm_dir / "stats.json", stats)
+        write_json(svm_dir / "stats.json", stats, indent=2, allow_nan=True)
         _save_tensors(svm_path, {"weight": weight, "bias": bias, "scale": torch.tensor(scale)})
         return weight, bias, scale, stats
 
@@ -507,6 +504,6 @@ def _save_detector_step(
     summary["timing"] = run.timing
     save_detector(out / "detector", detector, run.model_kwargs, extra={"train": summary})
     summary["detector"] = str(out / "detector")
-    _write_json(out / "train_summary.json", summary)
+    write_json(out / "train_summary.json", summary, indent=2, allow_nan=True)
     run.say(f"detector saved to {out / 'detector'}")
     return summary
