@@ -9,13 +9,14 @@ import sppnet
 
 
 def test_reexports_are_the_modules_objects():
-    import sppnet.models
-    import sppnet.ops
+    import importlib
 
+    homes = {"SPPNet": "models", "create_model": "models", "list_models": "models"}
+    homes |= {"load_classifier": "classify", "load_detector": "detect"}
     for name in sppnet.__all__:
         if name == "__version__":
             continue
-        module = sppnet.models if name in ("SPPNet", "create_model", "list_models") else sppnet.ops
+        module = importlib.import_module(f"sppnet.{homes.get(name, 'ops')}")
         assert getattr(sppnet, name) is getattr(module, name)
         assert name in dir(sppnet)
 

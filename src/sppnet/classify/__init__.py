@@ -1,5 +1,6 @@
 """Classification runs: training (single/multi/random/variable size, DDP), evaluation with
-the paper's test views, prediction on image files, and the built-in data a run can use."""
+the paper's test views, prediction on image files, the built-in data a run can use, and
+:func:`load_classifier` (a trained classifier back from its run's checkpoint)."""
 
 from sppnet.classify.builtin_data import prepare_builtin_data, shared_builtin_data
 from sppnet.classify.evaluate import (
@@ -18,6 +19,7 @@ from sppnet.classify.train import (
     load_train_config,
     train_classifier,
 )
+from sppnet.engine.checkpoint import load_classifier
 
 __all__ = [
     "EVAL_VIEWS",
@@ -30,6 +32,7 @@ __all__ = [
     "TrainResult",
     "evaluate_classifier",
     "feature_map_view_logits",
+    "load_classifier",
     "load_train_config",
     "predict_images",
     "prepare_builtin_data",
