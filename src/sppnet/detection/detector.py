@@ -34,7 +34,7 @@ from sppnet._repr import format_fields
 from sppnet.detection._checks import check_positive_finite
 from sppnet.detection.box_regression import apply_box_regression
 from sppnet.detection.scales import DETECTION_SCALES_1
-from sppnet.detection.window_features import compute_conv_maps, pool_windows
+from sppnet.detection.window_features import compute_conv_maps, pool_checked_windows
 from sppnet.ops.boxes import batched_nms, check_boxes, clip_boxes
 
 __all__ = [
@@ -314,7 +314,7 @@ class Detector(PostprocessStage, nn.Module):
         t1 = device_clock(image.device)
         timing = {"conv": t1 - t0}
         proposals, t1 = await_proposals(proposals, t1, timing)
-        pooled = pool_windows(self.model, maps, proposals.to(image.device))
+        pooled = pool_checked_windows(self.model, maps, proposals.to(image.device))
         timing["pooling"] = device_clock(image.device) - t1
         return pooled, timing
 
