@@ -70,4 +70,4 @@ def test_engine_exports_only_the_loop_machinery() -> None:
         for name in sppnet.engine.__all__
         if hasattr(getattr(sppnet.engine, name), "__module__")
     }
-    assert homes <= {"sppnet.engine.checkpoint", "sppnet.engine.distributed"}
+    assert homes <= {"sppnet.engine.checkpoint", "sppnet.engine.distributed", "sppnet._clock"}

@@ -1,6 +1,7 @@
 """Shared loop machinery of the training and evaluation runs: checkpoints, distributed
-(DDP) helpers, resumable stages, the SGD step and safe loading of what a run wrote. The runs
-themselves live in :mod:`sppnet.classify`, :mod:`sppnet.detect` and :mod:`sppnet.transfer`.
+(DDP) helpers, a clock for stage timings that waits for the device, resumable stages, the
+SGD step, JSON files and safe loading of what a run wrote. The runs themselves live in
+:mod:`sppnet.classify`, :mod:`sppnet.detect` and :mod:`sppnet.transfer`.
 
 The paths the README once documented here (``sppnet.engine.write_voc_results``,
 ``sppnet.engine.OnnxDetector``, ``sppnet.engine.visualize``, ``sppnet.engine.detector_io``,
@@ -9,6 +10,7 @@ The paths the README once documented here (``sppnet.engine.write_voc_results``,
 
 import importlib
 
+from sppnet._clock import device_clock
 from sppnet._moved import forward_modules, moved_name
 from sppnet.engine.checkpoint import (
     CHECKPOINT_SUBDIR,
@@ -35,6 +37,7 @@ __all__ = [
     "all_reduce_sum",
     "barrier",
     "cleanup_distributed",
+    "device_clock",
     "find_checkpoint",
     "init_distributed",
     "load_checkpoint",
