@@ -19,13 +19,8 @@ from tqdm.auto import tqdm
 
 from sppnet.classify.config import ClassifierTrainConfig
 from sppnet.classify.network import _TrainingModel
-from sppnet.data.batching import (
-    seeded_generator,
-)
-from sppnet.engine.distributed import (
-    DistInfo,
-    all_reduce_sum,
-)
+from sppnet.data.batching import seeded_generator
+from sppnet.engine.distributed import DistInfo, all_reduce_sum
 from sppnet.engine.sgd_step import sgd_step
 
 

@@ -10,9 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from sppnet.classify.config import _TAG_INIT, MODEL_DEFAULT, ClassifierTrainConfig
-from sppnet.data.batching import (
-    derive_seed,
-)
+from sppnet.data.batching import derive_seed
 
 
 def _build_model(

@@ -15,10 +15,7 @@ from sppnet.data.transforms import to_tensor
 from sppnet.data.voc import VOCDetection
 from sppnet.detect.config import DetectorTrainConfig
 from sppnet.detect.windows import _WindowTable
-from sppnet.detection.targets import (
-    label_windows,
-    sample_finetune_batch,
-)
+from sppnet.detection.targets import label_windows, sample_finetune_batch
 from sppnet.detection.window_features import compute_conv_maps, pool_windows
 from sppnet.engine.sgd_step import sgd_step
 

@@ -14,11 +14,7 @@ from sppnet.detect.config import DetectorTrainConfig
 from sppnet.detect.windows import _WindowTable
 from sppnet.detection.box_regression import fit_ridge
 from sppnet.detection.linear_svm import feature_norm_scale, fit_linear_svm
-from sppnet.detection.targets import (
-    hard_negative_round,
-    regression_targets,
-    svm_negatives,
-)
+from sppnet.detection.targets import hard_negative_round, regression_targets, svm_negatives
 
 
 @torch.inference_mode()

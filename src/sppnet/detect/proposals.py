@@ -13,11 +13,7 @@ from torch import Tensor
 from sppnet.data.voc import VOCDetection
 from sppnet.detect.proposal_workers import map_in_processes
 from sppnet.detection.proposals import ProposalCache, load_proposals
-from sppnet.engine.distributed import (
-    DistInfo,
-    barrier,
-    shard_indices,
-)
+from sppnet.engine.distributed import DistInfo, barrier, shard_indices
 
 
 def _proposal_work(job: tuple[Any, ProposalCache], i: int) -> None:

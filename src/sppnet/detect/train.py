@@ -57,10 +57,7 @@ from sppnet.detect.io import save_detector
 from sppnet.detect.proposals import get_proposals
 from sppnet.detect.windows import _WindowTable, build_feature_cache
 from sppnet.detection.detector import Detector
-from sppnet.engine.distributed import (
-    DistInfo,
-    process_group,
-)
+from sppnet.engine.distributed import DistInfo, process_group
 from sppnet.engine.json_io import write_json
 from sppnet.engine.safe_load import load_json_file, load_safetensors_file
 from sppnet.engine.stages import StageRunner

@@ -33,9 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from sppnet._validate import check_int
 from sppnet.data.decode import ImageDecodeError
-from sppnet.data.transforms import (
-    check_mean,
-)
+from sppnet.data.transforms import check_mean
 from sppnet.engine.distributed import DistInfo, barrier, shard_indices
 from sppnet.transfer.representation import (
     _FC_LAYERS,
