@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -154,19 +155,15 @@ def assign_window_cells(
         TypeError, ValueError: bad boxes (see :func:`~sppnet.ops.check_boxes`).
     """
     check_boxes(boxes, "boxes")
-    return _assign_checked_cells(model, image_size, factors, sizes, map_sizes, boxes)
+    return _assign_checked_cells(model, (image_size, factors, sizes, map_sizes), boxes)
 
 
 def _assign_checked_cells(
-    model: torch.nn.Module,
-    image_size: tuple[int, int],
-    factors: Sequence[float],
-    sizes: Sequence[tuple[int, int]],
-    map_sizes: Sequence[tuple[int, int]],
-    boxes: Tensor,
+    model: torch.nn.Module, geometry: tuple[Any, Any, Any, Any], boxes: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """:func:`assign_window_cells` of boxes the caller already checked."""
-    height, width = image_size
+    """:func:`assign_window_cells` of boxes the caller already checked; ``geometry`` is
+    ``(image_size, factors, sizes, map_sizes)``."""
+    (height, width), factors, sizes, map_sizes = geometry
     b = boxes.detach().to(torch.float64)
     which = choose_window_scales(b, list(factors))  # [R]
     cells = torch.zeros((b.shape[0], 4), dtype=torch.long, device=b.device)
@@ -225,14 +222,9 @@ def pool_checked_windows(
     channels = first.shape[1]
     if n_win == 0:
         return first.new_zeros((0, channels * sum(n * n for n in levels)))
-    which, cells = _assign_checked_cells(
-        model,
-        conv_maps.image_size,
-        conv_maps.factors,
-        conv_maps.sizes,
-        [tuple(m.shape[-2:]) for m in conv_maps.maps],
-        boxes.detach().to(first.device),
-    )
+    map_sizes = [tuple(m.shape[-2:]) for m in conv_maps.maps]
+    geometry = (conv_maps.image_size, conv_maps.factors, conv_maps.sizes, map_sizes)
+    which, cells = _assign_checked_cells(model, geometry, boxes.detach().to(first.device))
     parts, order = [], []
     for s, fmap in enumerate(conv_maps.maps):
         rows = torch.nonzero(which == s).flatten()
