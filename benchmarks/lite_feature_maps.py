@@ -105,7 +105,7 @@ def classification_view(data: Path, seed: int, sizes: dict[str, int]) -> Path:
     """A classification view: ``data`` itself if it is one, else the built-in data in it."""
     if (data / "splits" / "train.txt").is_file():
         return data
-    from sppnet.classify.train import prepare_builtin_data
+    from sppnet.classify.builtin_data import prepare_builtin_data
 
     return prepare_builtin_data(data, seed=seed, sizes=sizes)
 

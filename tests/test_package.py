@@ -15,9 +15,7 @@ def test_reexports_are_the_modules_objects():
         if name == "__version__":
             continue
         module = importlib.import_module(sppnet._EXPORTS[name])
-        assert module.__name__.startswith(
-            ("sppnet.models", "sppnet.ops", "sppnet.classify", "sppnet.detect")
-        )
+        assert module.__name__.startswith(("sppnet.models", "sppnet.ops", "sppnet.api"))
         assert getattr(sppnet, name) is getattr(module, name)
         assert name in dir(sppnet)
 

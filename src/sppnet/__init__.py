@@ -1,7 +1,9 @@
 """sppnet: spatial pyramid pooling networks (He et al., TPAMI 2015) in PyTorch.
 
 The most used names are re-exported here; the full API lives in ``sppnet.ops`` (pooling,
-window mapping, boxes) and ``sppnet.models`` (the paper's networks and the registry).
+window mapping, boxes), ``sppnet.models`` (the paper's networks and the registry), and the
+runs: ``sppnet.classify``, ``sppnet.detect``, ``sppnet.transfer`` and ``sppnet.export``.
+``load_classifier`` and ``load_detector`` read back what a training run saved.
 
 The re-exports are imported on first use (PEP 562): ``import sppnet`` alone does not
 import torch, so that the ``sppnet`` command answers ``--help`` and rejects a bad option
@@ -15,8 +17,7 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sppnet.classify.predictor import load_classifier
-    from sppnet.detect.predictor import load_detector
+    from sppnet.api import load_classifier, load_detector
     from sppnet.models import SPPNet, create_model, list_models
     from sppnet.ops import (
         SpatialPyramidPool,
@@ -42,8 +43,8 @@ _EXPORTS = {
     "nms": "sppnet.ops",
     "spatial_pyramid_pool": "sppnet.ops",
     "window_pyramid_pool": "sppnet.ops",
-    "load_classifier": "sppnet.classify.predictor",
-    "load_detector": "sppnet.detect.predictor",
+    "load_classifier": "sppnet.api",
+    "load_detector": "sppnet.api",
 }
 
 __all__ = [

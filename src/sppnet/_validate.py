@@ -1,4 +1,5 @@
-"""Argument checks shared by every layer of the package (STYLE rule 6).
+"""Argument checks shared by every layer of the package: a bad argument is refused with a
+message naming it, what was expected and what came.
 
 Each check takes ``(name, value)`` in that order, returns the value as a plain Python
 ``int`` / ``float``, and raises ``TypeError`` for a wrong type and ``ValueError`` for a

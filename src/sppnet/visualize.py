@@ -22,7 +22,6 @@ Shape shorthand:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -34,8 +33,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from sppnet._atomic import atomic_save_figure, atomic_write_text
+from sppnet._atomic import atomic_save_figure
 from sppnet._validate import check_int, check_real
+from sppnet.engine.json_io import write_json
 from sppnet.evaluation.voc_detection import per_class_ap_rows
 from sppnet.ops.pyramid_bins import bin_edges, check_levels, num_pyramid_bins
 
@@ -48,6 +48,7 @@ __all__ = [
     "draw_detections",
     "draw_pyramid_bins",
     "plot_precision_recall",
+    "plot_training_curves",
     "save_json",
 ]
 
@@ -537,6 +538,70 @@ def plot_precision_recall(
 
 
 # --------------------------------------------------------------------------------- JSON
+def plot_training_curves(
+    path: str | os.PathLike[str],
+    runs: Mapping[str, Sequence[Mapping[str, Any]]],
+    finetune_loss: Sequence[float] = (),
+    *,
+    dpi: int = 100,
+) -> Path:
+    """Per-epoch curves of classifier runs and, if given, the detector's fine-tuning loss.
+
+    Panels: train loss; top-1 / top-5 error (train, and val where the history has it);
+    the learning rate (log scale); with ``finetune_loss``, the loss of every fc
+    fine-tuning iteration and its running mean.
+
+    Args:
+        path: the PNG to write (atomically).
+        runs: run name -> its history, one dict per epoch with ``epoch``, ``train_loss``,
+            ``lr`` and optionally ``train_error``, ``val_top1_error``, ``val_top5_error``
+            (the rows of a run's ``log.json``); a name of ``""`` adds no prefix to labels.
+        finetune_loss: fine-tuning losses, one per iteration (empty: no such panel).
+        dpi: pixels per inch of the PNG.
+
+    Returns:
+        ``Path(path)``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    panels = 4 if len(finetune_loss) else 3
+    fig = Figure(figsize=(4.2 * panels, 3.8))
+    FigureCanvasAgg(fig)  # renders off-screen without touching pyplot's global backend
+    ax_loss, ax_err, ax_lr, *ax_ft = fig.subplots(1, panels)
+    for name, history in runs.items():
+        prefix = f"{name}: " if name else ""
+        epochs = [row["epoch"] for row in history]
+        ax_loss.plot(epochs, [row["train_loss"] for row in history], "o-", label=f"{prefix}train")
+        for key, label in (
+            ("train_error", "train top-1"),
+            ("val_top1_error", "val top-1 (center crop)"),
+            ("val_top5_error", "val top-5 (center crop)"),
+        ):
+            points = [(row["epoch"], row[key]) for row in history if row.get(key) is not None]
+            if points:
+                ax_err.plot(*zip(*points, strict=True), "o-", label=prefix + label)
+        ax_lr.plot(epochs, [row["lr"] for row in history], "o-", label=prefix or None)
+    ax_loss.set(xlabel="epoch", title="train loss")
+    ax_err.set(xlabel="epoch", title="error")
+    ax_lr.set(xlabel="epoch", title="learning rate", yscale="log")
+    if ax_ft:
+        losses = np.asarray(finetune_loss, dtype=np.float64)
+        window = max(1, min(50, len(losses) // 10))
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax_ft[0].plot(np.arange(len(losses)) + 1, losses, color="0.8", linewidth=0.8, label="batch")
+        ax_ft[0].plot(np.arange(len(smooth)) + window, smooth, label=f"mean of {window}")
+        ax_ft[0].set(xlabel="iteration", title="detection: fc fine-tuning loss")
+    for ax in (ax_loss, ax_err, *ax_ft):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(path)
+    atomic_save_figure(out, fig, dpi=dpi)
+    return out
+
+
 def detections_to_json(
     detections: Mapping[str, Tensor | np.ndarray],
     class_names: Sequence[str],
@@ -598,7 +663,4 @@ def save_json(obj: Any, path: str | os.PathLike[str], indent: int | None = 1) ->
         TypeError: ``obj`` holds something JSON cannot encode.
         ValueError: ``obj`` holds NaN or infinity (not valid JSON).
     """
-    text = json.dumps(obj, indent=indent, allow_nan=False)
-    out = Path(path)
-    atomic_write_text(out, text + "\n")
-    return out
+    return write_json(path, obj, indent=indent)

@@ -16,12 +16,19 @@ from train_helpers import TINY, make_colour_folder
 from sppnet.classify.train import ClassifierTrainConfig, train_classifier
 from sppnet.cli import main
 from sppnet.data import ImageFolder
+from sppnet.data.batching import (
+    SAMPLE_STREAM,
+    SeededTransformDataset,
+    derive_seed,
+    seeded_generator,
+)
 from sppnet.data.transforms import EvalCropTransform, TrainTransform, resize_tensor
 from sppnet.engine.distributed import DistInfo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 tc = importlib.import_module("sppnet.classify.train")
+epochs = importlib.import_module("sppnet.classify.epochs")  # where the memory check runs
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +59,7 @@ def _reference_vectors(model, root, config, epoch):
         num_replicas=1,
         rank=0,
         shuffle=True,
-        seed=tc._derive_seed(config.seed, tc._TAG_SHUFFLE) % 2**31,
+        seed=derive_seed(config.seed, tc._TAG_SHUFFLE) % 2**31,
     )
     sampler.set_epoch(epoch)
     size = tc._input_size(config, epoch)
@@ -60,7 +67,7 @@ def _reference_vectors(model, root, config, epoch):
     model.eval()
     for index in sampler:
         img, label = data[index]
-        crop = transform(img, generator=tc._generator(config.seed, tc._TAG_SAMPLE, epoch, index))
+        crop = transform(img, generator=seeded_generator(config.seed, SAMPLE_STREAM, epoch, index))
         x = crop[None]
         if size != config.crop:
             x = resize_tensor(x, size)
@@ -76,13 +83,13 @@ def test_recorded_vectors_are_the_trunks_vectors_of_that_epochs_crops(colour_roo
     trainee = tc._TrainingModel(model, freeze_bn=False, freeze_trunk=True)
     from torch.utils.data import DataLoader, DistributedSampler
 
-    data = tc._SeededTransformDataset(
+    data = SeededTransformDataset(
         ImageFolder(colour_root, split="train"),
         TrainTransform(crop=config.crop, shorter=config.shorter, lighting=config.lighting),
         config.seed,
     )
     sampler = DistributedSampler(
-        data, num_replicas=1, rank=0, seed=tc._derive_seed(config.seed, tc._TAG_SHUFFLE) % 2**31
+        data, num_replicas=1, rank=0, seed=derive_seed(config.seed, tc._TAG_SHUFFLE) % 2**31
     )
     loader = DataLoader(data, batch_size=5, sampler=sampler)
     info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
@@ -153,7 +160,7 @@ def test_frozen_trunk_val_cache_gives_the_full_forward_errors(colour_root):
     model, _ = tc._build_model(config, 3)
     from torch.utils.data import DataLoader
 
-    val = tc._SeededTransformDataset(
+    val = SeededTransformDataset(
         ImageFolder(colour_root, split="val"), EvalCropTransform(64, 72, 128.0), 0
     )
     loader = DataLoader(val, batch_size=4)
@@ -185,9 +192,9 @@ def test_cache_views_validation(overrides, match):
 def test_replay_that_would_not_fit_in_memory_is_refused_before_training(
     colour_root, tmp_path, monkeypatch
 ):
-    real = tc.os.sysconf
+    real = epochs.os.sysconf
     monkeypatch.setattr(
-        tc.os, "sysconf", lambda name: 16 if name == "SC_PHYS_PAGES" else real(name)
+        epochs.os, "sysconf", lambda name: 16 if name == "SC_PHYS_PAGES" else real(name)
     )
     config = _config(colour_root, tmp_path, cache_views=3)
     with pytest.raises(ValueError, match=r"cache_views=3 keeps 3 x 12 pooled vectors"):

@@ -15,6 +15,7 @@ import torch
 from sppnet.cli import main
 from sppnet.data.synthetic import generate_voc_dataset
 from sppnet.data.voc import VOCDetection
+from sppnet.detect import finetune, heads
 from sppnet.detect import train as td
 from sppnet.detect.io import load_detector
 from sppnet.ops import box_iou
@@ -125,18 +126,18 @@ def test_fc_finetuning_samples_by_the_rules_and_lowers_the_loss(voc, tmp_path):
     td.build_feature_cache(cache, dataset, proposals)
     table = td._WindowTable(cache, list(dataset.ids))
     seen = []
-    real = td.sample_finetune_batch
+    real = finetune.sample_finetune_batch
 
     def spy(*args, **kwargs):
         idx = real(*args, **kwargs)
         seen.append(idx)
         return idx
 
-    td.sample_finetune_batch = spy
+    finetune.sample_finetune_batch = spy
     try:
         losses = td.finetune_fc(model, table, 8, config)
     finally:
-        td.sample_finetune_batch = real
+        finetune.sample_finetune_batch = real
     assert model.fc8.out_features == 9
     for idx in seen:
         iou = table.max_iou[idx]
@@ -153,7 +154,7 @@ def test_svm_candidates_follow_the_rules(voc, tmp_path):
     cache = td.PooledFeatureCache(tmp_path / "c", model, scales=(120,), mean=mean)
     td.build_feature_cache(cache, dataset, proposals)
     table = td._WindowTable(cache, list(dataset.ids))
-    pos_ids, negatives = td._svm_candidates(table, 8)
+    pos_ids, negatives = heads._svm_candidates(table, 8)
     all_boxes = torch.from_numpy(np.concatenate([r["boxes"] for r in table.records]))
     is_gt = np.concatenate([r["is_gt"] for r in table.records])
     n_negatives = 0

@@ -15,6 +15,7 @@ import torch
 from sppnet.cli import main
 from sppnet.data.transforms import to_tensor
 from sppnet.data.voc import VOCDetection
+from sppnet.detect import finetune
 from sppnet.detect import train as td
 from sppnet.detect.io import load_detector, save_detector
 from sppnet.detection.detector import Detector
@@ -227,7 +228,7 @@ def test_end_to_end_stage_keeps_batch_norm_statistics(voc, tmp_path):
     torch.testing.assert_close(bn.running_var, stats[1], rtol=0, atol=0)
     assert int(bn.num_batches_tracked) == stats[2]
     # the helper itself: training mode everywhere but batch norm
-    td._train_with_frozen_batch_norm(model)
+    finetune._train_with_frozen_batch_norm(model)
     assert model.training and model.fc6.training
     assert not any(
         m.training for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)

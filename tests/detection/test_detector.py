@@ -237,3 +237,34 @@ def test_proposals_as_a_future_are_awaited_after_the_convolutions(monkeypatch):
     bad.set_result(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="proposals"):
         det.score_windows(image, bad)
+
+
+def test_proposals_are_checked_once_per_detection(monkeypatch):
+    from concurrent.futures import Future
+
+    from sppnet.detection import detector as detector_mod
+    from sppnet.detection import window_features as window_mod
+    from sppnet.ops import window_mapping as mapping_mod
+
+    checked = []
+    real = detector_mod.check_boxes
+
+    def counting(boxes, name="boxes"):
+        checked.append(name)
+        return real(boxes, name)
+
+    for module in (detector_mod, window_mod, mapping_mod):
+        if hasattr(module, "check_boxes"):
+            monkeypatch.setattr(module, "check_boxes", counting)
+    model = _model(K + 1)
+    image, boxes = _image_and_windows()
+    det = Detector(model=model, class_names=["a", "b", "c"], scales=(100, 140))  # two scales
+    det(image, boxes)
+    assert checked == ["proposals"]  # at the detector's boundary, not in pooling or mapping
+    checked.clear()
+    arrived: Future = Future()
+    arrived.set_result(boxes)
+    det.score_windows(image, arrived)
+    assert checked == ["proposals"]  # a future's windows: once, when they arrive
+    with pytest.raises(ValueError, match=r"proposals must have x2 >= x1"):
+        det(image, torch.tensor([[10.0, 10.0, 5.0, 20.0]]))  # still refused, by that one check

@@ -21,7 +21,7 @@ from sppnet.data.synthetic import generate_voc_dataset
 from sppnet.data.voc import VOCDetection
 from sppnet.detect.io import load_detector
 from sppnet.detect.proposal_workers import map_in_processes
-from sppnet.detect.train import get_proposals
+from sppnet.detect.proposals import get_proposals
 from sppnet.engine.checkpoint import save_checkpoint
 from sppnet.models import create_model
 
@@ -220,23 +220,25 @@ def test_sharded_features_resume_from_written_batches(tmp_path, monkeypatch):
 
 
 def test_each_rank_computes_its_share_of_proposals_and_cache(voc, tmp_path, monkeypatch):
-    td = importlib.import_module("sppnet.detect.train")
+    dp = importlib.import_module("sppnet.detect.proposals")
+    dw = importlib.import_module("sppnet.detect.windows")
     from sppnet.detect.cache import ConvMapCache
     from sppnet.engine.distributed import DistInfo
 
     data = VOCDetection(voc, "train")
-    monkeypatch.setattr(td, "barrier", lambda info: None)  # rank 1 played alone
-    monkeypatch.setattr(td, "all_reduce_sum", lambda values, info: values)
+    for module in (dp, dw):
+        monkeypatch.setattr(module, "barrier", lambda info: None)  # rank 1 played alone
+    monkeypatch.setattr(dw, "all_reduce_sum", lambda values, info: values)
     rank1 = DistInfo(rank=1, world_size=2)
     computed = []
-    real = td._proposal_work
-    monkeypatch.setattr(td, "_proposal_work", lambda job, i: computed.append(i) or real(job, i))
-    proposals = td.get_proposals(data, "edge_boxes", tmp_path / "p", 40, info=rank1)
+    real = dp._proposal_work
+    monkeypatch.setattr(dp, "_proposal_work", lambda job, i: computed.append(i) or real(job, i))
+    proposals = dp.get_proposals(data, "edge_boxes", tmp_path / "p", 40, info=rank1)
     assert computed == [1, 3]  # images 1 and 3 of 5 (the rest come from the cache's loader)
     assert len(proposals) == 5
     model = create_model("zf5", num_classes=9, width=0.125, fc_dim=32)
     cache = ConvMapCache(tmp_path / "c", model, scales=(100,))
-    assert td.build_feature_cache(cache, data, proposals, info=rank1) == 2
+    assert dw.build_feature_cache(cache, data, proposals, info=rank1) == 2
     done = sorted(p.stem for p in (tmp_path / "c" / "windows").iterdir())
     assert done == [data.ids[1], data.ids[3]]
 

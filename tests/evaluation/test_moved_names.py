@@ -1,4 +1,4 @@
-"""Names that moved from sppnet.evaluation to the engine still import, with a warning."""
+"""Names that moved out of sppnet.evaluation (file writers, a plot) still import, with a warning."""
 
 import importlib
 

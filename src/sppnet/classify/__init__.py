@@ -1,6 +1,8 @@
 """Classification runs: training (single/multi/random/variable size, DDP), evaluation with
-the paper's test views, prediction on image files, and the built-in data a run can use."""
+the paper's test views, prediction on image files, the built-in data a run can use, and
+:func:`load_classifier` (a trained classifier back from its run's checkpoint)."""
 
+from sppnet.classify.builtin_data import prepare_builtin_data, shared_builtin_data
 from sppnet.classify.evaluate import (
     EVAL_VIEWS,
     MULTIVIEW_SCALES,
@@ -15,9 +17,9 @@ from sppnet.classify.train import (
     NonFiniteLossError,
     TrainResult,
     load_train_config,
-    prepare_builtin_data,
     train_classifier,
 )
+from sppnet.engine.checkpoint import load_classifier
 
 __all__ = [
     "EVAL_VIEWS",
@@ -30,8 +32,10 @@ __all__ = [
     "TrainResult",
     "evaluate_classifier",
     "feature_map_view_logits",
+    "load_classifier",
     "load_train_config",
     "predict_images",
     "prepare_builtin_data",
+    "shared_builtin_data",
     "train_classifier",
 ]

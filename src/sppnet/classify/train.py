@@ -37,36 +37,63 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import dataclasses
 import io
-import json
-import math
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from tqdm.auto import tqdm
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from sppnet._atomic import atomic_save_figure, atomic_write_json, atomic_write_text
+from sppnet._atomic import atomic_write_json, atomic_write_text
+from sppnet.classify.config import (
+    _TAG_DROPOUT,
+    _TAG_REPLAY,
+    _TAG_SHUFFLE,
+    _TAG_SIZE,
+    MODEL_DEFAULT,
+    SIZE_MODES,
+    ClassifierTrainConfig,
+    TrainResult,
+    _check_resumable,
+    load_train_config,
+)
+from sppnet.classify.epochs import (
+    _check_replay_memory,
+    _plateau_step,
+    _record_epoch,
+    _replay_epoch,
+    _train_epoch,
+    _validate,
+)
+from sppnet.classify.network import (
+    _build_model,
+    _load_optimizer_state,
+    _param_groups,
+    _set_lr,
+    _TrainingModel,
+)
+from sppnet.data.batching import (
+    SeededTransformDataset,
+    SizeGroupedBatchSampler,
+    derive_seed,
+    pad_collate,
+    seeded_generator,
+)
+from sppnet.data.transforms import EvalCropTransform, TrainTransform, VariableTrainTransform
 from sppnet.engine.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from sppnet.engine.distributed import (
     DistInfo,
-    all_reduce_sum,
     barrier,
     cleanup_distributed,
     init_distributed,
     shard_indices,
 )
-from sppnet.engine.safe_load import load_json_file
-from sppnet.engine.sgd_step import NonFiniteLossError, sgd_step
+from sppnet.engine.sgd_step import NonFiniteLossError
+from sppnet.visualize import plot_training_curves
 
 __all__ = [
     "MODEL_DEFAULT",
@@ -75,17 +102,9 @@ __all__ = [
     "NonFiniteLossError",
     "TrainResult",
     "load_train_config",
-    "prepare_builtin_data",
     "train_classifier",
 ]
 
-SIZE_MODES = ("single", "multi", "random", "variable")
-
-#: ``ClassifierTrainConfig.spp_levels`` meaning "the model's own pyramid" (None is no SPP).
-MODEL_DEFAULT = "default"
-
-# Tags that keep the derived random streams apart.
-_TAG_INIT, _TAG_SHUFFLE, _TAG_SAMPLE, _TAG_DROPOUT, _TAG_SIZE, _TAG_REPLAY = range(6)
 
 _PLOT_EVERY_EPOCH_S = 30.0
 
@@ -103,207 +122,7 @@ _LOG_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class ClassifierTrainConfig:
-    """Settings of a classification run; defaults follow the paper (Sec. 2.3, 3.1).
-
-    Sizes (``crop``, ``small_crop``, ``shorter``) may be scaled down together for small data
-    or tests (e.g. 64 / 52 / 72); the network accepts any input of at least its
-    ``min_input_size`` (29 px for ZF-5), except the no-SPP baseline, which needs 224.
-
-    ``spp_levels`` and ``fc_dim`` default to the model's own: ``(6, 3, 2, 1)`` and 4096 for
-    the paper's networks (Sec. 3.1.1-3.1.2), fc 1024 for EfficientNet-Lite
-    (:func:`sppnet.models.create_model`); checkpoints store the resolved values.
-
-    Fine-tuning an ImageNet trunk (``pretrained``, beyond the paper, which trains its
-    classifiers from scratch): the trunk's batch norms keep their ImageNet statistics (eval
-    mode in training, as detection codebases do: batches here are small), and the trunk
-    learns at ``lr * trunk_lr_scale``; 0 freezes it (no gradient, no backward pass through
-    it: only fc6-fc8 train, like the paper's detection fine-tuning, Sec. 4.2).
-
-    Replaying a frozen trunk's features (``cache_views``, beyond the paper): with the trunk
-    frozen, the trunk's pooled vector of a crop never changes, and the trunk is nearly all
-    of an epoch's cost. With ``cache_views = V > 0``, epoch ``e`` trains fc6-fc8 on the
-    pooled vectors of the crops of epoch ``e mod V`` (same augmentation draws, same input
-    size), each computed once and kept in memory, in a fresh order per epoch. So the first
-    V epochs see exactly the crops an unbroken run sees, and later ones repeat them: many
-    head epochs for the trunk cost of V. The validation crops' vectors are computed once
-    whenever the trunk is frozen (exact: they are the same every epoch).
-    """
-
-    data: str | None = None  # image-folder root (one sub-folder per class, splits/*.txt)
-    out: str = "runs/classifier"  # run directory: checkpoints, logs, curves
-    model: str = "zf5"  # ZF-5 is the paper's main network (Sec. 3.1.1, Table 1)
-    pretrained: bool = False  # start from ImageNet weights (sppnet.models.pretrained_models())
-    # a trunk source as model ("package.module:factory", "timm/NAME"): its JSON kwargs and,
-    # for timm, the features_only stage (None: stride 16); see sppnet.models.from_trunk
-    model_args: dict[str, Any] | None = None
-    feature_index: int | None = None
-    width: float = 1.0  # conv channel multiplier; 1.0 is the paper's network
-    fc_dim: int | None = None  # fc6/fc7 width; None: the model's (4096, Sec. 3.1.1)
-    # pyramid levels; "default": the model's ((6, 3, 2, 1), Sec. 3.1.2); None: no SPP
-    spp_levels: tuple[int, ...] | str | None = MODEL_DEFAULT
-    spp_mode: str = "max"  # max pooling in every bin (Sec. 2.2)
-    size_mode: str = "single"  # single / multi / random (Sec. 2.3) / variable (beyond)
-    crop: int = 224  # training crop (Sec. 3.1); the shorter side in "variable" mode
-    small_crop: int = 180  # the second size of multi-size training (Sec. 2.3)
-    shorter: int = 256  # images resized so the shorter side is 256 (Sec. 3.1)
-    max_side: int | None = None  # "variable": cap on the longer side; None = 2 * crop
-    epochs: int = 70  # 70 epochs for ZF-5 on ImageNet (Sec. 3.1.1); far fewer for small data
-    batch_size: int = 128  # global batch (all processes), cuda-convnet's 128 [3]
-    lr: float = 0.01  # starts at 0.01 (Sec. 3.1)
-    trunk_lr_scale: float = 1.0  # the trunk learns at lr * this; 0 freezes it (beyond the paper)
-    cache_views: int = 0  # frozen trunk: epochs of crops whose pooled vectors are replayed
-    momentum: float = 0.9  # [3]
-    weight_decay: float = 5e-4  # [3]
-    lr_drops: int = 2  # "divided by 10 (twice) when the error plateaus" (Sec. 3.1)
-    plateau_patience: int = 2  # epochs without val improvement before /10 (small-data default)
-    min_lr: float = 0.0  # floor for the learning rate
-    dropout: float = 0.5  # on fc6 and fc7 (Sec. 3.1)
-    flip: bool = True  # horizontal flipping (Sec. 3.1)
-    lighting: float = 0.1  # AlexNet's PCA colour altering, alphastd 0.1 [3] (Sec. 3.1)
-    mean: float = 128.0  # constant mean for VOC / Caltech101 (Appendix A)
-    seed: int = 0  # every random draw derives from (seed, epoch, ...)
-    workers: int = 0  # data-loader worker processes
-    train_split: str | None = "train"  # splits/train.txt; None: every image (if no splits/)
-    val_split: str | None = "val"  # splits/val.txt; None or missing: no validation
-    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always writes)
-    keep_checkpoints: int = 2  # most recent epoch checkpoints kept (plus the best)
-    plot: bool = True  # write curves.png (at the end, and after epochs longer than 30 s)
-    device: str = "cpu"  # "cpu" or "cuda"
-
-    def __post_init__(self) -> None:
-        def positive_int(name: str) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-
-        for name in ("crop", "small_crop", "shorter", "epochs", "batch_size"):
-            positive_int(name)
-        for name in ("checkpoint_every", "keep_checkpoints"):
-            positive_int(name)
-        if self.fc_dim is not None:
-            positive_int("fc_dim")
-        if not isinstance(self.pretrained, bool):
-            raise TypeError(f"pretrained must be a bool, got {self.pretrained!r}")
-        if self.pretrained:
-            from sppnet.models import pretrained_models
-
-            if self.model not in pretrained_models() and not self.model.startswith("timm/"):
-                raise ValueError(
-                    f"pretrained=True needs a model with ImageNet weights, one of "
-                    f"pretrained_models(): {', '.join(pretrained_models())}; got {self.model!r} "
-                    "(the paper's networks train from scratch)"
-                )
-        if self.size_mode not in SIZE_MODES:
-            raise ValueError(f"size_mode must be one of {SIZE_MODES}, got {self.size_mode!r}")
-        if isinstance(self.spp_levels, (str, bytes)):
-            if self.spp_levels != MODEL_DEFAULT:
-                raise ValueError(
-                    f"spp_levels must be a tuple of ints, None (no SPP) or {MODEL_DEFAULT!r}, "
-                    f"got {self.spp_levels!r}"
-                )
-        elif self.spp_levels is not None:
-            if not isinstance(self.spp_levels, Sequence):
-                raise TypeError(
-                    f"spp_levels must be a tuple of ints, None or {MODEL_DEFAULT!r}, got "
-                    f"{self.spp_levels!r}"
-                )
-            object.__setattr__(self, "spp_levels", tuple(self.spp_levels))
-        elif self.size_mode != "single":
-            raise ValueError(
-                f"size_mode {self.size_mode!r} needs SPP: the no-SPP baseline (spp_levels=None) "
-                "only takes one fixed input size, so use size_mode='single'"
-            )
-        if self.small_crop > self.crop:
-            raise ValueError(f"small_crop must be <= crop ({self.crop}), got {self.small_crop}")
-        if self.shorter < self.crop:
-            raise ValueError(f"shorter must be >= crop ({self.crop}), got {self.shorter}")
-        if self.max_side is not None and self.max_side < self.crop:
-            raise ValueError(f"max_side must be >= crop ({self.crop}) or None, got {self.max_side}")
-        numbers = ("lr", "trunk_lr_scale", "momentum", "weight_decay", "min_lr", "lighting")
-        for name in (*numbers, "width"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number, got {value!r}")
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-        if self.lr <= 0 or self.width <= 0:
-            raise ValueError(f"lr and width must be > 0, got lr={self.lr}, width={self.width}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("lr_drops", "plateau_patience", "workers", "seed", "cache_views"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        if self.cache_views and self.trunk_lr_scale != 0:
-            raise ValueError(
-                f"cache_views={self.cache_views} replays a frozen trunk's features: it needs "
-                f"trunk_lr_scale=0 (got {self.trunk_lr_scale}); use cache_views=0 to train "
-                "the trunk"
-            )
-        if self.cache_views and self.size_mode == "variable":
-            raise ValueError(
-                "cache_views needs fixed-size crops (size_mode single, multi or random), not "
-                "the variable mode"
-            )
-        if self.device.split(":")[0] not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict of the settings (tuples become lists)."""
-        out = dataclasses.asdict(self)
-        if isinstance(out["spp_levels"], tuple):
-            out["spp_levels"] = list(out["spp_levels"])
-        return out
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ClassifierTrainConfig:
-        """Inverse of :meth:`to_dict`.
-
-        Raises:
-            ValueError: unknown keys, or invalid values (see the class).
-        """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown ClassifierTrainConfig fields {unknown}")
-        values = dict(values)
-        if isinstance(values.get("spp_levels"), list):
-            values["spp_levels"] = tuple(values["spp_levels"])
-        return cls(**values)
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train_classifier` returns.
-
-    Attributes:
-        model: the trained model (eval mode, unwrapped from DDP).
-        classes: class names, index = label.
-        history: one dict per epoch (the fields of ``log.csv``).
-        checkpoint: the last checkpoint directory written (None on ranks other than 0).
-        best_val_error: lowest val top-1 error seen (train error without a val split).
-    """
-
-    model: nn.Module
-    classes: list[str]
-    history: list[dict[str, Any]] = field(default_factory=list)
-    checkpoint: Path | None = None
-    best_val_error: float | None = None
-
-
 # ------------------------------------------------------------------------------ helpers
-def _derive_seed(*parts: int) -> int:
-    """A 63-bit seed mixing ``parts`` (numpy's SeedSequence hashes them thoroughly)."""
-    state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
-
-
-def _generator(*parts: int) -> torch.Generator:
-    return torch.Generator().manual_seed(_derive_seed(*parts))
-
-
 def _input_size(config: ClassifierTrainConfig, epoch: int) -> int | None:
     """The crop side for 0-based ``epoch`` (None in the variable mode)."""
     if config.size_mode == "single":
@@ -313,59 +132,9 @@ def _input_size(config: ClassifierTrainConfig, epoch: int) -> int | None:
         return config.crop if epoch % 2 == 0 else config.small_crop
     if config.size_mode == "random":
         # s uniform in [180, 224], drawn once per epoch (Sec. 2.3).
-        gen = _generator(config.seed, _TAG_SIZE, epoch)
+        gen = seeded_generator(config.seed, _TAG_SIZE, epoch)
         return int(torch.randint(config.small_crop, config.crop + 1, (1,), generator=gen))
     return None
-
-
-class _VariableTrainTransform:
-    """Full image (shorter side ``crop``, long side capped), flip, lighting, mean."""
-
-    def __init__(self, config: ClassifierTrainConfig) -> None:
-        from sppnet.data.transforms import FullImageTransform
-
-        max_side = config.max_side if config.max_side is not None else 2 * config.crop
-        self.full = FullImageTransform(config.crop, config.mean, max_long_side=max_side)
-        self.flip = config.flip
-        self.lighting = config.lighting
-
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        return self.full.output_size(height, width)
-
-    def __call__(self, img: Any, generator: torch.Generator | None = None) -> Tensor:
-        from sppnet.data.transforms import hflip, pca_lighting
-
-        t = self.full(img)  # [3, H, W], mean subtracted
-        if self.flip and float(torch.rand(1, generator=generator)) < 0.5:
-            t = hflip(t)
-        if self.lighting > 0:
-            # The lighting offset is one constant per channel, so adding it after the
-            # (constant) mean subtraction equals adding it before.
-            t = pca_lighting(t, self.lighting, generator)
-        return t
-
-
-class _SeededTransformDataset(Dataset):
-    """Applies ``transform(img, generator)`` with a generator seeded by (seed, epoch, index).
-
-    Re-creating the generator per sample makes the augmentation of a sample a function of
-    ``(seed, epoch, index)`` only: identical with 0 or 8 loader workers, 1 or 8 processes,
-    and after a resume.
-    """
-
-    def __init__(self, base: Any, transform: Callable[..., Tensor], seed: int) -> None:
-        self.base, self.transform, self.seed, self.epoch = base, transform, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        img, label = self.base[index]
-        gen = _generator(self.seed, _TAG_SAMPLE, self.epoch, index)
-        return self.transform(img, generator=gen), int(label)
 
 
 def _image_sizes(dataset: Any) -> list[tuple[int, int]]:
@@ -400,140 +169,6 @@ def _open_datasets(config: ClassifierTrainConfig) -> tuple[Any, Any | None]:
     return train, val
 
 
-def _build_model(
-    config: ClassifierTrainConfig, num_classes: int, trust: bool | str = False
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The run's model (seeded init, ImageNet trunk if ``pretrained``) and its kwargs.
-
-    Returns:
-        ``(model, kwargs)``: ``kwargs`` are the :func:`~sppnet.models.create_model` keyword
-        arguments plus ``"name"``, with the model's defaults resolved (``spp_levels``,
-        ``fc_dim``), so a checkpoint rebuilds the model without knowing those defaults and
-        without the pretrained weights (its state dict holds them).
-    """
-    from sppnet.models import create_model
-    from sppnet.models.registry import DEFAULT
-    from sppnet.models.trunk_source import is_trunk_source
-
-    trunk: dict[str, Any] = {}
-    if is_trunk_source(config.model):
-        trunk = {"trunk_args": config.model_args, "feature_index": config.feature_index}
-        trunk["trust_model_code"] = trust
-    elif config.model_args is not None or config.feature_index is not None:
-        raise ValueError("model_args and feature_index go with a trunk source as model")
-    torch.manual_seed(_derive_seed(config.seed, _TAG_INIT))
-    model = create_model(
-        config.model,
-        **trunk,
-        num_classes=num_classes,
-        spp_levels=DEFAULT if config.spp_levels == MODEL_DEFAULT else config.spp_levels,
-        width=config.width,
-        fc_dim=DEFAULT if config.fc_dim is None else config.fc_dim,
-        spp_mode=config.spp_mode,
-        dropout=config.dropout,
-        pretrained=config.pretrained,
-    )
-    return model, model.config()
-
-
-class _TrainingModel(nn.Module):
-    """The model as the training loop runs it: what of its trunk stays fixed, in one place.
-
-    - ``freeze_bn`` (a pretrained trunk): the trunk's batch norms stay in eval mode, so they
-      keep normalising with their ImageNet statistics instead of those of our small
-      batches (``norm_eval`` of mmdetection, detectron2's frozen BN); their scale and shift
-      still train with the trunk.
-    - ``freeze_trunk`` (``trunk_lr_scale == 0``): the whole trunk is a fixed feature
-      extractor: eval mode (ImageNet statistics, no stochastic depth), parameters with
-      ``requires_grad=False``, run under ``torch.no_grad()`` so no backward pass goes
-      through it (about 5x cheaper a step); only fc6-fc8 learn.
-
-    ``train()`` re-applies the policy each time the loop switches to training, and DDP
-    wraps this module, so its gradient hooks see exactly the parameters that learn.
-    :meth:`release` gives the trunk its ``requires_grad`` back after training.
-    """
-
-    def __init__(self, model: nn.Module, *, freeze_bn: bool, freeze_trunk: bool) -> None:
-        super().__init__()
-        self.model = model
-        self.freeze_bn = freeze_bn
-        self.freeze_trunk = freeze_trunk
-        if freeze_trunk:
-            model.features.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> _TrainingModel:
-        super().train(mode)
-        if mode and self.freeze_trunk:
-            self.model.features.eval()
-        elif mode and self.freeze_bn:
-            for module in self.model.features.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
-        return self
-
-    def forward(
-        self, x: Tensor | None, extents: Tensor | None = None, pooled: Tensor | None = None
-    ) -> Tensor:
-        """``Tensor[N, 3, H, W]`` (and optional ``LongTensor[N, 2]`` extents) -> ``[N, K]``.
-
-        With ``pooled`` (``Tensor[N, C * L]`` from :meth:`pool`, ``x`` None): fc6-fc8 only.
-        """
-        if pooled is not None:
-            return self.model.forward_pooled(pooled)
-        if not self.freeze_trunk:
-            return self.model(x) if extents is None else self.model(x, extents=extents)
-        with torch.no_grad():
-            features = self.model.forward_features(x, extents)  # [N, C, h, w]
-        feature_extents = None if extents is None else self.model.feature_extents(extents)
-        return self.model.forward_head(features, extents=feature_extents)
-
-    @torch.no_grad()
-    def pool(self, x: Tensor) -> Tensor:
-        """The frozen trunk's pooled vectors of ``Tensor[N, 3, s, s]``: ``[N, C * L]``."""
-        return self.model.forward_pool(self.model.forward_features(x))
-
-    def release(self) -> None:
-        """Undo ``requires_grad=False`` on a frozen trunk (the returned model is plain)."""
-        if self.freeze_trunk:
-            self.model.features.requires_grad_(True)
-
-
-def _param_groups(model: nn.Module) -> list[dict[str, Any]]:
-    """SGD groups ``[trunk, head]``: the trunk (``model.features``), then fc6-fc8.
-
-    Together they hold ``model.parameters()`` in its own order (the trunk is registered
-    first), so a one-group optimizer state of older checkpoints maps onto them
-    (:func:`_load_optimizer_state`).
-    """
-    trunk = list(model.features.parameters())
-    in_trunk = {id(p) for p in trunk}
-    head = [p for p in model.parameters() if id(p) not in in_trunk]
-    return [{"params": trunk}, {"params": head}]
-
-
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float, config: ClassifierTrainConfig) -> None:
-    """The head learns at ``lr``, the trunk at ``lr * trunk_lr_scale`` (both drop together)."""
-    trunk, head = optimizer.param_groups
-    trunk["lr"] = lr * config.trunk_lr_scale
-    head["lr"] = lr
-
-
-def _load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
-    """Load an optimizer state; a one-group state (older checkpoints) is split [trunk, head]."""
-    groups = saved["param_groups"]
-    if len(groups) == 1 and len(optimizer.param_groups) == 2:
-        ids = groups[0]["params"]
-        n_trunk = len(optimizer.param_groups[0]["params"])
-        saved = {
-            **saved,
-            "param_groups": [
-                {**groups[0], "params": ids[:n_trunk]},
-                {**groups[0], "params": ids[n_trunk:]},
-            ],
-        }
-    optimizer.load_state_dict(saved)
-
-
 def _write_logs(
     out: Path, config: ClassifierTrainConfig, history: list[dict[str, Any]], plot: bool
 ) -> None:
@@ -545,38 +180,7 @@ def _write_logs(
     atomic_write_text(out / "log.csv", buffer.getvalue())
     atomic_write_json(out / "log.json", {"config": config.to_dict(), "history": history})
     if plot and config.plot:
-        _plot_curves(out / "curves.png", history)
-
-
-def _plot_curves(path: Path, history: list[dict[str, Any]]) -> None:
-    # Figure + FigureCanvasAgg: renders off-screen without touching pyplot's global backend.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    epochs = [row["epoch"] for row in history]
-    fig = Figure(figsize=(12, 3.6))
-    FigureCanvasAgg(fig)
-    ax_loss, ax_err, ax_lr = fig.subplots(1, 3)
-    ax_loss.plot(epochs, [row["train_loss"] for row in history], "o-", label="train loss")
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_title("loss")
-    for key, label in (
-        ("train_error", "train top-1"),
-        ("val_top1_error", "val top-1 (center crop)"),
-        ("val_top5_error", "val top-5 (center crop)"),
-    ):
-        points = [(row["epoch"], row[key]) for row in history if row.get(key) is not None]
-        if points:
-            ax_err.plot(*zip(*points, strict=True), "o-", label=label)
-    ax_err.set_xlabel("epoch")
-    ax_err.set_title("error")
-    ax_err.legend(fontsize=8)
-    ax_lr.plot(epochs, [row["lr"] for row in history], "o-")
-    ax_lr.set_yscale("log")
-    ax_lr.set_xlabel("epoch")
-    ax_lr.set_title("learning rate")
-    fig.tight_layout()
-    atomic_save_figure(path, fig, dpi=80)
+        plot_training_curves(out / "curves.png", {"": history}, dpi=80)
 
 
 @contextlib.contextmanager
@@ -588,304 +192,6 @@ def _preserved_rng(device: torch.device) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------ loops
-def _train_epoch(
-    *,
-    loader: DataLoader,
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    input_size: int | None,
-    info: DistInfo,
-    epoch: int,
-    last_checkpoint: Path | None,
-    progress: bool,
-    desc: str,
-) -> tuple[float, float, int, float]:
-    """One pass over the data; returns (loss, top-1 error, images, seconds), all processes."""
-    from sppnet.data.transforms import resize_tensor
-
-    net.train()
-    totals = torch.zeros(3, dtype=torch.float64, device=info.device)  # loss*n, wrong, n
-    lr = optimizer.param_groups[-1]["lr"]  # the head's: the run's lr (the trunk's is scaled)
-    start = time.perf_counter()
-    bar = tqdm(loader, disable=not progress, desc=desc, leave=False, unit="batch")
-    for step, batch in enumerate(bar):
-        if input_size is None:  # variable mode: padded images + their extents
-            images, extents, labels = batch
-            extents = extents.to(info.device)
-        else:
-            images, labels = batch
-            extents = None
-        images = images.to(info.device, non_blocking=True)
-        labels = labels.to(info.device, non_blocking=True)
-        if input_size is not None and images.shape[-1] != input_size:
-            # Multi-size: the same crop at a lower resolution (Sec. 2.3).
-            images = resize_tensor(images, input_size)
-        logits = net(images) if extents is None else net(images, extents=extents)  # [N, K]
-        loss = _sgd_step(
-            logits, labels, optimizer, totals, info, (epoch, step, lr, last_checkpoint)
-        )
-        bar.set_postfix(loss=f"{loss:.3f}")
-    all_reduce_sum(totals, info)
-    seconds = time.perf_counter() - start
-    loss_sum, wrong_sum, count = totals.tolist()
-    return loss_sum / max(count, 1), wrong_sum / max(count, 1), int(count), seconds
-
-
-def _sgd_step(
-    logits: Tensor,
-    labels: Tensor,
-    optimizer: torch.optim.Optimizer,
-    totals: Tensor,
-    info: DistInfo,
-    where: tuple[int, int, float, Path | None],
-) -> float:
-    """Cross-entropy, the NaN check (all processes stop together), one SGD step.
-
-    Adds ``[loss * n, wrong, n]`` to ``totals``; ``where`` is ``(epoch, step, lr, last
-    checkpoint)`` for the error message. Returns the batch loss.
-    """
-    loss = F.cross_entropy(logits, labels)
-    epoch, step, lr, last_checkpoint = where
-    sgd_step(
-        loss, optimizer, epoch=epoch + 1, step=step, lr=lr, checkpoint=last_checkpoint, info=info
-    )
-    n = labels.shape[0]
-    wrong = (logits.detach().argmax(1) != labels).sum()
-    totals += torch.stack([loss.detach().double() * n, wrong.double(), totals.new_tensor(n)])
-    return float(loss.detach())
-
-
-@torch.no_grad()
-def _record_epoch(
-    loader: DataLoader,
-    trainee: _TrainingModel,
-    input_size: int,
-    info: DistInfo,
-    progress: bool,
-    desc: str,
-) -> tuple[Tensor, Tensor]:
-    """The frozen trunk's pooled vectors ``[n, C * L]`` and labels ``[n]`` of one epoch's crops.
-
-    ``loader`` is set to the epoch whose crops to record; ``n`` is this process's share.
-    """
-    from sppnet.data.transforms import resize_tensor
-
-    trainee.train()  # the frozen trunk stays in eval mode
-    vectors, labels = [], []
-    for images, batch_labels in tqdm(
-        loader, disable=not progress, desc=desc, leave=False, unit="batch"
-    ):
-        images = images.to(info.device, non_blocking=True)
-        if images.shape[-1] != input_size:
-            images = resize_tensor(images, input_size)  # multi-size, as _train_epoch does
-        vectors.append(trainee.pool(images))
-        labels.append(batch_labels.to(info.device))
-    return torch.cat(vectors), torch.cat(labels)
-
-
-def _replay_epoch(
-    *,
-    cached: tuple[Tensor, Tensor],
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batch_size: int,
-    order_seed: int,
-    info: DistInfo,
-    epoch: int,
-    last_checkpoint: Path | None,
-) -> tuple[float, float, int]:
-    """One pass of fc6-fc8 over cached pooled vectors in a seeded order; (loss, error, n)."""
-    vectors, labels = cached
-    net.train()
-    totals = torch.zeros(3, dtype=torch.float64, device=info.device)
-    lr = optimizer.param_groups[-1]["lr"]
-    order = torch.randperm(len(labels), generator=_generator(order_seed)).to(vectors.device)
-    for step, start in enumerate(range(0, len(order), batch_size)):
-        index = order[start : start + batch_size]
-        logits = net(None, pooled=vectors[index])  # [n, K]
-        _sgd_step(
-            logits, labels[index], optimizer, totals, info, (epoch, step, lr, last_checkpoint)
-        )
-    all_reduce_sum(totals, info)
-    loss_sum, wrong_sum, count = totals.tolist()
-    return loss_sum / max(count, 1), wrong_sum / max(count, 1), int(count)
-
-
-@torch.no_grad()
-def _validate(
-    loader: DataLoader,
-    model: nn.Module,
-    info: DistInfo,
-    cache: list[tuple[Tensor, Tensor]] | None = None,
-) -> tuple[float, float]:
-    """Top-1 and top-5 error of one center crop per image, over all processes.
-
-    ``cache`` (a frozen trunk): an empty list is filled with the batches' pooled vectors
-    and labels; a filled one is used instead of the loader (the same vectors).
-    """
-    model.eval()
-    totals = torch.zeros(3, dtype=torch.float64, device=info.device)  # top1 wrong, top5, n
-    batches = ((x.to(info.device), y.to(info.device)) for x, y in loader)
-    if cache is not None:
-        if not cache:  # [N, C * L] pooled vectors, computed once
-            cache.extend((model.forward_pool(model.forward_features(x)), y) for x, y in batches)
-        batches = iter(cache)
-    for inputs, labels in batches:
-        logits = model(inputs) if cache is None else model.forward_pooled(inputs)  # [N, K]
-        k = min(5, logits.shape[1])
-        top = logits.topk(k, dim=1).indices  # [N, k]
-        hit5 = (top == labels[:, None]).any(1)
-        totals += torch.stack(
-            [
-                (top[:, 0] != labels).sum().double(),
-                (~hit5).sum().double(),
-                totals.new_tensor(labels.shape[0]),
-            ]
-        )
-    all_reduce_sum(totals, info)
-    wrong1, wrong5, count = totals.tolist()
-    return wrong1 / max(count, 1), wrong5 / max(count, 1)
-
-
-def _check_replay_memory(model: nn.Module, config: ClassifierTrainConfig, samples: int) -> None:
-    """Refuse a ``cache_views`` whose vectors would not fit in half the machine's memory."""
-    dim = model.pooled_dim  # the pooled vector's length, C * L
-    need = config.cache_views * samples * dim * 4  # float32
-    try:
-        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # no sysconf: do not guess
-        return
-    if need > have // 2:
-        raise ValueError(
-            f"cache_views={config.cache_views} keeps {config.cache_views} x {samples} pooled "
-            f"vectors of {dim} floats: {need / 2**30:.1f} GiB, more than half of this machine's "
-            f"{have / 2**30:.1f} GiB; lower cache_views (or 0: no replay)"
-        )
-
-
-def _plateau_step(
-    schedule: dict[str, Any], metric: float, config: ClassifierTrainConfig
-) -> tuple[dict[str, Any], bool]:
-    """Update the plateau schedule after an epoch; returns (new schedule, improved)."""
-    schedule = dict(schedule)
-    best = schedule["best"]
-    improved = best is None or metric < best
-    if improved:
-        schedule["best"], schedule["bad_epochs"] = metric, 0
-        return schedule, True
-    schedule["bad_epochs"] += 1
-    # "divided by 10 (twice) when the error plateaus" (Sec. 3.1).
-    if (
-        schedule["bad_epochs"] >= max(config.plateau_patience, 1)
-        and schedule["drops"] < config.lr_drops
-        and schedule["lr"] > config.min_lr
-    ):
-        schedule["lr"] = max(schedule["lr"] / 10.0, config.min_lr)
-        schedule["drops"] += 1
-        schedule["bad_epochs"] = 0
-    return schedule, False
-
-
-def _check_resumable(
-    config: ClassifierTrainConfig,
-    kwargs: dict[str, Any],
-    state: dict[str, Any],
-    classes: list[str],
-) -> None:
-    """Raise unless the checkpoint ``state`` continues this run.
-
-    The model is compared by its resolved kwargs (a default ``fc_dim`` equals the 4096 an
-    older checkpoint spelled out); ``trunk_lr_scale`` may change (e.g. a head-only stage,
-    then fine-tuning the trunk), like ``epochs``.
-    """
-    saved_model = state.get("model", {})
-    saved_config = state.get("config", {})
-    fields = {f.name: f.default for f in dataclasses.fields(ClassifierTrainConfig)}
-    checks = [("model", saved_model.get("name"), kwargs["name"])]
-    checks += [
-        (key, saved_model.get(key), kwargs[key])
-        for key in ("width", "fc_dim", "spp_levels", "spp_mode")
-    ]
-    mine = config.to_dict()
-    checks += [
-        (key, saved_config.get(key, fields[key]), mine[key])
-        for key in ("pretrained", "size_mode", "seed")
-    ]
-    for key, theirs, ours in checks:
-        if theirs != ours:
-            raise ValueError(
-                f"cannot resume {state['path']}: it was trained with {key}={theirs!r}, "
-                f"the config asks for {key}={ours!r}"
-            )
-    if list(state.get("classes", [])) != list(classes):
-        raise ValueError(
-            f"cannot resume {state['path']}: its classes {state.get('classes')} differ from "
-            f"the data's {classes}"
-        )
-
-
-def load_train_config(run_dir: str | os.PathLike[str]) -> ClassifierTrainConfig:
-    """The configuration stored in a run's latest checkpoint (for ``--resume``).
-
-    Args:
-        run_dir: the run directory (``config.out`` of the run).
-
-    Returns:
-        The :class:`ClassifierTrainConfig` the run was started with.
-
-    Raises:
-        FileNotFoundError: the run has no checkpoint.
-    """
-    found = find_checkpoint(run_dir)
-    if found is None:
-        raise FileNotFoundError(f"no checkpoint found under {os.fspath(run_dir)!r}")
-    state = load_json_file(found / "state.json", fix="the checkpoint is damaged: delete it")
-    return ClassifierTrainConfig.from_dict(state["config"])
-
-
-def prepare_builtin_data(
-    root: str | os.PathLike[str],
-    *,
-    seed: int = 0,
-    sizes: dict[str, int] | None = None,
-    progress: bool = False,
-) -> Path:
-    """Generate the built-in dataset (once) and its image-folder classification view.
-
-    The classification view holds one crop per non-difficult object, with some context
-    (``make_classification_view(crop_objects=True)``): images of every size and aspect
-    ratio, one object each. Whole scenes labelled by their largest object are a much
-    harder task for a network trained from scratch on a few hundred images (a narrow ZF-5
-    stayed at chance for 6 epochs on them, while it learns on the crops).
-
-    Args:
-        root: folder to write into; the VOC-layout data goes to ``root/voc`` and the
-            classification view (one folder per class, ``splits/*.txt``) to
-            ``root/classification``.
-        seed: generator seed.
-        sizes: images per split, e.g. ``{"train": 300, "val": 100, "test": 200}``; None
-            uses the generator's default.
-        progress: show the generator's progress bar.
-
-    Returns:
-        The classification view's root, ready for ``ClassifierTrainConfig(data=...)``.
-    """
-    from sppnet.data.synthetic import generate_voc_dataset, make_classification_view
-
-    root = Path(root)
-    view = root / "classification"
-    marker = root / ".complete"
-    settings = json.dumps({"seed": seed, "sizes": sizes, "view": "object crops"}, sort_keys=True)
-    if marker.is_file() and view.is_dir() and marker.read_text(encoding="utf-8") == settings:
-        return view
-    kwargs: dict[str, Any] = {"seed": seed, "progress": progress}
-    if sizes is not None:
-        kwargs["sizes"] = sizes
-    # Resumable: finished images are skipped; other settings in root raise a ValueError.
-    voc = generate_voc_dataset(root / "voc", **kwargs)
-    view = Path(make_classification_view(voc, view, crop_objects=True))
-    atomic_write_text(marker, settings)  # written last: other ranks wait for it
-    return view
 
 
 # ------------------------------------------------------------------------------ main entry
@@ -992,7 +298,7 @@ class _Loop:
 class _Data:
     """One process's loaders: its share of the global batch, and of the val images."""
 
-    train_data: _SeededTransformDataset
+    train_data: SeededTransformDataset
     sampler: Any  # set_epoch(epoch); len() is this process's samples (or batches)
     train_loader: DataLoader
     val_loader: DataLoader | None
@@ -1093,15 +399,15 @@ def _loaders(
     config: ClassifierTrainConfig, train_set: Any, val_set: Any | None, info: DistInfo
 ) -> _Data:
     """The training loader (batches grouped by size in the variable mode) and the val one."""
-    from sppnet.data.batching import SizeGroupedBatchSampler, pad_collate
-    from sppnet.data.transforms import EvalCropTransform, TrainTransform
 
     local_batch = config.batch_size // info.world_size
     pin = info.device.type == "cuda"
-    shuffle_seed = _derive_seed(config.seed, _TAG_SHUFFLE) % 2**31
+    shuffle_seed = derive_seed(config.seed, _TAG_SHUFFLE) % 2**31
     if config.size_mode == "variable":
-        transform: Callable[..., Tensor] = _VariableTrainTransform(config)
-        train_data = _SeededTransformDataset(train_set, transform, config.seed)
+        transform: Callable[..., Tensor] = VariableTrainTransform(
+            config.crop, config.mean, config.max_side, flip=config.flip, lighting=config.lighting
+        )
+        train_data = SeededTransformDataset(train_set, transform, config.seed)
         sizes = [transform.output_size(h, w) for h, w in _image_sizes(train_set)]
         sampler: Any = SizeGroupedBatchSampler(
             sizes, local_batch, shuffle=True, seed=shuffle_seed, drop_last=False,
@@ -1116,7 +422,7 @@ def _loaders(
             crop=config.crop, shorter=config.shorter, flip=config.flip,
             lighting=config.lighting, mean=config.mean,
         )  # fmt: skip
-        train_data = _SeededTransformDataset(train_set, transform, config.seed)
+        train_data = SeededTransformDataset(train_set, transform, config.seed)
         # A DistributedSampler also for one process: its permutation depends only on
         # (seed, epoch), and the union of the processes' batches at step t is the
         # one-process batch t (the indices are dealt round-robin).
@@ -1130,7 +436,7 @@ def _loaders(
         )  # fmt: skip
     val_loader = None
     if val_set is not None and len(val_set) > 0:
-        val_data = _SeededTransformDataset(
+        val_data = SeededTransformDataset(
             val_set, EvalCropTransform(config.crop, config.shorter, config.mean), config.seed
         )
         val_loader = DataLoader(
@@ -1153,7 +459,7 @@ def _epoch(
     """One epoch: train (or replay cached vectors), validate, step the schedule, log, save."""
     config, info = loop.config, loop.info
     # Dropout's randomness: torch's default generator, re-seeded per (epoch, rank).
-    torch.manual_seed(_derive_seed(config.seed, _TAG_DROPOUT, epoch, info.rank))
+    torch.manual_seed(derive_seed(config.seed, _TAG_DROPOUT, epoch, info.rank))
     # The epoch whose crops this one sees (itself unless replaying cached vectors).
     source = epoch % config.cache_views if config.cache_views else epoch
     data.sampler.set_epoch(source)
@@ -1223,13 +529,13 @@ def _replayed_epoch(
         # The loader drew from torch's generator: re-seed, so dropout does not
         # depend on whether this process recorded (a resumed run did, an unbroken
         # one had the vectors already).
-        torch.manual_seed(_derive_seed(config.seed, _TAG_DROPOUT, epoch, info.rank))
+        torch.manual_seed(derive_seed(config.seed, _TAG_DROPOUT, epoch, info.rank))
     loss, train_error, count = _replay_epoch(
         cached=replay[source],
         net=net,
         optimizer=loop.optimizer,
         batch_size=data.local_batch,
-        order_seed=_derive_seed(config.seed, _TAG_REPLAY, epoch, info.rank),
+        order_seed=derive_seed(config.seed, _TAG_REPLAY, epoch, info.rank),
         info=info,
         epoch=epoch,
         last_checkpoint=loop.last_checkpoint,

@@ -176,7 +176,7 @@ def _eval_det(args: argparse.Namespace, detector: Any, info: DistInfo) -> int:
     from sppnet._atomic import atomic_write_json
     from sppnet.detect.data import open_detection_dataset
     from sppnet.detect.evaluate import evaluate_detector
-    from sppnet.detect.train import get_proposals
+    from sppnet.detect.proposals import get_proposals
 
     shown = not args.no_progress and info.is_main
     # the detector's own classes set the labels (it records them); a COCO file's categories

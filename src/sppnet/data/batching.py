@@ -2,7 +2,7 @@
 
 Shape shorthand: N images per batch, H x W the largest height and width in the batch.
 
-Beyond the paper (SPEC Sec. 3): instead of resizing every image to one size, images keep
+Beyond the paper: instead of resizing every image to one size, images keep
 their own size; :func:`pad_collate` pads them bottom/right with zeros (the mean colour,
 after mean subtraction) and returns each image's extent, so the network pools every image
 over its own valid region only. :class:`SizeGroupedBatchSampler` puts images of similar
@@ -14,17 +14,30 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
-__all__ = ["SizeGroupedBatchSampler", "pad_collate", "padding_fraction"]
+__all__ = [
+    "SAMPLE_STREAM",
+    "SeededTransformDataset",
+    "SizeGroupedBatchSampler",
+    "derive_seed",
+    "pad_collate",
+    "padding_fraction",
+    "seeded_generator",
+]
+
+#: The tag of each sample's augmentation stream: seeds derive from (seed, 2, epoch, index).
+SAMPLE_STREAM = 2
 
 # Grouping keys: log aspect ratio in bins of 0.1 (~10% aspect difference), then log2 area
 # in bins of 0.5 (a factor ~1.41); images are random within a (aspect, area) cell.
-_LOG_ASPECT_BIN = 0.1
+_LOG_SIDE_RATIO_BIN = 0.1
 _LOG2_AREA_BIN = 0.5
 
 
@@ -197,7 +210,7 @@ class SizeGroupedBatchSampler:
             )
         log_aspect = np.log(hw[:, 1] / hw[:, 0])
         log2_area = np.log2(hw[:, 0] * hw[:, 1])
-        self._aspect_bin = np.floor(log_aspect / _LOG_ASPECT_BIN).astype(np.int64)
+        self._aspect_bin = np.floor(log_aspect / _LOG_SIDE_RATIO_BIN).astype(np.int64)
         self._area_bin = np.floor(log2_area / _LOG2_AREA_BIN).astype(np.int64)
 
     def set_epoch(self, epoch: int) -> None:
@@ -237,3 +250,43 @@ class SizeGroupedBatchSampler:
             f"shuffle={self.shuffle}, seed={self.seed}, drop_last={self.drop_last}, "
             f"num_replicas={self.num_replicas}, rank={self.rank})"
         )
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed mixing ``parts`` (numpy's SeedSequence hashes them thoroughly)."""
+    state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def seeded_generator(*parts: int) -> torch.Generator:
+    """A torch generator seeded with :func:`derive_seed` of ``parts``."""
+    return torch.Generator().manual_seed(derive_seed(*parts))
+
+
+class SeededTransformDataset(Dataset):
+    """Applies ``transform(img, generator)`` with a generator seeded by (seed, epoch, index).
+
+    Re-creating the generator per sample makes the augmentation of a sample a function of
+    ``(seed, epoch, index)`` only: identical with 0 or 8 loader workers, 1 or 8 processes,
+    and after a resume.
+
+    Args:
+        base: a dataset of ``(image, label)``.
+        transform: called as ``transform(image, generator=...)``.
+        seed: the run's seed.
+    """
+
+    def __init__(self, base: Any, transform: Callable[..., Tensor], seed: int) -> None:
+        self.base, self.transform, self.seed, self.epoch = base, transform, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose draws the next samples take."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        img, label = self.base[index]
+        gen = seeded_generator(self.seed, SAMPLE_STREAM, self.epoch, index)
+        return self.transform(img, generator=gen), int(label)

@@ -8,7 +8,7 @@ COCO (``instances_*.json``)::
                       "bbox": [x, y, w, h], "area": ...}],
      "categories": [{"id": 18, "name": "dog"}]}
 
-Box convention (STYLE rule 4): COCO's ``[x, y, w, h]`` are continuous pixel coordinates with
+Box convention: COCO's ``[x, y, w, h]`` are continuous pixel coordinates with
 the origin at the image's top-left corner, the project's own convention, so
 ``(x1, y1, x2, y2) = (x, y, x + w, y + h)`` with nothing added or subtracted (unlike VOC's
 1-based inclusive pixels). ``iscrowd`` regions play the part of VOC's ``difficult`` objects:

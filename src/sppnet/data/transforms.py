@@ -41,6 +41,7 @@ __all__ = [
     "EvalCropTransform",
     "FullImageTransform",
     "TrainTransform",
+    "VariableTrainTransform",
     "check_mean",
     "five_crop_boxes",
     "hflip",
@@ -511,3 +512,45 @@ class EvalCropTransform:
             f"{type(self).__name__}(crop={self.crop}, shorter={self.shorter}, "
             f"mean={_mean_repr(self.mean)})"
         )
+
+
+class VariableTrainTransform:
+    """Variable-size training input: the full image (shorter side ``crop``, longer side
+    capped at ``max_side``), a random flip, PCA lighting, the mean subtracted.
+
+    Args:
+        crop: the shorter side after resizing.
+        mean: the pixel mean (a number or one per channel).
+        max_side: cap on the longer side (None: ``2 * crop``).
+        flip: flip half of the images left-right.
+        lighting: standard deviation of the PCA lighting noise (0: none).
+    """
+
+    def __init__(
+        self,
+        crop: int,
+        mean: float | list[float] | Tensor,
+        max_side: int | None = None,
+        *,
+        flip: bool = True,
+        lighting: float = 0.0,
+    ) -> None:
+        max_side = max_side if max_side is not None else 2 * crop
+        self.full = FullImageTransform(crop, mean, max_long_side=max_side)
+        self.flip = flip
+        self.lighting = lighting
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """The ``(height, width)`` an image of that size comes out at."""
+        return self.full.output_size(height, width)
+
+    def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> Tensor:
+        """``Tensor[3, H, W]``, mean subtracted; the draws come from ``generator``."""
+        t = self.full(img)  # [3, H, W], mean subtracted
+        if self.flip and float(torch.rand(1, generator=generator)) < 0.5:
+            t = hflip(t)
+        if self.lighting > 0:
+            # The lighting offset is one constant per channel, so adding it after the
+            # (constant) mean subtraction equals adding it before.
+            t = pca_lighting(t, self.lighting, generator)
+        return t

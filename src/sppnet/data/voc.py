@@ -7,7 +7,7 @@ Layout (VOC2007 and the built-in generator, :mod:`sppnet.data.synthetic`)::
     root/ImageSets/Main/{split}.txt      one image id per line
     root/classes.txt                     optional, one class name per line (built-in data)
 
-Box convention (STYLE rule 4): VOC stores 1-based, inclusive pixel indices; the project uses
+Box convention: VOC stores 1-based, inclusive pixel indices; the project uses
 float ``(x1, y1, x2, y2)``, 0-based, continuous. The conversion happens once, in
 :func:`parse_voc_xml`, and its inverse once, in :func:`write_voc_xml`.
 
@@ -247,7 +247,7 @@ def _read_object(
                 f"({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g})",
             )
     # VOC pixel indices are 1-based and inclusive: pixels xmin..xmax (1-based) are the
-    # continuous interval [xmin - 1, xmax) in our 0-based convention (STYLE rule 4).
+    # continuous interval [xmin - 1, xmax) in our 0-based convention.
     x1, y1, x2, y2 = xmin - 1.0, ymin - 1.0, xmax, ymax
     tol = _OUTSIDE_TOLERANCE
     if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:

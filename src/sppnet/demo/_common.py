@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-from sppnet._atomic import atomic_write_json
 
 Log = Callable[[str], None]
 
 # The demo's JSON files (settings, stage records, metrics): one space of indent, no NaN.
 JSON_OPTIONS: dict[str, Any] = {"indent": 1, "allow_nan": False}
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_json(path, obj, **JSON_OPTIONS)
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _usable_cpus() -> int:

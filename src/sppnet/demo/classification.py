@@ -27,7 +27,7 @@ _CLASSIFIER_SETTINGS = (
 
 def _data_stage(root: Path, config: DemoConfig, seed: int, progress: bool) -> dict[str, Any]:
     """The built-in VOC-layout scenes under ``root/data`` and their classification view."""
-    from sppnet.classify.train import prepare_builtin_data
+    from sppnet.classify.builtin_data import prepare_builtin_data
     from sppnet.data import ImageFolder
 
     sizes = {

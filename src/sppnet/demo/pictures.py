@@ -2,57 +2,17 @@
 
 from __future__ import annotations
 
-import math
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sppnet._atomic import atomic_save_figure, atomic_write_bytes
-from sppnet.demo._common import _read_json
+from sppnet._atomic import atomic_write_bytes
 from sppnet.demo.config import DemoConfig
 from sppnet.detect.data import keep_first_images
-
-
-def _plot_training_curves(
-    runs: Mapping[str, Sequence[Mapping[str, Any]]],
-    finetune_loss: Sequence[float],
-    path: Path,
-) -> None:
-    """Val top-1 error and train loss per epoch of each classifier, and fc fine-tuning loss."""
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(13.5, 4.0), dpi=100)
-    FigureCanvasAgg(fig)
-    ax_err, ax_loss, ax_ft = fig.subplots(1, 3)
-    for name, history in runs.items():
-        epochs = [h["epoch"] for h in history]
-        val = [h["val_top1_error"] for h in history]
-        if any(v is not None for v in val):
-            ax_err.plot(
-                epochs, [100 * v if v is not None else math.nan for v in val], "o-", label=name
-            )
-        ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label=name)
-    ax_err.set(xlabel="epoch", ylabel="val top-1 error (%)", title="classification: val error")
-    ax_loss.set(xlabel="epoch", ylabel="train loss", title="classification: train loss")
-    for ax in (ax_err, ax_loss):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if finetune_loss:
-        losses = np.asarray(finetune_loss, dtype=np.float64)
-        window = max(1, min(50, len(losses) // 10))
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        ax_ft.plot(np.arange(len(losses)) + 1, losses, color="0.8", linewidth=0.8, label="batch")
-        ax_ft.plot(np.arange(len(smooth)) + window, smooth, label=f"mean of {window}")
-        ax_ft.legend(fontsize=8)
-    ax_ft.set(xlabel="iteration", ylabel="loss", title="detection: fc fine-tuning loss")
-    ax_ft.grid(alpha=0.3)
-    fig.tight_layout()
-    atomic_save_figure(path, fig)
+from sppnet.engine.json_io import read_json
 
 
 def _draw_detections(root: Path, voc: str, n: int, pictures: Path) -> list[str]:
@@ -62,7 +22,7 @@ def _draw_detections(root: Path, voc: str, n: int, pictures: Path) -> list[str]:
 
     test_dir = root / "detection" / "test"
     test = keep_first_images(VOCDetection(voc, "test"), n)
-    stored = _read_json(test_dir / "detections.json")
+    stored = read_json(test_dir / "detections.json")
     by_id = {entry["image"]: entry for entry in stored["images"]}
     names = stored["class_names"]
     drawn = []
@@ -98,17 +58,17 @@ def _pictures_stage(
     """Write every picture under ``root/pictures``; their file names, by kind."""
     from sppnet.data import ImageFolder
     from sppnet.engine.checkpoint import load_classifier
-    from sppnet.visualize import draw_pyramid_bins
+    from sppnet.visualize import draw_pyramid_bins, plot_training_curves
 
     pictures = root / "pictures"
     pictures.mkdir(parents=True, exist_ok=True)
     written: dict[str, Any] = {}
 
     loss_file = root / "detection" / "train" / "finetune" / "loss.json"
-    finetune_loss = _read_json(loss_file) if loss_file.is_file() else []
+    finetune_loss = read_json(loss_file) if loss_file.is_file() else []
     curves = pictures / "training_curves.png"
-    _plot_training_curves(
-        {name: run["history"] for name, run in train_runs.items()}, finetune_loss, curves
+    plot_training_curves(
+        curves, {name: run["history"] for name, run in train_runs.items()}, finetune_loss
     )
     written["training_curves"] = curves.name
 

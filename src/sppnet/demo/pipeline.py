@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sppnet._atomic import atomic_write_text
-from sppnet.demo._common import JSON_OPTIONS, Log, _read_json, _usable_cpus, _write_json
+from sppnet.demo._common import JSON_OPTIONS, Log, _usable_cpus
 from sppnet.demo.classification import (
     _classifier_config,
     _data_stage,
@@ -34,6 +34,7 @@ from sppnet.demo.detection import (
 )
 from sppnet.demo.pictures import _pictures_stage
 from sppnet.demo.report import _report
+from sppnet.engine.json_io import read_json, write_json
 from sppnet.engine.stages import StageRunner
 
 __all__ = ["run_demo"]
@@ -165,7 +166,7 @@ def run_demo(
             },
         }
     )
-    _write_json(root / "metrics.json", metrics)
+    write_json(root / "metrics.json", metrics)
     atomic_write_text(root / "report.md", _report(metrics))
     say(
         f"[demo] done: {metrics['total_seconds']:.0f} s of stage time; report: {root / 'report.md'}"
@@ -202,9 +203,9 @@ def _check_settings(root: Path, settings: Mapping[str, Any]) -> None:
     """
     settings_file = root / "demo_config.json"
     if not settings_file.is_file():
-        _write_json(settings_file, settings)
+        write_json(settings_file, settings)
         return
-    stored = _read_json(settings_file)
+    stored = read_json(settings_file)
     if stored == settings:
         return
     changed = sorted(

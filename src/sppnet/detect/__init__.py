@@ -1,6 +1,7 @@
 """Detection runs: detector training (feature cache, fine-tuning, SVMs, box regression),
 VOC/COCO evaluation, detection on image files, and saving / loading a trained detector."""
 
+from sppnet.detect.config import DetectorTrainConfig
 from sppnet.detect.data import keep_first_images, open_detection_dataset, parse_classes
 from sppnet.detect.evaluate import evaluate_detector
 from sppnet.detect.images import (
@@ -10,7 +11,8 @@ from sppnet.detect.images import (
     save_image_detections,
 )
 from sppnet.detect.io import load_detector, save_detector
-from sppnet.detect.train import DetectorTrainConfig, get_proposals, train_detector
+from sppnet.detect.proposals import get_proposals
+from sppnet.detect.train import train_detector
 from sppnet.detect.voc_results import read_voc_results, write_voc_results
 
 __all__ = [

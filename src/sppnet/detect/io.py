@@ -131,28 +131,8 @@ def load_detector(
             )
     fix = "the detector is damaged: run `sppnet train-det` again (finished stages are reused)"
     meta = load_json_file(meta_path, fix=fix)
-    try:
-        kwargs = dict(meta["model"])
-        name = kwargs.pop("name")
-        classes = list(meta["classes"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{meta_path}: malformed detector description ({err})") from err
-    if kwargs.get("spp_levels") is not None:
-        kwargs["spp_levels"] = tuple(kwargs["spp_levels"])
     tensors = load_safetensors_file(weights_path, device=map_location, fix=fix)
-    from sppnet.models import UntrustedModelCodeError
-
-    try:
-        model = _build_model(name, kwargs, trust_model_code)
-    except UntrustedModelCodeError as err:
-        raise UntrustedModelCodeError(err.source, str(meta_path)) from None
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{meta_path}: cannot rebuild {name} {kwargs} ({err})") from err
-    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"{weights_path}: weights do not fit {name} {kwargs} ({err})") from err
+    model, classes = _rebuild_network(meta, tensors, meta_path, weights_path, trust_model_code)
     model.to(map_location).eval()
     mean = meta.get("mean", 128.0)
     settings: dict[str, Any] = {
@@ -179,3 +159,40 @@ def load_detector(
         **settings,
     )
     return detector.eval(), meta
+
+
+def _rebuild_network(
+    meta: dict[str, Any],
+    tensors: dict[str, Tensor],
+    meta_path: Path,
+    weights_path: Path,
+    trust_model_code: bool | str,
+) -> tuple[torch.nn.Module, list[str]]:
+    """The saved network with its weights, and the class names, from ``detector.json``.
+
+    Raises:
+        ValueError: a malformed description, or weights that do not fit the network.
+        sppnet.models.UntrustedModelCodeError: an import-path trunk not trusted.
+    """
+    try:
+        kwargs = dict(meta["model"])
+        name = kwargs.pop("name")
+        classes = list(meta["classes"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{meta_path}: malformed detector description ({err})") from err
+    if kwargs.get("spp_levels") is not None:
+        kwargs["spp_levels"] = tuple(kwargs["spp_levels"])
+    from sppnet.models import UntrustedModelCodeError
+
+    try:
+        model = _build_model(name, kwargs, trust_model_code)
+    except UntrustedModelCodeError as err:
+        raise UntrustedModelCodeError(err.source, str(meta_path)) from None
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{meta_path}: cannot rebuild {name} {kwargs} ({err})") from err
+    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{weights_path}: weights do not fit {name} {kwargs} ({err})") from err
+    return model, classes

@@ -1,7 +1,8 @@
 """A detector you call on images: ``sppnet.load_detector(path).predict(images)``.
 
-:func:`load_detector` opens a ``sppnet train-det`` output (PyTorch) or an exported ONNX
-detector directory (``sppnet export --detector``; ONNX Runtime runs its graphs). Its
+``sppnet.load_detector`` (:mod:`sppnet.api`) opens a ``sppnet train-det`` output (PyTorch,
+:func:`open_saved_detector`) or an exported ONNX detector directory (``sppnet export
+--detector``; ONNX Runtime runs its graphs). Its
 :meth:`DetectionPredictor.predict` takes images in any of the kinds of
 :mod:`sppnet.data.inputs`, computes their proposals (or takes yours), and returns one dict per
 image in torchvision's detection convention, boxes in the image's own pixels. It runs the
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,7 +35,7 @@ from sppnet.detect.device import detector_device, postprocess_on_cpu
 from sppnet.detect.images import COMPUTED_PROPOSALS, detection_copy, image_proposals
 from sppnet.detection.detector import Detector
 
-__all__ = ["DetectionPredictor", "load_detector"]
+__all__ = ["DetectionPredictor", "open_saved_detector"]
 
 
 class DetectionPredictor:
@@ -185,34 +185,26 @@ def _check_proposals(
     return given
 
 
-def load_detector(path: str | os.PathLike[str], device: str = "auto") -> DetectionPredictor:
-    """Open a trained detector for :meth:`DetectionPredictor.predict`.
+def open_saved_detector(path: str | os.PathLike[str], device: str = "auto") -> DetectionPredictor:
+    """The predictor of a ``sppnet train-det`` output folder (``sppnet.load_detector`` also
+    opens ONNX exports).
 
     Args:
-        path: a ``sppnet train-det`` output folder (or its ``detector/``), or an exported
-            ONNX detector directory (``sppnet export --detector``, holding
-            ``onnx_detector.json``).
+        path: the folder (or its ``detector/``).
         device: ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"``, ``"cuda:1"``
-            or ``"mps"``; an ONNX detector runs on the CPU.
+            or ``"mps"``.
 
     Returns:
         The predictor.
 
     Raises:
         FileNotFoundError: no detector there.
-        ValueError: a damaged detector, or a device other than the CPU for ONNX.
+        ValueError: a damaged detector.
     """
-    directory = Path(path)
-    if (directory / "onnx_detector.json").is_file():
-        if device not in ("auto", "cpu"):
-            raise ValueError(f"device {device!r}: an ONNX detector runs on the CPU")
-        from sppnet.export.onnx_detector import load_onnx_detector
-
-        return DetectionPredictor(load_onnx_detector(directory), str(directory))
     from sppnet.detect.io import load_detector as load_saved
 
-    detector, _ = load_saved(directory, map_location=_resolve(device))
-    return DetectionPredictor(detector, str(directory))
+    detector, _ = load_saved(path, map_location=_resolve(device))
+    return DetectionPredictor(detector, str(path))
 
 
 def _resolve(device: str) -> str:

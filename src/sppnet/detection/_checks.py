@@ -1,4 +1,4 @@
-"""Argument checks the detection stages share (STYLE rule 6): the message names the argument,
+"""Argument checks the detection stages share: the message names the argument,
 what was expected and what came."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 For each class a ridge regression maps a window's pooled conv5 features to the R-CNN
 deltas ``(dx, dy, dw, dh)`` that move it onto its ground truth; it is trained on windows
-whose IoU with a ground truth of the class is at least 0.5 (SPEC section 6) and applied to
+whose IoU with a ground truth of the class is at least 0.5 (Sec. 4.2) and applied to
 every scored window at test time. As in R-CNN, features are rescaled to a mean norm of 20
 and the regularisation is ``lambda = 1000``; the intercept is not regularised.
 

@@ -8,7 +8,7 @@ Stages (Sec. 4.1-4.2), each a method so the engine can time it and tests can che
 4. ``svm``: per-class linear SVM scores on fc7 (or, without SVMs, the softmax of the
    fine-tuned ``(K+1)``-way fc8, background dropped), and box regression on the pooled
    features;
-5. ``nms``: per class, at IoU 0.3 (SPEC section 6), then a score threshold and a cap.
+5. ``nms``: per class, at IoU 0.3 (Sec. 4.2), then a score threshold and a cap.
 
 Labels are class indices ``0..K-1`` into ``class_names`` (the dataset's convention, and
 what :func:`~sppnet.evaluation.voc_detection_map` takes with ``class_names``).
@@ -34,7 +34,7 @@ from sppnet._repr import format_fields
 from sppnet.detection._checks import check_positive_finite
 from sppnet.detection.box_regression import apply_box_regression
 from sppnet.detection.scales import DETECTION_SCALES_1
-from sppnet.detection.window_features import compute_conv_maps, pool_windows
+from sppnet.detection.window_features import compute_conv_maps, pool_checked_windows
 from sppnet.ops.boxes import batched_nms, check_boxes, clip_boxes
 
 __all__ = [
@@ -321,7 +321,7 @@ class Detector(PostprocessStage, nn.Module):
         t1 = device_clock(image.device)
         timing = {"conv": t1 - t0}
         proposals, t1 = await_proposals(proposals, t1, timing)
-        pooled = pool_windows(self.model, maps, proposals.to(image.device))
+        pooled = pool_checked_windows(self.model, maps, proposals.to(image.device))
         timing["pooling"] = device_clock(image.device) - t1
         return pooled, timing
 

@@ -1,12 +1,12 @@
 """Region proposals: selective search, EdgeBoxes, precomputed files and a disk cache.
 
-SPEC.md section 6 (paper Sec. 4): selective search "fast" mode gives about 2,000 windows
+Paper Sec. 4: selective search "fast" mode gives about 2,000 windows
 per image for training and testing; EdgeBoxes is the fast alternative at test time
 (Sec. 4.3); precomputed proposals (a per-image ``.npy``/JSON file, or R-CNN's selective
 search ``.mat`` files) must be loadable. Both detectors come from OpenCV contrib
-(``cv2.ximgproc``, SPEC.md section 8).
+(``cv2.ximgproc``; no model file is needed, nothing downloads).
 
-Every function returns boxes in the library convention (STYLE rule 4): float32
+Every function returns boxes in the library's box convention: float32
 ``(x1, y1, x2, y2)``, 0-based, continuous, so a box covering pixels ``0..9`` is
 ``(0, 0, 10, 10)``. Boxes are clipped to the image when its size is known, and zero-area
 boxes are dropped; an empty result is ``Tensor[0, 4]``.
@@ -177,7 +177,7 @@ def selective_search(
 ) -> Tensor:
     """Selective search proposals (Uijlings et al.) through OpenCV contrib.
 
-    SPEC.md section 6 uses the "fast" mode with about 2,000 windows per image. OpenCV
+    The paper uses the "fast" mode with about 2,000 windows per image (Sec. 4.2). OpenCV
     ranks the hierarchical-grouping regions with C ``rand()``, so the order (and, after
     ``max_proposals``, the set) would vary from run to run; we seed libc's generator and
     OpenCV's (``cv2.setRNGSeed``) with ``seed`` just before ``process()`` so that the same
@@ -237,7 +237,7 @@ def _edge_and_orientation(rgb: np.ndarray, cv2: Any) -> tuple[np.ndarray, np.nda
     """Edge map ``[H, W]`` float32 in [0, 1] and orientation ``[H, W]`` in [0, pi).
 
     Stand-in for the structured-edge detector, whose model file is not available offline
-    (SPEC.md section 8): Sobel gradient magnitude, kept only where Canny fires (thin
+    (nothing may download at run time): Sobel gradient magnitude, kept only where Canny fires (thin
     edges; unthinned ones make EdgeBoxes ~15x slower). Orientation as in OpenCV's
     ``StructuredEdgeDetection::computeOrientation``: second derivatives of the smoothed
     edge-strength map, ``atan2(Dyy * sign(-Dxy), Dxx) mod pi``.

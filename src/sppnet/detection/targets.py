@@ -277,7 +277,7 @@ def svm_negatives(
     """Negative windows of one class's SVM, deduplicated (Sec. 4.2).
 
     A window is a negative when its IoU with every positive (ground-truth box of the
-    class) is ``<= neg_iou`` (SPEC section 6 reads "<= 0.3"; R-CNN's code uses
+    class) is ``<= neg_iou`` (the paper: "at most 30%", Sec. 4.2; R-CNN's code uses
     ``< 0.3``; the two differ only at exactly 0.3). Every window is a negative in an image
     without an object of the class. Then "a negative sample is removed if it overlaps
     another negative sample by more than 70%" (Sec. 4.2): greedily in input order (the
@@ -364,7 +364,7 @@ def hard_negative_round(
     After an SVM is trained on the cached negatives, the easy ones (score
     ``< evict_threshold``) are evicted, and the new candidates that violate the margin
     (score ``> hard_threshold``) are added (R-CNN uses -1.2 and -1.0001). The engine
-    alternates this with training; the paper iterates mining once (SPEC section 6).
+    alternates this with training; the paper iterates mining once (Sec. 4.2).
 
     Args:
         cache: ``LongTensor[C]`` ids (any global numbering) of the cached negatives.
@@ -402,7 +402,7 @@ def hard_negative_round(
 def select_regression_windows(max_iou: Tensor, threshold: float = 0.5) -> Tensor:
     """Windows that train the bounding-box regressor: ``max_iou >= threshold``.
 
-    SPEC section 6 and the issue use IoU ``>= 0.5`` with a ground truth (R-CNN's own
+    The paper uses IoU ``>= 0.5`` with a ground truth (Sec. 4.2; R-CNN's own
     regressor used 0.6).
 
     Args:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -25,13 +26,14 @@ from sppnet.data.transforms import check_mean, resize_tensor, subtract_mean
 from sppnet.detection.scales import DETECTION_SCALES_1, choose_window_scales, image_scale_factors
 from sppnet.ops.boxes import check_boxes
 from sppnet.ops.pyramid_bins import check_levels
-from sppnet.ops.window_mapping import map_windows_to_features
+from sppnet.ops.window_mapping import _map_checked_windows
 from sppnet.ops.window_pyramid_pool import window_pyramid_pool
 
 __all__ = [
     "ConvMaps",
     "assign_window_cells",
     "compute_conv_maps",
+    "pool_checked_windows",
     "pool_windows",
     "window_levels",
 ]
@@ -153,7 +155,15 @@ def assign_window_cells(
         TypeError, ValueError: bad boxes (see :func:`~sppnet.ops.check_boxes`).
     """
     check_boxes(boxes, "boxes")
-    height, width = image_size
+    return _assign_checked_cells(model, (image_size, factors, sizes, map_sizes), boxes)
+
+
+def _assign_checked_cells(
+    model: torch.nn.Module, geometry: tuple[Any, Any, Any, Any], boxes: Tensor
+) -> tuple[Tensor, Tensor]:
+    """:func:`assign_window_cells` of boxes the caller already checked; ``geometry`` is
+    ``(image_size, factors, sizes, map_sizes)``."""
+    (height, width), factors, sizes, map_sizes = geometry
     b = boxes.detach().to(torch.float64)
     which = choose_window_scales(b, list(factors))  # [R]
     cells = torch.zeros((b.shape[0], 4), dtype=torch.long, device=b.device)
@@ -162,7 +172,7 @@ def assign_window_cells(
         if rows.numel() == 0:
             continue
         scale = torch.tensor([w / width, h / height] * 2, dtype=torch.float64, device=b.device)
-        cells[rows] = map_windows_to_features(
+        cells[rows] = _map_checked_windows(
             b[rows] * scale, model.feature_stride, tuple(map_size), model.feature_offset
         )  # [R_s, 4]
     return which, cells
@@ -193,6 +203,18 @@ def pool_windows(
         TypeError, ValueError: bad boxes (see :func:`~sppnet.ops.check_boxes`) or levels.
     """
     check_boxes(boxes, "boxes")
+    return pool_checked_windows(model, conv_maps, boxes, levels)
+
+
+def pool_checked_windows(
+    model: torch.nn.Module,
+    conv_maps: ConvMaps,
+    boxes: Tensor,
+    levels: Sequence[int] | None = None,
+) -> Tensor:
+    """:func:`pool_windows` of boxes the caller already checked with
+    :func:`~sppnet.ops.check_boxes` (a detector checks its proposals once, where they come
+    in; the pooling and cell mapping below do not check them again)."""
     levels = check_levels(window_levels(model) if levels is None else levels)
     mode = _pool_mode(model)
     first = conv_maps.maps[0]
@@ -200,14 +222,9 @@ def pool_windows(
     channels = first.shape[1]
     if n_win == 0:
         return first.new_zeros((0, channels * sum(n * n for n in levels)))
-    which, cells = assign_window_cells(
-        model,
-        conv_maps.image_size,
-        conv_maps.factors,
-        conv_maps.sizes,
-        [tuple(m.shape[-2:]) for m in conv_maps.maps],
-        boxes.detach().to(first.device),
-    )
+    map_sizes = [tuple(m.shape[-2:]) for m in conv_maps.maps]
+    geometry = (conv_maps.image_size, conv_maps.factors, conv_maps.sizes, map_sizes)
+    which, cells = _assign_checked_cells(model, geometry, boxes.detach().to(first.device))
     parts, order = [], []
     for s, fmap in enumerate(conv_maps.maps):
         rows = torch.nonzero(which == s).flatten()

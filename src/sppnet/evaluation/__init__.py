@@ -1,14 +1,13 @@
 """Metrics: arrays in, numbers out (and the text of VOC result files). No file I/O; never
-imports models or engine (files and plots are :mod:`sppnet.engine`'s).
+imports models or the runs (files and plots are :mod:`sppnet.detect`'s and
+:mod:`sppnet.visualize`'s).
 
-Three names that write or read files moved to the engine; importing them from here (or from
+Three names that write or read files moved out; importing them from here (or from
 ``sppnet.evaluation.voc_detection``) still works, with a DeprecationWarning, through
-:func:`moved_name` (a lazy look-up by module name, not an import of the engine).
+:func:`~sppnet._moved.moved_name` (a lazy look-up by module name, not an import upward).
 """
 
-import importlib
-import warnings
-
+from sppnet._moved import moved_name
 from sppnet.evaluation.classification import topk_error, topk_errors
 from sppnet.evaluation.coco_detection import coco_detection_metrics, coco_results
 from sppnet.evaluation.voc_ap import voc_ap
@@ -18,6 +17,7 @@ from sppnet.evaluation.voc_classification import (
     voc_image_labels,
 )
 from sppnet.evaluation.voc_detection import (
+    _MOVED,
     format_voc_results,
     parse_voc_results,
     per_class_ap_rows,
@@ -25,41 +25,9 @@ from sppnet.evaluation.voc_detection import (
     voc_detection_map,
 )
 
-# name -> the module that holds it now (they write or read files, which evaluation does not)
-_MOVED = {
-    "write_voc_results": "sppnet.detect.voc_results",
-    "read_voc_results": "sppnet.detect.voc_results",
-    "plot_precision_recall": "sppnet.visualize",
-}
-
-
-def moved_name(name: str, where: str) -> object:
-    """The object a name that left ``where`` for the engine now refers to.
-
-    Args:
-        name: the attribute asked for.
-        where: the module it was asked of (named in the error and the warning).
-
-    Returns:
-        The engine's object, after a DeprecationWarning naming its new home.
-
-    Raises:
-        AttributeError: ``name`` never lived here.
-    """
-    if name not in _MOVED:
-        raise AttributeError(f"module {where!r} has no attribute {name!r}")
-    home = _MOVED[name]
-    warnings.warn(
-        f"{where}.{name} moved to {home}.{name} (evaluation does no file I/O); "
-        "import it from there",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    return getattr(importlib.import_module(home), name)
-
 
 def __getattr__(name: str) -> object:
-    return moved_name(name, __name__)
+    return moved_name(name, __name__, _MOVED)
 
 
 __all__ = [

@@ -21,7 +21,7 @@ Ties in score are broken deterministically: by the position of the image in ``an
 sort, as the devkit's MATLAB ``sort`` over a result file written in that order).
 
 IoU: the devkit adds 1 to widths and heights because its boxes are 1-based and inclusive
-(pixels 1..10 span 10 pixels). Our boxes are continuous (STYLE rule 4: pixels 0..9 are
+(pixels 1..10 span 10 pixels). Our boxes are continuous (the box convention: pixels 0..9 are
 ``(0, 0, 10, 10)``), so plain ``x2 - x1`` is the same width, and plain areas give the
 devkit's IoU exactly. The conversion back to VOC coordinates happens only in
 :func:`format_voc_results` (the text of VOC result files; :mod:`sppnet.detect.voc_results`
@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sppnet._moved import moved_name
 from sppnet.evaluation._arrays import ArrayLike, as_array
 from sppnet.evaluation.voc_ap import voc_ap
 from sppnet.ops.boxes import check_boxes
@@ -396,7 +397,7 @@ def format_voc_results(
                 f"0..{len(names) - 1} (class_names has {len(names)} names)"
             )
         for box, score, label in zip(boxes, scores, labels, strict=True):
-            # The one conversion back to VOC (STYLE rule 4): our continuous (x1, y1, x2, y2)
+            # The one conversion back to VOC: our continuous (x1, y1, x2, y2)
             # covers 1-based inclusive pixels x1 + 1 .. x2 (0..10 continuous is pixels 1..10).
             voc_box = (box[0] + 1.0, box[1] + 1.0, box[2], box[3])
             coords = " ".join(_COORD_FORMAT.format(v) for v in voc_box)
@@ -520,11 +521,16 @@ def per_class_ap_table(
     return "\n".join(rows) + "\n"
 
 
+# name -> the module that holds it now (they write or read files, which evaluation does not)
+_MOVED = {
+    "write_voc_results": "sppnet.detect.voc_results",
+    "read_voc_results": "sppnet.detect.voc_results",
+    "plot_precision_recall": "sppnet.visualize",
+}
+
+
 def __getattr__(name: str) -> object:
     """``write_voc_results``, ``read_voc_results`` and ``plot_precision_recall`` moved to
-    the engine: still found here, with a DeprecationWarning."""
-    if name not in ("write_voc_results", "read_voc_results", "plot_precision_recall"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from sppnet.evaluation import moved_name
-
-    return moved_name(name, __name__)
+    :mod:`sppnet.detect.voc_results` and :mod:`sppnet.visualize`: still found here, with a
+    DeprecationWarning."""
+    return moved_name(name, __name__, _MOVED)

@@ -70,7 +70,7 @@ ONNX_EXTRA_HINT = "pip install sppnet[onnx]"
 DETECTOR_FILES = ("conv.onnx", "windows.onnx", "onnx_detector.json")
 # The image side (pixels) a detector's window graph must handle, by default, relative to
 # its largest scale: a 3:1 image resized to the shorter side 688 is 2064 pixels long.
-_DEFAULT_ASPECT = 3
+_DEFAULT_SIDE_RATIO = 3
 _NO_SPP_SIZE = 224
 
 
@@ -196,7 +196,7 @@ def _export(
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration.level
     # The exporter prints its progress and warns about optional torchvision ops; the library
-    # stays quiet (STYLE rule 8).
+    # stays quiet (it prints nothing; only the CLI and the runs report progress).
     with (
         contextlib.redirect_stdout(io.StringIO()),
         warnings.catch_warnings(),
@@ -381,7 +381,7 @@ def _check_max_image_side(detector: Detector, model: SPPNet, max_image_side: obj
     """The longest resized image side the window graph is exact for (default: the
     detector's ``max_long_side``, else 3 x its largest scale), checked."""
     if max_image_side is None:
-        longest = _DEFAULT_ASPECT * max(detector.scales)
+        longest = _DEFAULT_SIDE_RATIO * max(detector.scales)
         if detector.max_long_side is not None:
             longest = min(longest, detector.max_long_side)
         max_image_side = math.ceil(longest)

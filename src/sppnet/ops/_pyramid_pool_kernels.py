@@ -676,7 +676,7 @@ def _compile(fn):
 
     The serial build compiles a copy of ``fn`` named ``<name>_serial``. numba's disk cache
     names its files after the function and keys them by signature and CPU, not by the
-    compile options (numba issue #6845): two builds of one function share one cache entry,
+    compile options (a known numba limitation): two builds of one function share one cache entry,
     and whichever compiled last is what both load in the next process. A data-loader
     worker's serial build could so leave the parallel build running on one thread (window
     pooling measured 25 ms instead of 11 until the cache was rebuilt).

@@ -1,6 +1,6 @@
 """Axis-aligned boxes: area, IoU, non-maximum suppression, R-CNN box coding.
 
-Box convention (STYLE rule 4): float ``(x1, y1, x2, y2)``, 0-based, continuous image
+Box convention (every module uses it): float ``(x1, y1, x2, y2)``, 0-based, continuous image
 coordinates, so a box covering pixels ``0..9`` is ``(0, 0, 10, 10)`` and its area is
 ``(x2 - x1) * (y2 - y1)`` with no ``+ 1``. Zero-area boxes (``x2 == x1`` or ``y2 == y1``)
 are degenerate but legal; ``x2 < x1`` or ``y2 < y1`` is an error.

@@ -90,6 +90,14 @@ def map_windows_to_features(
             stride; a bad feature size or offset.
     """
     check_boxes(boxes, "boxes")
+    return _map_checked_windows(boxes, stride, feature_size, offset)
+
+
+def _map_checked_windows(
+    boxes: Tensor, stride: float, feature_size: tuple[int, int], offset: float = 0.0
+) -> Tensor:
+    """:func:`map_windows_to_features` of boxes the caller already checked (the detection
+    path checks its proposals once, where they come in, not again for every scale)."""
     height, width = _check_geometry(stride, feature_size, offset)
     b = boxes.to(torch.float64)  # float64: x / S must not round across an integer
     x0, x1 = _map_side(b[:, 0], b[:, 2], float(stride), float(offset), width)

@@ -1,12 +1,12 @@
 """Transfer runs: a trained network's features of whole images (the paper's Tables 6 and 7),
 the on-disk feature store, and linear SVMs trained on those features."""
 
-from sppnet.transfer.features import (
+from sppnet.transfer.features import extract_features
+from sppnet.transfer.representation import (
     FEATURE_LAYERS,
     FEATURE_VIEWS,
     MAP_LAYERS,
     estimate_feature_bytes,
-    extract_features,
     feature_dim,
     feature_layers,
     image_representation,

@@ -19,7 +19,6 @@ Shape shorthand: N images, D feature length, K classes, B images of one batch.
 from __future__ import annotations
 
 import io
-import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from sppnet._atomic import atomic_path, atomic_save_npy, atomic_write_bytes, atomic_write_json
+from sppnet._atomic import atomic_path, atomic_save_npy, atomic_write_bytes
+from sppnet.engine.json_io import read_json, write_json
 from sppnet.engine.safe_load import load_json_file, load_npy_file
 from sppnet.errors import DamagedFileError
 
@@ -59,25 +59,16 @@ SHARDS_DIR = "shards"  # under torchrun: each rank's finished batches, until ran
 _COMPACT_CHUNK = 4096  # rows copied at a time: features.npy may not fit in memory
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_json(path, obj, indent=1)
-
-
-def _read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 # ------------------------------------------------------------------------------ writing
 def read_meta(root: Path) -> dict[str, Any] | None:
     """The folder's ``meta.json``, or None when there is none yet."""
     path = root / META_FILE
-    return _read_json(path) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def write_meta(root: Path, meta: dict[str, Any]) -> None:
     """Replace ``meta.json`` atomically (after the rows it counts are flushed)."""
-    _write_json(root / META_FILE, meta)
+    write_json(root / META_FILE, meta, allow_nan=True)
 
 
 def has_features(root: Path) -> bool:
@@ -99,7 +90,7 @@ def create_feature_dir(
         labels: ``[N]`` or ``[N, K]`` int64, or None for none.
         meta: the run's meta, with ``num_images`` (N) and ``dim`` (D).
     """
-    _write_json(root / IDS_FILE, list(ids))
+    write_json(root / IDS_FILE, list(ids), allow_nan=True)
     if labels is not None:
         atomic_save_npy(root / LABELS_FILE, labels)
     shape = (int(meta["num_images"]), int(meta["dim"]))
@@ -133,9 +124,9 @@ def compact_feature_dir(root: Path, meta: dict[str, Any]) -> None:
             label_arr = np.load(root / LABELS_FILE)
             if label_arr.shape[0] == n:
                 atomic_save_npy(root / LABELS_FILE, label_arr[keep])
-        ids = _read_json(root / IDS_FILE)
+        ids = read_json(root / IDS_FILE)
         if len(ids) == n:
-            _write_json(root / IDS_FILE, [ids[i] for i in keep])
+            write_json(root / IDS_FILE, [ids[i] for i in keep], allow_nan=True)
         if meta.get("labels_shape"):
             meta["labels_shape"][0] = n_rows
     meta["rows"] = n_rows
@@ -167,11 +158,11 @@ def start_shards(root: Path, settings: dict[str, Any]) -> None:
     shards = root / SHARDS_DIR
     stored = None
     if (shards / "settings.json").is_file():
-        stored = _read_json(shards / "settings.json")
+        stored = read_json(shards / "settings.json")
     if stored != settings:  # batches of another run: not ours
         shutil.rmtree(shards, ignore_errors=True)
         shards.mkdir(parents=True)
-        _write_json(shards / "settings.json", settings)
+        write_json(shards / "settings.json", settings, allow_nan=True)
 
 
 def shard_written(root: Path, k: int) -> bool:
