@@ -1,5 +1,6 @@
 """Datasets, the built-in data generator, image decoding, transforms, batching, test views."""
 
+from sppnet.data._paths import OutsideRootError
 from sppnet.data.batching import SizeGroupedBatchSampler, pad_collate, padding_fraction
 from sppnet.data.coco import CocoDetection, coco_ground_truth
 from sppnet.data.decode import ImageDecodeError, load_image
@@ -52,6 +53,7 @@ __all__ = [
     "FullImageTransform",
     "ImageDecodeError",
     "ImageFolder",
+    "OutsideRootError",
     "SizeGroupedBatchSampler",
     "TrainTransform",
     "VOCDetection",

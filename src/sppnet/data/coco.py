@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 
 from sppnet.data._annotation import make_annotation, make_target
+from sppnet.data._paths import inside_root
 from sppnet.data.decode import ImageDecodeError, load_image
 
 __all__ = ["CocoDetection", "coco_ground_truth"]
@@ -167,6 +168,9 @@ class CocoDetection(torch.utils.data.Dataset):
                 ``skip_bad``) an annotation of an unknown category, a ``bbox`` that is not 4
                 finite numbers, of zero or negative width or height, or outside the image by
                 more than a pixel.
+            sppnet.data.OutsideRootError: (a ``ValueError``, even with ``skip_bad``) a
+                ``file_name`` that leads outside ``image_dir`` (absolute, ``..``, a symbolic
+                link), naming the image id.
         """
         path = Path(annotation_file)
         self.annotation_file = path
@@ -239,7 +243,9 @@ class CocoDetection(torch.utils.data.Dataset):
         self.annotations: list[dict[str, Any]] = []
         self.skipped_ids: list[str] = []
         for iid, rec in records.items():
-            file = self.root / rec["file_name"]
+            file = inside_root(
+                self.root, rec["file_name"], source=path, record=f"image id {iid}'s file_name"
+            )
             if iid not in bad and not file.is_file():
                 if not self.skip_bad:
                     raise FileNotFoundError(f"no image {file} (image id {iid} of {path})")

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from sppnet._atomic import atomic_write_bytes
 from sppnet.data._annotation import make_annotation, make_target
+from sppnet.data._paths import inside_root
 from sppnet.data.decode import BOMB_ERRORS, ImageDecodeError, bomb_guard, load_image
 
 __all__ = [
@@ -383,18 +384,25 @@ def read_split_ids(root: str | Path, split: str) -> list[str]:
 
     Raises:
         ValueError: the split file does not exist, or lists an id twice.
+        sppnet.data.OutsideRootError: (a ``ValueError``) an id whose annotation path
+            (``Annotations/{id}.xml``) leads outside the root (``..``, an absolute path, a
+            symbolic link), naming the line.
     """
     path = Path(root) / "ImageSets" / "Main" / f"{split}.txt"
     if not path.is_file():
         raise ValueError(f"no split file {path} (split {split!r})")
-    ids = [
-        line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    ids = []
     seen: set[str] = set()
-    for image_id in ids:
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        image_id = line.split()[0]
         if image_id in seen:
             raise ValueError(f"split file {path} lists image id {image_id!r} more than once")
+        where = f"line {number} (image id)"
+        inside_root(Path(root) / "Annotations", f"{image_id}.xml", source=path, record=where)
         seen.add(image_id)
+        ids.append(image_id)
     return ids
 
 
@@ -506,6 +514,8 @@ class VOCDetection(torch.utils.data.Dataset):
             ValueError: a missing split file, repeated class names, a class name outside
                 :data:`VOC_CLASSES` when the classes were not given (even with ``skip_bad``),
                 or (without ``skip_bad``) a bad annotation file, naming it.
+            sppnet.data.OutsideRootError: (a ``ValueError``, even with ``skip_bad``) a split
+                id or a ``<filename>`` that leads outside the root or ``JPEGImages``.
         """
         self.root = Path(root)
         self.split = split
@@ -520,13 +530,12 @@ class VOCDetection(torch.utils.data.Dataset):
         self.skipped_ids: list[str] = []
         self.ids: list[str] = []
         self.annotations: list[dict[str, Any]] = []
+        images = self.root / "JPEGImages"
         for image_id in read_split_ids(self.root, split):
+            xml = self.root / "Annotations" / f"{image_id}.xml"
+            jpeg = inside_root(images, f"{image_id}.jpg", source=xml, record="the image id")
             try:
-                ann = parse_voc_xml(
-                    self.root / "Annotations" / f"{image_id}.xml",
-                    self.class_to_idx,
-                    image_path=self.root / "JPEGImages" / f"{image_id}.jpg",
-                )
+                ann = parse_voc_xml(xml, self.class_to_idx, image_path=jpeg)
             except _UnknownClassError as err:
                 if guessed:
                     raise self._no_class_list(err) from None
@@ -541,6 +550,7 @@ class VOCDetection(torch.utils.data.Dataset):
                 self.skipped += 1
                 self.skipped_ids.append(image_id)
                 continue
+            inside_root(images, ann["filename"], source=xml, record="<filename>")
             self.ids.append(image_id)
             self.annotations.append(ann)
         self.sizes = [(a["height"], a["width"]) for a in self.annotations]
