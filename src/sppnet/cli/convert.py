@@ -21,6 +21,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
         if args.images is not None:
             raise UserError("--images is for coco2voc (voc2coco reads ROOT/JPEGImages)")
+        if args.merge:
+            raise UserError("--merge is for coco2voc (voc2coco writes one .json file)")
         classes = None
         if args.classes is not None:
             from sppnet.detect.data import parse_classes
@@ -38,6 +40,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             raise UserError("--classes is for voc2coco (a COCO file names its categories)")
         if os.path.isfile(args.out):
             raise UserError(f"--out {args.out} is a file; coco2voc writes a VOC root folder")
+        _check_empty_out(args)
         done = coco_to_voc(args.data, args.images, args.out, split=args.split or "all")
     print(
         f"{args.direction}: {done['images']} images, {done['objects']} objects, "
@@ -46,13 +49,34 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_empty_out(args: argparse.Namespace) -> None:
+    """coco2voc writes into a missing or empty folder, or into a VOC root with ``--merge``.
+
+    Raises:
+        UserError: ``--out`` holds files and ``--merge`` was not given.
+    """
+    if args.merge or not os.path.isdir(args.out):
+        return
+    entries = sorted(os.listdir(args.out))
+    if entries:
+        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        raise UserError(
+            f"--out {args.out} is not empty ({len(entries)} entries: {shown}); coco2voc "
+            "writes into a new or empty folder. To add these images to an existing VOC root "
+            "pass --merge (annotations and images of the same name are replaced, "
+            "ImageSets/Main/SPLIT.txt and classes.txt are written anew), or choose another "
+            "--out"
+        )
+
+
 _CONVERT_TEXT = r"""
 convert detection data: VOC layout <-> COCO JSON
 
 voc2coco: one split of a VOC-layout root -> a COCO annotation file (difficult -> iscrowd;
 file_name relative to ROOT/JPEGImages). coco2voc: a COCO file -> a VOC-layout root
 (Annotations/*.xml, ImageSets/Main/SPLIT.txt, classes.txt, JPEGImages as hard links or
-copies; iscrowd -> difficult; fractional boxes grow to whole pixels).
+copies; iscrowd -> difficult; fractional boxes grow to whole pixels). coco2voc writes
+into a new or empty folder; --merge adds to an existing VOC root instead.
 
 examples:
   sppnet convert voc2coco --data VOCdevkit/VOC2007 --split test --out voc07_test.json
@@ -75,6 +99,11 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:
     )
     convert.add_argument(
         "--classes", metavar="A,B,C|FILE", help="voc2coco: class names (default classes.txt)"
+    )
+    convert.add_argument(
+        "--merge",
+        action="store_true",
+        help="coco2voc: write into a non-empty VOC root (files of the same name are replaced)",
     )
     convert.add_argument(
         "--out", required=True, metavar="JSON|DIR", help="the COCO file / the VOC root written"
