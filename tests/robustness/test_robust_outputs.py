@@ -52,3 +52,29 @@ def test_voc2coco_refuses_merge(voc, tmp_path, capsys):
             "--out", str(tmp_path / "c.json"), "--merge"]  # fmt: skip
     assert main(args) == 2
     one_error(capsys, "--merge is for coco2voc")
+
+
+def test_detect_never_replaces_its_input_image(detector, tmp_path, capsys):
+    photo = tmp_path / "photos" / "photo.png"
+    photo.parent.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (60, 50), (200, 10, 10)).save(photo)
+    before = photo.read_bytes()
+    args = ["detect", str(photo), "--detector", str(detector), "--out", str(photo.parent)]
+    assert main(args) == 2
+    one_error(capsys, str(photo), "would replace the input image", "another --out")
+    assert photo.read_bytes() == before
+    assert not (photo.parent / "photo.json").exists()  # refused before any work
+
+
+def test_detect_never_replaces_the_detector_files(detector, tmp_path, capsys):
+    photo = tmp_path / "detector.png"
+    from PIL import Image
+
+    Image.new("RGB", (60, 50), (200, 10, 10)).save(photo)
+    before = (detector / "detector.json").read_bytes()
+    args = ["detect", str(photo), "--detector", str(detector), "--out", str(detector)]
+    assert main(args) == 2
+    one_error(capsys, "detector.json", "--detector")
+    assert (detector / "detector.json").read_bytes() == before

@@ -190,9 +190,38 @@ def _print_eval_det_result(result: dict[str, Any]) -> None:
         print_timing("  SPP-net time per image", r["spp_timing"])
 
 
+def _check_detect_outputs(args: argparse.Namespace) -> None:
+    """Outputs never overwrite inputs: no ``OUT/<name>.png|.json`` may be an input image or
+    a file of the detector or proposals folder.
+
+    Raises:
+        UserError: naming the output and the input it would replace.
+    """
+    import os
+    from pathlib import Path
+
+    from sppnet.engine.detect_images import output_names
+
+    inputs = {os.path.realpath(p): f"the input image {p}" for p in args.images}
+    for option in ("detector", "onnx", "proposals"):
+        folder = getattr(args, option, None)
+        if folder and os.path.isdir(folder):
+            for entry in os.scandir(folder):
+                inputs.setdefault(os.path.realpath(entry.path), f"{entry.path} (--{option})")
+    for name in output_names(args.images):
+        for target in (Path(args.out) / f"{name}.png", Path(args.out) / f"{name}.json"):
+            replaced = inputs.get(os.path.realpath(target))
+            if replaced is not None:
+                raise UserError(
+                    f"--out {args.out}: writing {target} would replace {replaced}; outputs "
+                    "never overwrite inputs: choose another --out folder"
+                )
+
+
 def _cmd_detect(args: argparse.Namespace) -> int:
     from sppnet.detect.images import ImageFailure, detect_images, save_image_detections
 
+    _check_detect_outputs(args)
     if args.onnx is not None:
         from sppnet.export.onnx_detector import load_onnx_detector
 
