@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import one_error
+from conftest import TINY_TRAIN, one_error, train_det_args
 
 from sppnet.cli import main
 
@@ -78,3 +78,76 @@ def test_detect_never_replaces_the_detector_files(detector, tmp_path, capsys):
     assert main(args) == 2
     one_error(capsys, "detector.json", "--detector")
     assert (detector / "detector.json").read_bytes() == before
+
+
+def _lock(out: Path, pid: int) -> Path:
+    import socket
+
+    path = out / ".sppnet.lock"
+    record = {"pid": pid, "host": socket.gethostname(), "command": "sppnet train",
+              "started": "2026-01-01 00:00:00 UTC"}  # fmt: skip
+    path.write_text(json.dumps(record))
+    return path
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_train_into_a_folder_in_use_is_refused(run, capsys):
+    import os
+
+    lock = _lock(run, os.getppid())  # a live process on this host
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    args = ["train", "--out", str(run), "--resume", "--epochs", "2", *TINY_TRAIN]
+    assert main(args) == 2
+    one_error(capsys, "in use by another run", f"pid {os.getppid()}", "another --out")
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+    assert lock.is_file()  # not ours to remove
+
+
+def test_stale_lock_is_named_and_cleared_by_deleting_it(run, capsys):
+    pid = _dead_pid()
+    lock = _lock(run, pid)
+    args = ["train", "--out", str(run), "--resume", "--epochs", "2", *TINY_TRAIN]
+    assert main(args) == 2
+    one_error(capsys, "stale lock", str(lock), f"pid {pid}", "delete that file")
+    lock.unlink()  # what the message says
+    assert main(args) == 0
+    assert "epoch 2/2" in capsys.readouterr().out
+    assert not lock.exists()  # the finished run removed its own lock
+
+
+def test_train_det_into_a_folder_in_use_is_refused(voc, tmp_path, capsys):
+    import os
+
+    out = tmp_path / "det"
+    out.mkdir()
+    _lock(out, os.getppid())
+    assert main(train_det_args(voc, out)) == 2
+    one_error(capsys, "in use by another run")
+    assert sorted(p.name for p in out.iterdir()) == [".sppnet.lock"]
+
+
+def test_resume_with_nothing_to_resume_says_what_exists(tmp_path, capsys):
+    out = tmp_path / "new"
+    args = ["train", "--out", str(out), "--resume", "--epochs", "1", *TINY_TRAIN]
+    assert main(args) == 2
+    one_error(capsys, "holds no checkpoint", "does not exist", "without --resume")
+    assert not out.exists()
+    (out / "data").mkdir(parents=True)
+    (out / "log.csv").write_text("epoch\n")
+    assert main(args) == 2
+    one_error(capsys, "holds no checkpoint", "data/, log.csv")
+
+
+def test_a_refused_train_leaves_no_folder(data, tmp_path, capsys):
+    out = tmp_path / "never"
+    args = ["train", "--data", str(data), "--out", str(out), "--model", "nope", *TINY_TRAIN]
+    assert main(args) == 2
+    capsys.readouterr()
+    assert not out.exists()

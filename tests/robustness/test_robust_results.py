@@ -142,3 +142,18 @@ def test_detect_on_an_image_larger_than_the_scale_works_on_a_copy(detector, tmp_
     assert boxes[:, 3].max() <= 400
     with Image.open(out / "big.png") as picture:
         assert picture.size == (120, 96)  # drawn on the working copy
+
+
+def test_export_refuses_an_opset_it_would_not_write(run, tmp_path, capsys):
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    out = tmp_path / "c.onnx"
+    args = ["export", "--checkpoint", str(run), "--out", str(out)]
+    assert main([*args, "--opset", str(newest + 2)]) == 2
+    one_error(capsys, f"opset {newest + 2}", f"18 to {newest}")
+    assert not out.exists()
+    assert main([*args, "--opset", "21"]) == 0
+    assert "opset 21" in capsys.readouterr().out
+    proto = onnx.load(str(out))
+    assert {e.domain: e.version for e in proto.opset_import}[""] == 21

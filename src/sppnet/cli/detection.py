@@ -39,6 +39,20 @@ _TRAIN_DET_FIELDS = (
 
 
 def _cmd_train_det(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from sppnet._run_lock import run_lock
+
+    with (
+        run_lock(args.out, "sppnet train-det")
+        if torchrun_rank() == 0
+        else (contextlib.nullcontext())
+    ):
+        return _train_det(args)
+
+
+def _train_det(args: argparse.Namespace) -> int:
+    """``sppnet train-det`` once ``--out`` is this run's (see :func:`_cmd_train_det`)."""
     import dataclasses
     from pathlib import Path
 

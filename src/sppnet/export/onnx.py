@@ -216,6 +216,9 @@ def _export(
         finally:
             registration.setLevel(level)
     proto = program.model_proto
+    written = {entry.domain: entry.version for entry in proto.opset_import}.get("", opset)
+    if written != opset:  # reported settings are the ones used
+        raise ValueError(f"the exporter wrote opset {written}, not the {opset} asked for")
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -239,8 +242,16 @@ def _check_model(model: object) -> SPPNet:
 
 
 def _check_opset(opset: int) -> int:
-    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 18:
-        raise ValueError(f"opset must be an int >= 18 (the exporter's minimum), got {opset!r}")
+    """``opset`` if the exporter writes graphs of it: 18 (its minimum) to the newest the
+    installed ``onnx`` knows (asked for more, the exporter would quietly write opset 18)."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 18 <= opset <= newest:
+        raise ValueError(
+            f"opset {opset!r} is not supported: the exporter writes opsets 18 to {newest} "
+            f"(onnx {onnx.__version__}); pass --opset in that range"
+        )
     return opset
 
 
@@ -266,7 +277,7 @@ def export_classifier(
         path: the ``.onnx`` file to write (parent directories are created).
         classes: class names stored in the metadata (``classes``, JSON).
         mean: the pixel mean stored in the metadata (``mean``, JSON).
-        opset: ONNX opset (>= 18).
+        opset: ONNX opset (18 to the installed onnx's newest).
 
     Returns:
         The written path.
@@ -330,7 +341,7 @@ def export_detector(
         directory: created if needed.
         max_image_side: the longest resized image side (pixels) the window graph must be
             exact for; default ``max_long_side`` of the detector, else 3 x its largest scale.
-        opset: ONNX opset (>= 18).
+        opset: ONNX opset (18 to the installed onnx's newest).
 
     Returns:
         The directory.
