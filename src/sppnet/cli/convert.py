@@ -30,7 +30,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             classes = parse_classes(args.classes)
         if os.path.isdir(args.out):
             raise UserError(f"--out {args.out} is a folder; voc2coco writes a .json file")
-        done = voc_to_coco(args.data, args.split or "trainval", args.out, classes=classes)
+        done = voc_to_coco(
+            args.data, args.split or "trainval", args.out, classes=classes, fix_sizes=args.fix_sizes
+        )
     else:
         from sppnet.data.convert import coco_to_voc
 
@@ -41,7 +43,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         if os.path.isfile(args.out):
             raise UserError(f"--out {args.out} is a file; coco2voc writes a VOC root folder")
         _check_empty_out(args)
-        done = coco_to_voc(args.data, args.images, args.out, split=args.split or "all")
+        done = coco_to_voc(
+            args.data, args.images, args.out, split=args.split or "all", fix_sizes=args.fix_sizes
+        )
     print(
         f"{args.direction}: {done['images']} images, {done['objects']} objects, "
         f"{len(done['classes'])} classes -> {args.out}"

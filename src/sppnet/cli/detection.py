@@ -34,7 +34,7 @@ __all__ = ["add_detect_parser", "add_eval_det_parser", "add_train_det_parser"]
 _TRAIN_DET_FIELDS = (
     "checkpoint", "which", "model", "width", "fc_dim", "spp_levels", "proposals",
     "max_proposals", "finetune_iterations", "finetune_lr", "e2e_iterations", "e2e_lr",
-    "svm_c", "max_images", "seed", "proposal_workers", "cache", "images",
+    "svm_c", "max_images", "seed", "proposal_workers", "cache", "images", "fix_sizes",
 )  # fmt: skip
 
 
@@ -140,7 +140,11 @@ def _eval_det(args: argparse.Namespace, detector: Any, info: DistInfo) -> int:
     # the detector's own classes set the labels (it records them); a COCO file's categories
     # are matched to them by name
     dataset = open_detection_dataset(
-        args.data, args.split, images=args.images, classes=detector.class_names
+        args.data,
+        args.split,
+        images=args.images,
+        classes=detector.class_names,
+        fix_sizes=args.fix_sizes,
     )
     if args.images is not None and len(dataset) == 0:
         raise UserError(f"--data {args.data} lists no images")

@@ -143,6 +143,7 @@ class DetectorTrainConfig:
     proposal_workers: int = 0  # processes computing proposals (0: this one); same boxes
     images: str | None = None  # COCO: the image folder (data is then the annotation file)
     classes: tuple[str, ...] | None = None  # label order; None: classes.txt / VOC / COCO's
+    fix_sizes: bool = False  # rescale boxes of images whose recorded size is not the file's
 
     def __post_init__(self) -> None:
         """Check the starting network's settings before any stage writes a file.
@@ -917,7 +918,11 @@ def _train_detector(
 def _open_training_set(config: DetectorTrainConfig, out: Path, info: DistInfo) -> VOCDetection:
     """The training images (the first ``max_images``), checked against ``out``'s caches."""
     dataset = open_detection_dataset(
-        config.data, config.split, images=config.images, classes=config.classes
+        config.data,
+        config.split,
+        images=config.images,
+        classes=config.classes,
+        fix_sizes=config.fix_sizes,
     )
     _check_same_classes(out, dataset.class_names)
     if info.is_main:
@@ -947,6 +952,10 @@ def _start_run(config: DetectorTrainConfig, info: DistInfo, progress: bool, say:
         # the labels every stage learns; recorded only for runs that choose their classes or
         # read COCO, so runs made before keep their finished stages
         base["classes"] = list(dataset.class_names)
+    if getattr(dataset, "resized", 0):  # rescaled ground truth (earlier runs keep stages)
+        base["boxes"] = hashlib.sha256(
+            b"".join(a["boxes"].numpy().tobytes() for a in dataset.annotations)
+        ).hexdigest()
     return _Run(
         config=config,
         info=info,

@@ -1,0 +1,72 @@
+"""Checked against reality: recorded sizes, classes without examples, cached artefacts."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import one_error
+
+from sppnet.cli import main
+
+
+@pytest.fixture
+def voc_copy(voc, tmp_path) -> Path:
+    """A copy of the tiny VOC root (train: 3, test: 2) the test may change."""
+    return Path(shutil.copytree(voc, tmp_path / "voc"))
+
+
+def _double_size(xml: Path) -> None:
+    """Record twice the real size (the boxes stay inside it: only the decode can tell)."""
+    text = xml.read_text()
+    for tag in ("width", "height"):
+        value = int(re.search(f"<{tag}>(\\d+)</{tag}>", text).group(1))
+        text = text.replace(f"<{tag}>{value}</{tag}>", f"<{tag}>{2 * value}</{tag}>", 1)
+    xml.write_text(text)
+
+
+def _eval_det(det_run: Path, voc: Path, out: Path) -> list[str]:
+    return ["eval-det", "--detector", str(det_run), "--data", str(voc), "--split", "test",
+            "--proposals", "edge_boxes", "--max-proposals", "30", "--out", str(out),
+            "--no-progress"]  # fmt: skip
+
+
+def test_recorded_size_that_is_not_the_image_is_named(det_run, voc_copy, tmp_path, capsys):
+    _double_size(voc_copy / "Annotations" / "000004.xml")
+    assert main(_eval_det(det_run, voc_copy, tmp_path / "ev")) == 2
+    one_error(capsys, "000004.jpg", "but its annotation says", "--fix-sizes")
+
+
+def test_fix_sizes_rescales_the_boxes_with_a_warning(det_run, voc_copy, tmp_path, capsys):
+    from sppnet.data import VOCDetection
+
+    xml = voc_copy / "Annotations" / "000004.xml"
+    truth = VOCDetection(voc_copy, "test").annotations[0]["boxes"]
+    _double_size(xml)
+    with pytest.warns(UserWarning, match="1 annotation"):
+        fixed = VOCDetection(voc_copy, "test", fix_sizes=True)
+    # the boxes were read as drawn on a picture twice the size: halved onto the real one
+    assert fixed.annotations[0]["boxes"].tolist() == (truth / 2).tolist()
+    assert (fixed.annotations[0]["width"], fixed.annotations[0]["height"]) == (120, 120)
+    assert fixed.resized == 1
+    with pytest.warns(UserWarning, match="rescaled"):
+        assert main([*_eval_det(det_run, voc_copy, tmp_path / "ev"), "--fix-sizes"]) == 0
+
+
+def test_coco2voc_checks_recorded_sizes(voc, tmp_path, capsys):
+    coco = tmp_path / "c.json"
+    assert main(["convert", "voc2coco", "--data", str(voc), "--split", "train",
+                 "--out", str(coco)]) == 0  # fmt: skip
+    data = json.loads(coco.read_text())
+    data["images"][1]["width"] += 40
+    coco.write_text(json.dumps(data))
+    capsys.readouterr()
+    args = ["convert", "coco2voc", "--data", str(coco), "--images", str(voc / "JPEGImages"),
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 2
+    one_error(capsys, "000002.jpg", "but its annotation says", "--fix-sizes")
+    with pytest.warns(UserWarning, match="000002.jpg 160x120 -> 120x120"):
+        assert main([*args, "--fix-sizes"]) == 0
