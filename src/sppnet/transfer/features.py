@@ -82,6 +82,7 @@ from sppnet.data.transforms import (
 from sppnet.engine.distributed import DistInfo, barrier, shard_indices
 from sppnet.ops import spatial_pyramid_pool
 from sppnet.transfer.store import (
+    check_feature_dir,
     clear_shards,
     compact_feature_dir,
     create_feature_dir,
@@ -671,10 +672,12 @@ def _open_folder(
     """
     out.mkdir(parents=True, exist_ok=True)
     meta = _read_meta(out, run)
+    if meta is not None and not has_features(out) and not meta.get("complete"):
+        meta = None  # features file lost before any row counted: start over
+    if meta is not None:
+        check_feature_dir(out, meta)  # reused: its files must hold what the meta says
     if meta is not None and meta.get("complete"):
         return meta
-    if meta is not None and not has_features(out):
-        meta = None  # features file lost: start over
     if meta is None and info.is_main:
         meta = {**run, "dtype": "float32", "rows_done": 0, "skipped": [], "complete": False}
         meta["labels_shape"] = None if label_arr is None else list(label_arr.shape)

@@ -37,6 +37,7 @@ __all__ = [
     "LABELS_FILE",
     "META_FILE",
     "SHARDS_DIR",
+    "check_feature_dir",
     "clear_shards",
     "compact_feature_dir",
     "create_feature_dir",
@@ -105,6 +106,43 @@ def create_feature_dir(
     shape = (int(meta["num_images"]), int(meta["dim"]))
     np.lib.format.open_memmap(root / FEATURES_FILE, mode="w+", dtype=np.float32, shape=shape)
     write_meta(root, meta)
+
+
+def check_feature_dir(root: Path, meta: dict[str, Any]) -> None:
+    """Before a folder is reused (finished, or resumed), its files must hold what its meta
+    says: ``features.npy`` ``[rows, dim]`` readable to its last byte, ``labels.npy`` and
+    ``ids.json`` one entry per row. A ``complete`` flag alone does not prove it.
+
+    Args:
+        root: the folder.
+        meta: its ``meta.json``.
+
+    Raises:
+        DamagedFileError: a file missing, truncated, of another shape or length (named,
+            with: delete the folder and rerun ``sppnet features``).
+    """
+    fix = f"delete {root} and rerun `sppnet features` to re-extract"
+    n, dim = int(meta["num_images"]), int(meta["dim"])
+    kept = n - len({s["index"] for s in meta.get("skipped", [])})
+    # finished: the compacted rows; unfinished: all N (or kept, if compaction was cut short)
+    allowed = {int(meta.get("rows", kept))} if meta.get("complete") else {n, kept}
+    path = root / FEATURES_FILE
+    if not path.is_file():
+        raise DamagedFileError(path, "missing beside its meta.json", fix)
+    features = load_npy_file(path, mmap_mode="r", fix=fix)  # a truncated file fails here
+    if features.ndim != 2 or features.shape[1] != dim or features.shape[0] not in allowed:
+        expected = " or ".join(f"[{r}, {dim}]" for r in sorted(allowed))
+        raise DamagedFileError(path, f"shape {features.shape}, meta.json says {expected}", fix)
+    rows = features.shape[0]
+    del features
+    if (root / LABELS_FILE).is_file() or meta.get("labels_shape"):
+        labels = load_npy_file(root / LABELS_FILE, mmap_mode="r", fix=fix)
+        if labels.shape[:1] not in {(r,) for r in allowed}:
+            raise DamagedFileError(root / LABELS_FILE, f"{labels.shape[0]} rows for {rows}", fix)
+    ids = load_json_file(root / IDS_FILE, fix=fix)
+    if not isinstance(ids, list) or len(ids) not in allowed:
+        got = len(ids) if isinstance(ids, list) else type(ids).__name__
+        raise DamagedFileError(root / IDS_FILE, f"{got} ids for {rows} rows", fix)
 
 
 def open_features(root: Path) -> np.memmap:
