@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import one_error
+from conftest import one_error, train_det_args
 
 from sppnet.cli import main
 
@@ -70,3 +70,55 @@ def test_coco2voc_checks_recorded_sizes(voc, tmp_path, capsys):
     one_error(capsys, "000002.jpg", "but its annotation says", "--fix-sizes")
     with pytest.warns(UserWarning, match="000002.jpg 160x120 -> 120x120"):
         assert main([*args, "--fix-sizes"]) == 0
+
+
+def test_classes_without_examples_are_left_out_with_a_warning(voc, tmp_path, capsys):
+    from sppnet.engine.detector_io import load_detector
+
+    out = tmp_path / "det"
+    args = train_det_args(voc, out)
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    present = {"ell", "frame", "star", "triangle"}  # the objects of the 3 training scenes
+    absent = ["circle", "crescent", "cross", "ring"]
+    assert f"4 of 8 classes have no training object ({', '.join(absent)})" in captured.err
+    assert "no SVM for 4 class(es)" in captured.out
+    detector, _ = load_detector(out / "detector")
+    for c, name in enumerate(detector.class_names):
+        assert (detector.svm_bias[c].item() == float("-inf")) == (name not in present), name
+    image = voc / "JPEGImages" / "000004.jpg"
+    assert main(["detect", str(image), "--detector", str(out / "detector"),
+                 "--out", str(tmp_path / "o"), "--max-proposals", "30"]) == 0  # fmt: skip
+    found = json.loads((tmp_path / "o" / "000004.json").read_text())["detections"]
+    assert found and {d["name"] for d in found} <= present
+
+
+def _features(run: Path, data: Path, out: Path) -> list[str]:
+    return ["features", "--checkpoint", str(run), "--data", str(data), "--split", "all",
+            "--layer", "spp", "--view", "full", "--size", "64", "--out", str(out),
+            "--device", "cpu", "--no-progress"]  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", ["truncate", "rows", "ids"])
+def test_reused_features_are_verified(run, data, tmp_path, capsys, damage):
+    import numpy as np
+
+    out = tmp_path / "f"
+    assert main(_features(run, data, out)) == 0
+    good = np.load(out / "features.npy")
+    if damage == "truncate":  # the header still says [9, D]: only the length tells
+        raw = (out / "features.npy").read_bytes()
+        (out / "features.npy").write_bytes(raw[: len(raw) - 100])
+        needles = ["features.npy", "damaged"]
+    elif damage == "rows":
+        np.save(out / "features.npy", good[:5])
+        needles = ["features.npy", f"[9, {good.shape[1]}]"]
+    else:
+        (out / "ids.json").write_text(json.dumps(["a"]))
+        needles = ["ids.json", "1 ids for 9 rows"]
+    capsys.readouterr()
+    assert main(_features(run, data, out)) == 2
+    one_error(capsys, *needles, f"delete {out}")
+    shutil.rmtree(out)  # what the message says
+    assert main(_features(run, data, out)) == 0
+    assert np.array_equal(np.load(out / "features.npy"), good)
