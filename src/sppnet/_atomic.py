@@ -48,6 +48,8 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
 
     The parent folder is created if needed. The temporary file exists (empty) when the
     block starts; a block that raises leaves ``path`` untouched and the temporary removed.
+    A full disk (``ENOSPC``, a writer's "No space left on device") becomes a
+    :class:`~sppnet.errors.DiskFullError` naming ``path`` and the free space.
 
     Args:
         path: the destination.
@@ -56,17 +58,26 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
     Yields:
         The temporary path to write.
     """
+    from sppnet.errors import DiskFullError, is_disk_full
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    except OSError as err:
+        if is_disk_full(err):
+            raise DiskFullError(path) from err
+        raise
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
         fsync_file(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(err) and not isinstance(err, DiskFullError):
+            raise DiskFullError(path) from err
         raise
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +30,7 @@ import numpy as np
 
 from sppnet._atomic import atomic_path, atomic_save_npy, atomic_write_bytes, atomic_write_json
 from sppnet.engine.safe_load import load_json_file, load_npy_file
-from sppnet.errors import DamagedFileError
+from sppnet.errors import DamagedFileError, DiskFullError, is_disk_full
 
 __all__ = [
     "FEATURES_FILE",
@@ -104,8 +105,30 @@ def create_feature_dir(
     if labels is not None:
         atomic_save_npy(root / LABELS_FILE, labels)
     shape = (int(meta["num_images"]), int(meta["dim"]))
-    np.lib.format.open_memmap(root / FEATURES_FILE, mode="w+", dtype=np.float32, shape=shape)
+    path = root / FEATURES_FILE
+    try:
+        np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+        _reserve(path)
+    except OSError as err:
+        path.unlink(missing_ok=True)
+        if is_disk_full(err):
+            raise DiskFullError(path) from err
+        raise
     write_meta(root, meta)
+
+
+def _reserve(path: Path) -> None:
+    """Allocate a freshly created (sparse) file's blocks now: a full disk is an error here,
+    before any work, instead of a crash (SIGBUS) when a memory-mapped row is written."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as err:
+        if is_disk_full(err):
+            raise
+        # a file system without fallocate: the rows are written as before
+    finally:
+        os.close(fd)
 
 
 def check_feature_dir(root: Path, meta: dict[str, Any]) -> None:
