@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "atomic_folder",
     "atomic_link_or_copy",
     "atomic_path",
     "atomic_save_figure",
@@ -30,6 +31,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "fsync_file",
+    "new_write_id",
 ]
 
 
@@ -79,6 +81,83 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
         if is_disk_full(err) and not isinstance(err, DiskFullError):
             raise DiskFullError(path) from err
         raise
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike[str], names: tuple[str, ...]) -> Iterator[Path]:
+    """Yield an empty temporary folder for the files ``names``; on success they appear at
+    ``path`` together: the temporary folder, its files flushed to disk, is renamed onto
+    ``path`` whole (an earlier folder of the same files is replaced).
+
+    A reader, or a run killed at any moment, sees the old set of files or the new one,
+    never one file of each. Where ``path`` also holds other files (``save_detector`` into
+    a folder of the user's), those are kept: the files are then renamed in one by one, and
+    the id the writers record in each file (see :func:`new_write_id`) lets readers refuse a
+    mixed set.
+
+    Args:
+        path: the folder to write.
+        names: the files the block writes into the yielded folder.
+
+    Yields:
+        The temporary folder (beside ``path``).
+
+    Raises:
+        sppnet.errors.DiskFullError: the disk filled up (nothing at ``path`` changed).
+    """
+    import shutil
+
+    from sppnet.errors import DiskFullError, is_disk_full
+
+    path = Path(path)
+    others = path.is_dir() and any(
+        p.name not in names and not p.name.startswith(".") for p in path.iterdir()
+    )
+    parent = path if others else path.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{path.name}.tmp-"))
+    current = path
+    try:
+        yield tmp
+        for name in names:
+            current = path / name
+            fsync_file(tmp / name)
+        if others:
+            for name in names:
+                os.replace(tmp / name, path / name)
+        else:
+            _swap_in(tmp, path)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(err) and not isinstance(err, DiskFullError):
+            raise DiskFullError(current) from err
+        raise
+    finally:
+        if others:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap_in(tmp: Path, path: Path) -> None:
+    """Rename the folder ``tmp`` onto ``path``, moving an earlier ``path`` aside first (a
+    folder cannot be renamed over a non-empty one) and removing it after."""
+    import shutil
+
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def new_write_id() -> str:
+    """A fresh id for the files of one multi-file write; each file records it, and readers
+    check that every file of the set carries the same one."""
+    import uuid
+
+    return uuid.uuid4().hex
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -151,3 +151,74 @@ def test_a_refused_train_leaves_no_folder(data, tmp_path, capsys):
     assert main(args) == 2
     capsys.readouterr()
     assert not out.exists()
+
+
+def _detect(image: Path, tmp_path: Path, **source: Path) -> list[str]:
+    ((option, folder),) = source.items()
+    return ["detect", str(image), f"--{option}", str(folder), "--out", str(tmp_path / "o"),
+            "--max-proposals", "20"]  # fmt: skip
+
+
+def test_detector_files_of_two_saves_are_refused(detector, image, tmp_path, capsys):
+    from sppnet.engine.detector_io import load_detector, save_detector
+
+    det, meta = load_detector(detector)
+    other = save_detector(tmp_path / "other", det, meta["model"])  # same network, new save
+    shutil.copyfile(other / "detector.safetensors", detector / "detector.safetensors")
+    assert main(_detect(image, tmp_path, detector=detector)) == 2
+    one_error(capsys, "detector.json", "different saves", "train-det")
+    assert main(_detect(image, tmp_path, detector=other)) == 0
+
+
+def test_a_save_cut_short_leaves_the_earlier_detector(detector, image, tmp_path, monkeypatch):
+    import sppnet.engine.detector_io as detector_io
+
+    before = {p.name: p.read_bytes() for p in detector.iterdir()}
+    det, meta = detector_io.load_detector(detector)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the weights are written, the description is not
+
+    monkeypatch.setattr(detector_io, "atomic_write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        detector_io.save_detector(detector, det, meta["model"])
+    assert {p.name: p.read_bytes() for p in detector.iterdir()} == before
+    assert not [p for p in detector.parent.iterdir() if p.name.startswith(".detector")]
+
+
+def test_onnx_export_is_whole_and_its_graphs_belong_together(
+    detector, image, tmp_path, capsys, monkeypatch
+):
+    import onnx
+
+    import sppnet.engine.onnx_export as onnx_export
+
+    out = tmp_path / "onnx"
+    assert main(["export", "--detector", str(detector), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    calls = []
+
+    def killed(*args, **kwargs):  # killed after conv.onnx, before windows.onnx
+        calls.append(args[2].name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    real = onnx_export._export
+    monkeypatch.setattr(onnx_export, "_export", killed)
+    with pytest.raises(KeyboardInterrupt):
+        main(["export", "--detector", str(detector), "--out", str(out)])
+    monkeypatch.undo()
+    assert calls == ["conv.onnx", "windows.onnx"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the earlier export
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert main(_detect(image, tmp_path, onnx=out)) == 0
+    # a conv.onnx of another export beside these files: refused
+    conv = onnx.load(str(out / "conv.onnx"))
+    for entry in conv.metadata_props:
+        if entry.key == "sppnet.export_id":
+            entry.value = "another-export"
+    onnx.save(conv, str(out / "conv.onnx"))
+    capsys.readouterr()
+    assert main(_detect(image, tmp_path, onnx=out)) == 2
+    one_error(capsys, "conv.onnx", "another export", "another-export")

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sppnet._atomic import atomic_path, atomic_write_json
+from sppnet._atomic import atomic_folder, atomic_path, atomic_write_json, new_write_id
 from sppnet.detection.detector import Detector
 from sppnet.detection.window_features import window_levels
 from sppnet.models.efficientnet_lite import EfficientNetLite
@@ -365,8 +365,26 @@ def export_detector(
     levels = window_levels(model)
     max_map_side = max(model.feature_size(max_image_side, max_image_side))
     table_levels = table_levels_for(max_map_side, levels)
-    directory = Path(directory)
-    _export_detector_graphs(detector, model, directory, table_levels, opset)
+    export_id = new_write_id()  # recorded in all three files: readers check they match
+    with atomic_folder(directory, DETECTOR_FILES) as tmp:  # the three appear together
+        _export_detector_graphs(detector, model, tmp, table_levels, (opset, export_id))
+        _write_detector_meta(tmp, detector, model, max_image_side, table_levels, opset, export_id)
+    return Path(directory)
+
+
+def _write_detector_meta(
+    directory: Path,
+    detector: Detector,
+    model: SPPNet,
+    max_image_side: int,
+    table_levels: int,
+    opset: int,
+    export_id: str,
+) -> None:
+    """``onnx_detector.json``: the settings :class:`~sppnet.engine.onnx_detector.OnnxDetector`
+    runs with, and the ``export_id`` its graphs carry."""
+    levels = window_levels(model)
+    max_map_side = max(model.feature_size(max_image_side, max_image_side))
     meta = {
         **_detector_settings(detector),
         "feature_stride": model.feature_stride,
@@ -380,9 +398,9 @@ def export_detector(
         "exporter": "torch.onnx.export(dynamo=True)",
         "opset": opset,
         "torch": torch.__version__,
+        "export_id": export_id,
     }
     atomic_write_json(directory / "onnx_detector.json", meta)
-    return directory
 
 
 def _check_max_image_side(detector: Detector, model: SPPNet, max_image_side: object) -> int:
@@ -408,10 +426,13 @@ def _export_detector_graphs(
     model: SPPNet,
     directory: Path,
     table_levels: int,
-    opset: int,
+    opset_and_id: tuple[int, str],
 ) -> None:
     """``conv.onnx`` (image -> conv map) and ``windows.onnx`` (map, windows -> scores and
-    box deltas), traced in eval mode (the detector's mode restored after)."""
+    box deltas), traced in eval mode (the detector's mode restored after); both record the
+    export's id (``sppnet.export_id``)."""
+    opset, export_id = opset_and_id
+    ids = {"sppnet.export_id": export_id}
     was_training = detector.training
     detector.eval()
     dyn = torch.export.Dim.DYNAMIC
@@ -424,7 +445,7 @@ def _export_detector_graphs(
             ["conv_map"],
             {"image": {0: dyn, 2: dyn, 3: dyn}},
             opset,
-            {"sppnet.kind": "detector-conv", "sppnet.model": model.name},
+            {"sppnet.kind": "detector-conv", "sppnet.model": model.name, **ids},
         )
         h, w = model.feature_size(224, 243)
         windows = torch.tensor([[0, 0, w, h], [1, 2, w - 1, h - 3], [2, 1, 5, 4]])
@@ -437,7 +458,7 @@ def _export_detector_graphs(
             outputs,
             {"conv_map": {2: dyn, 3: dyn}, "windows": {0: dyn}},
             opset,
-            {"sppnet.kind": "detector-windows", "sppnet.model": model.name},
+            {"sppnet.kind": "detector-windows", "sppnet.model": model.name, **ids},
         )
     finally:
         detector.train(was_training)
