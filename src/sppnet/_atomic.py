@@ -32,6 +32,8 @@ __all__ = [
     "atomic_write_text",
     "fsync_file",
     "new_write_id",
+    "publish_folder",
+    "staging_folder",
 ]
 
 
@@ -110,31 +112,54 @@ def atomic_folder(path: str | os.PathLike[str], names: tuple[str, ...]) -> Itera
     from sppnet.errors import DiskFullError, is_disk_full
 
     path = Path(path)
-    others = path.is_dir() and any(
-        p.name not in names and not p.name.startswith(".") for p in path.iterdir()
-    )
-    parent = path if others else path.parent
+    parent = path if _holds_others(path, names) else path.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{path.name}.tmp-"))
-    current = path
     try:
         yield tmp
-        for name in names:
-            current = path / name
-            fsync_file(tmp / name)
-        if others:
-            for name in names:
-                os.replace(tmp / name, path / name)
-        else:
-            _swap_in(tmp, path)
+        publish_folder(tmp, path, names)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, DiskFullError) and Path(err.path).parent == tmp:
+            raise DiskFullError(path / Path(err.path).name) from err  # the file's final name
         if is_disk_full(err) and not isinstance(err, DiskFullError):
-            raise DiskFullError(current) from err
+            raise DiskFullError(path) from err
         raise
-    finally:
-        if others:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _holds_others(path: Path, names: tuple[str, ...]) -> bool:
+    """Whether the folder ``path`` holds visible entries other than ``names``."""
+    return path.is_dir() and any(
+        p.name not in names and not p.name.startswith(".") for p in path.iterdir()
+    )
+
+
+def staging_folder(path: str | os.PathLike[str], names: tuple[str, ...]) -> Path:
+    """The fixed hidden folder where a resumable multi-file output of ``path`` is built
+    before :func:`publish_folder` (beside ``path``, or inside it where it holds other
+    files); the same on every call and every process, so a rerun finds it."""
+    path = Path(path)
+    return (
+        path / ".partial" if _holds_others(path, names) else path.parent / f".{path.name}.partial"
+    )
+
+
+def publish_folder(tmp: Path, path: Path, names: tuple[str, ...]) -> None:
+    """Flush the files ``names`` of the folder ``tmp`` to disk and put them at ``path``
+    together: ``tmp`` renamed onto ``path`` whole, or (where ``path`` holds other files)
+    the files renamed in one by one and ``tmp`` removed. Files of ``names`` that ``tmp``
+    lacks are left out (an optional file)."""
+    import shutil
+
+    present = [name for name in names if (tmp / name).exists()]
+    for name in present:
+        fsync_file(tmp / name)
+    if _holds_others(path, names):
+        for name in present:
+            os.replace(tmp / name, path / name)
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        _swap_in(tmp, path)
 
 
 def _swap_in(tmp: Path, path: Path) -> None:

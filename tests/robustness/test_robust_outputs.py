@@ -222,3 +222,32 @@ def test_onnx_export_is_whole_and_its_graphs_belong_together(
     capsys.readouterr()
     assert main(_detect(image, tmp_path, onnx=out)) == 2
     one_error(capsys, "conv.onnx", "another export", "another-export")
+
+
+def test_a_killed_features_run_leaves_no_folder_and_resumes(run, data, tmp_path, monkeypatch):
+    import sys
+
+    import numpy as np
+
+    from sppnet.engine import extract_features
+
+    extraction = sys.modules[extract_features.__module__]  # the module, not its function
+
+    out = tmp_path / "f"
+    args = ["features", "--checkpoint", str(run), "--data", str(data), "--split", "all",
+            "--layer", "spp", "--view", "full", "--size", "64", "--out", str(out),
+            "--device", "cpu", "--no-progress", "--batch-size", "4"]  # fmt: skip
+
+    def killed(*args, **kwargs):  # every row written, the folder not yet finished
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(extraction, "compact_feature_dir", killed)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    monkeypatch.undo()
+    assert not out.exists()  # only a finished folder ever appears at --out
+    staged = json.loads((tmp_path / ".f.partial" / "meta.json").read_text())
+    assert staged["rows_done"] == 9 and not staged["complete"]
+    assert main(args) == 0
+    assert np.load(out / "features.npy").shape[0] == 9
+    assert not (tmp_path / ".f.partial").exists()

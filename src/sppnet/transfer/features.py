@@ -88,10 +88,12 @@ from sppnet.transfer.store import (
     create_feature_dir,
     has_features,
     open_features,
+    publish_feature_dir,
     read_meta,
     read_shard,
     shard_written,
     start_shards,
+    work_folder,
     write_meta,
     write_shard,
 )
@@ -582,7 +584,8 @@ def extract_features(
             (its mode is restored afterwards).
         dataset: yields ``(PIL image, target)`` (``ImageFolder``, ``VOCDetection``) and
             was built with ``skip_bad=False`` (this function skips bad images itself).
-        out_dir: the folder to write (created; may hold an unfinished extraction).
+        out_dir: the folder to write. It is built in the hidden ``.NAME.partial`` beside it
+            (where a rerun resumes) and renamed into place whole once finished.
         layer: one of :func:`feature_layers` (:data:`FEATURE_LAYERS`, :data:`MAP_LAYERS`).
         view: one of :data:`FEATURE_VIEWS`.
         size: shorter side of full/crop views (224; 392 is the paper's best on VOC).
@@ -621,13 +624,15 @@ def extract_features(
     label_arr = _check_dataset(dataset, labels)
     out = Path(out_dir)
     run = _run_settings(model, job, len(dataset))
-    meta = _open_folder(out, run, dataset, label_arr, info)
-    if meta is not None and meta.get("complete"):
-        return out
-    if info.distributed:
-        _extract_shard(model, dataset, out, run, job, info)
-    else:
-        _extract_alone(model, dataset, out, meta, job)
+    work = work_folder(out)  # built there, renamed to out whole once finished
+    meta = _open_folder(work, run, dataset, label_arr, info)
+    if meta is None or not meta.get("complete"):
+        if info.distributed:
+            _extract_shard(model, dataset, work, run, job, info)
+        else:
+            _extract_alone(model, dataset, work, meta, job)
+    if info.is_main:
+        publish_feature_dir(work, out)
     return out
 
 

@@ -11,7 +11,10 @@
                    each finished batch ``k`` as ``batch_<k>.npz`` (rows, skipped images)
 
 Every file but ``features.npy`` is replaced atomically; ``features.npy`` is a memory-mapped
-array filled in place, flushed before ``meta.json`` counts its rows as done.
+array filled in place, flushed before ``meta.json`` counts its rows as done. The folder is
+built in a hidden staging folder (:func:`work_folder`, where a rerun resumes) and renamed
+into place whole once finished (:func:`publish_feature_dir`): a folder at the output path
+is always a finished one, never a mix of two extractions.
 
 Shape shorthand: N images, D feature length, K classes, B images of one batch.
 """
@@ -28,7 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from sppnet._atomic import atomic_path, atomic_save_npy, atomic_write_bytes, atomic_write_json
+from sppnet._atomic import (
+    atomic_path,
+    atomic_save_npy,
+    atomic_write_bytes,
+    atomic_write_json,
+    publish_folder,
+    staging_folder,
+)
 from sppnet.engine.safe_load import load_json_file, load_npy_file
 from sppnet.errors import DamagedFileError, DiskFullError, is_disk_full
 
@@ -45,10 +55,12 @@ __all__ = [
     "has_features",
     "load_feature_dir",
     "open_features",
+    "publish_feature_dir",
     "read_meta",
     "read_shard",
     "shard_written",
     "start_shards",
+    "work_folder",
     "write_meta",
     "write_shard",
 ]
@@ -58,6 +70,7 @@ LABELS_FILE = "labels.npy"
 IDS_FILE = "ids.json"
 META_FILE = "meta.json"
 SHARDS_DIR = "shards"  # under torchrun: each rank's finished batches, until rank 0 merges them
+FOLDER_FILES = (FEATURES_FILE, LABELS_FILE, IDS_FILE, META_FILE)
 _COMPACT_CHUNK = 4096  # rows copied at a time: features.npy may not fit in memory
 
 
@@ -71,6 +84,21 @@ def _read_json(path: Path) -> Any:
 
 
 # ------------------------------------------------------------------------------ writing
+def work_folder(out: Path) -> Path:
+    """Where the extraction into ``out`` is built: ``out`` itself when it already holds a
+    ``meta.json`` (a finished folder, or an unfinished one of the earlier in-place layout),
+    else the hidden staging folder beside it (the same for every process and rerun)."""
+    if (out / META_FILE).is_file():
+        return out
+    return staging_folder(out, FOLDER_FILES)
+
+
+def publish_feature_dir(work: Path, out: Path) -> None:
+    """Put the finished folder ``work`` at ``out`` whole (nothing to do when they are one)."""
+    if work != out:
+        publish_folder(work, out, FOLDER_FILES)
+
+
 def read_meta(root: Path) -> dict[str, Any] | None:
     """The folder's ``meta.json``, or None when there is none yet."""
     path = root / META_FILE
