@@ -160,7 +160,7 @@ def _detect(image: Path, tmp_path: Path, **source: Path) -> list[str]:
 
 
 def test_detector_files_of_two_saves_are_refused(detector, image, tmp_path, capsys):
-    from sppnet.engine.detector_io import load_detector, save_detector
+    from sppnet.detect.io import load_detector, save_detector
 
     det, meta = load_detector(detector)
     other = save_detector(tmp_path / "other", det, meta["model"])  # same network, new save
@@ -171,7 +171,7 @@ def test_detector_files_of_two_saves_are_refused(detector, image, tmp_path, caps
 
 
 def test_a_save_cut_short_leaves_the_earlier_detector(detector, image, tmp_path, monkeypatch):
-    import sppnet.engine.detector_io as detector_io
+    import sppnet.detect.io as detector_io
 
     before = {p.name: p.read_bytes() for p in detector.iterdir()}
     det, meta = detector_io.load_detector(detector)
@@ -191,7 +191,7 @@ def test_onnx_export_is_whole_and_its_graphs_belong_together(
 ):
     import onnx
 
-    import sppnet.engine.onnx_export as onnx_export
+    import sppnet.export.onnx as onnx_export
 
     out = tmp_path / "onnx"
     assert main(["export", "--detector", str(detector), "--out", str(out)]) == 0
@@ -225,13 +225,11 @@ def test_onnx_export_is_whole_and_its_graphs_belong_together(
 
 
 def test_a_killed_features_run_leaves_no_folder_and_resumes(run, data, tmp_path, monkeypatch):
-    import sys
+    import importlib
 
     import numpy as np
 
-    from sppnet.engine import extract_features
-
-    extraction = sys.modules[extract_features.__module__]  # the module, not its function
+    extraction = importlib.import_module("sppnet.transfer.features")  # not the function
 
     out = tmp_path / "f"
     args = ["features", "--checkpoint", str(run), "--data", str(data), "--split", "all",

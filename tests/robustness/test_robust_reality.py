@@ -73,7 +73,7 @@ def test_coco2voc_checks_recorded_sizes(voc, tmp_path, capsys):
 
 
 def test_classes_without_examples_are_left_out_with_a_warning(voc, tmp_path, capsys):
-    from sppnet.engine.detector_io import load_detector
+    from sppnet.detect.io import load_detector
 
     out = tmp_path / "det"
     args = train_det_args(voc, out)

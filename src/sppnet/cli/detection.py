@@ -218,7 +218,7 @@ def _check_detect_outputs(args: argparse.Namespace) -> None:
     import os
     from pathlib import Path
 
-    from sppnet.engine.detect_images import output_names
+    from sppnet.detect.images import output_names
 
     inputs = {os.path.realpath(p): f"the input image {p}" for p in args.images}
     for option in ("detector", "onnx", "proposals"):

@@ -381,7 +381,7 @@ def _write_detector_meta(
     opset: int,
     export_id: str,
 ) -> None:
-    """``onnx_detector.json``: the settings :class:`~sppnet.engine.onnx_detector.OnnxDetector`
+    """``onnx_detector.json``: the settings :class:`~sppnet.export.onnx_detector.OnnxDetector`
     runs with, and the ``export_id`` its graphs carry."""
     levels = window_levels(model)
     max_map_side = max(model.feature_size(max_image_side, max_image_side))
