@@ -124,3 +124,21 @@ def test_voc_annotation_symlink_outside_is_refused(voc_copy, tmp_path, capsys):
             "--out", str(tmp_path / "c.json")]  # fmt: skip
     assert main(args) == 2
     one_error(capsys, "train.txt", "000001", "outside")
+
+
+def test_proposal_file_leading_outside_is_refused(voc, tmp_path, capsys):
+    import numpy as np
+    from conftest import train_det_args
+
+    folder = tmp_path / "props"
+    folder.mkdir()
+    boxes = np.array([[0, 0, 30, 30], [10, 10, 60, 50]], np.float32)
+    for image_id in ("000001", "000003"):
+        np.save(folder / f"{image_id}.npy", boxes)
+    outside = tmp_path / "elsewhere.npy"
+    np.save(outside, boxes)  # a readable file: only the check stops it
+    (folder / "000002.npy").symlink_to(outside)
+    args = train_det_args(voc, tmp_path / "det")
+    args[args.index("--proposals") + 1] = str(folder)
+    assert main(args) == 2
+    one_error(capsys, "000002", "outside", str(folder))

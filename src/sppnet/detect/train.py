@@ -52,6 +52,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from sppnet._atomic import atomic_write_bytes, atomic_write_json
+from sppnet.data._paths import inside_root
 from sppnet.data.transforms import to_tensor
 from sppnet.data.voc import VOCDetection
 from sppnet.detect.cache import ConvMapCache, PooledFeatureCache, model_fingerprint
@@ -366,6 +367,7 @@ def get_proposals(
             raise FileNotFoundError(
                 f"{root}: no proposals for image {image_id!r} ({image_id}.npy or .json)"
             )
+        path = inside_root(root, path.name, source=root, record=f"the proposals of {image_id!r}")
         boxes = load_proposals(path, image_size=dataset.sizes[i])
         result[image_id] = boxes[:max_proposals]
     return result

@@ -623,6 +623,19 @@ def extract_features(
                        num_workers, progress)  # fmt: skip
     label_arr = _check_dataset(dataset, labels)
     out = Path(out_dir)
+    _extract_into(model, dataset, out, job, label_arr, info)
+    return out
+
+
+def _extract_into(
+    model: nn.Module,
+    dataset: Any,
+    out: Path,
+    job: _Job,
+    label_arr: np.ndarray | None,
+    info: DistInfo,
+) -> None:
+    """Build the folder in its staging place (resuming it), then rename it to ``out``."""
     run = _run_settings(model, job, len(dataset))
     work = work_folder(out)  # built there, renamed to out whole once finished
     meta = _open_folder(work, run, dataset, label_arr, info)
@@ -633,7 +646,6 @@ def extract_features(
             _extract_alone(model, dataset, work, meta, job)
     if info.is_main:
         publish_feature_dir(work, out)
-    return out
 
 
 def _check_dataset(dataset: Any, labels: object) -> np.ndarray | None:
