@@ -122,3 +122,16 @@ def test_reused_features_are_verified(run, data, tmp_path, capsys, damage):
     shutil.rmtree(out)  # what the message says
     assert main(_features(run, data, out)) == 0
     assert np.array_equal(np.load(out / "features.npy"), good)
+
+
+def test_reused_pooled_windows_are_verified_row_for_row(det_run, voc, capsys):
+    import numpy as np
+
+    args = [*train_det_args(voc, det_run), "--cache", "windows"]
+    assert main(args) == 0
+    capsys.readouterr()
+    victim = sorted((det_run / "cache" / "features").glob("*.npy"))[0]
+    np.save(victim, np.load(victim)[:-3])  # a whole, readable file of too few rows
+    (det_run / "finetune" / "settings.json").unlink()  # the fc stage reads the cache again
+    assert main(args) == 2
+    one_error(capsys, victim.name, "rows for the", "delete it to recompute")
