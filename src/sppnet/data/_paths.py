@@ -50,11 +50,8 @@ def inside_root(root: str | os.PathLike[str], name: str, *, source: object, reco
 
     if "\0" in name:
         raise refuse("it holds a NUL character")
-    if (
-        PurePosixPath(name).is_absolute()
-        or PureWindowsPath(name).is_absolute()
-        or (PureWindowsPath(name).drive)
-    ):
+    windows = PureWindowsPath(name)
+    if PurePosixPath(name).is_absolute() or windows.is_absolute() or windows.drive:
         raise refuse("an absolute path")
     path = base / name
     try:
