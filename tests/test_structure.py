@@ -12,7 +12,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Layers, lowest first: a module may import its own layer (no cycle) or lower ones; the run
 # packages (classify, detect, transfer, export) do not import one another.
 LAYERS = (
-    {"ops", "_validate", "_atomic", "_repr", "_clock", "_moved", "errors", "memory", "limits"},
+    {"ops", "_validate", "_atomic", "_repr", "_clock", "_moved", "errors", "memory", "limits"}
+    | {"_run_lock"},
     {"models", "data", "detection", "evaluation"},
     {"engine", "visualize"},
     {"classify", "detect", "transfer", "export"},

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "atomic_folder",
     "atomic_link_or_copy",
     "atomic_path",
     "atomic_save_figure",
@@ -30,6 +31,9 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "fsync_file",
+    "new_write_id",
+    "publish_folder",
+    "staging_folder",
 ]
 
 
@@ -48,6 +52,8 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
 
     The parent folder is created if needed. The temporary file exists (empty) when the
     block starts; a block that raises leaves ``path`` untouched and the temporary removed.
+    A full disk (``ENOSPC``, a writer's "No space left on device") becomes a
+    :class:`~sppnet.errors.DiskFullError` naming ``path`` and the free space.
 
     Args:
         path: the destination.
@@ -56,11 +62,15 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
     Yields:
         The temporary path to write.
     """
+    from sppnet.errors import DiskFullError, is_disk_full
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     except OSError as err:
+        if is_disk_full(err):
+            raise DiskFullError(path) from err
         raise _naming(err, path) from None
     os.close(fd)
     tmp = Path(name)
@@ -70,6 +80,8 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
         os.replace(tmp, path)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(err) and not isinstance(err, DiskFullError):
+            raise DiskFullError(path) from err
         if isinstance(err, OSError) and err.filename in (name, str(tmp)):
             raise _naming(err, path) from None
         raise
@@ -81,6 +93,106 @@ def _naming(err: OSError, path: Path) -> OSError:
     if err.errno is None:
         return err
     return type(err)(err.errno, err.strerror or str(err), str(path))
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike[str], names: tuple[str, ...]) -> Iterator[Path]:
+    """Yield an empty temporary folder for the files ``names``; on success they appear at
+    ``path`` together: the temporary folder, its files flushed to disk, is renamed onto
+    ``path`` whole (an earlier folder of the same files is replaced).
+
+    A reader, or a run killed at any moment, sees the old set of files or the new one,
+    never one file of each. Where ``path`` also holds other files (``save_detector`` into
+    a folder of the user's), those are kept: the files are then renamed in one by one, and
+    the id the writers record in each file (see :func:`new_write_id`) lets readers refuse a
+    mixed set.
+
+    Args:
+        path: the folder to write.
+        names: the files the block writes into the yielded folder.
+
+    Yields:
+        The temporary folder (beside ``path``).
+
+    Raises:
+        sppnet.errors.DiskFullError: the disk filled up (nothing at ``path`` changed).
+    """
+    import shutil
+
+    from sppnet.errors import DiskFullError, is_disk_full
+
+    path = Path(path)
+    parent = path if _holds_others(path, names) else path.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield tmp
+        publish_folder(tmp, path, names)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, DiskFullError) and Path(err.path).parent == tmp:
+            raise DiskFullError(path / Path(err.path).name) from err  # the file's final name
+        if is_disk_full(err) and not isinstance(err, DiskFullError):
+            raise DiskFullError(path) from err
+        raise
+
+
+def _holds_others(path: Path, names: tuple[str, ...]) -> bool:
+    """Whether the folder ``path`` holds visible entries other than ``names``."""
+    return path.is_dir() and any(
+        p.name not in names and not p.name.startswith(".") for p in path.iterdir()
+    )
+
+
+def staging_folder(path: str | os.PathLike[str], names: tuple[str, ...]) -> Path:
+    """The fixed hidden folder where a resumable multi-file output of ``path`` is built
+    before :func:`publish_folder` (beside ``path``, or inside it where it holds other
+    files); the same on every call and every process, so a rerun finds it."""
+    path = Path(path)
+    return (
+        path / ".partial" if _holds_others(path, names) else path.parent / f".{path.name}.partial"
+    )
+
+
+def publish_folder(tmp: Path, path: Path, names: tuple[str, ...]) -> None:
+    """Flush the files ``names`` of the folder ``tmp`` to disk and put them at ``path``
+    together: ``tmp`` renamed onto ``path`` whole, or (where ``path`` holds other files)
+    the files renamed in one by one and ``tmp`` removed. Files of ``names`` that ``tmp``
+    lacks are left out (an optional file)."""
+    import shutil
+
+    present = [name for name in names if (tmp / name).exists()]
+    for name in present:
+        fsync_file(tmp / name)
+    if _holds_others(path, names):
+        for name in present:
+            os.replace(tmp / name, path / name)
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        _swap_in(tmp, path)
+
+
+def _swap_in(tmp: Path, path: Path) -> None:
+    """Rename the folder ``tmp`` onto ``path``, moving an earlier ``path`` aside first (a
+    folder cannot be renamed over a non-empty one) and removing it after."""
+    import shutil
+
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def new_write_id() -> str:
+    """A fresh id for the files of one multi-file write; each file records it, and readers
+    check that every file of the set carries the same one."""
+    import uuid
+
+    return uuid.uuid4().hex
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -16,9 +16,11 @@ This module imports nothing heavy: the CLI loads it before torch.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 
-__all__ = ["EXPECTED_ERRORS", "DamagedFileError", "UserError"]
+__all__ = ["EXPECTED_ERRORS", "DamagedFileError", "DiskFullError", "UserError", "is_disk_full"]
 
 
 class UserError(ValueError):
@@ -48,6 +50,46 @@ class DamagedFileError(UserError):
         self.detail = " ".join(str(detail).split())[:200]
         self.fix = fix or "delete it to recompute"
         super().__init__(f"{self.path} is damaged ({self.detail}), {self.fix}")
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` says the disk (or the user's quota) is full: an ``OSError`` with
+    ``ENOSPC`` / ``EDQUOT``, or a writer's own error quoting it (safetensors' ``IoError``)."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(err)
+    return "No space left on device" in text or "Disk quota exceeded" in text
+
+
+def _free_space(path: str) -> str:
+    """``"1.2 GiB free in /data"`` for the nearest existing folder of ``path``."""
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return f"free space in {folder} unknown"
+    units = [("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)]
+    amount = next(((free / size, unit) for unit, size in units if free >= size), (free, "B"))
+    return f"{amount[0]:.1f} {amount[1]} free in {folder}"
+
+
+class DiskFullError(UserError):
+    """Writing a file failed for want of disk space; the files written before are intact.
+
+    Args:
+        path: the file being written.
+        resume: how to go on once there is space (default: run the same command again).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], resume: str | None = None) -> None:
+        self.path = os.fspath(path)
+        super().__init__(
+            f"{self.path}: no space left on device while writing it ({_free_space(self.path)}); "
+            "the files written before are intact: free some space, then "
+            + (resume or "run the same command again")
+        )
 
 
 # What the CLI reports as one line (exit code 2): the standard exceptions the library

@@ -81,8 +81,12 @@ def test_voc2coco_coco2voc_round_trip(custom, tmp_path, capsys):
 
 
 def test_coco2voc_escapes_names_and_cli_errors(custom, tmp_path, capsys):
+    from PIL import Image
+
+    with Image.open(custom / "JPEGImages" / "000001.jpg") as img:  # the real size
+        width, height = img.size
     coco = {
-        "images": [{"id": 1, "file_name": "000001.jpg", "width": 2000, "height": 2000}],
+        "images": [{"id": 1, "file_name": "000001.jpg", "width": width, "height": height}],
         "annotations": [{"id": 1, "image_id": 1, "category_id": 4, "bbox": [1.25, 2, 3, 4]}],
         "categories": [{"id": 4, "name": "a<b&c>"}],
     }

@@ -208,12 +208,14 @@ def test_sharded_features_resume_from_written_batches(tmp_path, monkeypatch):
     stop_at = 2  # rank 0 (batches 0 and 2 of [0, 1], [2, 3], [4]) is killed in batch 2
     with pytest.raises(KeyboardInterrupt):
         ef.extract_features(model, data, out, **kw, info=rank0)
-    assert sorted(p.name for p in (out / "shards").iterdir()) == [
+    staged = tmp_path / ".two.partial"  # built there, renamed to `out` once finished
+    assert sorted(p.name for p in (staged / "shards").iterdir()) == [
         "batch_000000.npz", "settings.json"
     ]  # fmt: skip
     stop_at = 0
     ef.extract_features(model, data, out, **kw, info=rank1)  # batch 1, then it returns
-    assert len(calls) == 3 and not json.loads((out / "meta.json").read_text())["complete"]
+    assert len(calls) == 3 and not json.loads((staged / "meta.json").read_text())["complete"]
+    assert not out.exists()
     ef.extract_features(model, data, out, **kw, info=rank0)  # batch 2 again, then assembles
     assert len(calls) == 4
     assert _files(tmp_path / "one") == _files(out)

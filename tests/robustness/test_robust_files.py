@@ -217,8 +217,17 @@ def test_convert_names_the_real_output_not_its_temporary(voc, tmp_path, capsys):
                  str(coco)]) == 0  # fmt: skip
     out = tmp_path / "back"
     (out / "classes.txt").mkdir(parents=True)  # the file it writes is a folder
-    argv = ["convert", "coco2voc", "--data", str(coco), "--images", str(voc / "JPEGImages"),
-            "--out", str(out)]  # fmt: skip
+    argv = [
+        "convert",
+        "coco2voc",
+        "--data",
+        str(coco),
+        "--images",
+        str(voc / "JPEGImages"),
+        "--out",
+        str(out),
+        "--merge",
+    ]  # fmt: skip (--merge: into a folder that holds one)
     assert main(argv) == 2
     line = one_error(capsys, str(out / "classes.txt"))
     assert ".tmp" not in line and ".classes.txt." not in line

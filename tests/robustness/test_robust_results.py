@@ -167,3 +167,18 @@ def test_detect_exit_code_says_how_many_failed(detector, image, tmp_path, capsys
     assert main(_detect(detector, out, bad, other)) == 2  # all failed
     err = capsys.readouterr().err
     assert err.count("failed: ") == 2 and "error: all 2 images failed" in err
+
+
+def test_export_refuses_an_opset_it_would_not_write(run, tmp_path, capsys):
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    out = tmp_path / "c.onnx"
+    args = ["export", "--checkpoint", str(run), "--out", str(out)]
+    assert main([*args, "--opset", str(newest + 2)]) == 2
+    one_error(capsys, "--opset", ">= 18", f"<= {newest}", f"got {newest + 2}")
+    assert not out.exists()
+    assert main([*args, "--opset", "21"]) == 0
+    assert "opset 21" in capsys.readouterr().out
+    proto = onnx.load(str(out))
+    assert {e.domain: e.version for e in proto.opset_import}[""] == 21

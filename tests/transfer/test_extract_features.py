@@ -230,7 +230,8 @@ def test_resume_after_interruption_computes_nothing_twice(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         extract_features(model, data, tmp_path / "part", progress=False, **kw)
     handle.remove()
-    meta = json.loads((tmp_path / "part" / "meta.json").read_text())
+    assert not (tmp_path / "part").exists()  # only a finished folder appears there
+    meta = json.loads((tmp_path / ".part.partial" / "meta.json").read_text())  # staging
     assert meta["rows_done"] == 4 and not meta["complete"]
 
     seen, handle = _count_images(model)

@@ -142,6 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         return _report(err)
+    except OSError as err:  # a full disk where no writer named the file
+        from sppnet.errors import DiskFullError, is_disk_full
+
+        if debug or not is_disk_full(err):
+            raise
+        return _report(DiskFullError(err.filename or "a file of this command's output"))
     except RuntimeError as err:
         from sppnet.classify.train import NonFiniteLossError  # torch is loaded
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from sppnet.cli._common import parse_size, print_table, require_images, torchrun_rank
@@ -179,8 +180,35 @@ def _print_eval_results(
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from sppnet._run_lock import run_lock
+    from sppnet.engine.checkpoint import find_checkpoint
+
+    rank = torchrun_rank()
+    if args.resume and find_checkpoint(args.out) is None:
+        raise UserError(_nothing_to_resume(Path(args.out)))
+    with run_lock(args.out, "sppnet train") if rank == 0 else contextlib.nullcontext():
+        return _train(args, rank)
+
+
+def _nothing_to_resume(out: Path) -> str:
+    """The error of ``train --resume`` where no checkpoint was written: what is there."""
+    if not out.is_dir():
+        there = "it does not exist"
+    else:
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
+        there = "it holds " + (", ".join(names[:6]) + (", ..." if len(names) > 6 else ""))
+        there = there if names else "it is empty"
+    return (
+        f"--resume: --out {out} holds no checkpoint to resume from ({there}); run without "
+        "--resume to start a new run there, or name the folder of the run to continue"
+    )
+
+
+def _train(args: argparse.Namespace, rank: int) -> int:
+    """``sppnet train`` once ``--out`` is this run's (see :func:`_cmd_train`)."""
     import dataclasses
-    from pathlib import Path
 
     from sppnet.classify.builtin_data import shared_builtin_data
     from sppnet.classify.train import (
@@ -190,7 +218,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     from sppnet.engine.checkpoint import find_checkpoint
 
-    rank = torchrun_rank()
     overrides = {name: getattr(args, name) for name in _TRAIN_FIELDS}
     overrides = {name: value for name, value in overrides.items() if value is not None}
     check_timm_model(args.model)

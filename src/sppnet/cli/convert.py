@@ -40,6 +40,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError(f"--out {args.out} is a folder; {args.direction} writes a .json file")
     if out_kind == "folder" and os.path.isfile(args.out):
         raise UserError(f"--out {args.out} is a file; {args.direction} writes a root folder")
+    if args.merge and args.direction != "coco2voc":
+        raise UserError(f"--merge is for coco2voc ({args.direction} writes a new output)")
     if data_kind == "folder" and not os.path.isdir(args.data):
         raise UserError(
             f"--data {args.data} is not a folder ({args.direction} reads a {source} root)"
@@ -58,9 +60,14 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         classes = parse_classes(args.classes)
     direction = args.direction
     if direction == "voc2coco":
-        done = convert.voc_to_coco(args.data, split, args.out, classes=classes)
+        done = convert.voc_to_coco(
+            args.data, split, args.out, classes=classes, fix_sizes=args.fix_sizes
+        )
     elif direction == "coco2voc":
-        done = convert.coco_to_voc(args.data, args.images, args.out, split=split)
+        _check_empty_out(args)
+        done = convert.coco_to_voc(
+            args.data, args.images, args.out, split=split, fix_sizes=args.fix_sizes
+        )
     elif direction == "coco2yolo":
         done = yolo_convert.coco_to_yolo(args.data, args.images, args.out, split=split)
     else:  # from or to YOLO, with a root folder and a split
@@ -74,17 +81,39 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_empty_out(args: argparse.Namespace) -> None:
+    """coco2voc writes into a missing or empty folder, or into a VOC root with ``--merge``.
+
+    Raises:
+        UserError: ``--out`` holds files and ``--merge`` was not given.
+    """
+    if args.merge or not os.path.isdir(args.out):
+        return
+    entries = sorted(os.listdir(args.out))
+    if entries:
+        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        raise UserError(
+            f"--out {args.out} is not empty ({len(entries)} entries: {shown}); coco2voc "
+            "writes into a new or empty folder. To add these images to an existing VOC root "
+            "pass --merge (annotations and images of the same name are replaced, "
+            "ImageSets/Main/SPLIT.txt and classes.txt are written anew), or choose another "
+            "--out"
+        )
+
+
 _CONVERT_TEXT = r"""
 convert detection data: VOC layout, COCO JSON, YOLO layout
 
 voc2coco: one split of a VOC-layout root -> a COCO annotation file (difficult -> iscrowd;
 file_name relative to ROOT/JPEGImages). coco2voc: a COCO file -> a VOC-layout root
 (Annotations/*.xml, ImageSets/Main/SPLIT.txt, classes.txt, JPEGImages as hard links or
-copies; iscrowd -> difficult; fractional boxes grow to whole pixels). yolo2voc, yolo2coco:
-one split of a YOLO root (data.yaml names or --classes; images/SPLIT, labels/SPLIT; split
-"all" for a flat root) -> a VOC root / a COCO file (file_name relative to the YOLO root).
-voc2yolo, coco2yolo: -> one split of a YOLO root (images/SPLIT, labels/SPLIT, data.yaml;
-difficult and crowd objects become plain objects: YOLO has no such flag).
+copies; iscrowd -> difficult; fractional boxes grow to whole pixels). coco2voc writes
+into a new or empty folder; --merge adds to an existing VOC root instead. yolo2voc,
+yolo2coco: one split of a YOLO root (data.yaml names or --classes; images/SPLIT,
+labels/SPLIT; split "all" for a flat root) -> a VOC root / a COCO file (file_name relative
+to the YOLO root). voc2yolo, coco2yolo: -> one split of a YOLO root (images/SPLIT,
+labels/SPLIT, data.yaml; difficult and crowd objects become plain objects: YOLO has no
+such flag).
 
 examples:
   sppnet convert voc2coco --data VOCdevkit/VOC2007 --split test --out voc07_test.json
@@ -114,6 +143,11 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:
         "--classes", metavar="A,B,C|FILE",
         help="class names in label order (VOC: default classes.txt; YOLO: data.yaml names)",
     )  # fmt: skip
+    convert.add_argument(
+        "--merge",
+        action="store_true",
+        help="coco2voc: write into a non-empty VOC root (files of the same name are replaced)",
+    )
     convert.add_argument(
         "--out", required=True, metavar="JSON|DIR", help="the COCO file / the root written"
     )

@@ -39,10 +39,25 @@ _TRAIN_DET_FIELDS = (
     "checkpoint", "which", "model", "width", "fc_dim", "spp_levels", "proposals",
     "max_proposals", "finetune_iterations", "finetune_lr", "e2e_iterations", "e2e_lr",
     "svm_c", "max_images", "seed", "proposal_workers", "cache", "images", "feature_index",
+    "fix_sizes",
 )  # fmt: skip
 
 
 def _cmd_train_det(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from sppnet._run_lock import run_lock
+
+    with (
+        run_lock(args.out, "sppnet train-det")
+        if torchrun_rank() == 0
+        else (contextlib.nullcontext())
+    ):
+        return _train_det(args)
+
+
+def _train_det(args: argparse.Namespace) -> int:
+    """``sppnet train-det`` once ``--out`` is this run's (see :func:`_cmd_train_det`)."""
     import dataclasses
     from pathlib import Path
 
@@ -182,7 +197,11 @@ def _eval_det(args: argparse.Namespace, detector: Any, info: DistInfo) -> int:
     # the detector's own classes set the labels (it records them); a COCO file's categories
     # are matched to them by name
     dataset = open_detection_dataset(
-        args.data, args.split, images=args.images, classes=detector.class_names
+        args.data,
+        args.split,
+        images=args.images,
+        classes=detector.class_names,
+        fix_sizes=args.fix_sizes,
     )
     if args.images is not None and len(dataset) == 0:
         raise UserError(f"--data {args.data} lists no images")
@@ -249,6 +268,62 @@ def _print_eval_det_result(result: dict[str, Any]) -> None:
         print_timing("  SPP-net time per image", r["spp_timing"])
 
 
+def _check_detect_outputs(args: argparse.Namespace) -> None:
+    """Outputs never overwrite inputs: no ``OUT/<name>.png|.json`` may be an input image or
+    a file of the detector or proposals folder.
+
+    Raises:
+        UserError: naming the output and the input it would replace.
+    """
+    import os
+    from pathlib import Path
+
+    from sppnet.detect.images import output_names
+
+    inputs = {os.path.realpath(p): f"the input image {p}" for p in args.images}
+    for option in ("detector", "onnx", "proposals"):
+        folder = getattr(args, option, None)
+        if folder and os.path.isdir(folder):
+            for entry in os.scandir(folder):
+                inputs.setdefault(os.path.realpath(entry.path), f"{entry.path} (--{option})")
+    for name in output_names(args.images):
+        for target in (Path(args.out) / f"{name}.png", Path(args.out) / f"{name}.json"):
+            replaced = inputs.get(os.path.realpath(target))
+            if replaced is not None:
+                raise UserError(
+                    f"--out {args.out}: writing {target} would replace {replaced}; outputs "
+                    "never overwrite inputs: choose another --out folder"
+                )
+
+
+def _check_detect_outputs(args: argparse.Namespace, images: list) -> None:
+    """Outputs never overwrite inputs: no ``OUT/<name>.png|.json`` may be an input image or
+    a file of the detector or proposals folder.
+
+    Raises:
+        UserError: naming the output and the input it would replace.
+    """
+    import os
+    from pathlib import Path
+
+    from sppnet.detect.images import output_names
+
+    inputs = {os.path.realpath(p): f"the input image {p}" for p in images}
+    for option in ("detector", "onnx", "proposals"):
+        folder = getattr(args, option, None)
+        if folder and os.path.isdir(folder):
+            for entry in os.scandir(folder):
+                inputs.setdefault(os.path.realpath(entry.path), f"{entry.path} (--{option})")
+    for name in output_names(images):
+        for target in (Path(args.out) / f"{name}.png", Path(args.out) / f"{name}.json"):
+            replaced = inputs.get(os.path.realpath(target))
+            if replaced is not None:
+                raise UserError(
+                    f"--out {args.out}: writing {target} would replace {replaced}; outputs "
+                    "never overwrite inputs: choose another --out folder"
+                )
+
+
 def _cmd_detect(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -257,6 +332,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from sppnet.detect.images import output_names
 
     images, lists = expand_images(args.images)
+    _check_detect_outputs(args, images)
     detector = _detect_detector(args)
     out, names = Path(args.out), output_names(images)
     planned = format_files(args.format, out, names, detector.class_names, args.voc_split)

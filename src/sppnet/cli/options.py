@@ -170,6 +170,12 @@ def add_detection_data(
     """``--data DIR|JSON`` (a VOC-layout root or a COCO file) and ``--images DIR``."""
     parser.add_argument("--data", required=required, metavar="DIR|JSON", help=help)
     parser.add_argument("--images", metavar="DIR", help=images_help)
+    parser.add_argument(
+        "--fix-sizes",
+        action="store_true",
+        help="rescale the boxes of images whose annotated size is not the file's (with a "
+        "warning) instead of stopping at such an image",
+    )
 
 
 def add_proposal_options(

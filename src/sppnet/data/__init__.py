@@ -1,5 +1,6 @@
 """Datasets, built-in data generators (shapes, photographs), decoding, transforms, batching."""
 
+from sppnet.data._paths import OutsideRootError
 from sppnet.data.batching import SizeGroupedBatchSampler, pad_collate, padding_fraction
 from sppnet.data.coco import CocoDetection, coco_ground_truth
 from sppnet.data.decode import ImageDecodeError, load_image
@@ -56,6 +57,7 @@ __all__ = [
     "FullImageTransform",
     "ImageDecodeError",
     "ImageFolder",
+    "OutsideRootError",
     "SizeGroupedBatchSampler",
     "TrainTransform",
     "VOCDetection",

@@ -9,12 +9,16 @@ Shape shorthand:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["make_annotation", "make_target"]
+from sppnet.errors import UserError
+
+__all__ = ["check_image_size", "fit_sizes", "make_annotation", "make_target"]
 
 
 def make_annotation(
@@ -62,3 +66,60 @@ def make_target(annotation: Mapping[str, Any], image_id: str) -> dict[str, Any]:
         "image_id": image_id,
         "size": torch.tensor([annotation["height"], annotation["width"]], dtype=torch.int64),
     }
+
+
+def check_image_size(annotation: Mapping[str, Any], size: tuple[int, int], path: Path) -> None:
+    """The decoded image must have the size its annotation records.
+
+    Args:
+        annotation: the image's annotation dict (``width``, ``height``).
+        size: the decoded image's ``(width, height)`` (PIL's ``image.size``).
+        path: the image file (named in the error).
+
+    Raises:
+        UserError: the sizes differ: the boxes were drawn on another picture.
+    """
+    width, height = size
+    if (width, height) != (annotation["width"], annotation["height"]):
+        raise UserError(
+            f"{path} is {width} x {height} pixels but its annotation says "
+            f"{annotation['width']} x {annotation['height']}: its boxes would not lie on this "
+            "picture. Fix the annotation, or pass --fix-sizes (fix_sizes=True) to rescale "
+            "the boxes to the real size"
+        )
+
+
+def fit_sizes(annotations: list[dict[str, Any]], paths: Sequence[Path], source: object) -> int:
+    """Rescale each annotation whose recorded size differs from its image's header to the
+    real size (boxes scaled by real / recorded per axis), with one warning.
+
+    Args:
+        annotations: annotation dicts, changed in place.
+        paths: the image file of each.
+        source: the dataset (named in the warning).
+
+    Returns:
+        How many annotations were rescaled.
+
+    Raises:
+        ImageDecodeError: an image header that cannot be read.
+    """
+    from sppnet.data.image_folder import read_image_size
+
+    fixed = []
+    for ann, path in zip(annotations, paths, strict=True):
+        height, width = read_image_size(path)
+        if (width, height) == (ann["width"], ann["height"]):
+            continue
+        scale = torch.tensor([width / ann["width"], height / ann["height"]] * 2)
+        fixed.append(f"{path.name} {ann['width']}x{ann['height']} -> {width}x{height}")
+        ann["boxes"] = ann["boxes"] * scale
+        ann["width"], ann["height"] = width, height
+    if fixed:
+        shown = "; ".join(fixed[:3]) + ("; ..." if len(fixed) > 3 else "")
+        warnings.warn(
+            f"{source}: {len(fixed)} annotation(s) recorded another size than their image; "
+            f"boxes rescaled to the real size ({shown})",
+            stacklevel=3,
+        )
+    return len(fixed)

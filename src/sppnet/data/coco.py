@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from sppnet.data._annotation import make_annotation, make_target
+from sppnet.data._annotation import check_image_size, fit_sizes, make_annotation, make_target
+from sppnet.data._paths import inside_root
 from sppnet.data.decode import ImageDecodeError, load_image
 
 __all__ = ["CocoDetection", "coco_ground_truth"]
@@ -134,6 +135,9 @@ class CocoDetection(torch.utils.data.Dataset):
             ``iscrowd``, ``truncated`` (all False), ``names``, ``num_skipped`` 0).
         sizes: ``(height, width)`` of each image.
         skipped, skipped_ids: see the policy above.
+        resized: how many annotations ``fix_sizes`` rescaled to their image's real size. An
+            image whose decoded size differs from its record is otherwise an error when it
+            is read.
 
     ``dataset[i]`` returns ``(image, target)`` as :class:`~sppnet.data.voc.VOCDetection`.
     """
@@ -146,6 +150,7 @@ class CocoDetection(torch.utils.data.Dataset):
         classes: Sequence[str] | None = None,
         transform: Callable[[Image.Image], Any] | None = None,
         skip_bad: bool = False,
+        fix_sizes: bool = False,
     ) -> None:
         """Read and check a COCO annotation file.
 
@@ -156,6 +161,9 @@ class CocoDetection(torch.utils.data.Dataset):
                 order of their ids. Every category an annotation uses must be among them.
             transform: applied to the PIL image only.
             skip_bad: the bad-file policy of the class docstring.
+            fix_sizes: read each image's header now and rescale the boxes of an image whose
+                ``width`` / ``height`` differ from it, with a warning. Without it, an image
+                whose decoded size differs is an error when it is read.
 
         Raises:
             FileNotFoundError: no annotation file, no image folder, or (without
@@ -167,6 +175,9 @@ class CocoDetection(torch.utils.data.Dataset):
                 ``skip_bad``) an annotation of an unknown category, a ``bbox`` that is not 4
                 finite numbers, of zero or negative width or height, or outside the image by
                 more than a pixel.
+            sppnet.data.OutsideRootError: (a ``ValueError``, even with ``skip_bad``) a
+                ``file_name`` that leads outside ``image_dir`` (absolute, ``..``, a symbolic
+                link), naming the image id.
         """
         path = Path(annotation_file)
         self.annotation_file = path
@@ -185,6 +196,10 @@ class CocoDetection(torch.utils.data.Dataset):
         records = _read_images(images, path)
         bad = self._read_objects(anns, records, category_names, path)
         self._keep_images(records, bad, path)
+        self.resized = 0  # annotations whose boxes fix_sizes rescaled
+        if fix_sizes:
+            paths = [self.image_path(i) for i in range(len(self))]
+            self.resized = fit_sizes(self.annotations, paths, path)
         self.skipped = len(self.skipped_ids)
         self.sizes = [(a["height"], a["width"]) for a in self.annotations]
 
@@ -239,7 +254,9 @@ class CocoDetection(torch.utils.data.Dataset):
         self.annotations: list[dict[str, Any]] = []
         self.skipped_ids: list[str] = []
         for iid, rec in records.items():
-            file = self.root / rec["file_name"]
+            file = inside_root(
+                self.root, rec["file_name"], source=path, record=f"image id {iid}'s file_name"
+            )
             if iid not in bad and not file.is_file():
                 if not self.skip_bad:
                     raise FileNotFoundError(f"no image {file} (image id {iid} of {path})")
@@ -315,6 +332,7 @@ class CocoDetection(torch.utils.data.Dataset):
                 raise
             self.skipped += 1
             return self[(index + 1) % len(self)]
+        check_image_size(self.annotations[index], image.size, self.image_path(index))
         target = make_target(self.annotations[index], self.ids[index])
         return (self.transform(image) if self.transform else image), target
 

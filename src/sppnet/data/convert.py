@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from sppnet._atomic import atomic_link_or_copy, atomic_write_json, atomic_write_text
+from sppnet.data._annotation import check_image_size
 from sppnet.data.coco import CocoDetection, coco_ground_truth
+from sppnet.data.image_folder import read_image_size
 from sppnet.data.voc import VOCDetection, write_voc_xml
 from sppnet.errors import UserError
 
@@ -35,6 +37,7 @@ def voc_to_coco(
     out_file: str | Path,
     *,
     classes: Sequence[str] | None = None,
+    fix_sizes: bool = False,
 ) -> dict[str, Any]:
     """Write one VOC split as a COCO annotation file (module docstring).
 
@@ -43,6 +46,8 @@ def voc_to_coco(
         split: the split to convert.
         out_file: the ``.json`` file to write (atomically; its folder is created).
         classes: class names in label order (``None``: ``classes.txt`` or VOC's 20).
+        fix_sizes: read the images' headers and rescale the boxes of annotations whose
+            ``<size>`` differs (with a warning).
 
     Returns:
         ``{"images", "objects", "classes"}`` counts and names.
@@ -50,7 +55,7 @@ def voc_to_coco(
     Raises:
         ValueError, FileNotFoundError: a bad split or annotation, naming the file.
     """
-    dataset = VOCDetection(root, split, classes=classes)
+    dataset = VOCDetection(root, split, classes=classes, fix_sizes=fix_sizes)
     coco = coco_ground_truth(dataset)
     coco = {
         "info": {"description": f"{Path(root).name} {split}, converted by sppnet from VOC XML"},
@@ -76,6 +81,7 @@ def coco_to_voc(
     out_root: str | Path,
     *,
     split: str = "all",
+    fix_sizes: bool = False,
 ) -> dict[str, Any]:
     """Write a COCO annotation file as a VOC-layout root (module docstring).
 
@@ -85,6 +91,8 @@ def coco_to_voc(
         out_root: the VOC root to write (created; existing files of the same names are
             replaced).
         split: the split file to write (``ImageSets/Main/<split>.txt``).
+        fix_sizes: rescale the boxes of images whose ``width`` / ``height`` differ from the
+            file's (with a warning); without it such an image is an error.
 
     Returns:
         ``{"images", "objects", "classes", "root"}``.
@@ -96,7 +104,10 @@ def coco_to_voc(
     """
     if not split or Path(split).name != split or split.startswith("."):
         raise UserError(f"--split {split!r} must be a plain name such as 'train'")
-    dataset = CocoDetection(annotation_file, image_dir)
+    dataset = CocoDetection(annotation_file, image_dir, fix_sizes=fix_sizes)
+    for i in range(len(dataset)):  # the sizes written must be the images' (header only)
+        height, width = read_image_size(dataset.image_path(i))
+        check_image_size(dataset.annotations[i], (width, height), dataset.image_path(i))
     root = Path(out_root)
     stems: dict[str, str] = {}
     for ann in dataset.annotations:

@@ -30,7 +30,8 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from sppnet._atomic import atomic_write_bytes
-from sppnet.data._annotation import make_annotation, make_target
+from sppnet.data._annotation import check_image_size, fit_sizes, make_annotation, make_target
+from sppnet.data._paths import inside_root
 from sppnet.data.decode import BOMB_ERRORS, ImageDecodeError, bomb_guard, load_image
 
 __all__ = [
@@ -383,18 +384,25 @@ def read_split_ids(root: str | Path, split: str) -> list[str]:
 
     Raises:
         ValueError: the split file does not exist, or lists an id twice.
+        sppnet.data.OutsideRootError: (a ``ValueError``) an id whose annotation path
+            (``Annotations/{id}.xml``) leads outside the root (``..``, an absolute path, a
+            symbolic link), naming the line.
     """
     path = Path(root) / "ImageSets" / "Main" / f"{split}.txt"
     if not path.is_file():
         raise ValueError(f"no split file {path} (split {split!r})")
-    ids = [
-        line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    ids = []
     seen: set[str] = set()
-    for image_id in ids:
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        image_id = line.split()[0]
         if image_id in seen:
             raise ValueError(f"split file {path} lists image id {image_id!r} more than once")
+        where = f"line {number} (image id)"
+        inside_root(Path(root) / "Annotations", f"{image_id}.xml", source=path, record=where)
         seen.add(image_id)
+        ids.append(image_id)
     return ids
 
 
@@ -465,6 +473,10 @@ class VOCDetection(torch.utils.data.Dataset):
     image is replaced by the next readable one in index order (wrapping around) and counted in
     ``skipped`` (per process: DataLoader workers keep their own count).
 
+    An image whose decoded size differs from its annotation's ``<size>`` is an error
+    naming both sizes when it is read (its boxes belong to another picture), unless
+    ``fix_sizes`` rescaled them.
+
     Attributes:
         ids: image ids in split order (bad ones removed when ``skip_bad``).
         class_names: class names; label ``i`` is ``class_names[i]``.
@@ -472,6 +484,7 @@ class VOCDetection(torch.utils.data.Dataset):
         annotations: the parsed annotation dict of each id (see :func:`parse_voc_xml`).
         sizes: ``(height, width)`` of each image, from the annotations.
         skipped, skipped_ids: see the policy above.
+        resized: how many annotations ``fix_sizes`` rescaled to their image's real size.
 
     ``dataset[i]`` returns ``(image, target)``: ``image`` is the RGB ``PIL.Image`` (or
     ``transform(image)``), ``target`` a dict with ``boxes`` (``Tensor[K, 4]`` float32, in the
@@ -488,6 +501,7 @@ class VOCDetection(torch.utils.data.Dataset):
         classes: Sequence[str] | None = None,
         transform: Callable[[Image.Image], Any] | None = None,
         skip_bad: bool = False,
+        fix_sizes: bool = False,
     ) -> None:
         """Index a VOC-layout split.
 
@@ -501,11 +515,16 @@ class VOCDetection(torch.utils.data.Dataset):
                 classes one split happens to hold, or on their order in the files).
             transform: applied to the PIL image only.
             skip_bad: the bad-file policy described in the class docstring.
+            fix_sizes: read each image's header now and rescale the boxes of an annotation
+                whose ``<size>`` differs from it, with a warning. Without it, an image whose
+                decoded size differs from its ``<size>`` is an error when it is read.
 
         Raises:
             ValueError: a missing split file, repeated class names, a class name outside
                 :data:`VOC_CLASSES` when the classes were not given (even with ``skip_bad``),
                 or (without ``skip_bad``) a bad annotation file, naming it.
+            sppnet.data.OutsideRootError: (a ``ValueError``, even with ``skip_bad``) a split
+                id or a ``<filename>`` that leads outside the root or ``JPEGImages``.
         """
         self.root = Path(root)
         self.split = split
@@ -520,13 +539,12 @@ class VOCDetection(torch.utils.data.Dataset):
         self.skipped_ids: list[str] = []
         self.ids: list[str] = []
         self.annotations: list[dict[str, Any]] = []
+        images = self.root / "JPEGImages"
         for image_id in read_split_ids(self.root, split):
+            xml = self.root / "Annotations" / f"{image_id}.xml"
+            jpeg = inside_root(images, f"{image_id}.jpg", source=xml, record="the image id")
             try:
-                ann = parse_voc_xml(
-                    self.root / "Annotations" / f"{image_id}.xml",
-                    self.class_to_idx,
-                    image_path=self.root / "JPEGImages" / f"{image_id}.jpg",
-                )
+                ann = parse_voc_xml(xml, self.class_to_idx, image_path=jpeg)
             except _UnknownClassError as err:
                 if guessed:
                     raise self._no_class_list(err) from None
@@ -541,8 +559,13 @@ class VOCDetection(torch.utils.data.Dataset):
                 self.skipped += 1
                 self.skipped_ids.append(image_id)
                 continue
+            inside_root(images, ann["filename"], source=xml, record="<filename>")
             self.ids.append(image_id)
             self.annotations.append(ann)
+        self.resized = 0  # annotations whose boxes fix_sizes rescaled
+        if fix_sizes:
+            paths = [self.image_path(i) for i in range(len(self.ids))]
+            self.resized = fit_sizes(self.annotations, paths, f"{self.root} split {split!r}")
         self.sizes = [(a["height"], a["width"]) for a in self.annotations]
 
     def _no_class_list(self, err: _UnknownClassError) -> ValueError:
@@ -577,6 +600,7 @@ class VOCDetection(torch.utils.data.Dataset):
                     raise
                 self.skipped += 1
                 continue
+            check_image_size(self.annotations[i], image.size, self.image_path(i))
             target = make_target(self.annotations[i], self.ids[i])
             return (self.transform(image) if self.transform else image), target
         raise ImageDecodeError(self.root / "JPEGImages", "no readable image in the dataset")

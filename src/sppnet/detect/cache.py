@@ -345,7 +345,8 @@ class PooledFeatureCache(_WindowCache):
 
         Raises:
             FileNotFoundError: the image is not cached.
-            ValueError: a corrupt or mis-shaped feature file (named).
+            ValueError: a corrupt or mis-shaped feature file, or one whose row count is not
+                its window record's (named; "delete it to recompute").
         """
         path = self.feature_path(image_id)
         if not path.is_file():
@@ -358,6 +359,11 @@ class PooledFeatureCache(_WindowCache):
             ) from err
         if arr.ndim != 2 or arr.shape[1] != self.dim:
             raise ValueError(f"{path}: expected [R, {self.dim}] features, got {arr.shape}")
+        windows = self.windows(image_id)["boxes"].shape[0]
+        if arr.shape[0] != windows:  # one row per window of the record: else a mixed-up cache
+            raise DamagedFileError(
+                path, f"{arr.shape[0]} rows for the {windows} windows of its record"
+            )
         return arr
 
 

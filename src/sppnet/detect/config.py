@@ -58,6 +58,7 @@ class DetectorTrainConfig:
     proposal_workers: int = 0  # processes computing proposals (0: this one); same boxes
     images: str | None = None  # COCO: the image folder (data is then the annotation file)
     classes: tuple[str, ...] | None = None  # label order; None: classes.txt / VOC / COCO's
+    fix_sizes: bool = False  # rescale boxes of images whose recorded size is not the file's
 
     def __post_init__(self) -> None:
         """Check the starting network's settings before any stage writes a file.

@@ -51,6 +51,7 @@ def open_detection_dataset(
     *,
     images: str | Path | None = None,
     classes: Sequence[str] | None = None,
+    fix_sizes: bool = False,
 ) -> VOCDetection | CocoDetection | YoloDetection:
     """A VOC-layout or YOLO split, or (with ``images``) a COCO annotation file.
 
@@ -61,6 +62,8 @@ def open_detection_dataset(
         images: the COCO image folder; ``None`` for VOC layout.
         classes: class names in label order (``None``: the dataset's own, see
             :class:`~sppnet.data.VOCDetection` and :class:`~sppnet.data.CocoDetection`).
+        fix_sizes: rescale the boxes of images whose recorded size differs from the file's
+            (with a warning) instead of failing when such an image is read.
 
     Raises:
         UserError: a COCO file without ``images``, or ``images`` with a VOC folder.
@@ -73,7 +76,7 @@ def open_detection_dataset(
                 f"--images {images} is for a COCO annotation file, but --data {data} is a "
                 "folder (a VOC-layout root needs no --images)"
             )
-        return CocoDetection(path, images, classes=classes)
+        return CocoDetection(path, images, classes=classes, fix_sizes=fix_sizes)
     if path.is_file():
         raise UserError(
             f"--data {data} is a file: for a COCO annotation file name its image folder with "
@@ -81,7 +84,7 @@ def open_detection_dataset(
         )
     if is_yolo_root(path):
         return YoloDetection(path, split, classes=classes)
-    return VOCDetection(path, split, classes=classes)
+    return VOCDetection(path, split, classes=classes, fix_sizes=fix_sizes)
 
 
 def keep_first_images(

@@ -173,12 +173,13 @@ def _detect_one(
     elif proposals in COMPUTED_PROPOSALS:
         windows = _timed_proposals(image, proposals, max_proposals, spent)
     else:
+        from sppnet.data._paths import inside_root
         from sppnet.detection.proposals import load_proposals
 
         t = time.perf_counter()
-        windows = load_proposals(
-            Path(proposals) / f"{path.stem}.npy", image_size=original.size[::-1]
-        )
+        record = f"the proposals of {path.name}"
+        source = inside_root(proposals, f"{path.stem}.npy", source=proposals, record=record)
+        windows = load_proposals(source, image_size=original.size[::-1])
         windows = windows * factor
         spent["proposals"] = time.perf_counter() - t
     from sppnet.data.transforms import to_tensor

@@ -3,7 +3,9 @@
 A detector directory holds ``detector.safetensors`` (the network's weights under
 ``model.*`` and the SVM / box-regression tensors) and ``detector.json`` (the network's
 :func:`~sppnet.models.create_model` arguments, class names, pixel mean, scales, feature
-scales and inference settings). Both are written atomically.
+scales and inference settings). Both are written into a temporary folder that is renamed
+into place whole, and both record one ``write_id``: :func:`load_detector` refuses a pair
+from two different saves.
 
 The network is rebuilt from its recorded arguments, randomly initialised, and then takes the
 saved weights: never ImageNet weights (``pretrained`` is not recorded), so loading needs no
@@ -21,13 +23,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sppnet._atomic import atomic_write_bytes, atomic_write_json
+from sppnet._atomic import atomic_folder, atomic_write_bytes, atomic_write_json, new_write_id
 from sppnet.detection.detector import Detector
+from sppnet.errors import UserError
 
 __all__ = ["load_detector", "save_detector"]
 
 _TENSORS = ("svm_weight", "svm_bias", "box_weight", "box_bias")
 _FORMAT = 1
+_FILES = ("detector.safetensors", "detector.json")
+_ID_KEY = "sppnet.write_id"  # the safetensors metadata entry of the shared id
 
 
 def _build_model(name: str, kwargs: dict[str, Any], trust: bool | str) -> torch.nn.Module:
@@ -82,10 +87,31 @@ def save_detector(
         "score_threshold": detector.score_threshold,
         "max_detections": detector.max_detections,
         "extra": extra or {},
+        "write_id": new_write_id(),
     }
-    atomic_write_bytes(directory / "detector.safetensors", save(tensors))
-    atomic_write_json(directory / "detector.json", meta)
+    with atomic_folder(directory, _FILES) as tmp:
+        atomic_write_bytes(tmp / _FILES[0], save(tensors, metadata={_ID_KEY: meta["write_id"]}))
+        atomic_write_json(tmp / _FILES[1], meta)
     return directory
+
+
+def _check_same_save(meta_path: Path, weights_path: Path, meta: dict[str, Any]) -> None:
+    """``detector.json`` and ``detector.safetensors`` must carry the same ``write_id``.
+
+    Raises:
+        UserError: they come from two different saves (one was cut short or copied over).
+    """
+    from safetensors import safe_open
+
+    with safe_open(weights_path, "pt") as f:
+        stored = (f.metadata() or {}).get(_ID_KEY)
+    if stored != meta.get("write_id"):
+        raise UserError(
+            f"{meta_path} and {weights_path.name} come from different saves (write ids "
+            f"{meta.get('write_id')} and {stored}): the pair does not belong together; run "
+            "`sppnet train-det` again (finished stages are reused) or copy both files of "
+            "one detector"
+        )
 
 
 def load_detector(
@@ -132,6 +158,7 @@ def load_detector(
     fix = "the detector is damaged: run `sppnet train-det` again (finished stages are reused)"
     meta = load_json_file(meta_path, fix=fix)
     tensors = load_safetensors_file(weights_path, device=map_location, fix=fix)
+    _check_same_save(meta_path, weights_path, meta)
     model, classes = _rebuild_network(meta, tensors, meta_path, weights_path, trust_model_code)
     model.to(map_location).eval()
     mean = meta.get("mean", 128.0)

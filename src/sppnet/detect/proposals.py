@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import Tensor
 
+from sppnet.data._paths import inside_root
 from sppnet.data.voc import VOCDetection
 from sppnet.detect.proposal_workers import map_in_processes
 from sppnet.detection.proposals import ProposalCache, load_proposals
@@ -89,6 +90,7 @@ def get_proposals(
             raise FileNotFoundError(
                 f"{root}: no proposals for image {image_id!r} ({image_id}.npy or .json)"
             )
+        path = inside_root(root, path.name, source=root, record=f"the proposals of {image_id!r}")
         boxes = load_proposals(path, image_size=dataset.sizes[i])
         result[image_id] = boxes[:max_proposals]
     return result

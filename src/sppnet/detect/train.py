@@ -36,6 +36,7 @@ import dataclasses
 import hashlib
 import math
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -256,7 +257,11 @@ def _train_detector(
 def _open_training_set(config: DetectorTrainConfig, out: Path, info: DistInfo) -> VOCDetection:
     """The training images (the first ``max_images``), checked against ``out``'s caches."""
     dataset = open_detection_dataset(
-        config.data, config.split, images=config.images, classes=config.classes
+        config.data,
+        config.split,
+        images=config.images,
+        classes=config.classes,
+        fix_sizes=config.fix_sizes,
     )
     _check_same_classes(out, dataset.class_names)
     if info.is_main:
@@ -271,8 +276,26 @@ def _open_training_set(config: DetectorTrainConfig, out: Path, info: DistInfo) -
         )
     if config.max_images is not None:
         keep_first_images(dataset, config.max_images)
+    _warn_missing_classes(dataset, info)
     check_dataset_scales(dataset, config.scales, config.max_long_side)  # before any work
     return dataset
+
+
+def _warn_missing_classes(dataset: VOCDetection, info: DistInfo) -> None:
+    """Say before any work which classes have no (non-difficult) training object: they get
+    no SVM and the detector never reports them."""
+    counts = torch.zeros(len(dataset.class_names), dtype=torch.long)
+    for ann in dataset.annotations:
+        labels = ann["labels"][~ann["difficult"]]
+        counts += torch.bincount(labels, minlength=len(counts))
+    missing = [name for name, n in zip(dataset.class_names, counts.tolist(), strict=True) if not n]
+    if missing and info.is_main:
+        print(
+            f"warning: {len(missing)} of {len(counts)} classes have no training object "
+            f"({', '.join(missing)}): they are left out (never detected); to train them, "
+            "add images that hold them, or leave them out of --classes / classes.txt",
+            file=sys.stderr,
+        )
 
 
 def _start_run(
@@ -289,6 +312,10 @@ def _start_run(
         # the labels every stage learns; recorded only for runs that choose their classes or
         # read COCO, so runs made before keep their finished stages
         base["classes"] = list(dataset.class_names)
+    if getattr(dataset, "resized", 0):  # rescaled ground truth (earlier runs keep stages)
+        base["boxes"] = hashlib.sha256(
+            b"".join(a["boxes"].numpy().tobytes() for a in dataset.annotations)
+        ).hexdigest()
     return _Run(
         config=config,
         info=info,
@@ -475,6 +502,15 @@ def _svm_step(run: _Run, table: _WindowTable) -> tuple[Tensor, Tensor, float]:
         return stored["weight"], stored["bias"], float(stored["scale"]), stats
 
     weight, bias, scale, stats = _recorded_stage(run, "svm", svm_dir, svm_path.name, compute, load)
+    untrained = [int(c) for c in stats.get("untrained_classes", [])]
+    if untrained:  # a zero SVM scores 0.0 everywhere and would outrank the trained classes
+        bias = bias.clone()
+        bias[untrained] = float("-inf")  # never a detection (postprocessing drops -inf)
+        names = ", ".join(run.dataset.class_names[c] for c in untrained)
+        run.say(
+            f"warning: no SVM for {len(untrained)} class(es) without training examples "
+            f"({names}): the detector never reports them"
+        )
     run.summary["svm"] = stats
     run.timing["svm"] = time.perf_counter() - t
     run.say(f"SVMs: {run.num_classes} classes, {run.timing['svm']:.1f} s")

@@ -34,7 +34,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from sppnet._atomic import atomic_write_text, fsync_file
-from sppnet.errors import DamagedFileError
+from sppnet.errors import DamagedFileError, DiskFullError, is_disk_full
 
 __all__ = [
     "CHECKPOINT_SUBDIR",
@@ -122,14 +122,7 @@ def save_checkpoint(
     tmp = directory / f".tmp-{name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(tmp / _MODEL_FILE), metadata={"format": "pt"})
-    if optimizer is not None:
-        torch.save(optimizer.state_dict(), tmp / _OPTIMIZER_FILE)
-    (tmp / _STATE_FILE).write_text(text, encoding="utf-8")
-    for written in tmp.iterdir():  # on disk before the directory becomes visible
-        fsync_file(written)
+    _write_files(tmp, directory / name, model, optimizer, text)
 
     final = directory / name
     if final.exists():
@@ -155,6 +148,31 @@ def save_checkpoint(
         if path != final and (best is None or path != best):
             shutil.rmtree(path, ignore_errors=True)
     return final
+
+
+def _write_files(tmp: Path, final: Path, model: nn.Module, optimizer: Any, state_text: str) -> None:
+    """The checkpoint's files into the hidden folder ``tmp``, flushed to disk; on failure
+    ``tmp`` is removed (the checkpoints before stay as they were) and a full disk is a
+    :class:`~sppnet.errors.DiskFullError` naming the file."""
+    current = tmp / _MODEL_FILE
+    try:
+        tmp.mkdir()
+        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(tensors, str(current), metadata={"format": "pt"})
+        if optimizer is not None:
+            current = tmp / _OPTIMIZER_FILE
+            torch.save(optimizer.state_dict(), current)
+        current = tmp / _STATE_FILE
+        current.write_text(state_text, encoding="utf-8")
+        for current in tmp.iterdir():  # on disk before the directory becomes visible
+            fsync_file(current)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(err):
+            raise DiskFullError(
+                final / current.name, "run again with --resume to continue from the last checkpoint"
+            ) from err
+        raise
 
 
 def find_checkpoint(path: str | os.PathLike[str], which: str = "latest") -> Path | None:

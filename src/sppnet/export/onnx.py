@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sppnet._atomic import atomic_path, atomic_write_json
+from sppnet._atomic import atomic_folder, atomic_path, atomic_write_json, new_write_id
 from sppnet.detection.detector import Detector
 from sppnet.detection.window_features import window_levels
 from sppnet.models.efficientnet_lite import EfficientNetLite
@@ -219,6 +219,9 @@ def _export(
         finally:
             registration.setLevel(level)
     proto = program.model_proto
+    written = {entry.domain: entry.version for entry in proto.opset_import}.get("", opset)
+    if written != opset:  # reported settings are the ones used
+        raise ValueError(f"the exporter wrote opset {written}, not the {opset} asked for")
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -242,8 +245,16 @@ def _check_model(model: object) -> SPPNet:
 
 
 def _check_opset(opset: int) -> int:
-    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 18:
-        raise ValueError(f"opset must be an int >= 18 (the exporter's minimum), got {opset!r}")
+    """``opset`` if the exporter writes graphs of it: 18 (its minimum) to the newest the
+    installed ``onnx`` knows (asked for more, the exporter would quietly write opset 18)."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 18 <= opset <= newest:
+        raise ValueError(
+            f"opset {opset!r} is not supported: the exporter writes opsets 18 to {newest} "
+            f"(onnx {onnx.__version__}); pass --opset in that range"
+        )
     return opset
 
 
@@ -269,7 +280,7 @@ def export_classifier(
         path: the ``.onnx`` file to write (parent directories are created).
         classes: class names stored in the metadata (``classes``, JSON).
         mean: the pixel mean stored in the metadata (``mean``, JSON).
-        opset: ONNX opset (>= 18).
+        opset: ONNX opset (18 to the installed onnx's newest).
 
     Returns:
         The written path.
@@ -333,7 +344,7 @@ def export_detector(
         directory: created if needed.
         max_image_side: the longest resized image side (pixels) the window graph must be
             exact for; default ``max_long_side`` of the detector, else 3 x its largest scale.
-        opset: ONNX opset (>= 18).
+        opset: ONNX opset (18 to the installed onnx's newest).
 
     Returns:
         The directory.
@@ -357,8 +368,26 @@ def export_detector(
     levels = window_levels(model)
     max_map_side = max(model.feature_size(max_image_side, max_image_side))
     table_levels = table_levels_for(max_map_side, levels)
-    directory = Path(directory)
-    _export_detector_graphs(detector, model, directory, table_levels, opset)
+    export_id = new_write_id()  # recorded in all three files: readers check they match
+    with atomic_folder(directory, DETECTOR_FILES) as tmp:  # the three appear together
+        _export_detector_graphs(detector, model, tmp, table_levels, (opset, export_id))
+        _write_detector_meta(tmp, detector, model, max_image_side, table_levels, opset, export_id)
+    return Path(directory)
+
+
+def _write_detector_meta(
+    directory: Path,
+    detector: Detector,
+    model: SPPNet,
+    max_image_side: int,
+    table_levels: int,
+    opset: int,
+    export_id: str,
+) -> None:
+    """``onnx_detector.json``: the settings :class:`~sppnet.export.onnx_detector.OnnxDetector`
+    runs with, and the ``export_id`` its graphs carry."""
+    levels = window_levels(model)
+    max_map_side = max(model.feature_size(max_image_side, max_image_side))
     meta = {
         **_detector_settings(detector),
         "feature_stride": model.feature_stride,
@@ -372,9 +401,9 @@ def export_detector(
         "exporter": "torch.onnx.export(dynamo=True)",
         "opset": opset,
         "torch": torch.__version__,
+        "export_id": export_id,
     }
     atomic_write_json(directory / "onnx_detector.json", meta)
-    return directory
 
 
 def _check_max_image_side(detector: Detector, model: SPPNet, max_image_side: object) -> int:
@@ -400,10 +429,13 @@ def _export_detector_graphs(
     model: SPPNet,
     directory: Path,
     table_levels: int,
-    opset: int,
+    opset_and_id: tuple[int, str],
 ) -> None:
     """``conv.onnx`` (image -> conv map) and ``windows.onnx`` (map, windows -> scores and
-    box deltas), traced in eval mode (the detector's mode restored after)."""
+    box deltas), traced in eval mode (the detector's mode restored after); both record the
+    export's id (``sppnet.export_id``)."""
+    opset, export_id = opset_and_id
+    ids = {"sppnet.export_id": export_id}
     was_training = detector.training
     detector.eval()
     dyn = torch.export.Dim.DYNAMIC
@@ -416,7 +448,7 @@ def _export_detector_graphs(
             ["conv_map"],
             {"image": {0: dyn, 2: dyn, 3: dyn}},
             opset,
-            {"sppnet.kind": "detector-conv", "sppnet.model": model.name},
+            {"sppnet.kind": "detector-conv", "sppnet.model": model.name, **ids},
         )
         h, w = model.feature_size(224, 243)
         windows = torch.tensor([[0, 0, w, h], [1, 2, w - 1, h - 3], [2, 1, 5, 4]])
@@ -429,7 +461,7 @@ def _export_detector_graphs(
             outputs,
             {"conv_map": {2: dyn, 3: dyn}, "windows": {0: dyn}},
             opset,
-            {"sppnet.kind": "detector-windows", "sppnet.model": model.name},
+            {"sppnet.kind": "detector-windows", "sppnet.model": model.name, **ids},
         )
     finally:
         detector.train(was_training)

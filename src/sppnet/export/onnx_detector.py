@@ -27,6 +27,7 @@ from torch import Tensor
 from sppnet.data.transforms import check_mean, resize_tensor, subtract_mean
 from sppnet.detection.detector import PostprocessStage, await_proposals
 from sppnet.detection.scales import choose_window_scales, image_scale_factors
+from sppnet.errors import UserError
 from sppnet.export.onnx import DETECTOR_FILES, require_onnx
 from sppnet.ops.boxes import check_boxes, decode_boxes
 from sppnet.ops.window_mapping import map_windows_to_features
@@ -76,6 +77,25 @@ class OnnxDetector(PostprocessStage):
         self.box_regression = bool(meta["box_regression"])
         self.conv_session = _session(directory / "conv.onnx", threads)
         self.window_session = _session(directory / "windows.onnx", threads)
+        self._check_same_export()
+
+    def _check_same_export(self) -> None:
+        """The two graphs must carry the ``export_id`` of ``onnx_detector.json``.
+
+        Raises:
+            UserError: a file of another export (a cut-short or mixed copy).
+        """
+        expected = self.meta.get("export_id")
+        graphs = (("conv.onnx", self.conv_session), ("windows.onnx", self.window_session))
+        for name, session in graphs:
+            found = session.get_modelmeta().custom_metadata_map.get("sppnet.export_id")
+            if found != expected:
+                raise UserError(
+                    f"{self.directory / name} belongs to another export than "
+                    f"onnx_detector.json (export ids {found} and {expected}): the files do not "
+                    "belong together; run `sppnet export --detector DIR --out "
+                    f"{self.directory}` again"
+                )
 
     @property
     def num_classes(self) -> int:

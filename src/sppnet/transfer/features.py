@@ -52,15 +52,18 @@ from sppnet.transfer.representation import (
     representation_input,
 )
 from sppnet.transfer.store import (
+    check_feature_dir,
     clear_shards,
     compact_feature_dir,
     create_feature_dir,
     has_features,
     open_features,
+    publish_feature_dir,
     read_meta,
     read_shard,
     shard_written,
     start_shards,
+    work_folder,
     write_meta,
     write_shard,
 )
@@ -289,7 +292,8 @@ def extract_features(
             (its mode is restored afterwards).
         dataset: yields ``(PIL image, target)`` (``ImageFolder``, ``VOCDetection``) and
             was built with ``skip_bad=False`` (this function skips bad images itself).
-        out_dir: the folder to write (created; may hold an unfinished extraction).
+        out_dir: the folder to write. It is built in the hidden ``.NAME.partial`` beside it
+            (where a rerun resumes) and renamed into place whole once finished.
         layer: one of :func:`feature_layers` (:data:`FEATURE_LAYERS`, :data:`MAP_LAYERS`).
         view: one of :data:`FEATURE_VIEWS`.
         size: shorter side of full/crop views (224; 392 is the paper's best on VOC).
@@ -327,15 +331,29 @@ def extract_features(
                        num_workers, progress)  # fmt: skip
     label_arr = _check_dataset(dataset, labels)
     out = Path(out_dir)
-    run = _run_settings(model, job, len(dataset))
-    meta = _open_folder(out, run, dataset, label_arr, info)
-    if meta is not None and meta.get("complete"):
-        return out
-    if info.distributed:
-        _extract_shard(model, dataset, out, run, job, info)
-    else:
-        _extract_alone(model, dataset, out, meta, job)
+    _extract_into(model, dataset, out, job, label_arr, info)
     return out
+
+
+def _extract_into(
+    model: nn.Module,
+    dataset: Any,
+    out: Path,
+    job: _Job,
+    label_arr: np.ndarray | None,
+    info: DistInfo,
+) -> None:
+    """Build the folder in its staging place (resuming it), then rename it to ``out``."""
+    run = _run_settings(model, job, len(dataset))
+    work = work_folder(out)  # built there, renamed to out whole once finished
+    meta = _open_folder(work, run, dataset, label_arr, info)
+    if meta is None or not meta.get("complete"):
+        if info.distributed:
+            _extract_shard(model, dataset, work, run, job, info)
+        else:
+            _extract_alone(model, dataset, work, meta, job)
+    if info.is_main:
+        publish_feature_dir(work, out)
 
 
 def _check_dataset(dataset: Any, labels: object) -> np.ndarray | None:
@@ -379,10 +397,12 @@ def _open_folder(
     """
     out.mkdir(parents=True, exist_ok=True)
     meta = _read_meta(out, run)
+    if meta is not None and not has_features(out) and not meta.get("complete"):
+        meta = None  # features file lost before any row counted: start over
+    if meta is not None:
+        check_feature_dir(out, meta)  # reused: its files must hold what the meta says
     if meta is not None and meta.get("complete"):
         return meta
-    if meta is not None and not has_features(out):
-        meta = None  # features file lost: start over
     if meta is None and info.is_main:
         meta = {**run, "dtype": "float32", "rows_done": 0, "skipped": [], "complete": False}
         meta["labels_shape"] = None if label_arr is None else list(label_arr.shape)

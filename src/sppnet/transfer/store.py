@@ -11,7 +11,10 @@
                    each finished batch ``k`` as ``batch_<k>.npz`` (rows, skipped images)
 
 Every file but ``features.npy`` is replaced atomically; ``features.npy`` is a memory-mapped
-array filled in place, flushed before ``meta.json`` counts its rows as done.
+array filled in place, flushed before ``meta.json`` counts its rows as done. The folder is
+built in a hidden staging folder (:func:`work_folder`, where a rerun resumes) and renamed
+into place whole once finished (:func:`publish_feature_dir`): a folder at the output path
+is always a finished one, never a mix of two extractions.
 
 Shape shorthand: N images, D feature length, K classes, B images of one batch.
 """
@@ -19,6 +22,7 @@ Shape shorthand: N images, D feature length, K classes, B images of one batch.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,10 +30,16 @@ from typing import Any
 
 import numpy as np
 
-from sppnet._atomic import atomic_path, atomic_save_npy, atomic_write_bytes
+from sppnet._atomic import (
+    atomic_path,
+    atomic_save_npy,
+    atomic_write_bytes,
+    publish_folder,
+    staging_folder,
+)
 from sppnet.engine.json_io import read_json, write_json
 from sppnet.engine.safe_load import load_json_file, load_npy_file
-from sppnet.errors import DamagedFileError
+from sppnet.errors import DamagedFileError, DiskFullError, is_disk_full
 
 __all__ = [
     "FEATURES_FILE",
@@ -37,16 +47,19 @@ __all__ = [
     "LABELS_FILE",
     "META_FILE",
     "SHARDS_DIR",
+    "check_feature_dir",
     "clear_shards",
     "compact_feature_dir",
     "create_feature_dir",
     "has_features",
     "load_feature_dir",
     "open_features",
+    "publish_feature_dir",
     "read_meta",
     "read_shard",
     "shard_written",
     "start_shards",
+    "work_folder",
     "write_meta",
     "write_shard",
 ]
@@ -56,10 +69,26 @@ LABELS_FILE = "labels.npy"
 IDS_FILE = "ids.json"
 META_FILE = "meta.json"
 SHARDS_DIR = "shards"  # under torchrun: each rank's finished batches, until rank 0 merges them
+FOLDER_FILES = (FEATURES_FILE, LABELS_FILE, IDS_FILE, META_FILE)
 _COMPACT_CHUNK = 4096  # rows copied at a time: features.npy may not fit in memory
 
 
 # ------------------------------------------------------------------------------ writing
+def work_folder(out: Path) -> Path:
+    """Where the extraction into ``out`` is built: ``out`` itself when it already holds a
+    ``meta.json`` (a finished folder, or an unfinished one of the earlier in-place layout),
+    else the hidden staging folder beside it (the same for every process and rerun)."""
+    if (out / META_FILE).is_file():
+        return out
+    return staging_folder(out, FOLDER_FILES)
+
+
+def publish_feature_dir(work: Path, out: Path) -> None:
+    """Put the finished folder ``work`` at ``out`` whole (nothing to do when they are one)."""
+    if work != out:
+        publish_folder(work, out, FOLDER_FILES)
+
+
 def read_meta(root: Path) -> dict[str, Any] | None:
     """The folder's ``meta.json``, or None when there is none yet."""
     path = root / META_FILE
@@ -94,8 +123,67 @@ def create_feature_dir(
     if labels is not None:
         atomic_save_npy(root / LABELS_FILE, labels)
     shape = (int(meta["num_images"]), int(meta["dim"]))
-    np.lib.format.open_memmap(root / FEATURES_FILE, mode="w+", dtype=np.float32, shape=shape)
+    path = root / FEATURES_FILE
+    try:
+        np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+        _reserve(path)
+    except OSError as err:
+        path.unlink(missing_ok=True)
+        if is_disk_full(err):
+            raise DiskFullError(path) from err
+        raise
     write_meta(root, meta)
+
+
+def _reserve(path: Path) -> None:
+    """Allocate a freshly created (sparse) file's blocks now: a full disk is an error here,
+    before any work, instead of a crash (SIGBUS) when a memory-mapped row is written."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as err:
+        if is_disk_full(err):
+            raise
+        # a file system without fallocate: the rows are written as before
+    finally:
+        os.close(fd)
+
+
+def check_feature_dir(root: Path, meta: dict[str, Any]) -> None:
+    """Before a folder is reused (finished, or resumed), its files must hold what its meta
+    says: ``features.npy`` ``[rows, dim]`` readable to its last byte, ``labels.npy`` and
+    ``ids.json`` one entry per row. A ``complete`` flag alone does not prove it.
+
+    Args:
+        root: the folder.
+        meta: its ``meta.json``.
+
+    Raises:
+        DamagedFileError: a file missing, truncated, of another shape or length (named,
+            with: delete the folder and rerun ``sppnet features``).
+    """
+    fix = f"delete {root} and rerun `sppnet features` to re-extract"
+    n, dim = int(meta["num_images"]), int(meta["dim"])
+    kept = n - len({s["index"] for s in meta.get("skipped", [])})
+    # finished: the compacted rows; unfinished: all N (or kept, if compaction was cut short)
+    allowed = {int(meta.get("rows", kept))} if meta.get("complete") else {n, kept}
+    path = root / FEATURES_FILE
+    if not path.is_file():
+        raise DamagedFileError(path, "missing beside its meta.json", fix)
+    features = load_npy_file(path, mmap_mode="r", fix=fix)  # a truncated file fails here
+    if features.ndim != 2 or features.shape[1] != dim or features.shape[0] not in allowed:
+        expected = " or ".join(f"[{r}, {dim}]" for r in sorted(allowed))
+        raise DamagedFileError(path, f"shape {features.shape}, meta.json says {expected}", fix)
+    rows = features.shape[0]
+    del features
+    if (root / LABELS_FILE).is_file() or meta.get("labels_shape"):
+        labels = load_npy_file(root / LABELS_FILE, mmap_mode="r", fix=fix)
+        if labels.shape[:1] not in {(r,) for r in allowed}:
+            raise DamagedFileError(root / LABELS_FILE, f"{labels.shape[0]} rows for {rows}", fix)
+    ids = load_json_file(root / IDS_FILE, fix=fix)
+    if not isinstance(ids, list) or len(ids) not in allowed:
+        got = len(ids) if isinstance(ids, list) else type(ids).__name__
+        raise DamagedFileError(root / IDS_FILE, f"{got} ids for {rows} rows", fix)
 
 
 def open_features(root: Path) -> np.memmap:
