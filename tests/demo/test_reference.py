@@ -98,11 +98,14 @@ def test_results_under_other_conditions_are_not_compared():
     check_conditions(METRICS, copy.deepcopy(METRICS), "ref.json")  # same: no error
 
 
-def test_recorded_quick_reference_matches_the_quick_settings():
-    reference = read_reference(QUICK)
-    conditions = demo_conditions(0, True, False)
-    assert reference["config"] == conditions["config"]
-    assert reference["seed"] == 0 and reference["settings"] == "quick"
+@pytest.mark.parametrize(
+    ("path", "quick"), [(QUICK, True), (QUICK.with_name("demo_full.json"), False)]
+)
+def test_recorded_references_match_the_demo_settings(path, quick):
+    reference = read_reference(path)
+    conditions = demo_conditions(0, quick, False)
+    assert reference["config"] == conditions["config"]  # the settings have not moved since
+    assert reference["seed"] == 0 and reference["settings"] == ("quick" if quick else "full")
     assert 0.0 <= reference["detection"]["map"] <= 1.0
     assert compare_results(reference, reference) == []
 
