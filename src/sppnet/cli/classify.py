@@ -19,6 +19,7 @@ from typing import Any
 
 from sppnet.cli._common import parse_size, print_table, require_images, torchrun_rank
 from sppnet.cli.device import add_device_option, resolve_device
+from sppnet.cli.inputs import add_image_inputs
 from sppnet.cli.options import (
     LITE_MODELS,
     add_builtin_sizes,
@@ -567,10 +568,7 @@ examples:
 def add_predict_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet predict``."""
     predict = add_command(sub, "predict", _cmd_predict, _PREDICT_TEXT)
-    predict.add_argument(
-        "images", nargs="+", metavar="IMAGE",
-        help="image files, folders (recursive), quoted globs or @list.txt",
-    )  # fmt: skip
+    add_image_inputs(predict)
     predict.add_argument("--top", type=int, default=5, help="classes to show (default 5)")
     predict.add_argument(
         "--view", choices=("full", "center", "ten"),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sppnet.cli._common import print_timing, require_images, torchrun_rank
 from sppnet.cli.device import add_device_option, resolve_device
+from sppnet.cli.inputs import add_image_inputs
 from sppnet.cli.options import (
     add_builtin_sizes,
     add_checkpoint_options,
@@ -266,34 +267,6 @@ def _print_eval_det_result(result: dict[str, Any]) -> None:
         )
         print_timing("  R-CNN time per image", r["timing"])
         print_timing("  SPP-net time per image", r["spp_timing"])
-
-
-def _check_detect_outputs(args: argparse.Namespace) -> None:
-    """Outputs never overwrite inputs: no ``OUT/<name>.png|.json`` may be an input image or
-    a file of the detector or proposals folder.
-
-    Raises:
-        UserError: naming the output and the input it would replace.
-    """
-    import os
-    from pathlib import Path
-
-    from sppnet.detect.images import output_names
-
-    inputs = {os.path.realpath(p): f"the input image {p}" for p in args.images}
-    for option in ("detector", "onnx", "proposals"):
-        folder = getattr(args, option, None)
-        if folder and os.path.isdir(folder):
-            for entry in os.scandir(folder):
-                inputs.setdefault(os.path.realpath(entry.path), f"{entry.path} (--{option})")
-    for name in output_names(args.images):
-        for target in (Path(args.out) / f"{name}.png", Path(args.out) / f"{name}.json"):
-            replaced = inputs.get(os.path.realpath(target))
-            if replaced is not None:
-                raise UserError(
-                    f"--out {args.out}: writing {target} would replace {replaced}; outputs "
-                    "never overwrite inputs: choose another --out folder"
-                )
 
 
 def _check_detect_outputs(args: argparse.Namespace, images: list) -> None:
@@ -621,10 +594,7 @@ examples:
 def add_detect_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet detect``."""
     detect = add_command(sub, "detect", _cmd_detect, _DETECT_TEXT)
-    detect.add_argument(
-        "images", nargs="+", metavar="IMAGE",
-        help="image files, folders (recursive), quoted globs or @list.txt",
-    )  # fmt: skip
+    add_image_inputs(detect)
     which = detect.add_mutually_exclusive_group(required=True)
     which.add_argument("--detector", metavar="DIR", help="train-det output (PyTorch)")
     which.add_argument(

@@ -15,16 +15,25 @@ The files are kept in the order of the arguments; a file named twice is detected
 
 from __future__ import annotations
 
+import argparse
 import glob
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from sppnet.errors import UserError
 
-__all__ = ["IMAGE_EXTENSIONS", "expand_images", "refuse_overwriting_inputs"]
+__all__ = ["IMAGE_EXTENSIONS", "add_image_inputs", "expand_images", "refuse_overwriting_inputs"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _GLOB_CHARS = ("*", "?", "[")
+
+
+def add_image_inputs(parser: argparse.ArgumentParser) -> None:
+    """The positional images of ``detect`` and ``predict`` (read by :func:`expand_images`)."""
+    parser.add_argument(
+        "images", nargs="+", metavar="IMAGE",
+        help="image files, folders (recursive), quoted globs or @list.txt",
+    )  # fmt: skip
 
 
 def _folder_images(folder: Path) -> list[Path]:

@@ -18,7 +18,13 @@ import torch
 
 from sppnet.errors import UserError
 
-__all__ = ["check_image_size", "fit_sizes", "make_annotation", "make_target"]
+__all__ = [
+    "AnnotatedImages",
+    "check_image_size",
+    "fit_sizes",
+    "make_annotation",
+    "make_target",
+]
 
 
 def make_annotation(
@@ -123,3 +129,56 @@ def fit_sizes(annotations: list[dict[str, Any]], paths: Sequence[Path], source: 
             stacklevel=3,
         )
     return len(fixed)
+
+
+class AnnotatedImages:
+    """What the detection datasets (VOC, COCO, YOLO) share: their length, each item's image
+    file, and items ``(image, target)`` read with the same checks.
+
+    A subclass sets ``root``, ``ids``, ``annotations`` (one :func:`make_annotation` dict per
+    image), ``transform``, ``skip_bad`` and ``skipped``, and may override
+    :meth:`image_folder` (where ``filename`` is relative to) and :meth:`check_item`.
+    """
+
+    root: Path
+    ids: list[str]
+    annotations: list[dict[str, Any]]
+    transform: Any
+    skip_bad: bool
+    skipped: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image_folder(self) -> Path:
+        """The folder every annotation's ``filename`` is relative to (``root``)."""
+        return self.root
+
+    def image_path(self, index: int) -> Path:
+        """The image file of item ``index``."""
+        return self.image_folder() / self.annotations[index]["filename"]
+
+    def check_item(self, index: int, size: tuple[int, int]) -> None:
+        """Check the decoded image of item ``index`` (``size`` = (W, H)) against its
+        annotation: the recorded size must be the file's (:func:`check_image_size`)."""
+        check_image_size(self.annotations[index], size, self.image_path(index))
+
+    def __getitem__(self, index: int) -> tuple[Any, dict[str, Any]]:
+        from sppnet.data.decode import ImageDecodeError, load_image
+
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        index %= len(self)
+        for attempt in range(len(self)):
+            i = (index + attempt) % len(self)
+            try:
+                image = load_image(self.image_path(i))
+            except ImageDecodeError:
+                if not self.skip_bad:
+                    raise
+                self.skipped += 1  # skip_bad: the next image takes its place
+                continue
+            self.check_item(i, image.size)
+            target = make_target(self.annotations[i], self.ids[i])
+            return (self.transform(image) if self.transform else image), target
+        raise ImageDecodeError(self.image_folder(), "no readable image in the dataset")

@@ -32,9 +32,12 @@ from typing import Any
 import torch
 from PIL import Image
 
-from sppnet.data._annotation import check_image_size, fit_sizes, make_annotation, make_target
+from sppnet.data._annotation import (
+    AnnotatedImages,
+    fit_sizes,
+    make_annotation,
+)
 from sppnet.data._paths import inside_root
-from sppnet.data.decode import ImageDecodeError, load_image
 
 __all__ = ["CocoDetection", "coco_ground_truth"]
 
@@ -109,7 +112,7 @@ def _read_images(images: list[dict], path: Path) -> dict[int, dict[str, Any]]:
     return records
 
 
-class CocoDetection(torch.utils.data.Dataset):
+class CocoDetection(AnnotatedImages, torch.utils.data.Dataset):
     """A COCO-format detection dataset: one annotation file and a folder of images.
 
     The file is read and checked when the dataset is built. Images without annotations are
@@ -313,28 +316,6 @@ class CocoDetection(torch.utils.data.Dataset):
         if crowd not in (0, 1) or isinstance(crowd, float):
             raise ValueError(f"iscrowd must be 0 or 1, got {crowd!r}")
         return [x1, y1, x2, y2], self.category_to_label[cid], bool(crowd)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def image_path(self, index: int) -> Path:
-        """The image file of item ``index`` (``image_dir/file_name``)."""
-        return self.root / self.annotations[index]["filename"]
-
-    def __getitem__(self, index: int) -> tuple[Any, dict[str, Any]]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} images")
-        index %= len(self)
-        try:
-            image = load_image(self.image_path(index))
-        except ImageDecodeError:
-            if not self.skip_bad or len(self) == 1:
-                raise
-            self.skipped += 1
-            return self[(index + 1) % len(self)]
-        check_image_size(self.annotations[index], image.size, self.image_path(index))
-        target = make_target(self.annotations[index], self.ids[index])
-        return (self.transform(image) if self.transform else image), target
 
     def __repr__(self) -> str:
         return (

@@ -30,9 +30,13 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from sppnet._atomic import atomic_write_bytes
-from sppnet.data._annotation import check_image_size, fit_sizes, make_annotation, make_target
+from sppnet.data._annotation import (
+    AnnotatedImages,
+    fit_sizes,
+    make_annotation,
+)
 from sppnet.data._paths import inside_root
-from sppnet.data.decode import BOMB_ERRORS, ImageDecodeError, bomb_guard, load_image
+from sppnet.data.decode import BOMB_ERRORS, bomb_guard
 
 __all__ = [
     "VOC_CLASSES",
@@ -460,7 +464,7 @@ def collect_class_names(root: str | Path, split: str) -> list[str]:
     return sorted(names)
 
 
-class VOCDetection(torch.utils.data.Dataset):
+class VOCDetection(AnnotatedImages, torch.utils.data.Dataset):
     """A Pascal VOC-layout detection dataset (real VOC2007 or the built-in data).
 
     All annotations of the split are parsed when the dataset is built (a few ms per 100
@@ -580,30 +584,9 @@ class VOCDetection(torch.utils.data.Dataset):
             "sets the labels"
         )
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def image_path(self, index: int) -> Path:
-        """The image file of item ``index`` (``JPEGImages/{filename}`` from the XML)."""
-        return self.root / "JPEGImages" / self.annotations[index]["filename"]
-
-    def __getitem__(self, index: int) -> tuple[Any, dict[str, Any]]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} images")
-        index %= len(self)
-        for attempt in range(len(self)):
-            i = (index + attempt) % len(self)
-            try:
-                image = load_image(self.image_path(i))
-            except ImageDecodeError:
-                if not self.skip_bad:
-                    raise
-                self.skipped += 1
-                continue
-            check_image_size(self.annotations[i], image.size, self.image_path(i))
-            target = make_target(self.annotations[i], self.ids[i])
-            return (self.transform(image) if self.transform else image), target
-        raise ImageDecodeError(self.root / "JPEGImages", "no readable image in the dataset")
+    def image_folder(self) -> Path:
+        """``root/JPEGImages``: the folder of the XMLs' ``<filename>``."""
+        return self.root / "JPEGImages"
 
     def __repr__(self) -> str:
         return (

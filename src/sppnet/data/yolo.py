@@ -35,8 +35,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from sppnet.data._annotation import make_annotation, make_target
-from sppnet.data.decode import ImageDecodeError, load_image
+from sppnet.data._annotation import AnnotatedImages, make_annotation
+from sppnet.data.decode import ImageDecodeError
 from sppnet.data.image_folder import IMAGE_EXTENSIONS, read_image_size
 
 __all__ = [
@@ -269,7 +269,7 @@ def yolo_label_lines(
     return lines
 
 
-class YoloDetection(torch.utils.data.Dataset):
+class YoloDetection(AnnotatedImages, torch.utils.data.Dataset):
     """A YOLO-layout detection dataset (module docstring).
 
     Every label file of the split is read and checked when the dataset is built (image sizes
@@ -380,26 +380,8 @@ class YoloDetection(torch.utils.data.Dataset):
         ]  # fmt: skip
         return make_annotation(image.relative_to(base).as_posix(), width, height, objects)
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def image_path(self, index: int) -> Path:
-        """The image file of item ``index`` (``root/filename``)."""
-        return self.root / self.annotations[index]["filename"]
-
-    def __getitem__(self, index: int) -> tuple[Any, dict[str, Any]]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} images")
-        index %= len(self)
-        try:
-            image = load_image(self.image_path(index))
-        except ImageDecodeError:
-            if not self.skip_bad or len(self) == 1:
-                raise
-            self.skipped += 1
-            return self[(index + 1) % len(self)]
-        target = make_target(self.annotations[index], self.ids[index])
-        return (self.transform(image) if self.transform else image), target
+    def check_item(self, index: int, size: tuple[int, int]) -> None:
+        """Nothing to check: a YOLO label holds fractions, and the sizes are the images' own."""
 
     def __repr__(self) -> str:
         return (

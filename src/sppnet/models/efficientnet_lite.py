@@ -70,7 +70,7 @@ from torch import Tensor, nn
 from sppnet._validate import check_int
 from sppnet.models.fused_conv import conv2d_activation, fused_conv_allowed
 from sppnet.models.spp_net import PoolSpec, SPPNet
-from sppnet.ops import SpatialPyramidPool, check_levels
+from sppnet.ops import SpatialPyramidPool
 
 __all__ = [
     "FEATURE_LAYERS",
@@ -495,11 +495,7 @@ class EfficientNetLite(SPPNet):
             raise ValueError(f"padding must be one of {_PADDINGS}, got {padding!r}")
         self.name = variant
         self.variant = spec
-        self.num_classes = num_classes
-        self.width = 1.0
-        self.fc_dim = fc_dim
-        self.spp_levels = None if spp_levels is None else check_levels(spp_levels)
-        self.spp_mode = spp_mode
+        self._set_head(num_classes, 1.0, fc_dim, spp_levels, spp_mode)
         self.padding = padding
         self.feature_layer = feature_layer
         self.features = _build_trunk(spec, padding, feature_layer)

@@ -36,7 +36,7 @@ from sppnet._validate import check_int
 from sppnet.models.spp_net import PoolSpec, SPPNet
 from sppnet.models.trunk_geometry import TrunkGeometry, measure_trunk_geometry, select_map
 from sppnet.models.trunk_source import build_trunk, check_trunk_args
-from sppnet.ops import SpatialPyramidPool, check_levels
+from sppnet.ops import SpatialPyramidPool
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TrunkSPPNet", "from_trunk"]
 
@@ -101,11 +101,7 @@ class TrunkSPPNet(SPPNet):
         self.trunk_args = check_trunk_args(trunk_args)
         self.feature_index = feature_index
         self.feature_key = feature_key
-        self.num_classes = num_classes
-        self.width = 1.0
-        self.fc_dim = fc_dim
-        self.spp_levels = None if spp_levels is None else check_levels(spp_levels)
-        self.spp_mode = spp_mode
+        self._set_head(num_classes, 1.0, fc_dim, spp_levels, spp_mode)
         self.mean = _triple("mean", mean, positive=False)
         self.std = _triple("std", std, positive=True)
         # trunk input = (x + 128) / 255 - mean) / std = x * scale + shift, per channel

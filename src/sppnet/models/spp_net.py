@@ -226,11 +226,7 @@ class SPPNet(nn.Module):
             raise ValueError(f"layers must hold at least one ConvSpec, got {layers!r}")
 
         self.name = name
-        self.num_classes = num_classes
-        self.width = float(width)
-        self.fc_dim = fc_dim
-        self.spp_levels = None if spp_levels is None else check_levels(spp_levels)
-        self.spp_mode = spp_mode  # as given; the no-SPP pool5 is a max pool whatever it says
+        self._set_head(num_classes, width, fc_dim, spp_levels, spp_mode)
         self.layer_specs: tuple[LayerSpec, ...] = tuple(layers)
         self.pool5_spec = pool5
 
@@ -263,6 +259,21 @@ class SPPNet(nn.Module):
     # ----------------------------------------------------------------------------- build
     def _channels(self, channels: int) -> int:
         return max(1, round(channels * self.width))
+
+    def _set_head(
+        self,
+        num_classes: int,
+        width: float,
+        fc_dim: int,
+        spp_levels: Sequence[int] | None,
+        spp_mode: str,
+    ) -> None:
+        """Record the settings every SPP-net (paper trunk, Lite, any trunk) keeps alike."""
+        self.num_classes = num_classes
+        self.width = float(width)
+        self.fc_dim = fc_dim
+        self.spp_levels = None if spp_levels is None else check_levels(spp_levels)
+        self.spp_mode = spp_mode  # as given; the no-SPP pool5 is a max pool whatever it says
 
     def _build_trunk(self, layers: Sequence[LayerSpec], width: float) -> nn.Sequential:
         """conv{i} relu{i} [lrn{i}] [pool{i}], numbered after the latest conv (Table 1)."""
