@@ -158,8 +158,11 @@ def load_detector(
     fix = "the detector is damaged: run `sppnet train-det` again (finished stages are reused)"
     meta = load_json_file(meta_path, fix=fix)
     tensors = load_safetensors_file(weights_path, device=map_location, fix=fix)
+    description = _parse_description(meta, meta_path)  # a malformed file is named first
     _check_same_save(meta_path, weights_path, meta)
-    model, classes = _rebuild_network(meta, tensors, meta_path, weights_path, trust_model_code)
+    model, classes = _rebuild_network(
+        description, tensors, meta_path, weights_path, trust_model_code
+    )
     model.to(map_location).eval()
     mean = meta.get("mean", 128.0)
     settings: dict[str, Any] = {
@@ -188,18 +191,13 @@ def load_detector(
     return detector.eval(), meta
 
 
-def _rebuild_network(
-    meta: dict[str, Any],
-    tensors: dict[str, Tensor],
-    meta_path: Path,
-    weights_path: Path,
-    trust_model_code: bool | str,
-) -> tuple[torch.nn.Module, list[str]]:
-    """The saved network with its weights, and the class names, from ``detector.json``.
+def _parse_description(
+    meta: dict[str, Any], meta_path: Path
+) -> tuple[str, dict[str, Any], list[str]]:
+    """``(name, create_model kwargs, class names)`` from ``detector.json``.
 
     Raises:
-        ValueError: a malformed description, or weights that do not fit the network.
-        sppnet.models.UntrustedModelCodeError: an import-path trunk not trusted.
+        ValueError: a malformed description.
     """
     try:
         kwargs = dict(meta["model"])
@@ -209,6 +207,23 @@ def _rebuild_network(
         raise ValueError(f"{meta_path}: malformed detector description ({err})") from err
     if kwargs.get("spp_levels") is not None:
         kwargs["spp_levels"] = tuple(kwargs["spp_levels"])
+    return name, kwargs, classes
+
+
+def _rebuild_network(
+    description: tuple[str, dict[str, Any], list[str]],
+    tensors: dict[str, Tensor],
+    meta_path: Path,
+    weights_path: Path,
+    trust_model_code: bool | str,
+) -> tuple[torch.nn.Module, list[str]]:
+    """The saved network with its weights, and the class names (:func:`_parse_description`).
+
+    Raises:
+        ValueError: weights that do not fit the network.
+        sppnet.models.UntrustedModelCodeError: an import-path trunk not trusted.
+    """
+    name, kwargs, classes = description
     from sppnet.models import UntrustedModelCodeError
 
     try:
