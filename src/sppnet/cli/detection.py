@@ -96,7 +96,11 @@ def _train_det(args: argparse.Namespace) -> int:
         DetectorTrainConfig(data=data, out=args.out, split=split or "trainval"), **overrides
     )
     summary = train_detector(
-        config, progress=not args.no_progress, log=print, trust_model_code=args.model or False
+        config,
+        progress=not args.no_progress,
+        log=print,
+        trust_model_code=args.model or False,
+        warn=lambda line: print(line, file=sys.stderr),
     )
     if summary["detector"] is None:
         return 0  # a torchrun rank other than 0: its share of the cache is written

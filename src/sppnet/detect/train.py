@@ -36,8 +36,8 @@ import dataclasses
 import hashlib
 import math
 import shutil
-import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,6 +166,7 @@ def train_detector(
     progress: bool = False,
     log: Log | None = None,
     trust_model_code: bool | str = False,
+    warn: Log | None = None,
 ) -> dict[str, Any]:
     """Train an SPP-net detector stage by stage (module docstring); resumable.
 
@@ -184,6 +185,8 @@ def train_detector(
         trust_model_code: a network (``config.model`` or the checkpoint's) whose trunk is
             an import path (``package.module:factory``) is built only when this is True or
             that same path.
+        warn: called with each warning about the data found before any work (classes
+            without a training object); ``None``: :func:`warnings.warn` (rank 0 only).
 
     Returns:
         A summary: ``"detector"`` (its directory), ``"timing"`` (seconds per stage),
@@ -200,7 +203,7 @@ def train_detector(
             config = dataclasses.replace(config, device=str(info.device))  # cuda:LOCAL_RANK
         return _train_detector(
             config, info, progress=progress and info.is_main, log=log if info.is_main else None,
-            trust=trust_model_code,
+            trust=trust_model_code, warn=warn if info.is_main else (lambda _line: None),
         )  # fmt: skip
 
 
@@ -236,9 +239,11 @@ def _train_detector(
     progress: bool,
     log: Log | None,
     trust: bool | str = False,
+    warn: Log | None = None,
 ) -> dict[str, Any]:
     """The stages of :func:`train_detector` in this process (module docstring)."""
     run = _start_run(config, info, progress, log or (lambda _line: None), trust)
+    _warn_missing_classes(run.dataset, warn or _python_warning)
     _proposals_step(run)
     cache_dir = run.out / _CACHE_DIRS[config.cache]
     table = _open_cache(run, cache_dir)
@@ -276,12 +281,15 @@ def _open_training_set(config: DetectorTrainConfig, out: Path, info: DistInfo) -
         )
     if config.max_images is not None:
         keep_first_images(dataset, config.max_images)
-    _warn_missing_classes(dataset, info)
     check_dataset_scales(dataset, config.scales, config.max_long_side)  # before any work
     return dataset
 
 
-def _warn_missing_classes(dataset: VOCDetection, info: DistInfo) -> None:
+def _python_warning(message: str) -> None:
+    warnings.warn(message.removeprefix("warning: "), stacklevel=4)
+
+
+def _warn_missing_classes(dataset: VOCDetection, warn: Log) -> None:
     """Say before any work which classes have no (non-difficult) training object: they get
     no SVM and the detector never reports them."""
     counts = torch.zeros(len(dataset.class_names), dtype=torch.long)
@@ -289,12 +297,11 @@ def _warn_missing_classes(dataset: VOCDetection, info: DistInfo) -> None:
         labels = ann["labels"][~ann["difficult"]]
         counts += torch.bincount(labels, minlength=len(counts))
     missing = [name for name, n in zip(dataset.class_names, counts.tolist(), strict=True) if not n]
-    if missing and info.is_main:
-        print(
+    if missing:
+        warn(
             f"warning: {len(missing)} of {len(counts)} classes have no training object "
             f"({', '.join(missing)}): they are left out (never detected); to train them, "
-            "add images that hold them, or leave them out of --classes / classes.txt",
-            file=sys.stderr,
+            "add images that hold them, or leave them out of --classes / classes.txt"
         )
 
 
