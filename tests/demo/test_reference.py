@@ -156,3 +156,13 @@ def test_cli_refuses_to_record_over_an_existing_file(tmp_path, capsys):
     assert code == 2
     _one_error(capsys, "ref.json", "delete it first")
     assert record.read_text() == "{}" and not out.exists()
+
+
+def test_cli_refuses_an_unwritable_record_before_any_work(tmp_path, capsys):
+    out, blocker = tmp_path / "run", tmp_path / "file"
+    blocker.write_text("")
+    record = blocker / "ref.json"  # its folder would be a file
+    code = main(["demo", "--quick", "--out", str(out), "--record-reference", str(record)])
+    assert code == 2
+    _one_error(capsys, "--record-reference", "cannot create its folder")
+    assert not out.exists()

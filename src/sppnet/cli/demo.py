@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from sppnet._atomic import atomic_write_text
@@ -38,6 +39,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise FileExistsError(
             f"--record-reference {record} exists: delete it first to record a new reference"
         )
+    if record is not None:  # checked now: the run takes minutes
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(
+                f"--record-reference {record}: cannot create its folder ({err})"
+            ) from None
+        if not os.access(record.parent, os.W_OK):
+            raise UserError(f"--record-reference {record}: its folder is not writable")
     metrics = run_demo(
         args.out,
         seed=args.seed,
@@ -46,7 +56,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if record is not None:
-        record.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(reproducible_results(metrics), indent=1, sort_keys=True)
         atomic_write_text(record, text + "\n")
         print(f"reference recorded: {record}")
