@@ -116,7 +116,7 @@ def test_loader_workers_do_not_change_the_result(colour_root, tmp_path, mode):
 def test_resume_can_extend_a_finished_run(colour_root, tmp_path):
     config = _config(colour_root, tmp_path, epochs=1)
     train_classifier(config, progress=False)
-    assert load_train_config(tmp_path) == config
+    assert load_train_config(tmp_path) == config.resolved()
     longer = train_classifier(dataclasses.replace(config, epochs=2), resume=True, progress=False)
     assert [row["epoch"] for row in longer.history] == [1, 2]
 
@@ -197,7 +197,7 @@ def test_plateau_schedule_divides_by_ten_at_most_lr_drops_times():
     schedule = {"lr": 0.01, "best": None, "bad_epochs": 0, "drops": 0}
     lrs = []
     for error in [0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3]:
-        schedule, _ = _plateau_step(schedule, error, config)
+        schedule, _ = _plateau_step(schedule, error, config.resolved())
         lrs.append(schedule["lr"])
     assert lrs == pytest.approx([0.01, 0.01, 0.01, 1e-3, 1e-3, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4])
     assert schedule["drops"] == 2

@@ -78,7 +78,7 @@ def _reference_vectors(model, root, config, epoch):
 
 
 def test_recorded_vectors_are_the_trunks_vectors_of_that_epochs_crops(colour_root, tmp_path):
-    config = _config(colour_root, tmp_path, cache_views=2)
+    config = _config(colour_root, tmp_path, cache_views=2).resolved()
     model, _ = tc._build_model(config, 3)
     trainee = tc._TrainingModel(model, freeze_bn=False, freeze_trunk=True)
     from torch.utils.data import DataLoader, DistributedSampler

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,13 @@ def _train_epoch(
     last_checkpoint: Path | None,
     progress: bool,
     desc: str,
+    step_lr: Callable[[int], None] | None = None,
 ) -> tuple[float, float, int, float]:
-    """One pass over the data; returns (loss, top-1 error, images, seconds), all processes."""
+    """One pass over the data; returns (loss, top-1 error, images, seconds), all processes.
+
+    ``step_lr(step)``, if given, sets the learning rate before each step (a per-step
+    schedule).
+    """
     from sppnet.data.transforms import resize_tensor
 
     net.train()
@@ -56,6 +62,9 @@ def _train_epoch(
         if input_size is not None and images.shape[-1] != input_size:
             # Multi-size: the same crop at a lower resolution (Sec. 2.3).
             images = resize_tensor(images, input_size)
+        if step_lr is not None:
+            step_lr(step)
+            lr = optimizer.param_groups[-1]["lr"]
         logits = net(images) if extents is None else net(images, extents=extents)  # [N, K]
         loss = _sgd_step(
             logits, labels, optimizer, totals, info, (epoch, step, lr, last_checkpoint)
@@ -129,8 +138,12 @@ def _replay_epoch(
     info: DistInfo,
     epoch: int,
     last_checkpoint: Path | None,
+    step_lr: Callable[[int], None] | None = None,
 ) -> tuple[float, float, int]:
-    """One pass of fc6-fc8 over cached pooled vectors in a seeded order; (loss, error, n)."""
+    """One pass of fc6-fc8 over cached pooled vectors in a seeded order; (loss, error, n).
+
+    ``step_lr(step)``, if given, sets the learning rate before each step.
+    """
     vectors, labels = cached
     net.train()
     totals = torch.zeros(3, dtype=torch.float64, device=info.device)
@@ -138,6 +151,9 @@ def _replay_epoch(
     order = torch.randperm(len(labels), generator=seeded_generator(order_seed)).to(vectors.device)
     for step, start in enumerate(range(0, len(order), batch_size)):
         index = order[start : start + batch_size]
+        if step_lr is not None:
+            step_lr(step)
+            lr = optimizer.param_groups[-1]["lr"]
         logits = net(None, pooled=vectors[index])  # [n, K]
         _sgd_step(
             logits, labels[index], optimizer, totals, info, (epoch, step, lr, last_checkpoint)
@@ -154,20 +170,19 @@ def _validate(
     info: DistInfo,
     cache: list[tuple[Tensor, Tensor]] | None = None,
 ) -> tuple[float, float]:
-    """Top-1 and top-5 error of one center crop per image, over all processes.
+    """Top-1 and top-5 error of one view per image (a center crop, or a padded batch of
+    whole images with their extents), over all processes.
 
     ``cache`` (a frozen trunk): an empty list is filled with the batches' pooled vectors
     and labels; a filled one is used instead of the loader (the same vectors).
     """
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=info.device)  # top1 wrong, top5, n
-    batches = ((x.to(info.device), y.to(info.device)) for x, y in loader)
-    if cache is not None:
-        if not cache:  # [N, C * L] pooled vectors, computed once
-            cache.extend((model.forward_pool(model.forward_features(x)), y) for x, y in batches)
-        batches = iter(cache)
-    for inputs, labels in batches:
-        logits = model(inputs) if cache is None else model.forward_pooled(inputs)  # [N, K]
+    batches = (_on_device(batch, info) for batch in loader)
+    if cache is not None and not cache:  # [N, C * L] pooled vectors, computed once
+        cache.extend((_pooled(model, x, ext), y) for x, ext, y in batches)
+    for pooled, labels in cache if cache is not None else _pooled_batches(model, batches):
+        logits = model.forward_pooled(pooled)  # [N, K]
         k = min(5, logits.shape[1])
         top = logits.topk(k, dim=1).indices  # [N, k]
         hit5 = (top == labels[:, None]).any(1)
@@ -181,6 +196,29 @@ def _validate(
     all_reduce_sum(totals, info)
     wrong1, wrong5, count = totals.tolist()
     return wrong1 / max(count, 1), wrong5 / max(count, 1)
+
+
+def _pooled_batches(model: nn.Module, batches: Any) -> Iterator[tuple[Tensor, Tensor]]:
+    """``(pooled [N, C * L], labels [N])`` of ``(images, extents, labels)`` batches."""
+    for x, extents, labels in batches:
+        yield _pooled(model, x, extents), labels
+
+
+def _on_device(batch: Any, info: DistInfo) -> tuple[Tensor, Tensor | None, Tensor]:
+    """``(images, extents or None, labels)`` of a loader batch, on the run's device."""
+    if len(batch) == 3:  # a padded batch: images, extents, labels
+        images, extents, labels = batch
+        return images.to(info.device), extents.to(info.device), labels.to(info.device)
+    images, labels = batch
+    return images.to(info.device), None, labels.to(info.device)
+
+
+def _pooled(model: nn.Module, x: Tensor, extents: Tensor | None) -> Tensor:
+    """The pooled vectors ``[N, C * L]`` of a batch (each image on its valid region)."""
+    if extents is None:
+        return model.forward_pool(model.forward_features(x))
+    features = model.forward_features(x, extents)
+    return model.forward_pool(features, model.feature_extents(extents))
 
 
 def _check_replay_memory(model: nn.Module, config: ClassifierTrainConfig, samples: int) -> None:
@@ -202,7 +240,10 @@ def _check_replay_memory(model: nn.Module, config: ClassifierTrainConfig, sample
 def _plateau_step(
     schedule: dict[str, Any], metric: float, config: ClassifierTrainConfig
 ) -> tuple[dict[str, Any], bool]:
-    """Update the plateau schedule after an epoch; returns (new schedule, improved)."""
+    """Update the plateau schedule after an epoch; returns (new schedule, improved).
+
+    With the cosine schedule only the best error is tracked (the rate follows the steps).
+    """
     schedule = dict(schedule)
     best = schedule["best"]
     improved = best is None or metric < best
@@ -212,7 +253,8 @@ def _plateau_step(
     schedule["bad_epochs"] += 1
     # "divided by 10 (twice) when the error plateaus" (Sec. 3.1).
     if (
-        schedule["bad_epochs"] >= max(config.plateau_patience, 1)
+        config.lr_schedule == "plateau"
+        and schedule["bad_epochs"] >= max(config.plateau_patience, 1)
         and schedule["drops"] < config.lr_drops
         and schedule["lr"] > config.min_lr
     ):

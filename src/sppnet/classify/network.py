@@ -4,6 +4,7 @@ optimizer's parameter groups (trunk, head)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -28,12 +29,20 @@ def _build_model(
     from sppnet.models.registry import DEFAULT
     from sppnet.models.trunk_source import is_trunk_source
 
+    config = config.resolved()
     trunk: dict[str, Any] = {}
     if is_trunk_source(config.model):
         trunk = {"trunk_args": config.model_args, "feature_index": config.feature_index}
         trunk["trust_model_code"] = trust
     elif config.model_args is not None or config.feature_index is not None:
         raise ValueError("model_args and feature_index go with a trunk source as model")
+    if config.feature_layer is not None:
+        if not config.model.startswith("efficientnet_lite"):
+            raise ValueError(
+                f"feature_layer={config.feature_layer!r} chooses the map of an "
+                f"EfficientNet-Lite trunk; {config.model!r} has its own (leave it unset)"
+            )
+        trunk["feature_layer"] = config.feature_layer
     torch.manual_seed(derive_seed(config.seed, _TAG_INIT))
     model = create_model(
         config.model,
@@ -44,9 +53,34 @@ def _build_model(
         fc_dim=DEFAULT if config.fc_dim is None else config.fc_dim,
         spp_mode=config.spp_mode,
         dropout=config.dropout,
+        fc_layers=config.fc_layers,
         pretrained=config.pretrained,
     )
     return model, model.config()
+
+
+def frozen_layers(model: nn.Module, train_from: str) -> list[str]:
+    """The trunk layers (children of ``model.features``) before ``train_from``.
+
+    Args:
+        model: an SPP-net.
+        train_from: the name of the first trunk layer that learns, or ``"all"``.
+
+    Returns:
+        Their names, in order (empty for ``"all"``).
+
+    Raises:
+        ValueError: ``train_from`` names no layer of the trunk (the message lists them).
+    """
+    if train_from == "all":
+        return []
+    names = [name for name, _ in model.features.named_children()]
+    if train_from not in names:
+        raise ValueError(
+            f"train_from={train_from!r} is not a layer of {getattr(model, 'name', 'the')} "
+            f"trunk; its layers: {', '.join(names)} (or 'all')"
+        )
+    return names[: names.index(train_from)]
 
 
 class _TrainingModel(nn.Module):
@@ -66,19 +100,35 @@ class _TrainingModel(nn.Module):
     :meth:`release` gives the trunk its ``requires_grad`` back after training.
     """
 
-    def __init__(self, model: nn.Module, *, freeze_bn: bool, freeze_trunk: bool) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        freeze_bn: bool,
+        freeze_trunk: bool,
+        frozen: list[str] | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.freeze_bn = freeze_bn
         self.freeze_trunk = freeze_trunk
+        # the trunk's first layers that stay fixed (train_from): no gradient, eval mode;
+        # autograd then records nothing through them (their input needs no gradient)
+        self.frozen = [] if freeze_trunk else list(frozen or [])
         if freeze_trunk:
             model.features.requires_grad_(False)
+        for name in self.frozen:
+            getattr(model.features, name).requires_grad_(False)
 
     def train(self, mode: bool = True) -> _TrainingModel:
         super().train(mode)
         if mode and self.freeze_trunk:
             self.model.features.eval()
-        elif mode and self.freeze_bn:
+            return self
+        if mode:
+            for name in self.frozen:
+                getattr(self.model.features, name).eval()
+        if mode and self.freeze_bn:
             for module in self.model.features.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
@@ -109,6 +159,8 @@ class _TrainingModel(nn.Module):
         """Undo ``requires_grad=False`` on a frozen trunk (the returned model is plain)."""
         if self.freeze_trunk:
             self.model.features.requires_grad_(True)
+        for name in self.frozen:
+            getattr(self.model.features, name).requires_grad_(True)
 
 
 def _param_groups(model: nn.Module) -> list[dict[str, Any]]:
@@ -122,6 +174,35 @@ def _param_groups(model: nn.Module) -> list[dict[str, Any]]:
     in_trunk = {id(p) for p in trunk}
     head = [p for p in model.parameters() if id(p) not in in_trunk]
     return [{"params": trunk}, {"params": head}]
+
+
+def _make_optimizer(model: nn.Module, config: ClassifierTrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper) or AdamW, on the groups ``[trunk, head]``.
+
+    ``config`` is resolved. Frozen parameters stay in the trunk group (checkpoints keep one
+    layout); they never get a gradient, so neither optimizer changes them.
+    """
+    groups = _param_groups(model)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
+def lr_factor(step: int, steps_per_epoch: int, config: ClassifierTrainConfig) -> float:
+    """The cosine schedule's learning-rate multiplier at 0-based global ``step``.
+
+    Linear warm-up over ``warmup_epochs`` (``(step + 1) / warm_steps``), then
+    ``(1 + cos(pi * t)) / 2`` with ``t`` going from 0 to 1 over the remaining steps
+    (timm's fine-tuning schedule, stepped per batch); a warm-up as long as the run never
+    reaches the peak. ``config`` is resolved.
+    """
+    warm = config.warmup_epochs * steps_per_epoch
+    if step < warm:
+        return (step + 1) / warm
+    total = config.epochs * steps_per_epoch
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warm) / max(total - warm, 1)))
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float, config: ClassifierTrainConfig) -> None:

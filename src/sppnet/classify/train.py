@@ -72,9 +72,11 @@ from sppnet.classify.epochs import (
 from sppnet.classify.network import (
     _build_model,
     _load_optimizer_state,
-    _param_groups,
+    _make_optimizer,
     _set_lr,
     _TrainingModel,
+    frozen_layers,
+    lr_factor,
 )
 from sppnet.data.batching import (
     SeededTransformDataset,
@@ -83,7 +85,12 @@ from sppnet.data.batching import (
     pad_collate,
     seeded_generator,
 )
-from sppnet.data.transforms import EvalCropTransform, TrainTransform, VariableTrainTransform
+from sppnet.data.transforms import (
+    EvalCropTransform,
+    FullImageTransform,
+    TrainTransform,
+    VariableTrainTransform,
+)
 from sppnet.engine.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from sppnet.engine.distributed import (
     DistInfo,
@@ -239,6 +246,7 @@ def train_classifier(
     """
     if not isinstance(config, ClassifierTrainConfig):
         raise TypeError(f"config must be a ClassifierTrainConfig, got {type(config).__name__}")
+    config = config.resolved()  # the recipe's values where the config leaves them unset
     out = Path(config.out)
     info = init_distributed(config.device)
     try:
@@ -320,12 +328,8 @@ def _run(
 ) -> TrainResult:
     """The training loop behind :func:`train_classifier` (process group already set up)."""
     model, kwargs = _checked_model(config, len(classes), info, trust)
-    optimizer = torch.optim.SGD(
-        _param_groups(model),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )
+    frozen = frozen_layers(model, config.train_from)  # checked before any data is read
+    optimizer = _make_optimizer(model, config)
     schedule: dict[str, Any] = {"lr": config.lr, "best": None, "bad_epochs": 0, "drops": 0}
     loop = _Loop(config, info, out, model, kwargs, classes, optimizer, progress, schedule)
     start_epoch = 0 if resume_from is None else _resume(loop, resume_from, resume_lr)
@@ -334,7 +338,10 @@ def _run(
         out.mkdir(parents=True, exist_ok=True)
 
     trainee = _TrainingModel(
-        model, freeze_bn=config.pretrained, freeze_trunk=config.trunk_lr_scale == 0
+        model,
+        freeze_bn=config.freeze_bn,
+        freeze_trunk=config.trunk_lr_scale == 0,
+        frozen=frozen,
     )
     net: nn.Module = trainee
     if info.distributed:
@@ -436,15 +443,34 @@ def _loaders(
         )  # fmt: skip
     val_loader = None
     if val_set is not None and len(val_set) > 0:
+        val_loader = _val_loader(config, val_set, info, local_batch)
+    return _Data(train_data, sampler, train_loader, val_loader, local_batch)
+
+
+def _val_loader(
+    config: ClassifierTrainConfig, val_set: Any, info: DistInfo, local_batch: int
+) -> DataLoader:
+    """This process's share of the val images: one center crop each, or in the variable
+    mode the whole image as training sees it (padded batches of similar sizes)."""
+    pin = info.device.type == "cuda"
+    shard = shard_indices(len(val_set), info.rank, info.world_size)
+    if config.size_mode != "variable":
         val_data = SeededTransformDataset(
             val_set, EvalCropTransform(config.crop, config.shorter, config.mean), config.seed
         )
-        val_loader = DataLoader(
-            Subset(val_data, shard_indices(len(val_data), info.rank, info.world_size)),
-            batch_size=max(local_batch, 1), shuffle=False, num_workers=config.workers,
-            pin_memory=pin,
+        return DataLoader(
+            Subset(val_data, shard), batch_size=max(local_batch, 1), shuffle=False,
+            num_workers=config.workers, pin_memory=pin,
         )  # fmt: skip
-    return _Data(train_data, sampler, train_loader, val_loader, local_batch)
+    full = FullImageTransform(config.crop, config.mean, config.max_side or 2 * config.crop)
+    val_data = Subset(SeededTransformDataset(val_set, full, config.seed), shard)
+    all_sizes = _image_sizes(val_set)
+    sizes = [full.output_size(*all_sizes[i]) for i in shard]
+    batches = SizeGroupedBatchSampler(sizes, max(local_batch, 1), shuffle=False, seed=0)
+    return DataLoader(
+        val_data, batch_sampler=batches, collate_fn=pad_collate,
+        num_workers=config.workers, pin_memory=pin,
+    )  # fmt: skip
 
 
 def _epoch(
@@ -465,12 +491,12 @@ def _epoch(
     data.sampler.set_epoch(source)
     data.train_data.set_epoch(source)
     size = _input_size(config, source)
-    lr = loop.schedule["lr"]
+    step_lr = _cosine_steps(loop, epoch, len(data.train_loader))
     size_text = "variable" if size is None else f"{size}x{size}"
     desc = f"epoch {epoch + 1}/{config.epochs} @{size_text}"
     if config.cache_views:
         loss, train_error, count, seconds = _replayed_epoch(
-            loop, data, trainee, net, epoch, source, size, desc, replay
+            loop, data, trainee, net, epoch, source, size, desc, replay, step_lr
         )
     else:
         loss, train_error, count, seconds = _train_epoch(
@@ -483,7 +509,9 @@ def _epoch(
             last_checkpoint=loop.last_checkpoint,
             progress=loop.progress,
             desc=desc,
+            step_lr=step_lr,
         )
+    lr = loop.optimizer.param_groups[-1]["lr"]  # the head's at the epoch's last step
     val1 = val5 = None
     if data.val_loader is not None:
         val1, val5 = _validate(data.val_loader, loop.model, info, val_cache)
@@ -518,6 +546,7 @@ def _replayed_epoch(
     size: int | None,
     desc: str,
     replay: dict[int, tuple[Tensor, Tensor]],
+    step_lr: Callable[[int], None] | None = None,
 ) -> tuple[float, float, int, float]:
     """An epoch on the cached pooled vectors of epoch ``source`` (recorded on first use):
     ``(loss, train error, images, seconds)``."""
@@ -539,8 +568,24 @@ def _replayed_epoch(
         info=info,
         epoch=epoch,
         last_checkpoint=loop.last_checkpoint,
+        step_lr=step_lr,
     )
     return loss, train_error, count, time.perf_counter() - start
+
+
+def _cosine_steps(loop: _Loop, epoch: int, steps: int) -> Callable[[int], None] | None:
+    """With the cosine schedule: a callback setting the learning rate before each step
+    (``step`` counted within the epoch); None with the plateau schedule (one rate an
+    epoch). The peak is ``schedule["lr"]`` (``--resume --lr X`` changes it)."""
+    config = loop.config
+    if config.lr_schedule != "cosine":
+        return None
+    base = loop.schedule["lr"]
+
+    def apply(step: int) -> None:
+        _set_lr(loop.optimizer, base * lr_factor(epoch * steps + step, steps, config), config)
+
+    return apply
 
 
 def _end_epoch(loop: _Loop, epoch: int, improved: bool, seconds: float) -> None:

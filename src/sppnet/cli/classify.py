@@ -39,9 +39,11 @@ __all__ = ["add_eval_parser", "add_models_parser", "add_predict_parser", "add_tr
 
 # the options of `sppnet train` that are ClassifierTrainConfig fields of the same name
 _TRAIN_FIELDS = (
-    "model", "pretrained", "size_mode", "width", "fc_dim", "epochs", "batch_size", "lr",
-    "trunk_lr_scale", "crop", "small_crop", "shorter", "max_side", "dropout", "lighting",
-    "seed", "workers", "plateau_patience", "cache_views", "feature_index",
+    "model", "pretrained", "recipe", "size_mode", "width", "fc_dim", "epochs", "batch_size",
+    "lr", "trunk_lr_scale", "crop", "small_crop", "shorter", "max_side", "dropout", "lighting",
+    "seed", "workers", "plateau_patience", "cache_views", "feature_index", "spp_mode",
+    "fc_layers", "feature_layer", "train_from", "freeze_bn", "optimizer", "lr_schedule",
+    "warmup_epochs", "weight_decay",
 )  # fmt: skip
 
 
@@ -213,31 +215,14 @@ def _train(args: argparse.Namespace, rank: int) -> int:
 
     from sppnet.classify.builtin_data import shared_builtin_data
     from sppnet.classify.train import (
-        ClassifierTrainConfig,
-        load_train_config,
         train_classifier,
     )
     from sppnet.engine.checkpoint import find_checkpoint
 
-    overrides = {name: getattr(args, name) for name in _TRAIN_FIELDS}
-    overrides = {name: value for name, value in overrides.items() if value is not None}
-    check_timm_model(args.model)
-    if args.model_args is not None:
-        overrides["model_args"] = model_args_of(args)
-    if args.no_spp:
-        overrides["spp_levels"] = None
-    elif args.spp_levels is not None:
-        overrides["spp_levels"] = tuple(args.spp_levels)
     resuming = args.resume and find_checkpoint(args.out) is not None
-    base = ClassifierTrainConfig(out=args.out)
-    if resuming:
-        base = load_train_config(args.out)  # the run's settings; flags given override
-        _check_trusted(base.model, args.model, f"{args.out}'s checkpoint")
-    if args.device is not None or not resuming:  # a resumed run keeps its own device
-        overrides["device"] = resolve_device(args.device)
     # Validates every flag (e.g. --pretrained with a model without weights) before the
     # built-in data are generated.
-    config = dataclasses.replace(base, out=args.out, **overrides)
+    config = train_config_of(args, resuming)
     if args.data is None and not args.builtin and not resuming:
         args.builtin = True  # no data given: the built-in dataset
     if args.builtin:
@@ -256,14 +241,47 @@ def _train(args: argparse.Namespace, rank: int) -> int:
         last = result.history[-1]
         val = last["val_top1_error"]
         val_text = "n/a" if val is None else f"{100 * val:.2f}%"
+        config = config.resolved()
+        view = "whole image" if config.size_mode == "variable" else "1 center crop"
         print(
             f"epoch {last['epoch']}/{config.epochs}: train loss {last['train_loss']:.4f}, "
             f"train error {100 * last['train_error']:.2f}%, val top-1 error {val_text} "
-            f"(1 center crop), lr {last['lr']:g}"
+            f"({view}), lr {last['lr']:g}"
         )
         print(f"checkpoint: {result.checkpoint}")
         print(f"logs: {Path(args.out) / 'log.csv'}, {Path(args.out) / 'curves.png'}")
     return 0
+
+
+def train_config_of(args: argparse.Namespace, resuming: bool) -> Any:
+    """The :class:`~sppnet.classify.config.ClassifierTrainConfig` that ``sppnet train``'s
+    options ask for: the options given, over the resumed run's settings (``resuming``) or
+    over the unset defaults that the run's recipe fills in.
+
+    Raises:
+        ValueError / TypeError: an invalid option value (the config's own checks).
+        UntrustedModelCodeError: resuming an import-path model not named again.
+    """
+    import dataclasses
+
+    from sppnet.classify.train import ClassifierTrainConfig, load_train_config
+
+    overrides = {name: getattr(args, name) for name in _TRAIN_FIELDS}
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    check_timm_model(args.model)
+    if args.model_args is not None:
+        overrides["model_args"] = model_args_of(args)
+    if args.no_spp:
+        overrides["spp_levels"] = None
+    elif args.spp_levels is not None:
+        overrides["spp_levels"] = tuple(args.spp_levels)
+    base = ClassifierTrainConfig(out=args.out)
+    if resuming:
+        base = load_train_config(args.out)  # the run's settings; flags given override
+        _check_trusted(base.model, args.model, f"{args.out}'s checkpoint")
+    if args.device is not None or not resuming:  # a resumed run keeps its own device
+        overrides["device"] = resolve_device(args.device)
+    return dataclasses.replace(base, out=args.out, **overrides)
 
 
 def _check_trusted(recorded: str, given: str | None, where: str) -> None:
@@ -457,7 +475,10 @@ examples:
 
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
     """``sppnet train``."""
+    from sppnet.cli.train_options import RECIPE_TEXT
+
     train = add_command(sub, "train", _cmd_train, _TRAIN_TEXT)
+    train.epilog = f"{train.epilog}\n{RECIPE_TEXT}"
     source = train.add_mutually_exclusive_group()
     source.add_argument("--data", metavar="DIR", help="image-folder dataset root")
     source.add_argument(
@@ -481,15 +502,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         default=None,
         help="start from the model's ImageNet weights (efficientnet_lite0/1/2, or timm/NAME "
-        "from timm's local cache; the fc layers start random); its batch norms keep their "
-        "ImageNet statistics",
-    )
-    train.add_argument(
-        "--trunk-lr-scale",
-        type=float,
-        metavar="S",
-        help="the trunk learns at lr x S, fc6-fc8 at lr; 0 freezes the trunk: head-only "
-        "fine-tuning, about 5x faster a step (1.0)",
+        "from timm's local cache; the fc layers start random) and train with the fine-tuning "
+        "recipe (below)",
     )
     train.add_argument(
         "--cache-views",
@@ -499,52 +513,31 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         "of crops once, in memory, and replay them (epoch e trains on epoch e mod V's crops): "
         "many head epochs for the trunk time of V (0: off, default)",
     )
-    train.add_argument(
-        "--size-mode",
-        choices=("single", "multi", "random", "variable"),
-        help="single 224 crops; multi 224/180 by epoch; random s in [180, 224] per epoch; "
-        "variable: own sizes, padded batches (default single)",
-    )
     _add_train_net_options(train)
     add_device_option(train, "; with --resume: the run's own")
     add_no_progress(train)
 
 
 def _add_train_net_options(train: argparse.ArgumentParser) -> None:
-    """The network and optimisation options of ``sppnet train`` (the paper's defaults)."""
-    spp = train.add_mutually_exclusive_group()
-    spp.add_argument(
-        "--no-spp",
-        action="store_true",
-        help="the no-SPP baseline (a fixed pool5 to 6x6; 224x224 inputs only)",
-    )
-    spp.add_argument(
-        "--spp-levels",
-        type=int,
-        nargs="+",
-        metavar="N",
-        help="pyramid levels (the model's own: 6 3 2 1)",
-    )
+    """The network and optimisation options of ``sppnet train``: the recipe's, then the
+    fixed ones."""
+    from sppnet.cli.train_options import add_recipe_options
+
+    add_recipe_options(train)
     train.add_argument("--width", type=float, help="conv channel multiplier (1.0)")
     train.add_argument(
         "--fc-dim", type=int, help="fc6/fc7 width (the model's: 4096; 1024 for efficientnet_lite)"
     )
-    train.add_argument("--epochs", type=int, help="epochs in total (70)")
-    train.add_argument("--batch-size", type=int, help="global batch size (128)")
-    train.add_argument(
-        "--lr",
-        type=float,
-        help="initial learning rate (0.01); with --resume, training continues at this rate",
-    )
     train.add_argument(
         "--plateau-patience", type=int, help="epochs without val improvement before lr/10 (2)"
     )
-    train.add_argument("--crop", type=int, help="training crop side (224)")
+    train.add_argument(
+        "--crop", type=int,
+        help="training crop side; the shorter side in the variable mode (224)",
+    )  # fmt: skip
     train.add_argument("--small-crop", type=int, help="second size of multi/random modes (180)")
     train.add_argument("--shorter", type=int, help="shorter side before cropping (256)")
     train.add_argument("--max-side", type=int, help="variable mode: longer-side cap (2 x crop)")
-    train.add_argument("--dropout", type=float, help="dropout on fc6/fc7 (0.5)")
-    train.add_argument("--lighting", type=float, help="PCA colour altering std (0.1)")
     train.add_argument("--seed", type=int, help="random seed (0)")
     train.add_argument("--workers", type=int, help="data-loader worker processes (0)")
 

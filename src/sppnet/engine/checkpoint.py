@@ -281,7 +281,8 @@ def load_classifier(
     Returns:
         ``(model, meta)``: the :class:`~sppnet.models.SPPNet` in eval mode, and a dict with
         ``"classes"`` (list[str], index = label), ``"mean"`` (the constant subtracted from
-        0..255 pixels), ``"crop"`` and ``"shorter"`` (training crop and resize sizes),
+        0..255 pixels), ``"crop"`` and ``"shorter"`` (training crop and resize sizes; a
+        run trained on whole images, the ``variable`` mode, has ``shorter == crop``),
         ``"model"`` (create_model kwargs incl. ``"name"``), ``"epoch"``, ``"config"``,
         ``"history"``, ``"best_val_error"`` and ``"path"``.
 
@@ -299,6 +300,7 @@ def load_classifier(
         checkpoint_dir, which, map_location=map_location, optimizer=False
     )
     kwargs = dict(state.get("model") or {})
+    kwargs.setdefault("fc_layers", 2)  # older checkpoints: fc6 and fc7, always
     missing = [k for k in ("name", *SPPNet.CONFIG_KEYS) if k not in kwargs]
     if missing:
         raise ValueError(f"{state['path']}/state.json: model description lacks {missing}")
@@ -318,11 +320,13 @@ def load_classifier(
         ) from err
     model.to(map_location).eval()
     config = dict(state.get("config") or {})
+    # a run trained on whole images (variable mode) saw them at shorter side `crop`
+    whole = config.get("size_mode") == "variable"
     meta = {
         "classes": list(state.get("classes") or []),
         "mean": config.get("mean", 128.0),
         "crop": config.get("crop", 224),
-        "shorter": config.get("shorter", 256),
+        "shorter": config.get("crop", 224) if whole else config.get("shorter", 256),
         "model": {"name": name, **kwargs},
         "epoch": state.get("epoch"),
         "config": config,

@@ -462,6 +462,7 @@ class EfficientNetLite(SPPNet):
         feature_layer: ``"stage5"`` (112 channels, stride 16; default), ``"stage7"`` (320,
             stride 32) or ``"head"`` (1280, stride 32): the map the head pools.
         padding: ``"symmetric"`` (default) or ``"same"`` (module docstring).
+        fc_layers: 2 (fc6 and fc7, default) or 0 (dropout and fc8 on the pooled vector).
 
     Raises:
         TypeError / ValueError: bad arguments; ImportError: ``pretrained`` without the wheel.
@@ -482,6 +483,7 @@ class EfficientNetLite(SPPNet):
         pretrained: bool = False,
         feature_layer: str = "stage5",
         padding: str = "symmetric",
+        fc_layers: int = 2,
     ) -> None:
         nn.Module.__init__(self)  # SPPNet.__init__ builds a Table 1 trunk; we build ours
         spec = _check_variant(variant)
@@ -525,8 +527,8 @@ class EfficientNetLite(SPPNet):
         else:
             self.pool = SpatialPyramidPool(self.spp_levels, spp_mode)
             bins = self.pool.num_bins
-        self._build_head(bins, num_classes, fc_dim, dropout)
-        for fc in (self.fc6, self.fc7, self.fc8):  # N(0, 0.01), biases 0 (Sec. 4.2)
+        self._build_head(bins, num_classes, fc_dim, dropout, fc_layers)
+        for fc in self.fc_modules():  # N(0, 0.01), biases 0 (Sec. 4.2)
             if fc.weight.is_meta:  # built on the meta device: shapes only
                 continue
             nn.init.normal_(fc.weight, 0.0, 0.01)

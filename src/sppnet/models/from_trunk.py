@@ -92,6 +92,7 @@ class TrunkSPPNet(SPPNet):
         source: str | None = None,
         trunk_args: dict[str, Any] | None = None,
         feature_index: int | None = None,
+        fc_layers: int = 2,
     ) -> None:
         nn.Module.__init__(self)  # SPPNet.__init__ builds a Table 1 trunk; we take this one
         check_int("num_classes", num_classes, min=1)
@@ -134,8 +135,8 @@ class TrunkSPPNet(SPPNet):
         else:
             self.pool = SpatialPyramidPool(self.spp_levels, spp_mode)
             bins = self.pool.num_bins
-        self._build_head(bins, num_classes, fc_dim, dropout)
-        for fc in (self.fc6, self.fc7, self.fc8):  # N(0, 0.01), biases 0 (Sec. 4.2)
+        self._build_head(bins, num_classes, fc_dim, dropout, fc_layers)
+        for fc in self.fc_modules():  # N(0, 0.01), biases 0 (Sec. 4.2)
             nn.init.normal_(fc.weight, 0.0, 0.01)
             nn.init.zeros_(fc.bias)
 
@@ -256,6 +257,7 @@ def from_trunk(
     pretrained: bool = False,
     feature_index: int | None = None,
     width: float = 1.0,
+    fc_layers: int = 2,
 ) -> TrunkSPPNet:
     """An SPP classifier on any trunk, its geometry measured (module docstring).
 
@@ -281,6 +283,7 @@ def from_trunk(
         feature_index: timm sources: the ``features_only`` stage (None: stride 16).
         width: must be 1.0 (the trunk fixes its widths); accepted so ``create_model``'s
             common arguments pass through.
+        fc_layers: 2 (fc6 and fc7) or 0 (dropout and fc8 on the pooled vector).
 
     Returns:
         The :class:`TrunkSPPNet`, in training mode.
@@ -314,5 +317,5 @@ def from_trunk(
     return TrunkSPPNet(
         trunk, geometry, num_classes=num_classes, spp_levels=spp_levels, spp_mode=spp_mode,
         dropout=dropout, fc_dim=fc_dim, mean=mean, std=std, feature_key=feature_key,
-        source=source, trunk_args=trunk_args, feature_index=feature_index,
+        source=source, trunk_args=trunk_args, feature_index=feature_index, fc_layers=fc_layers,
     )  # fmt: skip

@@ -148,6 +148,9 @@ _NO_SPP_BINS = 6
 # Where forward_pooled may stop: after fc6 or fc7 (ReLU and dropout included), or fc8 (logits).
 FC_STAGES = ("fc6", "fc7", "fc8")
 
+# fc layers before fc8: the paper's two (fc6, fc7), or none (a linear classifier).
+FC_LAYERS = (0, 2)
+
 
 def _out_size(size, kernel: int, stride: int, padding: int):
     """Floor-mode output size of a conv/pool; works on ints and integer tensors."""
@@ -198,6 +201,7 @@ class SPPNet(nn.Module):
         "fc_dim",
         "spp_mode",
         "dropout",
+        "fc_layers",
     )
 
     def __init__(
@@ -212,6 +216,7 @@ class SPPNet(nn.Module):
         dropout: float = 0.5,
         width: float = 1.0,
         fc_dim: int = 4096,
+        fc_layers: int = 2,
     ) -> None:
         super().__init__()
         check_int("num_classes", num_classes, min=1)
@@ -250,7 +255,7 @@ class SPPNet(nn.Module):
         else:
             self.pool = SpatialPyramidPool(self.spp_levels, spp_mode)
             bins = self.pool.num_bins
-        self._build_head(bins, num_classes, fc_dim, dropout)
+        self._build_head(bins, num_classes, fc_dim, dropout, fc_layers)
 
         self._init_weights()
         # channels_last weights: oneDNN convolutions then run without reordering them.
@@ -304,20 +309,48 @@ class SPPNet(nn.Module):
                 raise TypeError(f"unknown layer spec {spec!r}")
         return nn.Sequential(modules)
 
-    def _build_head(self, bins: int, num_classes: int, fc_dim: int, dropout: float) -> None:
-        """fc6 (C * bins -> D), fc7 (D -> D), both ReLU + dropout, fc8 (D -> K)."""
+    def _build_head(
+        self, bins: int, num_classes: int, fc_dim: int, dropout: float, fc_layers: int = 2
+    ) -> None:
+        """fc6 (C * bins -> D), fc7 (D -> D), both ReLU + dropout, fc8 (D -> K).
+
+        ``fc_layers=0`` (beyond the paper): no fc6 / fc7, only dropout and fc8 on the pooled
+        vector (a linear classifier, the head that fine-tuning an ImageNet trunk on small
+        data favours); ``fc6``, ``fc7`` and their ReLUs are then identities, so every path
+        through the head (``forward_pooled(stop_at=...)``) stays the same code.
+        """
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
             raise TypeError(f"dropout must be a float in [0, 1), got {dropout!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if fc_layers not in FC_LAYERS or isinstance(fc_layers, bool):
+            raise ValueError(
+                f"fc_layers must be 2 (fc6 and fc7, the paper) or 0 (a linear classifier on "
+                f"the pooled vector), got {fc_layers!r}"
+            )
         self.dropout = float(dropout)
-        self.fc6 = nn.Linear(self.feature_channels * bins, fc_dim)
+        self.fc_layers = fc_layers
+        pooled = self.feature_channels * bins
+        if fc_layers == 0:
+            self.fc6: nn.Module = nn.Identity()
+            self.relu6: nn.Module = nn.Identity()
+            self.drop6 = nn.Dropout(dropout)
+            self.fc7: nn.Module = nn.Identity()
+            self.relu7: nn.Module = nn.Identity()
+            self.drop7: nn.Module = nn.Identity()
+            self.fc8 = nn.Linear(pooled, num_classes)
+            return
+        self.fc6 = nn.Linear(pooled, fc_dim)
         self.relu6 = nn.ReLU(inplace=True)
         self.drop6 = nn.Dropout(dropout)
         self.fc7 = nn.Linear(fc_dim, fc_dim)
         self.relu7 = nn.ReLU(inplace=True)
         self.drop7 = nn.Dropout(dropout)
         self.fc8 = nn.Linear(fc_dim, num_classes)
+
+    def fc_modules(self) -> tuple[nn.Linear, ...]:
+        """The head's linear layers: ``(fc6, fc7, fc8)``, or ``(fc8,)`` with ``fc_layers=0``."""
+        return (self.fc6, self.fc7, self.fc8) if self.fc_layers else (self.fc8,)
 
     def _init_weights(self) -> None:
         # Convs: He et al.'s own "Delving deep into rectifiers" (2015) init, which keeps the
@@ -407,7 +440,7 @@ class SPPNet(nn.Module):
     @property
     def pooled_dim(self) -> int:
         """Length of the pooled vector fc6 takes: ``C * L`` (``L = 36`` for no-SPP pool5)."""
-        return int(self.fc6.in_features)
+        return int(self.fc_modules()[0].in_features)
 
     # -------------------------------------------------------------------------- geometry
     @overload
