@@ -207,9 +207,33 @@ def test_cli_train_eval_detect(voc, tmp_path, capsys):
     assert main([
         "eval-det", "--detector", str(out), "--data", str(voc), "--split", "test",
         "--proposals", "edge_boxes", "--max-proposals", "60", "--svd-ranks", "8", "8",
-        "--out", str(tmp_path / "svd"), "--no-progress",
+        "--out", str(tmp_path / "svd"), "--no-progress", "--format", "coco",
     ]) == 0  # fmt: skip
     assert (tmp_path / "svd" / "metrics.json").is_file()
+    assert "coco: 1 file(s)" in capsys.readouterr().out
+    # --format: the evaluated detections as `detect --format` writes them, the same as
+    # the evaluation's own COCO results (scores and boxes, image by image)
+    written = json.loads(
+        (tmp_path / "svd" / "detections_coco" / "detections_coco.json").read_text()
+    )
+    scored = json.loads((tmp_path / "svd" / "coco_results.json").read_text())
+    assert len(written["annotations"]) == len(scored) > 0
+    ours = sorted((a["score"], a["bbox"]) for a in written["annotations"])
+    theirs = sorted((r["score"], r["bbox"]) for r in scored)
+    for (score, box), (score2, box2) in zip(ours, theirs, strict=True):
+        assert score == pytest.approx(score2, abs=1e-5)
+        assert box == pytest.approx(box2, abs=0.02)  # both rounded to 2 decimals
+    names = {im["file_name"] for im in written["images"]}
+    assert all(Path(name).is_file() for name in names)
+    assert main([
+        "eval-det", "--detector", str(out), "--data", str(voc), "--split", "test",
+        "--proposals", "edge_boxes", "--max-proposals", "60", "--max-images", "2",
+        "--out", str(tmp_path / "yolo"), "--no-progress", "--format", "yolo",
+    ]) == 0  # fmt: skip
+    lines = [line.split() for f in (tmp_path / "yolo" / "detections_yolo").glob("*.txt")
+             for line in f.read_text().splitlines()]  # fmt: skip
+    assert len(list((tmp_path / "yolo" / "detections_yolo").glob("*.txt"))) == 2
+    assert all(len(row) == 6 and all(0 <= float(v) <= 1 for v in row[1:5]) for row in lines)
     capsys.readouterr()
     # the speed benchmark also scores SPP-net against R-CNN with a trained detector
     bench = Path(__file__).parents[2] / "benchmarks" / "detection_speed.py"

@@ -460,10 +460,10 @@ examples:
   sppnet train --data data/caltech101 --out runs/zf5 --size-mode multi --device cuda
   # continue after a crash, or train longer
   sppnet train --out runs/zf5 --resume --epochs 90
-  # fc6-fc8 on a frozen ImageNet EfficientNet-Lite0 trunk (fc 1024), then
-  # fine-tune the trunk too at a tenth of the learning rate
+  # the demo's way on shapes: the paper's schedule, fc6-fc8 (fc 1024) on a frozen
+  # ImageNet EfficientNet-Lite0 trunk's stage-5 pyramid, then the trunk too at lr / 10
   sppnet train --builtin --out runs/lite0 --model efficientnet_lite0 --pretrained \
-      --trunk-lr-scale 0 --cache-views 4 --size-mode multi --epochs 30 \
+      --recipe paper --trunk-lr-scale 0 --cache-views 4 --size-mode multi --epochs 30 \
       --batch-size 32
   sppnet train --out runs/lite0 --resume --trunk-lr-scale 0.1 --cache-views 0 \
       --epochs 36

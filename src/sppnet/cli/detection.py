@@ -243,7 +243,28 @@ def _eval_det(args: argparse.Namespace, detector: Any, info: DistInfo) -> int:
     summary = {k: v for k, v in result.items() if k != "detections"}
     atomic_write_json(out / "metrics.json", summary)
     print(f"results: {out} (metrics.json, coco_results.json, ap_table.md, pr_curves.png, results/)")
+    if args.format is not None:
+        files = _write_eval_format(args, dataset, result["detections"], out, name)
+        print(f"{args.format}: {len(files)} file(s) in {out / ('detections_' + args.format)}")
     return 0
+
+
+def _write_eval_format(
+    args: argparse.Namespace, dataset: Any, detections: dict, out: Any, split: str
+) -> list:
+    """``eval-det --format``: the evaluated images' detections in ``out/detections_FMT``."""
+    from sppnet.detect.formats import write_dataset_detections
+
+    index = {image_id: i for i, image_id in enumerate(dataset.ids)}
+    images = {}
+    for image_id in detections:
+        i = index[image_id]
+        ann = dataset.annotations[i]
+        images[image_id] = (dataset.image_path(i), (int(ann["height"]), int(ann["width"])))
+    return write_dataset_detections(
+        detections, images, out / f"detections_{args.format}", args.format,
+        list(dataset.class_names), split,
+    )  # fmt: skip
 
 
 def _print_eval_det_result(result: dict[str, Any]) -> None:
@@ -529,6 +550,8 @@ examples:
       --proposals edge_boxes --max-proposals 500 --rcnn-images 5
   sppnet eval-det --detector runs/coco --data coco/annotations/instances_val.json \
       --images coco/val --proposals edge_boxes
+  # also the detections in YOLO txt (or json, coco, voc, csv) for another tool
+  sppnet eval-det --detector runs/det --data runs/det/data/voc --format yolo
   # on the GPU: conv maps, pooling and fc there; proposals and NMS on the CPU
   sppnet eval-det --detector runs/det --data runs/det/data/voc --split test --device cuda
   # the images shared out to 2 processes (rank 0 scores: the same numbers and files)
@@ -554,6 +577,11 @@ def add_eval_det_parser(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--proposal-cache", metavar="DIR", help="where computed ones go")
     evaluate.add_argument("--rcnn-images", type=int, default=0, help="R-CNN baseline images")
     evaluate.add_argument("--max-images", type=int, help="evaluate the first N images")
+    evaluate.add_argument(
+        "--format", choices=("json", "coco", "voc", "yolo", "csv"),
+        help="also write the evaluated images' detections as `detect --format` does, into "
+        "OUT/detections_FORMAT (boxes in each image's pixels)",
+    )  # fmt: skip
     add_detector_settings(evaluate)
     add_device_option(evaluate)
     add_no_progress(evaluate)

@@ -1,9 +1,11 @@
-"""The files ``sppnet detect --format`` writes: detections of many images in common formats.
+"""The files ``sppnet detect --format`` and ``sppnet eval-det --format`` write: detections of
+many images in common formats.
 
 Boxes are in each original image's pixels (``(x1, y1, x2, y2)``, continuous, 0-based), the
 score is the detector's (the SVM margin), ``prob`` the fc8 softmax where the detector has it.
 
-- ``json``: ``OUT/<name>.json`` per image (:func:`~sppnet.detect.images.save_image_detections`);
+- ``json``: ``OUT/<name>.json`` per image (:func:`~sppnet.detect.images.save_image_detections`;
+  from ``eval-det``, the same record without the windows and timings);
 - ``coco``: ``OUT/detections_coco.json``, one file: ``images`` (``id``, ``file_name``,
   ``width``, ``height``), ``categories`` (``id`` = label + 1) and ``annotations`` (COCO
   results: ``image_id``, ``category_id``, ``bbox`` ``[x, y, w, h]``, ``score``; plus ``id``,
@@ -30,12 +32,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from sppnet._atomic import atomic_write_text
 from sppnet.detect.images import ImageDetections
 
-__all__ = ["FORMATS", "DetectionsWriter", "format_files"]
+__all__ = ["FORMATS", "DetectionsWriter", "format_files", "write_dataset_detections"]
 
 FORMATS = ("json", "coco", "voc", "yolo", "csv")
 COCO_FILE = "detections_coco.json"
@@ -166,3 +169,49 @@ class DetectionsWriter:
                 *(f"{v:.2f}" for v in row["box"]),
             ])  # fmt: skip
         return buffer.getvalue()
+
+
+def write_dataset_detections(
+    detections: dict[str, dict[str, Tensor]],
+    images: dict[str, tuple[Path, tuple[int, int]]],
+    out: Path,
+    fmt: str,
+    class_names: Sequence[str],
+    split: str,
+) -> list[Path]:
+    """``eval-det --format``: the detections of the evaluated images, in one format.
+
+    Args:
+        detections: ``{image_id: {"boxes": Tensor[M, 4], "scores", "labels"[, "probs"]}}``
+            with boxes in the image's own pixels (what :func:`evaluate_detector` returns).
+        images: ``{image_id: (image file, (height, width))}``.
+        out: the folder to write (created).
+        fmt: one of :data:`FORMATS`.
+        class_names: the detector's K classes.
+        split: the ``<split>`` of VOC's file names.
+
+    Returns:
+        The files written, in image order (per-image formats) or one per file.
+    """
+    from sppnet.visualize import detections_to_json, save_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    writer = DetectionsWriter(fmt, out, class_names, split)
+    files: list[Path] = []
+    for image_id, dets in detections.items():
+        path, size = images[image_id]
+        if fmt == "json":
+            data = detections_to_json(dets, class_names, image=str(path), image_size=size)
+            if "probs" in dets:
+                for row, prob in zip(data["detections"], dets["probs"].tolist(), strict=True):
+                    row["prob"] = round(prob, 6)
+            target = out / f"{image_id}.json"
+            save_json(data, target)
+            files.append(target)
+            continue
+        result = ImageDetections(
+            path=Path(path), name=image_id, image=None, original_size=size,
+            factor=torch.ones(4), detections=dets, windows=0, timing={},
+        )  # fmt: skip
+        files += writer.add(result)
+    return files + writer.close()

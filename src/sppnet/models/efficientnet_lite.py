@@ -69,8 +69,7 @@ from torch import Tensor, nn
 
 from sppnet._validate import check_int
 from sppnet.models.fused_conv import conv2d_activation, fused_conv_allowed
-from sppnet.models.spp_net import PoolSpec, SPPNet
-from sppnet.ops import SpatialPyramidPool
+from sppnet.models.spp_net import SPPNet
 
 __all__ = [
     "FEATURE_LAYERS",
@@ -518,21 +517,9 @@ class EfficientNetLite(SPPNet):
             for i, m in enumerate(self._spatial)
         )
         self.min_input_size: int = 1  # "same"/"symmetric" k // 2 padding never empties a map
-        if self.spp_levels is None:
-            # 3x3 / 2 like the paper's pool5: 14 x 14 -> 6 x 6 at 224 (stride 32: 7 -> 3)
-            self.pool5_spec = PoolSpec(3, 2)
-            self.pool: nn.Module = nn.MaxPool2d(3, 2)
-            self._no_spp_bins = (-(-224 // self.feature_stride) - 3) // 2 + 1
-            bins = self._no_spp_bins**2
-        else:
-            self.pool = SpatialPyramidPool(self.spp_levels, spp_mode)
-            bins = self.pool.num_bins
-        self._build_head(bins, num_classes, fc_dim, dropout, fc_layers)
-        for fc in self.fc_modules():  # N(0, 0.01), biases 0 (Sec. 4.2)
-            if fc.weight.is_meta:  # built on the meta device: shapes only
-                continue
-            nn.init.normal_(fc.weight, 0.0, 0.01)
-            nn.init.zeros_(fc.bias)
+        # no SPP: 3x3 / 2 like the paper's pool5: 14 x 14 -> 6 x 6 at 224 (stride 32: 7 -> 3)
+        no_spp_bins = (-(-224 // self.feature_stride) - 3) // 2 + 1
+        self._attach_pretrained_head(no_spp_bins, spp_mode, num_classes, fc_dim, dropout, fc_layers)
         if pretrained:
             load_lite_weights(self.features, variant)
         self.features.to(memory_format=torch.channels_last)

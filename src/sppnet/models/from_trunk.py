@@ -33,10 +33,9 @@ import torch
 from torch import Tensor, nn
 
 from sppnet._validate import check_int
-from sppnet.models.spp_net import PoolSpec, SPPNet
+from sppnet.models.spp_net import SPPNet
 from sppnet.models.trunk_geometry import TrunkGeometry, measure_trunk_geometry, select_map
 from sppnet.models.trunk_source import build_trunk, check_trunk_args
-from sppnet.ops import SpatialPyramidPool
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TrunkSPPNet", "from_trunk"]
 
@@ -119,26 +118,15 @@ class TrunkSPPNet(SPPNet):
         self.feature_offset: float = geometry.offset
         self.receptive_field = geometry.receptive_field
         self.min_input_size: int = geometry.min_input_size
-        if self.spp_levels is None:
-            # 3x3 / 2 like the paper's pool5 on its 13 x 13 map at 224
-            self.pool5_spec = PoolSpec(3, 2)
-            self.pool: nn.Module = nn.MaxPool2d(3, 2)
-            side = geometry.map_side(224) if self.min_input_size <= 224 else 0
-            self._no_spp_bins = (side - 3) // 2 + 1 if side >= 3 else 0
-            if self._no_spp_bins < 1:
-                raise ValueError(
-                    f"the no-SPP baseline pools the 224x224 input's map with a 3x3 / 2 max "
-                    f"pool; {self.name}'s map at 224 is {side}x{side}, too small: use "
-                    "spp_levels"
-                )
-            bins = self._no_spp_bins**2
-        else:
-            self.pool = SpatialPyramidPool(self.spp_levels, spp_mode)
-            bins = self.pool.num_bins
-        self._build_head(bins, num_classes, fc_dim, dropout, fc_layers)
-        for fc in self.fc_modules():  # N(0, 0.01), biases 0 (Sec. 4.2)
-            nn.init.normal_(fc.weight, 0.0, 0.01)
-            nn.init.zeros_(fc.bias)
+        # no SPP: 3x3 / 2 like the paper's pool5 on its 13 x 13 map at 224
+        side = geometry.map_side(224) if self.min_input_size <= 224 else 0
+        no_spp_bins = (side - 3) // 2 + 1 if side >= 3 else 0
+        if self.spp_levels is None and no_spp_bins < 1:
+            raise ValueError(
+                f"the no-SPP baseline pools the 224x224 input's map with a 3x3 / 2 max "
+                f"pool; {self.name}'s map at 224 is {side}x{side}, too small: use spp_levels"
+            )
+        self._attach_pretrained_head(no_spp_bins, spp_mode, num_classes, fc_dim, dropout, fc_layers)
 
     # ---------------------------------------------------------------------------- config
     def config(self) -> dict[str, Any]:
