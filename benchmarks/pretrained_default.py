@@ -8,8 +8,8 @@ any ``--sizes``), with the ImageNet EfficientNet-Lite0 trunk:
   probe of ``benchmarks/recipe_study.py`` on every set it measured;
 - the default run: ``train_classifier`` with ``model="efficientnet_lite0",
   pretrained=True`` and nothing else set (what ``sppnet train --pretrained`` does), timed
-  from start to the last checkpoint, then its best-on-val checkpoint tested on the whole
-  image (as ``sppnet eval --views full``).
+  from start to the last checkpoint, then its last model tested on the whole image (as
+  ``sppnet eval --views full``).
 
 Both report the top-1 test error with its binomial standard error ``sqrt(p (1 - p) / n)``;
 the difference's standard error is the two combined (independent errors assumed, an upper
@@ -99,7 +99,7 @@ def default_run(data: Path, out: Path, progress: bool) -> dict[str, float]:
         train_classifier(config, progress=progress)
         timing.write_text(json.dumps({"seconds": time.perf_counter() - start}))
     seconds = json.loads(timing.read_text())["seconds"]
-    model, meta = load_classifier(out, "best")
+    model, meta = load_classifier(out, "latest")  # the run's last model, as `sppnet eval`
     test = ImageFolder(data, split="test")
     result = evaluate_classifier(
         model, test, views=("full",), crop=meta["crop"], shorter=meta["shorter"],
@@ -110,7 +110,7 @@ def default_run(data: Path, out: Path, progress: bool) -> dict[str, float]:
     return {
         "test_error": error,
         "test_se": stderr(error, len(test)),
-        "best_val_error": float(meta["best_val_error"]),
+        "val_error": float(history[-1]["val_top1_error"]),
         "train_images": len(ImageFolder(data, split="train")),
         "epochs": len(history),
         "minutes": seconds / 60,

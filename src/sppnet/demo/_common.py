@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,27 @@ def _usable_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def cpu_name() -> str:
+    """The CPU's model name and the instruction set torch's kernels use here.
+
+    Convolutions and matrix products add in an order that depends on the CPU's vector
+    instructions, so two machines of different CPUs agree on the demo's numbers only to
+    the last digits (and detection APs, through ranks and thresholds, to about a point).
+    """
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:  # not Linux
+        pass
+    return f"{model} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def _pct(value: float | None) -> float | None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sppnet._atomic import atomic_write_text
-from sppnet.demo._common import JSON_OPTIONS, Log, _usable_cpus
+from sppnet.demo._common import JSON_OPTIONS, Log, _usable_cpus, cpu_name
 from sppnet.demo.classification import (
     _classifier_config,
     _data_stage,
@@ -155,6 +155,7 @@ def run_demo(
             "quick": quick,
             "settings": label,
             "threads": threads,
+            "cpu": cpu_name(),
             "config": config.to_dict(),
             "stage_seconds": dict(stages.seconds),
             "reused_stages": list(stages.reused),
