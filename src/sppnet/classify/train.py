@@ -215,11 +215,10 @@ def train_classifier(
     """Train an SPP-net classifier, writing checkpoints and logs to ``config.out``.
 
     Runs alone or under ``torchrun`` (one process per device; ``config.batch_size`` is the
-    global batch, split evenly; only rank 0 writes files; metrics are summed over
-    processes).
+    global batch, split evenly; only rank 0 writes files; metrics summed over processes).
 
     Args:
-        config: the run's settings.
+        config: the run's settings; fields it leaves unset take its recipe's values.
         resume: continue from the latest checkpoint in ``config.out`` (starts fresh when
             there is none). Model-defining settings, ``pretrained``, size mode, seed and
             classes must match the checkpoint; ``epochs`` may be raised to train longer and
@@ -227,10 +226,10 @@ def train_classifier(
         progress: show tqdm bars (rank 0 only).
         train_set: optional dataset of ``(PIL image, int label)`` with a ``classes`` list,
             used instead of ``config.data``'s train split.
-        val_set: optional dataset like ``train_set`` for validation (one center crop).
-        resume_lr: with ``resume``, continue at this learning rate instead of the
-            checkpoint's (``--resume --lr X``, e.g. after a NaN loss); the plateau schedule
-            goes on from it. Ignored when there is no checkpoint (``config.lr`` starts).
+        val_set: optional dataset like ``train_set`` for validation (one view each).
+        resume_lr: with ``resume``, continue at this learning rate (the cosine peak)
+            instead of the checkpoint's (``--resume --lr X``, e.g. after a NaN loss); the
+            schedule goes on from it. Ignored without a checkpoint (``config.lr`` starts).
         trust_model_code: a ``config.model`` that is an import path
             (``package.module:factory``) is imported only when this is True or that same
             path (a config read back from a run must not import code by itself).
@@ -246,7 +245,7 @@ def train_classifier(
     """
     if not isinstance(config, ClassifierTrainConfig):
         raise TypeError(f"config must be a ClassifierTrainConfig, got {type(config).__name__}")
-    config = config.resolved()  # the recipe's values where the config leaves them unset
+    config = config.resolved()
     out = Path(config.out)
     info = init_distributed(config.device)
     try:

@@ -70,6 +70,7 @@ from torch import Tensor, nn
 from sppnet._validate import check_int
 from sppnet.models.fused_conv import conv2d_activation, fused_conv_allowed
 from sppnet.models.spp_net import SPPNet
+from sppnet.models.trunk_head import attach_head
 
 __all__ = [
     "FEATURE_LAYERS",
@@ -519,7 +520,7 @@ class EfficientNetLite(SPPNet):
         self.min_input_size: int = 1  # "same"/"symmetric" k // 2 padding never empties a map
         # no SPP: 3x3 / 2 like the paper's pool5: 14 x 14 -> 6 x 6 at 224 (stride 32: 7 -> 3)
         no_spp_bins = (-(-224 // self.feature_stride) - 3) // 2 + 1
-        self._attach_pretrained_head(no_spp_bins, spp_mode, num_classes, fc_dim, dropout, fc_layers)
+        attach_head(self, no_spp_bins, spp_mode, num_classes, fc_dim, dropout, fc_layers)
         if pretrained:
             load_lite_weights(self.features, variant)
         self.features.to(memory_format=torch.channels_last)

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from sppnet._validate import check_int
 from sppnet.models.spp_net import SPPNet
 from sppnet.models.trunk_geometry import TrunkGeometry, measure_trunk_geometry, select_map
+from sppnet.models.trunk_head import attach_head
 from sppnet.models.trunk_source import build_trunk, check_trunk_args
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TrunkSPPNet", "from_trunk"]
@@ -126,7 +127,7 @@ class TrunkSPPNet(SPPNet):
                 f"the no-SPP baseline pools the 224x224 input's map with a 3x3 / 2 max "
                 f"pool; {self.name}'s map at 224 is {side}x{side}, too small: use spp_levels"
             )
-        self._attach_pretrained_head(no_spp_bins, spp_mode, num_classes, fc_dim, dropout, fc_layers)
+        attach_head(self, no_spp_bins, spp_mode, num_classes, fc_dim, dropout, fc_layers)
 
     # ---------------------------------------------------------------------------- config
     def config(self) -> dict[str, Any]:

@@ -348,33 +348,6 @@ class SPPNet(nn.Module):
         self.drop7 = nn.Dropout(dropout)
         self.fc8 = nn.Linear(fc_dim, num_classes)
 
-    def _attach_pretrained_head(
-        self,
-        no_spp_bins: int,
-        spp_mode: str,
-        num_classes: int,
-        fc_dim: int,
-        dropout: float,
-        fc_layers: int,
-    ) -> None:
-        """The pooling and fc layers of a trunk not built from a layer list (EfficientNet-
-        Lite, any trunk): SPP, or the no-SPP baseline's 3x3 / 2 max pool to
-        ``no_spp_bins`` per side; fc layers ~ N(0, 0.01), biases 0 (Sec. 4.2)."""
-        if self.spp_levels is None:
-            self.pool5_spec = PoolSpec(3, 2)
-            self.pool: nn.Module = nn.MaxPool2d(3, 2)
-            self._no_spp_bins = no_spp_bins
-            bins = no_spp_bins**2
-        else:
-            self.pool = SpatialPyramidPool(self.spp_levels, spp_mode)
-            bins = self.pool.num_bins
-        self._build_head(bins, num_classes, fc_dim, dropout, fc_layers)
-        for fc in self.fc_modules():
-            if fc.weight.is_meta:  # built on the meta device: shapes only
-                continue
-            nn.init.normal_(fc.weight, 0.0, 0.01)
-            nn.init.zeros_(fc.bias)
-
     def fc_modules(self) -> tuple[nn.Linear, ...]:
         """The head's linear layers: ``(fc6, fc7, fc8)``, or ``(fc8,)`` with ``fc_layers=0``."""
         return (self.fc6, self.fc7, self.fc8) if self.fc_layers else (self.fc8,)
