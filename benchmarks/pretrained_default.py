@@ -118,14 +118,19 @@ def default_run(data: Path, out: Path, progress: bool) -> dict[str, float]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the comparison on each set; print a table and write the JSON."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", nargs="+", required=True, help="image-folder sets")
     parser.add_argument("--out", required=True, help="folder for runs and feature caches")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the comparison on each set; print a table and write the JSON."""
+    args = build_parser().parse_args(argv)
     results = {}
     for data in map(Path, args.data):
         where = Path(args.out) / data.name

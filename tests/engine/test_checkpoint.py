@@ -83,7 +83,8 @@ def test_load_classifier_gives_the_same_outputs_in_eval_mode(tmp_path):
     assert torch.equal(loaded(x), model.eval()(x))
     assert meta["classes"] == ["a", "b", "c"]
     assert (meta["mean"], meta["crop"], meta["shorter"], meta["epoch"]) == (128.0, 64, 72, 1)
-    assert meta["model"] == {**MODEL, "spp_levels": (3, 1)}
+    # MODEL predates fc_layers: such a description loads with fc6 and fc7, as it was built
+    assert meta["model"] == {**MODEL, "spp_levels": (3, 1), "fc_layers": 2}
     # also from the checkpoints/ folder or the epoch folder itself
     for path in (tmp_path / "checkpoints", tmp_path / "checkpoints" / "epoch_0001"):
         assert torch.equal(load_classifier(path)[0](x), loaded(x))

@@ -39,7 +39,9 @@ _RANGES: dict[str, _Range] = {
     "max_image_side": (1, MAX_RESIZED_SIDE, True, True),
     "batch_size": (1, 1024, True, True),
     "epochs": (1, 10_000, True, True),
-    "plateau_patience": (0, 10_000, True, True),
+    **dict.fromkeys(("plateau_patience", "warmup_epochs"), (0, 10_000, True, True)),
+    "fc_layers": (0, 2, True, True),  # 0 or 2 (the config refuses 1)
+    "weight_decay": (0, 10, True, True),
     **dict.fromkeys(("fc_dim", "svd_ranks"), (1, 16_384, True, True)),
     "spp_levels": (1, 16, True, True),
     **dict.fromkeys(("max_images", "max_detections", "top"), (1, _HUGE, True, True)),

@@ -62,7 +62,7 @@ def add_recipe_options(train: argparse.ArgumentParser) -> None:
     spp.add_argument("--spp-levels", type=int, nargs="+", metavar="N",
                      help="pyramid levels" + _defaults("spp_levels"))  # fmt: skip
     add("--spp-mode", choices=("max", "avg"), help="pooling in every bin" + _defaults("spp_mode"))
-    add("--fc-layers", type=int, choices=(0, 2),
+    add("--fc-layers", type=int, metavar="{0,2}",
         help="2: fc6, fc7 then fc8; 0: a linear classifier on the pooled vector"
         + _defaults("fc_layers"))  # fmt: skip
     add("--feature-layer", choices=("stage5", "stage7", "head"),
