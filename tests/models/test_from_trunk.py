@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sys
+import types
 
 import pytest
 import torch
@@ -291,3 +292,65 @@ def test_meta_trunk_measures_shapes_and_asks_for_the_offset():
     assert (geometry.stride, geometry.min_input_size, geometry.channels) == (8, 9, 12)
     with pytest.raises(ValueError, match=r"meta device .* pass feature_offset"):
         measure_trunk_geometry(trunk)
+
+
+# ---------------------------------------------------------- timm's local weight caches
+class _Cfg:
+    def __init__(self, hf_hub_id=None, url=None):
+        self.hf_hub_id, self.url = hf_hub_id, url
+
+
+def _timm_with(cfg):
+    """A stand-in of the ``timm`` module: ``timm.models.get_pretrained_cfg(name)``."""
+    models = types.SimpleNamespace(get_pretrained_cfg=lambda name: cfg)
+    return types.SimpleNamespace(models=models, create_model=_create)
+
+
+def test_timm_weights_come_from_torch_hubs_cache_or_an_error_naming_it(tmp_path, monkeypatch):
+    import torch.hub
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    timm = _timm_with(_Cfg(url="https://example.org/weights/standin-1234.pth"))
+    expected = tmp_path / "hub" / "checkpoints" / "standin-1234.pth"
+    with pytest.raises(FileNotFoundError, match="sppnet never downloads") as info:
+        trunk_source._timm_cached_weights(timm, "standin")
+    assert str(expected) in str(info.value)
+    expected.parent.mkdir(parents=True)
+    expected.write_bytes(b"weights")
+    assert trunk_source._timm_cached_weights(timm, "standin") == expected
+
+
+def test_timm_weights_come_from_the_hugging_face_cache(tmp_path, monkeypatch):
+    cached = tmp_path / "model.safetensors"
+    asked = []
+
+    def try_to_load_from_cache(repo, file):  # huggingface_hub's: a path, or None
+        asked.append((repo, file))
+        return str(cached) if cached.is_file() else None
+
+    hub = types.ModuleType("huggingface_hub")
+    hub.try_to_load_from_cache = try_to_load_from_cache
+    monkeypatch.setitem(sys.modules, "huggingface_hub", hub)
+    timm = _timm_with(_Cfg(hf_hub_id="timm/standin.a1_in1k@main"))
+    with pytest.raises(FileNotFoundError, match=r"Hugging Face cache \(repo timm/standin"):
+        trunk_source._timm_cached_weights(timm, "standin")
+    assert asked[0] == ("timm/standin.a1_in1k", "model.safetensors")  # no revision suffix
+    cached.write_bytes(b"weights")
+    assert trunk_source._timm_cached_weights(timm, "standin") == cached
+
+
+def test_pretrained_timm_trunk_is_built_from_the_cached_file_only(tmp_path, monkeypatch):
+    weights = tmp_path / "standin.pth"
+    weights.write_bytes(b"weights")
+    calls = []
+
+    def create(name, *, features_only, pretrained=False, out_indices=None, **kwargs):
+        calls.append({"pretrained": pretrained, **kwargs})
+        return _StandIn(out_indices)
+
+    monkeypatch.setattr(trunk_source, "import_timm", lambda: _timm_with(None))
+    monkeypatch.setattr(trunk_source, "_timm_cached_weights", lambda timm, name: weights)
+    trunk_source.timm_features_trunk(create, "standin", pretrained=True)
+    probe, built = calls
+    assert probe == {"pretrained": False}  # the stage is chosen without any weights
+    assert built == {"pretrained": True, "pretrained_cfg_overlay": {"file": str(weights)}}
