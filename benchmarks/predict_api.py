@@ -147,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, nargs="+", default=(0, 1, 2), help="proposal workers"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--detector", metavar="DIR",
+        help="a trained detector (a train-det output, e.g. the demo's RUN/detection/train/"
+        "detector) instead of the random-weight ZF-5 one; its scales are used",
+    )  # fmt: skip
     return parser
 
 
@@ -155,12 +160,16 @@ def main() -> None:
     args = build_parser().parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        det_dir = _save_detector(args, Path(tmp))
+        if args.detector is None:
+            det_dir = _save_detector(args, Path(tmp))
+            what = f"ZF-5 (width {args.width}, fc {args.fc_dim}), 20 classes, scale {args.scale}"
+        else:
+            det_dir = Path(args.detector)
+            what = f"the trained detector {det_dir}"
         folder = Path(tmp) / "images"
         paths = _images(args, folder)
-        print(f"ZF-5 (width {args.width}, fc {args.fc_dim}), 20 classes, scale {args.scale}, "
-              f"EdgeBoxes up to {args.windows} windows, {args.images} images 500 x 375, "
-              f"{args.repeats} rounds")  # fmt: skip
+        print(f"{what}, EdgeBoxes up to {args.windows} windows, {args.images} images "
+              f"500 x 375, {args.repeats} rounds")  # fmt: skip
         print(environment_line())
         _api_vs_engine(args, det_dir, paths)
         _folder_throughput(args, det_dir, folder, Path(tmp))
