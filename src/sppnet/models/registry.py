@@ -102,6 +102,8 @@ def create_model(
             - ``fc_dim``: width of fc6 and fc7; the default is 4096 for the paper's networks
               and 1024 for EfficientNet-Lite (whose pooled vector is 112 x 50).
             - ``spp_mode``: ``"max"`` (the paper) or ``"avg"``.
+            - ``fc_layers``: 2 (fc6 and fc7 before fc8, the paper) or 0 (dropout and fc8
+              on the pooled vector: a linear classifier).
 
             EfficientNet-Lite also takes ``feature_layer`` and ``padding``
             (:class:`~sppnet.models.EfficientNetLite`).
