@@ -77,7 +77,7 @@ def frozen_layers(model: nn.Module, train_from: str) -> list[str]:
     names = [name for name, _ in model.features.named_children()]
     if train_from not in names:
         raise ValueError(
-            f"train_from={train_from!r} is not a layer of {getattr(model, 'name', 'the')} "
+            f"train_from={train_from!r} is not a layer of the {getattr(model, 'name', '')} "
             f"trunk; its layers: {', '.join(names)} (or 'all')"
         )
     return names[: names.index(train_from)]

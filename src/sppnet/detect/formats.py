@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from sppnet._atomic import atomic_write_text
-from sppnet.detect.images import ImageDetections
+from sppnet.detect.images import ImageDetections, detection_record
 
 __all__ = ["FORMATS", "DetectionsWriter", "format_files", "write_dataset_detections"]
 
@@ -193,7 +193,7 @@ def write_dataset_detections(
     Returns:
         The files written, in image order (per-image formats) or one per file.
     """
-    from sppnet.visualize import detections_to_json, save_json
+    from sppnet.visualize import save_json
 
     out.mkdir(parents=True, exist_ok=True)
     writer = DetectionsWriter(fmt, out, class_names, split)
@@ -201,12 +201,8 @@ def write_dataset_detections(
     for image_id, dets in detections.items():
         path, size = images[image_id]
         if fmt == "json":
-            data = detections_to_json(dets, class_names, image=str(path), image_size=size)
-            if "probs" in dets:
-                for row, prob in zip(data["detections"], dets["probs"].tolist(), strict=True):
-                    row["prob"] = round(prob, 6)
             target = out / f"{image_id}.json"
-            save_json(data, target)
+            save_json(detection_record(dets, class_names, path, size), target)
             files.append(target)
             continue
         result = ImageDetections(

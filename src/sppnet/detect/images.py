@@ -261,6 +261,26 @@ def detect_images(
             yield result
 
 
+def detection_record(
+    detections: dict[str, Tensor],
+    class_names: Sequence[str],
+    path: str | os.PathLike[str],
+    size: tuple[int, int],
+) -> dict[str, Any]:
+    """One image's detections as its JSON record (boxes in the image's own pixels).
+
+    :func:`~sppnet.visualize.detections_to_json` of the boxes, with each row's ``prob``
+    (the fc8 softmax beside the SVM score) where the detections have ``"probs"``.
+    """
+    from sppnet.visualize import detections_to_json
+
+    data = detections_to_json(detections, class_names, image=str(path), image_size=size)
+    if "probs" in detections:
+        for row, prob in zip(data["detections"], detections["probs"].tolist(), strict=True):
+            row["prob"] = round(prob, 6)
+    return data
+
+
 def save_image_detections(
     result: ImageDetections,
     out: str | os.PathLike[str],
@@ -280,7 +300,7 @@ def save_image_detections(
         ``(picture, json_file, replaced)``: the files written (None for one left out), and
         those of them an earlier run had written (now replaced).
     """
-    from sppnet.visualize import detections_to_json, draw_detections, save_json
+    from sppnet.visualize import draw_detections, save_json
 
     out = Path(out)
     targets = [out / f"{result.name}.png", out / f"{result.name}.json"]
@@ -294,15 +314,12 @@ def save_image_detections(
         ))  # fmt: skip
     if not record:
         return drawn, None, replaced
-    data = detections_to_json(
+    data = detection_record(
         {**dets, "boxes": dets["boxes"] / result.factor},
         class_names,
-        image=str(result.path),
-        image_size=result.original_size,
+        result.path,
+        result.original_size,
     )
-    if "probs" in dets:  # the fc8 softmax beside the SVM score
-        for row, prob in zip(data["detections"], dets["probs"].tolist(), strict=True):
-            row["prob"] = round(prob, 6)
     data["windows"] = result.windows
     data["timing"] = result.timing
     save_json(data, targets[-1])
